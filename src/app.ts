@@ -1,0 +1,87 @@
+/**
+ * The Koa application: security headers, request ids, error pages, the interaction pages, and
+ * oidc-provider for every protocol endpoint. `createApp` never listens, so tests start it on port 0.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import Koa, { type Context, type Next } from 'koa';
+import send from 'koa-send';
+import views from 'koa-views';
+
+import type { Config } from './config.ts';
+import type { AccountService } from './domain/accounts.ts';
+import { errorHandler } from './http/error-handler.ts';
+import { renderPage } from './http/render.ts';
+import { securityHeaders } from './http/security-headers.ts';
+import { interactionRouter } from './interaction/router.ts';
+import type { Logger } from './log.ts';
+import type { ProviderHost } from './oidc/provider-host.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const VIEWS_DIR = path.join(ROOT, 'views');
+const ASSETS_DIR = path.join(VIEWS_DIR, 'assets');
+
+export interface AppDependencies {
+  config: Config;
+  logger: Logger;
+  host: ProviderHost;
+  accounts: AccountService;
+}
+
+async function requestId(ctx: Context, next: Next) {
+  const incoming = ctx.get('X-Request-Id');
+  ctx.state.requestId = /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+  ctx.set('X-Request-Id', ctx.state.requestId);
+  await next();
+}
+
+/** RFC 9700 section 4.12: a redirect answering a POST must be 303, or the browser may re-POST the form (with credentials) to the target. */
+async function seeOtherAfterPost(ctx: Context, next: Next) {
+  await next();
+  if (ctx.method === 'POST' && (ctx.status === 302 || ctx.status === 307)) ctx.status = 303;
+}
+
+/** Discovery and JWKS are public, change rarely, and are fetched by every RP and resource server: let them cache. */
+async function publicCaching(ctx: Context, next: Next) {
+  await next();
+  if (ctx.method === 'GET' && ctx.status === 200 && (ctx.path === '/jwks' || ctx.path === '/.well-known/openid-configuration')) {
+    ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
+  }
+}
+
+async function assets(ctx: Context, next: Next) {
+  if (!ctx.path.startsWith('/assets/') || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+  await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
+}
+
+export function createApp({ config, logger, host, accounts }: AppDependencies): Koa {
+  const app = new Koa({ proxy: config.behindTlsProxy });
+  host.attach(app);
+  // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
+  app.silent = true;
+
+  app.use(requestId);
+  app.use(securityHeaders());
+  app.use(seeOtherAfterPost);
+  app.use(publicCaching);
+  app.use(views(VIEWS_DIR, { extension: 'ejs' }));
+  app.use(errorHandler(logger));
+  app.use(assets);
+
+  app.use(async function home(ctx, next) {
+    if (ctx.path !== '/' || ctx.method !== 'GET') return next();
+    await renderPage(ctx, 'home', { title: 'Tessera', issuer: config.issuer });
+  });
+  app.use(async function healthz(ctx, next) {
+    if (ctx.path !== '/healthz') return next();
+    ctx.body = { status: 'ok' };
+  });
+
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger });
+  app.use(interactions.routes());
+  app.use(interactions.allowedMethods());
+  app.use(host.middleware());
+  return app;
+}

@@ -1,0 +1,161 @@
+/**
+ * Signing and cookie keys. Generated on first start, kept in the store with private parts encrypted
+ * (AES-256-GCM under a key derived from the master secret), rotated on demand. A retired signing key
+ * stays in the JWKS until every token it signed has expired, so validators never meet an unknown kid
+ * for a live token.
+ */
+import { createCipheriv, createDecipheriv, generateKeyPair, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+
+import { AppError } from '../errors.ts';
+import type { KeyRepository, StoredKey } from '../store/port.ts';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/** One signing key per family: RSA serves RS256 and PS256, P-256 serves ES256, Ed25519 serves EdDSA. */
+const SIGNING_FAMILIES = [
+  { alg: 'RS256', generate: () => generateKeyPairAsync('rsa', { modulusLength: 2048 }) },
+  { alg: 'ES256', generate: () => generateKeyPairAsync('ec', { namedCurve: 'P-256' }) },
+  { alg: 'EdDSA', generate: () => generateKeyPairAsync('ed25519') },
+] as const;
+
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi'];
+
+export interface KeyMaterial {
+  /** Private JWKs for oidc-provider: current keys first, so they are the ones that sign. */
+  readonly signingKeys: JWK[];
+  /** Cookie signing keys, newest first (keygrip signs with the first and verifies with all). */
+  readonly cookieKeys: string[];
+  /** Changes whenever the set of keys changes; cheap to compare. */
+  readonly fingerprint: string;
+}
+
+export interface KeySummary {
+  kid: string;
+  alg: string;
+  use: string;
+  status: 'current' | 'retired';
+  createdAt: string;
+  retiredAt?: string;
+  expiresAt?: string;
+}
+
+export class KeyService {
+  readonly #keys: KeyRepository;
+  readonly #encryptionKey: Buffer;
+  readonly #retainSeconds: number;
+
+  /**
+   * @param retainSeconds how long a retired signing key stays published: the longest lifetime of
+   *   anything it signs (ID tokens, JWT access tokens) plus clock skew.
+   */
+  constructor(keys: KeyRepository, masterSecret: string, retainSeconds: number) {
+    this.#keys = keys;
+    this.#encryptionKey = Buffer.from(hkdfSync('sha256', masterSecret, 'tessera', 'tessera key encryption v1', 32));
+    this.#retainSeconds = retainSeconds;
+  }
+
+  /** Generates whatever is missing on first start: a signing key per family and a cookie key. */
+  async ensure(): Promise<void> {
+    const current = (await this.#keys.list()).filter((key) => !key.retiredAt);
+    const add: StoredKey[] = [];
+    if (!current.some((key) => key.use === 'sig')) add.push(...(await this.#generateSigningKeys()));
+    if (!current.some((key) => key.use === 'cookie')) add.push(this.#generateCookieKey());
+    if (add.length) await this.#keys.rotate(add, this.#retirement());
+  }
+
+  /** Switches signing to fresh keys; the previous ones stay in the JWKS until their tokens have expired. */
+  async rotate(): Promise<StoredKey[]> {
+    const add = await this.#generateSigningKeys();
+    await this.#keys.rotate(add, this.#retirement());
+    return add;
+  }
+
+  async list(): Promise<KeySummary[]> {
+    return (await this.#keys.list()).map((key) => ({
+      kid: key.kid,
+      alg: key.alg,
+      use: key.use,
+      status: key.retiredAt ? 'retired' : 'current',
+      createdAt: key.createdAt.toISOString(),
+      ...(key.retiredAt && { retiredAt: key.retiredAt.toISOString() }),
+      ...(key.expiresAt && { expiresAt: key.expiresAt.toISOString() }),
+    }));
+  }
+
+  async material(): Promise<KeyMaterial> {
+    const keys = await this.#keys.list();
+    // Current before retired, newest first within each: oidc-provider signs with the first usable key.
+    const ordered = [...keys].sort((a, b) =>
+      Number(Boolean(a.retiredAt)) - Number(Boolean(b.retiredAt)) || b.createdAt.getTime() - a.createdAt.getTime());
+    const signingKeys = ordered
+      .filter((key) => key.use === 'sig')
+      .map((key) => ({ ...(JSON.parse(this.#decrypt(key)) as JWK), kid: key.kid, use: 'sig' }));
+    const cookieKeys = ordered.filter((key) => key.use === 'cookie').map((key) => this.#decrypt(key));
+    if (!signingKeys.length || !cookieKeys.length) {
+      throw new AppError('ERR_SECRET', 'No keys in the store yet; start the server once or run `tessera keys rotate`', { status: 500 });
+    }
+    const fingerprint = ordered.map((key) => `${key.kid}:${key.retiredAt ? 'r' : 'c'}`).join(',');
+    return { signingKeys, cookieKeys, fingerprint };
+  }
+
+  async #generateSigningKeys(): Promise<StoredKey[]> {
+    const createdAt = new Date();
+    return Promise.all(SIGNING_FAMILIES.map(async ({ alg, generate }) => {
+      const { privateKey } = (await generate()) as { privateKey: KeyObject };
+      const privateJwk = privateKey.export({ format: 'jwk' }) as JWK;
+      const publicJwk = Object.fromEntries(Object.entries(privateJwk).filter(([name]) => !PRIVATE_JWK_MEMBERS.includes(name)));
+      const kid = await calculateJwkThumbprint(publicJwk as JWK);
+      return {
+        kid,
+        use: 'sig' as const,
+        alg,
+        publicJwk: { ...publicJwk, kid, use: 'sig' },
+        encryptedPrivate: this.#encrypt(JSON.stringify(privateJwk), kid),
+        createdAt,
+      };
+    }));
+  }
+
+  #generateCookieKey(): StoredKey {
+    const kid = `cookie-${randomBytes(8).toString('base64url')}`;
+    return {
+      kid,
+      use: 'cookie',
+      alg: '',
+      encryptedPrivate: this.#encrypt(randomBytes(32).toString('base64url'), kid),
+      createdAt: new Date(),
+    };
+  }
+
+  #retirement(): { retiredAt: Date; expiresAt: Date } {
+    const now = Date.now();
+    return { retiredAt: new Date(now), expiresAt: new Date(now + this.#retainSeconds * 1000) };
+  }
+
+  /** `v1.<iv>.<ciphertext+tag>`; the kid is bound as additional data so blobs cannot be swapped between keys. */
+  #encrypt(plaintext: string, kid: string): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.#encryptionKey, iv);
+    cipher.setAAD(Buffer.from(kid));
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return `v1.${iv.toString('base64url')}.${body.toString('base64url')}`;
+  }
+
+  #decrypt(key: StoredKey): string {
+    const [version, iv, body] = key.encryptedPrivate.split('.');
+    if (version !== 'v1' || !iv || !body) {
+      throw new AppError('ERR_SECRET', `Key ${key.kid} is stored in an unknown format`, { status: 500 });
+    }
+    try {
+      const data = Buffer.from(body, 'base64url');
+      const decipher = createDecipheriv('aes-256-gcm', this.#encryptionKey, Buffer.from(iv, 'base64url'));
+      decipher.setAAD(Buffer.from(key.kid));
+      decipher.setAuthTag(data.subarray(data.length - 16));
+      return Buffer.concat([decipher.update(data.subarray(0, data.length - 16)), decipher.final()]).toString('utf8');
+    } catch (error) {
+      throw new AppError('ERR_SECRET', `Key ${key.kid} cannot be decrypted: TESSERA_SECRET differs from the one that encrypted it`, { status: 500, cause: error });
+    }
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The one application error type. Protocol errors come from oidc-provider; everything Tessera itself
+ * refuses is an AppError with a stable `code` that callers switch on and tests assert on.
+ * `expose` says whether the message may be shown to the person or client (Koa's convention).
+ */
+export type AppErrorCode =
+  | 'ERR_CONFIG'
+  | 'ERR_EMAIL_TAKEN'
+  | 'ERR_INVALID_CREDENTIALS'
+  | 'ERR_ACCOUNT_DISABLED'
+  | 'ERR_INVALID_INPUT'
+  | 'ERR_CSRF'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_CLIENT_INVALID'
+  | 'ERR_SECRET'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_INTERACTION_EXPIRED';
+
+export class AppError extends Error {
+  readonly code: AppErrorCode;
+  readonly status: number;
+  readonly expose: boolean;
+
+  constructor(code: AppErrorCode, message: string, options: { status?: number; expose?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = options.status ?? 400;
+    this.expose = options.expose ?? this.status < 500;
+  }
+}
+
+export function isAppError(error: unknown, code?: AppErrorCode): error is AppError {
+  return error instanceof AppError && (code === undefined || error.code === code);
+}

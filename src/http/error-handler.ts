@@ -1,0 +1,59 @@
+/**
+ * The one error middleware for Tessera's own routes. An error meant for the client (AppError with
+ * expose, or an http-errors 4xx from a body parser) shows its message; anything else becomes a
+ * plain 500 with no details, and is logged with the request id. HTML or JSON, by Accept.
+ * oidc-provider's endpoints keep their own OAuth error responses.
+ */
+import type { Context, Middleware, Next } from 'koa';
+
+import type { Logger } from '../log.ts';
+import { renderPage } from './render.ts';
+
+interface HttpishError {
+  /** oidc-provider errors carry the OAuth error code and a description meant for the client. */
+  error?: string;
+  error_description?: string;
+  status?: number;
+  statusCode?: number;
+  expose?: boolean;
+  message?: string;
+  code?: string;
+}
+
+export function errorHandler(logger: Logger): Middleware {
+  return async function handleErrors(ctx: Context, next: Next) {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        await respond(ctx, 404, 'not_found', 'There is nothing at this address.');
+      }
+    } catch (caught) {
+      const error = (caught ?? {}) as HttpishError;
+      const status = error.status ?? error.statusCode ?? 500;
+      const exposed = status < 500 && error.expose !== false;
+      if (!exposed) logger.error({ err: caught, requestId: ctx.state.requestId }, 'unhandled error');
+      await respond(
+        ctx,
+        exposed ? status : 500,
+        exposed ? (error.error ?? error.code ?? 'invalid_request').toLowerCase().replace(/^err_/, '') : 'server_error',
+        exposed
+          ? (error.error_description ?? error.message ?? 'The request was not valid.')
+          : 'Something went wrong on our side. Please try again.',
+      );
+    }
+  };
+}
+
+async function respond(ctx: Context, status: number, error: string, description: string): Promise<void> {
+  ctx.status = status;
+  if (ctx.accepts('html', 'json') === 'json') {
+    ctx.body = { error, error_description: description };
+    return;
+  }
+  try {
+    await renderPage(ctx, 'error', { title: 'Something went wrong', error, description });
+  } catch {
+    ctx.type = 'text';
+    ctx.body = description;
+  }
+}

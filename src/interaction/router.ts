@@ -1,0 +1,217 @@
+/**
+ * The interaction pages oidc-provider sends people to: sign in, create an account, consent.
+ * Server-rendered, no JavaScript needed, every POST carries a CSRF token and answers 303 on success.
+ * A refused form is shown again with a 4xx status and a plain explanation.
+ */
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { InteractionResults, Provider } from 'oidc-provider';
+
+import { INVALID_CREDENTIALS, type AccountService } from '../domain/accounts.ts';
+import { AppError, isAppError } from '../errors.ts';
+import { csrfProtection } from '../http/csrf.ts';
+import { renderPage } from '../http/render.ts';
+import type { Logger } from '../log.ts';
+import { describeClaims, describeScopes } from './scopes.ts';
+
+type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+export interface InteractionRouterDependencies {
+  provider: () => Provider;
+  accounts: AccountService;
+  logger: Logger;
+}
+
+/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
+function field(ctx: Context, name: string): string {
+  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' ? value : '';
+}
+
+export function interactionRouter({ provider, accounts, logger }: InteractionRouterDependencies): Router {
+  const router = new Router({ prefix: '/interaction/:uid' });
+
+  /** Loads the interaction bound to this browser; the uid in the path must be the one in the cookie. */
+  async function loadInteraction(ctx: Context): Promise<Interaction> {
+    let interaction: Interaction;
+    try {
+      interaction = await provider().interactionDetails(ctx.req, ctx.res);
+    } catch (error) {
+      throw new AppError('ERR_INTERACTION_EXPIRED', 'This sign-in page has expired. Go back to the app and start again.', { cause: error });
+    }
+    if (interaction.uid !== ctx.params.uid) {
+      throw new AppError('ERR_INTERACTION_EXPIRED', 'This sign-in page has expired. Go back to the app and start again.');
+    }
+    return interaction;
+  }
+
+  async function clientOf(interaction: Interaction) {
+    const client = await provider().Client.find(String(interaction.params.client_id));
+    return {
+      name: client?.clientName ?? String(interaction.params.client_id),
+      logoUri: client?.logoUri,
+      clientUri: client?.clientUri,
+      policyUri: client?.policyUri,
+      tosUri: client?.tosUri,
+    };
+  }
+
+  async function finish(ctx: Context, result: InteractionResults): Promise<void> {
+    const returnTo = await provider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    ctx.status = 303;
+    ctx.redirect(returnTo);
+  }
+
+  async function showLogin(ctx: Context, interaction: Interaction, extra: { email?: string; error?: string } = {}) {
+    await renderPage(ctx, 'login', {
+      title: 'Sign in',
+      uid: interaction.uid,
+      client: await clientOf(interaction),
+      email: extra.email ?? (typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : ''),
+      error: extra.error,
+    });
+  }
+
+  async function showRegister(ctx: Context, interaction: Interaction, extra: { values?: Record<string, string>; error?: string } = {}) {
+    await renderPage(ctx, 'register', {
+      title: 'Create your account',
+      uid: interaction.uid,
+      client: await clientOf(interaction),
+      values: extra.values ?? {},
+      error: extra.error,
+    });
+  }
+
+  async function showConsent(ctx: Context, interaction: Interaction) {
+    const details = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
+    const requested = String(interaction.params.scope ?? '').split(' ').filter(Boolean);
+    const claimsParam = typeof interaction.params.claims === 'string' ? safeClaimNames(interaction.params.claims) : [];
+    await renderPage(ctx, 'consent', {
+      title: 'Allow access',
+      uid: interaction.uid,
+      client: await clientOf(interaction),
+      scopes: describeScopes(requested.length ? requested : details.missingOIDCScope ?? []),
+      claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam]),
+    });
+  }
+
+  router.use(bodyParser({ enableTypes: ['form'], formLimit: '16kb', encoding: 'utf-8' }));
+  router.use(csrfProtection);
+
+  router.get('/', async function showInteraction(ctx) {
+    const interaction = await loadInteraction(ctx);
+    ctx.set('Cache-Control', 'no-store');
+    switch (interaction.prompt.name) {
+      case 'create':
+        return showRegister(ctx, interaction);
+      case 'login':
+        return showLogin(ctx, interaction);
+      case 'consent':
+        return showConsent(ctx, interaction);
+      default:
+        throw new AppError('ERR_INVALID_INPUT', `Unsupported interaction "${interaction.prompt.name}"`);
+    }
+  });
+
+  router.get('/register', async function showRegistration(ctx) {
+    const interaction = await loadInteraction(ctx);
+    ctx.set('Cache-Control', 'no-store');
+    if (interaction.prompt.name === 'consent') return showConsent(ctx, interaction);
+    return showRegister(ctx, interaction);
+  });
+
+  router.post('/login', async function submitLogin(ctx) {
+    const interaction = await loadInteraction(ctx);
+    if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+    const email = field(ctx, 'email');
+    try {
+      const account = await accounts.authenticate(email, field(ctx, 'password'));
+      logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'sign-in succeeded');
+      await finish(ctx, { login: { accountId: account.sub, amr: ['pwd'] } });
+    } catch (error) {
+      if (!isAppError(error, 'ERR_INVALID_CREDENTIALS')) throw error;
+      logger.info({ clientId: interaction.params.client_id }, 'sign-in failed');
+      ctx.status = 401;
+      await showLogin(ctx, interaction, { email, error: INVALID_CREDENTIALS });
+    }
+  });
+
+  router.post('/register', async function submitRegistration(ctx) {
+    const interaction = await loadInteraction(ctx);
+    if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+    const values = {
+      email: field(ctx, 'email'),
+      name: field(ctx, 'name'),
+      givenName: field(ctx, 'given_name'),
+      familyName: field(ctx, 'family_name'),
+    };
+    const password = field(ctx, 'password');
+    if (password !== field(ctx, 'password_confirmation')) {
+      ctx.status = 400;
+      return showRegister(ctx, interaction, { values, error: 'The two passwords do not match' });
+    }
+    try {
+      const account = await accounts.register({ ...values, password });
+      logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'account registered');
+      // `create` satisfies a prompt=create request; `login` signs the new person in.
+      await finish(ctx, { create: {}, login: { accountId: account.sub, amr: ['pwd'] } } as InteractionResults);
+    } catch (error) {
+      if (isAppError(error, 'ERR_INVALID_INPUT')) {
+        ctx.status = 400;
+        return showRegister(ctx, interaction, { values, error: error.message });
+      }
+      if (isAppError(error, 'ERR_EMAIL_TAKEN')) {
+        ctx.status = 409;
+        return showRegister(ctx, interaction, { values, error: 'An account with this email already exists. Sign in instead.' });
+      }
+      throw error;
+    }
+  });
+
+  router.post('/consent', async function submitConsent(ctx) {
+    const interaction = await loadInteraction(ctx);
+    if (interaction.prompt.name !== 'consent') throw new AppError('ERR_INVALID_INPUT', 'There is nothing to consent to yet.');
+    const decision = field(ctx, 'decision');
+    if (decision === 'deny') {
+      logger.info({ sub: interaction.session?.accountId, clientId: interaction.params.client_id }, 'consent denied');
+      return finish(ctx, { error: 'access_denied', error_description: 'The person declined to grant access' });
+    }
+    if (decision !== 'allow') throw new AppError('ERR_INVALID_INPUT', 'Choose Allow or Deny.');
+
+    const { Grant } = provider();
+    const accountId = interaction.session?.accountId;
+    const clientId = String(interaction.params.client_id);
+    const grant = (interaction.grantId ? await Grant.find(interaction.grantId) : undefined) ?? new Grant({ accountId, clientId });
+    const details = interaction.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+    if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    logger.info({ sub: accountId, clientId }, 'consent given');
+    await finish(ctx, { consent: { grantId } });
+  });
+
+  router.post('/abort', async function abortInteraction(ctx) {
+    await loadInteraction(ctx);
+    await finish(ctx, { error: 'access_denied', error_description: 'The person cancelled the sign-in' });
+  });
+
+  return router;
+}
+
+/** Claim names from a `claims` request parameter (already validated by oidc-provider). */
+function safeClaimNames(claims: string): string[] {
+  try {
+    const parsed = JSON.parse(claims) as { id_token?: object; userinfo?: object };
+    return [...Object.keys(parsed.id_token ?? {}), ...Object.keys(parsed.userinfo ?? {})];
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Holds the running oidc-provider instance and replaces it when keys change elsewhere (a
+ * `tessera keys rotate`, another instance), so rotation needs no restart. This is the only module
+ * that reaches into oidc-provider beyond its documented configuration; upgrades touch this file.
+ */
+import type Koa from 'koa';
+import type { Middleware } from 'koa';
+import compose from 'koa-compose';
+import { Provider } from 'oidc-provider';
+
+import type { Config } from '../config.ts';
+import type { AccountService } from '../domain/accounts.ts';
+import { clientSecretMatches, type ClientService } from '../domain/clients.ts';
+import type { KeyMaterial, KeyService } from '../domain/keys.ts';
+import type { Logger } from '../log.ts';
+import type { RevisionRepository } from '../store/port.ts';
+import type { AdapterConstructor } from './adapter.ts';
+import { buildConfiguration } from './configuration.ts';
+
+export interface ProviderHostDependencies {
+  config: Config;
+  accounts: AccountService;
+  clients: ClientService;
+  keys: KeyService;
+  revisions: RevisionRepository;
+  adapter: AdapterConstructor;
+  logger: Logger;
+}
+
+export class ProviderHost {
+  readonly #deps: ProviderHostDependencies;
+  #provider!: Provider;
+  #middleware!: Middleware;
+  #fingerprint = '';
+  #keysRevision = -1;
+  #app: Koa | undefined;
+  #cookieKeys: string[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  private constructor(deps: ProviderHostDependencies) {
+    this.#deps = deps;
+  }
+
+  static async start(deps: ProviderHostDependencies): Promise<ProviderHost> {
+    const host = new ProviderHost(deps);
+    await host.refresh();
+    return host;
+  }
+
+  get provider(): Provider {
+    return this.#provider;
+  }
+
+  /** Koa middleware that hands the request to whichever provider is current. */
+  middleware(): Middleware {
+    const current = () => this.#middleware;
+    return async function oidcProvider(ctx, next) {
+      await current()(ctx, next);
+    };
+  }
+
+  /**
+   * Mounted middleware signs cookies with the hosting app's keys, not the provider's, so the
+   * hosting app must carry the same cookie keys, and follow them when they change.
+   */
+  attach(app: Koa): void {
+    this.#app = app;
+    app.keys = [...this.#cookieKeys];
+  }
+
+  /** Starts polling the store for key and client changes made by other processes. */
+  watch(): void {
+    this.#timer = setInterval(() => {
+      this.refresh().catch((error: unknown) => this.#deps.logger.error({ err: error }, 'could not refresh keys and clients from the store'));
+    }, this.#deps.config.storePollSeconds * 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** Drops stale client caches and rebuilds the provider when the key set changed. */
+  async refresh(): Promise<void> {
+    await this.#deps.clients.refresh();
+    const revision = await this.#deps.revisions.get('keys');
+    if (revision === this.#keysRevision && this.#provider) return;
+    const material = await this.#deps.keys.material();
+    this.#keysRevision = revision;
+    if (material.fingerprint === this.#fingerprint) return;
+    this.#install(material);
+  }
+
+  #install(material: KeyMaterial): void {
+    const { config, accounts, clients, adapter, logger } = this.#deps;
+    const provider = new Provider(config.issuer, buildConfiguration({
+      config,
+      accounts,
+      keys: material,
+      adapter,
+      staticClients: clients.staticClients(),
+    }));
+    provider.proxy = config.behindTlsProxy;
+    // Stored client secrets are SHA-256 digests (see domain/clients.ts); oidc-provider compares plaintext.
+    provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret: string }, actual: string) {
+      return clientSecretMatches(this.clientSecret, actual);
+    };
+    provider.on('server_error', (ctx, error) => logger.error({ err: error, requestId: ctx.state?.requestId }, 'oidc-provider server error'));
+    this.#provider = provider;
+    this.#middleware = compose(provider.middleware as Middleware[]);
+    this.#cookieKeys = material.cookieKeys;
+    if (this.#app) this.#app.keys = [...material.cookieKeys];
+    if (this.#fingerprint) logger.info({ keys: material.fingerprint }, 'signing keys changed; provider rebuilt');
+    this.#fingerprint = material.fingerprint;
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The store port: everything Tessera keeps, as small repository interfaces. Two implementations
+ * (SQLite embedded, MongoDB) satisfy it, and one contract test suite holds both to it.
+ *
+ * Rules every implementation follows:
+ * - a record whose `expiresAt` has passed is absent on every read (purging is only housekeeping);
+ * - schema and indexes are created by `open()`, never on a request path;
+ * - writes are single-statement or transactional: nothing is ever left half-written.
+ */
+
+/** The payload oidc-provider hands its adapter (see oidc-provider's example/my_adapter.js). */
+export interface OidcPayload {
+  [key: string]: unknown;
+  jti?: string;
+  uid?: string;
+  userCode?: string;
+  grantId?: string;
+  consumed?: number;
+}
+
+/** Storage for oidc-provider models (Session, Interaction, AuthorizationCode, RefreshToken, Grant, ...), keyed by model name. */
+export interface OidcStore {
+  upsert(model: string, id: string, payload: OidcPayload, expiresInSeconds?: number): Promise<void>;
+  find(model: string, id: string): Promise<OidcPayload | undefined>;
+  findByUid(model: string, uid: string): Promise<OidcPayload | undefined>;
+  findByUserCode(model: string, userCode: string): Promise<OidcPayload | undefined>;
+  /** Marks the record consumed (epoch seconds) unless it already is; the first consumption time is kept. */
+  consume(model: string, id: string): Promise<void>;
+  destroy(model: string, id: string): Promise<void>;
+  /** Removes every record of this model issued under the grant. */
+  revokeByGrantId(model: string, grantId: string): Promise<void>;
+}
+
+export interface Account {
+  /** Opaque, stable subject identifier. */
+  sub: string;
+  /** Normalised (trimmed, NFC, lower-cased) email; unique. */
+  email: string;
+  emailVerified: boolean;
+  passwordHash: string;
+  name?: string;
+  givenName?: string;
+  familyName?: string;
+  disabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type NewAccount = Omit<Account, 'createdAt' | 'updatedAt'>;
+
+export interface AccountRepository {
+  /** Throws AppError ERR_EMAIL_TAKEN when the email is already registered. */
+  create(account: NewAccount): Promise<Account>;
+  findBySub(sub: string): Promise<Account | undefined>;
+  findByEmail(email: string): Promise<Account | undefined>;
+  /** Changes the given fields; returns false when there is no such account. */
+  update(sub: string, changes: Partial<Pick<Account, 'passwordHash' | 'disabled' | 'emailVerified' | 'name' | 'givenName' | 'familyName'>>): Promise<boolean>;
+  list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
+}
+
+/** A client as kept in the store: oidc-provider client metadata (snake_case), secret already hashed. */
+export interface StoredClient {
+  clientId: string;
+  metadata: Record<string, unknown>;
+  createdAt: Date;
+}
+
+export interface ClientRepository {
+  /** Throws AppError ERR_CLIENT_INVALID when the id is taken. */
+  create(client: Omit<StoredClient, 'createdAt'>): Promise<StoredClient>;
+  find(clientId: string): Promise<StoredClient | undefined>;
+  /** Replaces the metadata; returns false when there is no such client. */
+  update(clientId: string, metadata: Record<string, unknown>): Promise<boolean>;
+  list(): Promise<StoredClient[]>;
+  /** Returns false when there was no such client. */
+  delete(clientId: string): Promise<boolean>;
+}
+
+export type KeyUse = 'sig' | 'cookie';
+
+/** A key as kept in the store. The private part is encrypted (see domain/keys.ts); `publicJwk` is absent for cookie keys. */
+export interface StoredKey {
+  kid: string;
+  use: KeyUse;
+  /** JWS algorithm family this key signs with (RS256, ES256, EdDSA); empty for cookie keys. */
+  alg: string;
+  publicJwk?: Record<string, unknown>;
+  encryptedPrivate: string;
+  createdAt: Date;
+  /** When signing switched away from this key; undefined while it is current. */
+  retiredAt?: Date;
+  /** When the key leaves the JWKS: after every token it signed has expired. */
+  expiresAt?: Date;
+}
+
+export interface KeyRepository {
+  /** Every key that has not expired, oldest first. */
+  list(): Promise<StoredKey[]>;
+  /**
+   * Atomically retires the current keys of the uses in `retire` (sets retiredAt/expiresAt) and inserts `add`.
+   * Used both for first-start generation and for rotation, so two processes never leave two current keys.
+   */
+  rotate(add: StoredKey[], retire: { retiredAt: Date; expiresAt: Date }): Promise<void>;
+}
+
+/**
+ * Revisions let every process notice changes other processes made (the CLI, another instance):
+ * a write bumps the counter, readers poll it and drop their caches when it moves.
+ */
+export type RevisionName = 'clients' | 'keys';
+
+export interface RevisionRepository {
+  get(name: RevisionName): Promise<number>;
+  bump(name: RevisionName): Promise<number>;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'mongodb';
+  readonly oidc: OidcStore;
+  readonly accounts: AccountRepository;
+  readonly clients: ClientRepository;
+  readonly keys: KeyRepository;
+  readonly revisions: RevisionRepository;
+  /** Cheap round trip used by readiness checks; throws when the store is unreachable. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
