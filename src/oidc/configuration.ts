@@ -89,6 +89,11 @@ export function buildConfiguration({ config, accounts, keys, adapter, staticClie
       Grant: config.ttl.grant,
     },
 
+    discovery: {
+      claim_types_supported: ['normal'],
+      // Not advertised by oidc-provider itself; `create` is ours (see interactionPrompts).
+      prompt_values_supported: ['none', 'login', 'consent', 'create'],
+    },
     interactions: {
       policy: interactionPrompts(),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,

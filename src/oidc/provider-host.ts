@@ -1,7 +1,7 @@
 /**
  * Holds the running oidc-provider instance and replaces it when keys change elsewhere (a
- * `tessera keys rotate`, another instance), so rotation needs no restart. This is the only module
- * that reaches into oidc-provider beyond its documented configuration; upgrades touch this file.
+ * `tessera keys rotate`, another instance), so rotation needs no restart. Hooks past oidc-provider's
+ * documented configuration live in internals.ts.
  */
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
@@ -10,12 +10,13 @@ import { Provider } from 'oidc-provider';
 
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
-import { clientSecretMatches, type ClientService } from '../domain/clients.ts';
+import type { ClientService } from '../domain/clients.ts';
 import type { KeyMaterial, KeyService } from '../domain/keys.ts';
 import type { Logger } from '../log.ts';
 import type { RevisionRepository } from '../store/port.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
+import { extendProvider } from './internals.ts';
 
 export interface ProviderHostDependencies {
   config: Config;
@@ -101,10 +102,7 @@ export class ProviderHost {
       staticClients: clients.staticClients(),
     }));
     provider.proxy = config.behindTlsProxy;
-    // Stored client secrets are SHA-256 digests (see domain/clients.ts); oidc-provider compares plaintext.
-    provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret: string }, actual: string) {
-      return clientSecretMatches(this.clientSecret, actual);
-    };
+    extendProvider(provider);
     provider.on('server_error', (ctx, error) => logger.error({ err: error, requestId: ctx.state?.requestId }, 'oidc-provider server error'));
     this.#provider = provider;
     this.#middleware = compose(provider.middleware as Middleware[]);

@@ -1,0 +1,81 @@
+/**
+ * Every place Tessera reaches past oidc-provider's documented configuration, in one module, so an
+ * upgrade of oidc-provider is checked here and nowhere else. Each hook says why it exists.
+ * (Checked against oidc-provider 9.13.)
+ */
+import type { Provider } from 'oidc-provider';
+
+import { clientSecretMatches } from '../domain/clients.ts';
+
+const TOKEN_VALUE = Symbol('tessera.tokenValue');
+
+interface TokenLike { [TOKEN_VALUE]?: string }
+interface IdTokenLike {
+  ctx?: { oidc?: { route?: string; entities?: { AccessToken?: TokenLike } } };
+  extra: Record<string, unknown>;
+  set(key: string, value: unknown): void;
+}
+interface OidcContextLike { params?: { scope?: unknown; prompt?: unknown }; route?: string }
+
+export function extendProvider(provider: Provider): void {
+  hashedClientSecrets(provider);
+  atHashAtTokenEndpoint(provider);
+  offlineAccessAsksConsent(provider);
+}
+
+/** Stored client secrets are SHA-256 digests (domain/clients.ts); oidc-provider compares plaintext. */
+function hashedClientSecrets(provider: Provider): void {
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret: string }, actual: string) {
+    return clientSecretMatches(this.clientSecret, actual);
+  };
+}
+
+/**
+ * OIDC Core 3.1.3.6 makes at_hash optional in token-endpoint ID tokens and oidc-provider leaves it
+ * out; RPs that check it (and our promise to) need it. The access token's value is remembered when
+ * it is saved, and the ID token issued in the same request hashes it (oidc-provider computes the
+ * hash from the value when the `at_hash` member is set).
+ */
+function atHashAtTokenEndpoint(provider: Provider): void {
+  const accessTokenPrototype = provider.AccessToken.prototype as unknown as { save(): Promise<string> } & TokenLike;
+  const save = accessTokenPrototype.save;
+  accessTokenPrototype.save = async function saveAndRemember(this: TokenLike) {
+    const value = await save.call(this);
+    this[TOKEN_VALUE] = value;
+    return value;
+  };
+
+  const idTokenPrototype = provider.IdToken.prototype as unknown as IdTokenLike & { issue(options: { use: string }): Promise<string> };
+  const issue = idTokenPrototype.issue;
+  idTokenPrototype.issue = function issueWithAtHash(this: IdTokenLike, options: { use: string }) {
+    const accessToken = this.ctx?.oidc?.entities?.AccessToken?.[TOKEN_VALUE];
+    if (options?.use === 'idtoken' && this.ctx?.oidc?.route === 'token' && accessToken && !this.extra.at_hash) {
+      this.set('at_hash', accessToken);
+    }
+    return issue.call(this, options);
+  };
+}
+
+/**
+ * oidc-provider drops `offline_access` unless the request's prompt includes `consent` (OIDC Core 11).
+ * Tessera instead always treats an offline_access request as one that needs the person's explicit
+ * consent, so RPs need not know to add prompt=consent: the consent page is shown and the refresh
+ * token is issued. With prompt=none nothing changes (offline_access is dropped, as the spec says).
+ */
+function offlineAccessAsksConsent(provider: Provider): void {
+  const prototype = provider.OIDCContext.prototype as object;
+  const descriptor = Object.getOwnPropertyDescriptor(prototype, 'prompts');
+  if (!descriptor?.get) throw new Error('oidc-provider changed: OIDCContext.prompts is no longer a getter');
+  const prompts = descriptor.get;
+  Object.defineProperty(prototype, 'prompts', {
+    configurable: true,
+    get(this: OidcContextLike) {
+      const requested = prompts.call(this) as Set<string>;
+      const scope = typeof this.params?.scope === 'string' ? this.params.scope.split(' ') : [];
+      if (scope.includes('offline_access') && !requested.has('none') && (this.route === 'authorization' || this.route === 'resume')) {
+        requested.add('consent');
+      }
+      return requested;
+    },
+  });
+}

@@ -1,0 +1,76 @@
+/**
+ * Starts a real Tessera server for a test: its own temporary DATA_DIR and CONFIG_DIR, an ephemeral
+ * port, the embedded store unless a MongoDB URI is given. Nothing of Tessera's is mocked.
+ */
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { loadConfig, type Config } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { startServer, type RunningServer } from '../../src/main.ts';
+import { openStore } from '../../src/store/open-store.ts';
+import { buildServices, type Services } from '../../src/services.ts';
+import type { Store } from '../../src/store/port.ts';
+
+export interface TestServerOptions {
+  /** Extra environment variables, as an operator would set them. */
+  env?: Record<string, string>;
+  /** Static clients written to CONFIG_DIR/clients.json. */
+  clients?: Record<string, unknown>[];
+  /** Reuse a directory (for restart tests); a fresh temporary one otherwise. */
+  dataDir?: string;
+}
+
+export interface TestServer extends RunningServer {
+  readonly config: Config;
+  readonly dataDir: string;
+  readonly configDir: string;
+  /** The same services the CLI would use, on a second connection to the same store. */
+  withServices<T>(fn: (services: Services, store: Store) => Promise<T>): Promise<T>;
+  /** Environment for spawning `bin/tessera` against this server's store. */
+  readonly cliEnv: Record<string, string>;
+}
+
+export function makeTempDir(prefix = 'tessera-test-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? makeTempDir();
+  const configDir = path.join(dataDir, 'config');
+  mkdirSync(configDir, { recursive: true });
+  writeFileSync(path.join(configDir, 'clients.json'), JSON.stringify(options.clients ?? []));
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    PORT: '0',
+    DATA_DIR: dataDir,
+    CONFIG_DIR: configDir,
+    LOG_LEVEL: 'silent',
+    STORE_POLL_SECONDS: '1',
+    ...options.env,
+  };
+  const config = loadConfig(env);
+  const server = await startServer(config, createLogger(config.logLevel));
+  const effective = Object.freeze({ ...config, issuer: server.issuer, port: server.port });
+  return {
+    ...server,
+    close: () => server.close(),
+    config: effective,
+    dataDir,
+    configDir,
+    cliEnv: { ...env, PORT: String(server.port) },
+    async withServices(fn) {
+      const store = await openStore(effective);
+      try {
+        return await fn(buildServices(effective, store), store);
+      } finally {
+        await store.close();
+      }
+    },
+  };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}

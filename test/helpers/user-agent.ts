@@ -1,0 +1,79 @@
+/**
+ * A minimal browser stand-in for HTTP-level flow tests: a cookie jar, manual redirects, and form
+ * reading. It speaks only Tessera's public surface (HTML forms and redirects), like a person's
+ * browser with JavaScript off. The real-browser test (browser.test.ts) covers the same pages in Chromium.
+ */
+export interface Page {
+  status: number;
+  url: string;
+  headers: Headers;
+  body: string;
+}
+
+export class UserAgent {
+  readonly #cookies = new Map<string, string>();
+
+  /** Requests a URL without following redirects. */
+  async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Page> {
+    const headers = new Headers(init.headers);
+    const cookie = [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    if (cookie) headers.set('cookie', cookie);
+    let body: string | undefined;
+    if (init.form) {
+      headers.set('content-type', 'application/x-www-form-urlencoded');
+      body = new URLSearchParams(init.form).toString();
+    }
+    const response = await fetch(url, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const index = pair!.indexOf('=');
+      const name = pair!.slice(0, index).trim();
+      const value = pair!.slice(index + 1).trim();
+      if (/expires=Thu, 01 Jan 1970/i.test(line) || value === '') this.#cookies.delete(name);
+      else this.#cookies.set(name, value);
+    }
+    return { status: response.status, url, headers: response.headers, body: await response.text() };
+  }
+
+  /**
+   * Follows redirects from `url` until the response is not a redirect, or until the next hop would
+   * leave `stopAtOrigin`'s opposite: redirects to `stopAt` (the relying party's callback) are
+   * returned unfollowed, so the test can read the code.
+   */
+  async follow(url: string, stopAt: string, init?: Parameters<UserAgent['request']>[1]): Promise<Page> {
+    let page = await this.request(url, init);
+    for (let hops = 0; hops < 10; hops += 1) {
+      const location = page.headers.get('location');
+      if (page.status < 300 || page.status >= 400 || !location) return page;
+      const next = new URL(location, page.url).href;
+      if (next.startsWith(stopAt)) return { ...page, url: next };
+      page = await this.request(next);
+    }
+    throw new Error(`too many redirects from ${url}`);
+  }
+}
+
+/** The hidden and visible input values of the first form whose action contains `actionPart`. */
+export function readForm(html: string, actionPart: string): { action: string; fields: Record<string, string> } {
+  const forms = [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/g)];
+  const form = forms.find(([, attributes]) => attributes!.includes(actionPart));
+  if (!form) throw new Error(`no form with action containing ${actionPart} in:\n${html.slice(0, 2000)}`);
+  const action = /action="([^"]*)"/.exec(form[1]!)?.[1] ?? '';
+  const fields: Record<string, string> = {};
+  for (const [input] of form[2]!.matchAll(/<input\b[^>]*>/g)) {
+    const name = /name="([^"]*)"/.exec(input)?.[1];
+    const value = /value="([^"]*)"/.exec(input)?.[1] ?? '';
+    if (name) fields[name] = decodeEntities(value);
+  }
+  return { action: decodeEntities(action), fields };
+}
+
+function decodeEntities(value: string): string {
+  return value
+    .replaceAll('&#34;', '"')
+    .replaceAll('&#39;', "'")
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&amp;', '&');
+}
