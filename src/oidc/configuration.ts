@@ -24,13 +24,18 @@ export interface ConfigurationDependencies {
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 
 /**
- * `prompt=create` (OpenID Connect "Initiating User Registration") is not built into oidc-provider:
- * a requestable prompt named `create` makes the interaction open on the registration page, and is
- * satisfied by the registration result. It goes first so it wins over `login`.
+ * The default login and consent prompts, plus:
+ * - `prompt=create` (OpenID Connect "Initiating User Registration") is not built into oidc-provider:
+ *   a requestable prompt named `create` opens the interaction on the registration page, and is
+ *   satisfied by the registration result. It goes first so it wins over `login`.
+ * - a session whose account was disabled or deleted must sign in again (oidc-provider would
+ *   otherwise carry on with a session that has no account behind it).
  */
 function interactionPrompts(): interactionPolicy.Prompt[] {
-  const { Prompt, base } = interactionPolicy;
+  const { Prompt, Check, base } = interactionPolicy;
   const policy = base();
+  policy.get('login')!.checks.unshift(new Check('account_unavailable', 'the signed-in account is no longer available', (ctx) =>
+    ctx.oidc.session?.accountId && !ctx.oidc.account ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
   policy.unshift(new Prompt({ name: 'create', requestable: true }));
   return policy;
 }
