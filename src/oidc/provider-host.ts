@@ -3,12 +3,14 @@
  * `tessera keys rotate`, another instance), so rotation needs no restart. Hooks past oidc-provider's
  * documented configuration live in internals.ts.
  */
+import path from 'node:path';
+
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
 import { Provider } from 'oidc-provider';
 
-import type { Config } from '../config.ts';
+import { ConfigError, type Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { ClientService } from '../domain/clients.ts';
 import type { KeyMaterial, KeyService } from '../domain/keys.ts';
@@ -45,7 +47,23 @@ export class ProviderHost {
   static async start(deps: ProviderHostDependencies): Promise<ProviderHost> {
     const host = new ProviderHost(deps);
     await host.refresh();
+    await host.#validateStaticClients();
     return host;
+  }
+
+  /** oidc-provider checks static client metadata lazily, at first use; an operator wants to know at startup. */
+  async #validateStaticClients(): Promise<void> {
+    const problems: string[] = [];
+    const file = path.join(this.#deps.config.configDir, 'clients.json');
+    for (const metadata of this.#deps.clients.staticClients()) {
+      try {
+        await this.#provider.Client.find(String(metadata.client_id));
+      } catch (error) {
+        const { error_description: description, message } = error as { error_description?: string; message?: string };
+        problems.push(`${file}: client ${String(metadata.client_id)}: ${description ?? message}`);
+      }
+    }
+    if (problems.length) throw new ConfigError(problems);
   }
 
   get provider(): Provider {

@@ -1,0 +1,89 @@
+/** Configuration is pure logic: environment and files in, a frozen object or one line per problem out. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+import test from 'ava';
+
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
+
+function configDir(clients?: string): string {
+  const dir = makeTempDir('tessera-config-');
+  mkdirSync(path.join(dir, 'config'));
+  if (clients !== undefined) writeFileSync(path.join(dir, 'config', 'clients.json'), clients);
+  return dir;
+}
+
+test('with no configuration at all the defaults give a development server on port 3000', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  const config = loadConfig({}, dir);
+  t.is(config.env, 'development');
+  t.is(config.port, 3000);
+  t.is(config.issuer, 'http://localhost:3000');
+  t.is(config.dataDir, path.join(dir, 'data'));
+  t.is(config.mongodbUri, undefined);
+  t.deepEqual(config.argon2, { memoryKiB: 19_456, timeCost: 2, parallelism: 1 });
+  t.is(config.refreshReuseGraceSeconds, 0);
+  t.deepEqual(config.staticClients, []);
+  t.true(Object.isFrozen(config));
+  t.true(Object.isFrozen(config.ttl));
+});
+
+test('the issuer follows PORT unless ISSUER is given, and loses a trailing slash', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  t.is(loadConfig({ PORT: '4000' }, dir).issuer, 'http://localhost:4000');
+  t.is(loadConfig({ ISSUER: 'https://id.example.com/' }, dir).issuer, 'https://id.example.com');
+});
+
+test('each invalid variable is reported on its own line and nothing starts', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  const error = t.throws(() => loadConfig({ PORT: 'abc', LOG_LEVEL: 'loud', MONGODB_URI: 'postgres://x', ARGON2_MEMORY_KIB: '10' }, dir), { instanceOf: ConfigError });
+  const lines = error!.message.split('\n');
+  t.is(lines.length, 4);
+  t.true(lines.every((line) => line.startsWith('Configuration error: ')));
+  t.regex(error!.message, /^Configuration error: PORT: /m);
+  t.regex(error!.message, /^Configuration error: LOG_LEVEL: /m);
+  t.regex(error!.message, /^Configuration error: MONGODB_URI: must start with mongodb:\/\//m);
+  t.regex(error!.message, /^Configuration error: ARGON2_MEMORY_KIB: /m);
+});
+
+test('production refuses a generated secret and an http issuer', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  const error = t.throws(() => loadConfig({ NODE_ENV: 'production' }, dir), { instanceOf: ConfigError });
+  t.deepEqual(error!.problems, [
+    'TESSERA_SECRET: required when NODE_ENV=production (generated secrets are for development only)',
+    'ISSUER: must be https when NODE_ENV=production (set BEHIND_TLS_PROXY=true if a TLS proxy fronts Tessera)',
+  ]);
+  const secret = 's'.repeat(40);
+  t.notThrows(() => loadConfig({ NODE_ENV: 'production', TESSERA_SECRET: secret, ISSUER: 'https://id.example.com' }, dir));
+  t.notThrows(() => loadConfig({ NODE_ENV: 'production', TESSERA_SECRET: secret, BEHIND_TLS_PROXY: 'true' }, dir));
+  t.throws(() => loadConfig({ TESSERA_SECRET: 'too short' }, dir), { message: /TESSERA_SECRET: must be at least 32 characters/ });
+});
+
+test('a clients file that is not JSON, or not a list of clients, stops startup with the file named', (t) => {
+  const broken = configDir('{ not json');
+  const wrongShape = configDir('[{"redirect_uris": ["not a url"]}]');
+  t.teardown(() => {
+    removeDir(broken);
+    removeDir(wrongShape);
+  });
+  t.throws(() => loadConfig({}, broken), { message: /clients\.json: not valid JSON/ });
+  const error = t.throws(() => loadConfig({}, wrongShape), { instanceOf: ConfigError });
+  t.true(error!.problems.some((line) => /clients\.json: 0\.client_id/.test(line)));
+  t.true(error!.problems.some((line) => /clients\.json: 0\.redirect_uris\.0/.test(line)));
+});
+
+test('empty variables count as unset, as compose files often leave them', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  t.is(loadConfig({ PORT: '', MONGODB_URI: '' }, dir).port, 3000);
+});
+
+test('a static client with metadata oidc-provider rejects stops server startup with the client named', async (t) => {
+  const error = await t.throwsAsync(startTestServer({ clients: [{ client_id: 'broken', client_secret: 'x'.repeat(40), redirect_uris: ['http://localhost:9/cb'], grant_types: ['password'] }] }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client broken: .*grant_types/m);
+});
