@@ -1,0 +1,181 @@
+/**
+ * Mongoose schemas for the MongoDB store. Natural keys (sub, clientId, kid, revision name) are the
+ * `_id`, so uniqueness and lookups cost no extra index. Schemas never create collections or
+ * indexes on their own: openMongoStore() does that explicitly at startup.
+ */
+import { Schema, type Connection, type Model } from 'mongoose';
+
+/** Options every schema shares: no implicit DDL, no version key, empty objects kept as they were given. */
+const schemaOptions = {
+  versionKey: false,
+  autoCreate: false,
+  autoIndex: false,
+  bufferCommands: false,
+  minimize: false,
+  // A field the schema does not know is a bug in this module, not data to drop silently.
+  strict: 'throw',
+} as const;
+
+/** One document per oidc-provider record of any model; `_id` is `${model}:${id}` (model names never contain ':'). */
+export interface OidcRecordDocument {
+  _id: string;
+  model: string;
+  /** The provider's payload as given, plus `consumed` once consumed. */
+  payload: Record<string, unknown>;
+  /** Copies of the payload's lookup fields, present only when the payload has them (partial indexes). */
+  uid?: string;
+  userCode?: string;
+  grantId?: string;
+  /** Absent for records that never expire; the TTL index ignores such documents. */
+  expiresAt?: Date;
+}
+
+const oidcRecordSchema = new Schema<OidcRecordDocument>(
+  {
+    _id: { type: String, required: true },
+    model: { type: String, required: true },
+    payload: { type: Schema.Types.Mixed, required: true },
+    uid: { type: String },
+    userCode: { type: String },
+    grantId: { type: String },
+    expiresAt: { type: Date },
+  },
+  { ...schemaOptions, collection: 'oidc' },
+);
+oidcRecordSchema.index({ model: 1, uid: 1 }, { name: 'model_uid', partialFilterExpression: { uid: { $exists: true } } });
+oidcRecordSchema.index({ model: 1, userCode: 1 }, { name: 'model_userCode', partialFilterExpression: { userCode: { $exists: true } } });
+oidcRecordSchema.index({ model: 1, grantId: 1 }, { name: 'model_grantId', partialFilterExpression: { grantId: { $exists: true } } });
+// Housekeeping only: the monitor runs about once a minute, so reads filter on expiresAt too.
+oidcRecordSchema.index({ expiresAt: 1 }, { name: 'expiresAt_ttl', expireAfterSeconds: 0 });
+
+export interface AccountDocument {
+  /** The account's `sub`. */
+  _id: string;
+  email: string;
+  emailVerified: boolean;
+  passwordHash: string;
+  name?: string;
+  givenName?: string;
+  familyName?: string;
+  disabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const accountSchema = new Schema<AccountDocument>(
+  {
+    _id: { type: String, required: true },
+    email: { type: String, required: true },
+    emailVerified: { type: Boolean, required: true },
+    passwordHash: { type: String, required: true },
+    name: { type: String },
+    givenName: { type: String },
+    familyName: { type: String },
+    disabled: { type: Boolean, required: true },
+    createdAt: { type: Date, required: true },
+    updatedAt: { type: Date, required: true },
+  },
+  { ...schemaOptions, collection: 'accounts' },
+);
+// Uniqueness lives in the index, so two concurrent registrations cannot both win.
+accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
+accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+
+export interface ClientDocument {
+  /** The client_id. */
+  _id: string;
+  metadata: Record<string, unknown>;
+  createdAt: Date;
+}
+
+const clientSchema = new Schema<ClientDocument>(
+  {
+    _id: { type: String, required: true },
+    metadata: { type: Schema.Types.Mixed, required: true },
+    createdAt: { type: Date, required: true },
+  },
+  { ...schemaOptions, collection: 'clients' },
+);
+clientSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+
+export interface KeyDocument {
+  /** The kid. */
+  _id: string;
+  use: string;
+  alg: string;
+  publicJwk?: Record<string, unknown>;
+  encryptedPrivate: string;
+  createdAt: Date;
+  retiredAt?: Date;
+  expiresAt?: Date;
+}
+
+const keySchema = new Schema<KeyDocument>(
+  {
+    _id: { type: String, required: true },
+    use: { type: String, required: true },
+    alg: { type: String, default: '' },
+    publicJwk: { type: Schema.Types.Mixed },
+    encryptedPrivate: { type: String, required: true },
+    createdAt: { type: Date, required: true },
+    retiredAt: { type: Date },
+    expiresAt: { type: Date },
+  },
+  { ...schemaOptions, collection: 'keys' },
+);
+keySchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+
+export interface RevisionDocument {
+  /** The revision name. */
+  _id: string;
+  value: number;
+}
+
+const revisionSchema = new Schema<RevisionDocument>(
+  {
+    _id: { type: String, required: true },
+    value: { type: Number, required: true },
+  },
+  { ...schemaOptions, collection: 'revisions' },
+);
+
+/**
+ * Leases that serialise work across processes (key rotation). A transaction alone is not enough:
+ * a standalone mongod has none, and two snapshot-isolated rotations that both see "no current key"
+ * only collide if the server detects their write conflict, which not every server does.
+ */
+export interface LockDocument {
+  _id: string;
+  owner: string;
+  until: Date;
+}
+
+const lockSchema = new Schema<LockDocument>(
+  {
+    _id: { type: String, required: true },
+    owner: { type: String, required: true },
+    until: { type: Date, required: true },
+  },
+  { ...schemaOptions, collection: 'locks' },
+);
+
+export interface StoreModels {
+  OidcRecord: Model<OidcRecordDocument>;
+  Account: Model<AccountDocument>;
+  Client: Model<ClientDocument>;
+  Key: Model<KeyDocument>;
+  Revision: Model<RevisionDocument>;
+  Lock: Model<LockDocument>;
+}
+
+/** Binds the schemas to one connection (never to mongoose's global default connection). */
+export function createModels(connection: Connection): StoreModels {
+  return {
+    OidcRecord: connection.model<OidcRecordDocument>('OidcRecord', oidcRecordSchema),
+    Account: connection.model<AccountDocument>('Account', accountSchema),
+    Client: connection.model<ClientDocument>('Client', clientSchema),
+    Key: connection.model<KeyDocument>('Key', keySchema),
+    Revision: connection.model<RevisionDocument>('Revision', revisionSchema),
+    Lock: connection.model<LockDocument>('Lock', lockSchema),
+  };
+}

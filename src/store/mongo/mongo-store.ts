@@ -1,0 +1,435 @@
+/**
+ * The MongoDB store, on its own mongoose connection (no global mongoose state). Collections and
+ * indexes are created here at open, never lazily on a request path.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import mongoose, { type ClientSession, type Connection } from 'mongoose';
+
+import type {
+  Account,
+  AccountRepository,
+  ClientRepository,
+  KeyRepository,
+  KeyUse,
+  OidcPayload,
+  OidcStore,
+  RevisionName,
+  RevisionRepository,
+  Store,
+  StoredClient,
+  StoredKey,
+} from '../port.ts';
+import { clientIdTakenError, emailTakenError, storeUnavailableError } from '../store-errors.ts';
+import {
+  createModels,
+  type AccountDocument,
+  type ClientDocument,
+  type KeyDocument,
+  type OidcRecordDocument,
+  type StoreModels,
+} from './models.ts';
+
+export interface MongoStoreOptions {
+  uri: string;
+  serverSelectionTimeoutMS?: number;
+  /**
+   * Whether multi-document writes run in transactions. Left undefined, the deployment is asked
+   * (replica sets and mongos have them, a standalone mongod does not); false forces the ordered
+   * fallback, which the contract suite runs too.
+   */
+  transactions?: boolean;
+  /** Epoch milliseconds. Tests inject a clock to observe expiry without sleeping. */
+  clock?: () => number;
+}
+
+const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys'];
+/** A rotation takes milliseconds; the lease only bounds how long a crashed holder blocks the others. */
+const LOCK_LEASE_MS = 10_000;
+const LOCK_WAIT_MS = 15_000;
+/** MongoServerError code for IllegalOperation, what a standalone mongod answers to a transaction. */
+const ILLEGAL_OPERATION = 20;
+
+export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
+  const clock = options.clock ?? Date.now;
+  const connection = mongoose.createConnection(options.uri, {
+    autoCreate: false,
+    autoIndex: false,
+    // Fail fast instead of queueing operations while disconnected; the driver still retries server selection.
+    bufferCommands: false,
+    serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 10_000,
+    // Payloads are JSON-shaped; an undefined property must vanish as it does in JSON, not become null.
+    ignoreUndefined: true,
+    // An acknowledged write must survive a failover. MongoDB's implicit default is already majority
+    // except with arbiters; a `w=` in the URI still wins.
+    ...(/[?&]w=/i.test(options.uri) ? {} : { writeConcern: { w: 'majority' as const } }),
+  });
+
+  try {
+    await connection.asPromise();
+  } catch (error) {
+    await connection.close().catch(() => undefined);
+    // The URI may carry credentials, so it stays out of the message.
+    throw storeUnavailableError('Cannot connect to MongoDB (check MONGODB_URI).', error);
+  }
+
+  const models = createModels(connection);
+  let transactions: boolean;
+  try {
+    for (const model of Object.values(models)) await model.createIndexes();
+    await seedRevisions(models);
+    transactions = options.transactions ?? (await supportsTransactions(connection, models));
+  } catch (error) {
+    await connection.close().catch(() => undefined);
+    throw storeUnavailableError('Cannot prepare the MongoDB collections and indexes.', error);
+  }
+
+  return buildStore(connection, models, { clock, transactions });
+}
+
+function buildStore(connection: Connection, models: StoreModels, settings: { clock: () => number; transactions: boolean }): Store {
+  const { OidcRecord, Account, Client, Key, Revision, Lock } = models;
+  const { clock, transactions } = settings;
+
+  /** Filter for "not expired": documents without expiresAt never expire. */
+  const live = () => ({ expiresAt: { $not: { $lte: new Date(clock()) } } });
+  const oidcId = (model: string, id: string) => `${String(model)}:${String(id)}`;
+
+  /**
+   * Runs `work` in a transaction when the deployment has them, otherwise as the ordered writes it
+   * contains. `work` may run more than once (the driver retries transient transaction errors).
+   */
+  async function atomically(work: (session: ClientSession | undefined) => Promise<void>): Promise<void> {
+    if (!transactions) return work(undefined);
+    const session = await connection.startSession();
+    try {
+      await session.withTransaction(() => work(session));
+    } finally {
+      await session.endSession();
+    }
+  }
+
+  async function withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const owner = randomUUID();
+    // Local time, not the injected clock: the lease is about live processes, and a few seconds of
+    // skew between hosts only shortens or lengthens how long a crashed holder blocks the others.
+    const giveUpAt = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      const now = Date.now();
+      try {
+        // Matches only a free (expired) lease; a held one makes the upsert insert a duplicate _id.
+        await Lock.updateOne({ _id: name, until: { $lte: new Date(now) } }, { $set: { owner, until: new Date(now + LOCK_LEASE_MS) } }, { upsert: true });
+        break;
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+        if (Date.now() >= giveUpAt) throw storeUnavailableError(`Timed out waiting for the ${name} lock.`, error);
+        await delay(10 + Math.random() * 40);
+      }
+    }
+    try {
+      return await work();
+    } finally {
+      // If this fails the lease simply runs out.
+      await Lock.deleteOne({ _id: name, owner }).catch(() => undefined);
+    }
+  }
+
+  async function bumpRevision(name: RevisionName, session?: ClientSession): Promise<number> {
+    const doc = await Revision.findOneAndUpdate({ _id: name }, { $inc: { value: 1 } }, { upsert: true, returnDocument: 'after', session })
+      .lean()
+      .exec();
+    if (doc === null) throw storeUnavailableError('MongoDB did not return the new revision.');
+    return doc.value;
+  }
+
+  const oidc: OidcStore = {
+    async upsert(model, id, payload, expiresInSeconds) {
+      const _id = oidcId(model, id);
+      const doc: OidcRecordDocument = { _id, model: String(model), payload };
+      if (payload.uid != null) doc.uid = String(payload.uid);
+      if (payload.userCode != null) doc.userCode = String(payload.userCode);
+      if (payload.grantId != null) doc.grantId = String(payload.grantId);
+      if (expiresInSeconds !== undefined) doc.expiresAt = new Date(clock() + expiresInSeconds * 1000);
+      await OidcRecord.replaceOne({ _id }, doc, { upsert: true }).exec();
+    },
+    async find(model, id) {
+      const doc = await OidcRecord.findOne({ _id: oidcId(model, id), ...live() }, { payload: 1 }).lean().exec();
+      return doc?.payload as OidcPayload | undefined;
+    },
+    async findByUid(model, uid) {
+      const doc = await OidcRecord.findOne({ model: String(model), uid: String(uid), ...live() }, { payload: 1 }).lean().exec();
+      return doc?.payload as OidcPayload | undefined;
+    },
+    async findByUserCode(model, userCode) {
+      const doc = await OidcRecord.findOne({ model: String(model), userCode: String(userCode), ...live() }, { payload: 1 }).lean().exec();
+      return doc?.payload as OidcPayload | undefined;
+    },
+    async consume(model, id) {
+      // One conditional update: of two concurrent consumers, only the first sets the time.
+      await OidcRecord.updateOne(
+        { _id: oidcId(model, id), 'payload.consumed': { $exists: false }, ...live() },
+        { $set: { 'payload.consumed': Math.floor(clock() / 1000) } },
+      ).exec();
+    },
+    async destroy(model, id) {
+      await OidcRecord.deleteOne({ _id: oidcId(model, id) }).exec();
+    },
+    async revokeByGrantId(model, grantId) {
+      await OidcRecord.deleteMany({ model: String(model), grantId: String(grantId) }).exec();
+    },
+  };
+
+  const accounts: AccountRepository = {
+    async create(input) {
+      const now = new Date(clock());
+      const doc: AccountDocument = {
+        _id: String(input.sub),
+        email: String(input.email),
+        emailVerified: input.emailVerified,
+        passwordHash: String(input.passwordHash),
+        disabled: input.disabled,
+        createdAt: now,
+        updatedAt: now,
+      };
+      if (input.name !== undefined) doc.name = String(input.name);
+      if (input.givenName !== undefined) doc.givenName = String(input.givenName);
+      if (input.familyName !== undefined) doc.familyName = String(input.familyName);
+      try {
+        await Account.insertMany([doc]);
+      } catch (error) {
+        if (isDuplicateKey(error, 'email')) throw emailTakenError(error);
+        throw error;
+      }
+      return toAccount(doc);
+    },
+    async findBySub(sub) {
+      const doc = await Account.findOne({ _id: String(sub) }).lean().exec();
+      return doc === null ? undefined : toAccount(doc);
+    },
+    async findByEmail(email) {
+      const doc = await Account.findOne({ email: String(email) }).lean().exec();
+      return doc === null ? undefined : toAccount(doc);
+    },
+    async update(sub, changes) {
+      // An undefined field means "leave as is", never "erase".
+      const set: Partial<AccountDocument> = { updatedAt: new Date(clock()) };
+      if (changes.passwordHash !== undefined) set.passwordHash = String(changes.passwordHash);
+      if (changes.disabled !== undefined) set.disabled = changes.disabled;
+      if (changes.emailVerified !== undefined) set.emailVerified = changes.emailVerified;
+      if (changes.name !== undefined) set.name = String(changes.name);
+      if (changes.givenName !== undefined) set.givenName = String(changes.givenName);
+      if (changes.familyName !== undefined) set.familyName = String(changes.familyName);
+      const result = await Account.updateOne({ _id: String(sub) }, { $set: set }).exec();
+      return result.matchedCount > 0;
+    },
+    async list(listOptions = {}) {
+      // MongoDB reads limit(0) as "no limit"; the port means none.
+      if (listOptions.limit === 0) return [];
+      let query = Account.find({}).sort({ createdAt: 1, _id: 1 }).skip(listOptions.offset ?? 0);
+      if (listOptions.limit !== undefined) query = query.limit(listOptions.limit);
+      return (await query.lean().exec()).map(toAccount);
+    },
+  };
+
+  const clients: ClientRepository = {
+    async create(client) {
+      const doc: ClientDocument = { _id: String(client.clientId), metadata: client.metadata, createdAt: new Date(clock()) };
+      try {
+        await atomically(async (session) => {
+          await Client.insertMany([doc], { session });
+          await bumpRevision('clients', session);
+        });
+      } catch (error) {
+        if (isDuplicateKey(error)) throw clientIdTakenError(doc._id, error);
+        throw error;
+      }
+      // A copy, so a caller changing its object later cannot change what this call reported.
+      return toClient({ ...doc, metadata: structuredClone(doc.metadata) });
+    },
+    async find(clientId) {
+      const doc = await Client.findOne({ _id: String(clientId) }).lean().exec();
+      return doc === null ? undefined : toClient(doc);
+    },
+    async update(clientId, metadata) {
+      let found = false;
+      await atomically(async (session) => {
+        const result = await Client.updateOne({ _id: String(clientId) }, { $set: { metadata } }, { session }).exec();
+        found = result.matchedCount > 0;
+        if (found) await bumpRevision('clients', session);
+      });
+      return found;
+    },
+    async list() {
+      return (await Client.find({}).sort({ createdAt: 1, _id: 1 }).lean().exec()).map(toClient);
+    },
+    async delete(clientId) {
+      let found = false;
+      await atomically(async (session) => {
+        const result = await Client.deleteOne({ _id: String(clientId) }, { session }).exec();
+        found = result.deletedCount > 0;
+        if (found) await bumpRevision('clients', session);
+      });
+      return found;
+    },
+  };
+
+  const keys: KeyRepository = {
+    async list() {
+      return (await Key.find(live()).sort({ createdAt: 1, _id: 1 }).lean().exec()).map(toKey);
+    },
+    async rotate(add, retire) {
+      const uses = [...new Set(add.map((key) => key.use))];
+      const kids = add.map((key) => String(key.kid));
+      const docs = add.map(toKeyDocument);
+      // The lock serialises rotations across processes; the transaction (where there is one)
+      // makes each all-or-nothing. Without one, inserting first means a crash midway leaves an
+      // extra current key, which the next rotation retires, rather than no current key at all.
+      await withLock('keys.rotate', () =>
+        atomically(async (session) => {
+          if (docs.length > 0) await Key.insertMany(docs, { session, ordered: true });
+          await Key.updateMany(
+            { use: { $in: uses }, retiredAt: { $exists: false }, _id: { $nin: kids } },
+            { $set: { retiredAt: retire.retiredAt, expiresAt: retire.expiresAt } },
+            { session },
+          ).exec();
+          await bumpRevision('keys', session);
+        }),
+      );
+    },
+  };
+
+  const revisions: RevisionRepository = {
+    async get(name) {
+      const doc = await Revision.findOne({ _id: String(name) }).lean().exec();
+      return doc?.value ?? 0;
+    },
+    async bump(name) {
+      return bumpRevision(name);
+    },
+  };
+
+  let closed = false;
+
+  return {
+    kind: 'mongodb',
+    oidc,
+    accounts,
+    clients,
+    keys,
+    revisions,
+    async ping() {
+      // After close() the driver would quietly reconnect on the next command; a closed store is not ready.
+      if (closed || connection.readyState !== mongoose.ConnectionStates.connected || connection.db === undefined) {
+        throw storeUnavailableError('The MongoDB connection is not open.');
+      }
+      try {
+        await connection.db.command({ ping: 1 });
+      } catch (error) {
+        throw storeUnavailableError('MongoDB does not answer.', error);
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await connection.close();
+    },
+  };
+}
+
+/**
+ * Creates the revision counters up front, so bumps inside transactions never race to insert them
+ * (an upsert that loses such a race fails with a duplicate key instead of retrying).
+ */
+async function seedRevisions(models: StoreModels): Promise<void> {
+  for (const name of REVISION_NAMES) {
+    try {
+      await models.Revision.updateOne({ _id: name }, { $setOnInsert: { value: 0 } }, { upsert: true }).exec();
+    } catch (error) {
+      // Another process seeded it at the same moment: the counter exists, which is all we need.
+      if (!isDuplicateKey(error)) throw error;
+    }
+  }
+}
+
+async function supportsTransactions(connection: Connection, models: StoreModels): Promise<boolean> {
+  const db = connection.db;
+  if (db === undefined) return false;
+  const hello = await db.admin().command({ hello: 1 });
+  if (typeof hello.setName === 'string' || hello.msg === 'isdbgrid') return true;
+  // A standalone mongod refuses transactions, but some single-node servers (emulators) have them: ask by trying.
+  const session = await connection.startSession();
+  try {
+    await session.withTransaction(async () => {
+      await models.Revision.findOne({ _id: 'keys' }).session(session).lean().exec();
+    });
+    return true;
+  } catch (error) {
+    if (errorCode(error) === ILLEGAL_OPERATION) return false;
+    throw error;
+  } finally {
+    await session.endSession();
+  }
+}
+
+function errorCode(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
+/** E11000, optionally on a given field (by key pattern when the server reports it, else by index name). */
+function isDuplicateKey(error: unknown, field?: string): boolean {
+  if (errorCode(error) !== 11000) return false;
+  if (field === undefined) return true;
+  const details = error as { keyPattern?: Record<string, unknown>; keyValue?: Record<string, unknown>; message?: unknown };
+  if (details.keyPattern !== undefined) return field in details.keyPattern;
+  if (details.keyValue !== undefined) return field in details.keyValue;
+  return typeof details.message === 'string' && details.message.includes(field);
+}
+
+function toAccount(doc: AccountDocument): Account {
+  const account: Account = {
+    sub: doc._id,
+    email: doc.email,
+    emailVerified: doc.emailVerified,
+    passwordHash: doc.passwordHash,
+    disabled: doc.disabled,
+    createdAt: doc.createdAt,
+    updatedAt: doc.updatedAt,
+  };
+  if (doc.name != null) account.name = doc.name;
+  if (doc.givenName != null) account.givenName = doc.givenName;
+  if (doc.familyName != null) account.familyName = doc.familyName;
+  return account;
+}
+
+function toClient(doc: ClientDocument): StoredClient {
+  return { clientId: doc._id, metadata: doc.metadata, createdAt: doc.createdAt };
+}
+
+function toKeyDocument(key: StoredKey): KeyDocument {
+  const doc: KeyDocument = {
+    _id: String(key.kid),
+    use: key.use,
+    alg: key.alg,
+    encryptedPrivate: key.encryptedPrivate,
+    createdAt: key.createdAt,
+  };
+  if (key.publicJwk !== undefined) doc.publicJwk = key.publicJwk;
+  if (key.retiredAt !== undefined) doc.retiredAt = key.retiredAt;
+  if (key.expiresAt !== undefined) doc.expiresAt = key.expiresAt;
+  return doc;
+}
+
+function toKey(doc: KeyDocument): StoredKey {
+  const key: StoredKey = {
+    kid: doc._id,
+    use: doc.use as KeyUse,
+    alg: doc.alg,
+    encryptedPrivate: doc.encryptedPrivate,
+    createdAt: doc.createdAt,
+  };
+  if (doc.publicJwk != null) key.publicJwk = doc.publicJwk;
+  if (doc.retiredAt != null) key.retiredAt = doc.retiredAt;
+  if (doc.expiresAt != null) key.expiresAt = doc.expiresAt;
+  return key;
+}

@@ -1,0 +1,558 @@
+/**
+ * The embedded store: one SQLite file through node:sqlite. Every statement is prepared once at
+ * open; multi-row writes run in BEGIN IMMEDIATE transactions so the CLI and a running server can
+ * share the file without lost updates.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+
+import type {
+  Account,
+  AccountRepository,
+  ClientRepository,
+  KeyRepository,
+  KeyUse,
+  OidcPayload,
+  OidcStore,
+  RevisionName,
+  RevisionRepository,
+  Store,
+  StoredClient,
+  StoredKey,
+} from '../port.ts';
+import { clientIdTakenError, emailTakenError, storeUnavailableError } from '../store-errors.ts';
+
+export interface SqliteStoreOptions {
+  file: string;
+  /** How often expired oidc records are deleted; reads ignore them either way. Default 60. */
+  purgeIntervalSeconds?: number;
+  /** Epoch milliseconds. Tests inject a clock to observe expiry without sleeping. */
+  clock?: () => number;
+}
+
+/**
+ * Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+ * Append to this list, never edit an entry that has shipped.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE IF NOT EXISTS oidc (
+    model TEXT NOT NULL,
+    id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    uid TEXT,
+    user_code TEXT,
+    grant_id TEXT,
+    consumed INTEGER,
+    expires_at INTEGER,
+    PRIMARY KEY (model, id)
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS oidc_model_uid ON oidc (model, uid) WHERE uid IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS oidc_model_user_code ON oidc (model, user_code) WHERE user_code IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS oidc_model_grant_id ON oidc (model, grant_id) WHERE grant_id IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS oidc_expires_at ON oidc (expires_at) WHERE expires_at IS NOT NULL;
+
+  CREATE TABLE IF NOT EXISTS accounts (
+    sub TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    email_verified INTEGER NOT NULL,
+    password_hash TEXT NOT NULL,
+    name TEXT,
+    given_name TEXT,
+    family_name TEXT,
+    disabled INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS accounts_created_at ON accounts (created_at, sub);
+
+  CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE IF NOT EXISTS keys (
+    kid TEXT PRIMARY KEY,
+    use TEXT NOT NULL,
+    alg TEXT NOT NULL,
+    public_jwk TEXT,
+    encrypted_private TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER,
+    expires_at INTEGER
+  ) STRICT;
+
+  CREATE TABLE IF NOT EXISTS revisions (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) STRICT;
+  `,
+];
+
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Long enough for a CLI write to finish while the server holds the lock, short enough to surface a stuck writer. */
+const BUSY_TIMEOUT_MS = 5000;
+/** Rows deleted per purge statement, so one purge never holds the write lock for long. */
+const PURGE_BATCH = 500;
+
+interface OidcRow {
+  payload: string;
+  consumed: number | null;
+}
+
+interface AccountRow {
+  sub: string;
+  email: string;
+  email_verified: number;
+  password_hash: string;
+  name: string | null;
+  given_name: string | null;
+  family_name: string | null;
+  disabled: number;
+  created_at: number;
+  updated_at: number;
+}
+
+interface ClientRow {
+  client_id: string;
+  metadata: string;
+  created_at: number;
+}
+
+interface KeyRow {
+  kid: string;
+  use: string;
+  alg: string;
+  public_jwk: string | null;
+  encrypted_private: string;
+  created_at: number;
+  retired_at: number | null;
+  expires_at: number | null;
+}
+
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  const clock = options.clock ?? Date.now;
+  const purgeIntervalMs = Math.max(1, Math.round((options.purgeIntervalSeconds ?? 60) * 1000));
+
+  if (options.file !== ':memory:') mkdirSync(path.dirname(path.resolve(options.file)), { recursive: true });
+
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(options.file, { timeout: BUSY_TIMEOUT_MS });
+  } catch (error) {
+    throw storeUnavailableError(`Cannot open the SQLite database ${options.file}.`, error);
+  }
+
+  try {
+    configure(db);
+    migrate(db, options.file);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+
+  const statements = prepareStatements(db);
+
+  function transaction<T>(work: () => T): T {
+    // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can
+    // fail with SQLITE_BUSY immediately (busy_timeout does not apply to that deadlock).
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = work();
+      db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      if (db.isTransaction) db.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  function bumpRevision(name: RevisionName): number {
+    const row = statements.bumpRevision.get({ name }) as { value: number } | undefined;
+    if (row === undefined) throw storeUnavailableError('SQLite did not return the new revision.');
+    return row.value;
+  }
+
+  const oidc: OidcStore = {
+    async upsert(model, id, payload, expiresInSeconds) {
+      statements.upsertOidc.run({
+        model: String(model),
+        id: String(id),
+        payload: JSON.stringify(payload),
+        uid: optionalString(payload.uid),
+        user_code: optionalString(payload.userCode),
+        grant_id: optionalString(payload.grantId),
+        consumed: typeof payload.consumed === 'number' ? payload.consumed : null,
+        expires_at: expiresInSeconds === undefined ? null : clock() + expiresInSeconds * 1000,
+      });
+    },
+    async find(model, id) {
+      return toPayload(statements.findOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
+    },
+    async findByUid(model, uid) {
+      return toPayload(statements.findOidcByUid.get({ model: String(model), uid: String(uid), now: clock() }) as OidcRow | undefined);
+    },
+    async findByUserCode(model, userCode) {
+      return toPayload(
+        statements.findOidcByUserCode.get({ model: String(model), user_code: String(userCode), now: clock() }) as OidcRow | undefined,
+      );
+    },
+    async consume(model, id) {
+      const now = clock();
+      statements.consumeOidc.run({ model: String(model), id: String(id), now, consumed: Math.floor(now / 1000) });
+    },
+    async destroy(model, id) {
+      statements.destroyOidc.run({ model: String(model), id: String(id) });
+    },
+    async revokeByGrantId(model, grantId) {
+      statements.revokeOidcByGrantId.run({ model: String(model), grant_id: String(grantId) });
+    },
+  };
+
+  const accounts: AccountRepository = {
+    async create(input) {
+      const now = clock();
+      try {
+        statements.insertAccount.run({
+          sub: String(input.sub),
+          email: String(input.email),
+          email_verified: input.emailVerified ? 1 : 0,
+          password_hash: String(input.passwordHash),
+          name: optionalString(input.name),
+          given_name: optionalString(input.givenName),
+          family_name: optionalString(input.familyName),
+          disabled: input.disabled ? 1 : 0,
+          created_at: now,
+          updated_at: now,
+        });
+      } catch (error) {
+        if (isUniqueViolation(error, 'accounts.email')) throw emailTakenError(error);
+        throw error;
+      }
+      const created = statements.findAccountBySub.get({ sub: String(input.sub) }) as AccountRow | undefined;
+      if (created === undefined) throw storeUnavailableError('The account just created cannot be read back.');
+      return toAccount(created);
+    },
+    async findBySub(sub) {
+      const row = statements.findAccountBySub.get({ sub: String(sub) }) as AccountRow | undefined;
+      return row === undefined ? undefined : toAccount(row);
+    },
+    async findByEmail(email) {
+      const row = statements.findAccountByEmail.get({ email: String(email) }) as AccountRow | undefined;
+      return row === undefined ? undefined : toAccount(row);
+    },
+    async update(sub, changes) {
+      // NULL means "leave as is" (see the statement), so an undefined field never erases data.
+      const result = statements.updateAccount.run({
+        sub: String(sub),
+        password_hash: optionalString(changes.passwordHash),
+        disabled: optionalFlag(changes.disabled),
+        email_verified: optionalFlag(changes.emailVerified),
+        name: optionalString(changes.name),
+        given_name: optionalString(changes.givenName),
+        family_name: optionalString(changes.familyName),
+        updated_at: clock(),
+      });
+      return Number(result.changes) > 0;
+    },
+    async list(listOptions = {}) {
+      const rows = statements.listAccounts.all({
+        // LIMIT -1 is SQLite for "no limit".
+        limit: listOptions.limit ?? -1,
+        offset: listOptions.offset ?? 0,
+      }) as unknown as AccountRow[];
+      return rows.map(toAccount);
+    },
+  };
+
+  const clients: ClientRepository = {
+    async create(client) {
+      const clientId = String(client.clientId);
+      const createdAt = clock();
+      const metadata = JSON.stringify(client.metadata);
+      try {
+        transaction(() => {
+          statements.insertClient.run({ client_id: clientId, metadata, created_at: createdAt });
+          bumpRevision('clients');
+        });
+      } catch (error) {
+        if (isUniqueViolation(error, 'clients.client_id')) throw clientIdTakenError(clientId, error);
+        throw error;
+      }
+      // Parsed back from what was stored, so the caller sees exactly what find() will return.
+      return { clientId, metadata: JSON.parse(metadata) as Record<string, unknown>, createdAt: new Date(createdAt) };
+    },
+    async find(clientId) {
+      const row = statements.findClient.get({ client_id: String(clientId) }) as ClientRow | undefined;
+      return row === undefined ? undefined : toClient(row);
+    },
+    async update(clientId, metadata) {
+      return transaction(() => {
+        const result = statements.updateClient.run({ client_id: String(clientId), metadata: JSON.stringify(metadata) });
+        if (Number(result.changes) === 0) return false;
+        bumpRevision('clients');
+        return true;
+      });
+    },
+    async list() {
+      return (statements.listClients.all() as unknown as ClientRow[]).map(toClient);
+    },
+    async delete(clientId) {
+      return transaction(() => {
+        const result = statements.deleteClient.run({ client_id: String(clientId) });
+        if (Number(result.changes) === 0) return false;
+        bumpRevision('clients');
+        return true;
+      });
+    },
+  };
+
+  const keys: KeyRepository = {
+    async list() {
+      return (statements.listKeys.all({ now: clock() }) as unknown as KeyRow[]).map(toKey);
+    },
+    async rotate(add, retire) {
+      const uses = [...new Set(add.map((key) => key.use))];
+      transaction(() => {
+        // Retire before inserting, so the keys being added are never among the retired.
+        for (const use of uses) {
+          statements.retireKeys.run({ use, retired_at: retire.retiredAt.getTime(), expires_at: retire.expiresAt.getTime() });
+        }
+        for (const key of add) {
+          statements.insertKey.run({
+            kid: String(key.kid),
+            use: key.use,
+            alg: key.alg,
+            public_jwk: key.publicJwk === undefined ? null : JSON.stringify(key.publicJwk),
+            encrypted_private: key.encryptedPrivate,
+            created_at: key.createdAt.getTime(),
+            retired_at: key.retiredAt?.getTime() ?? null,
+            expires_at: key.expiresAt?.getTime() ?? null,
+          });
+        }
+        bumpRevision('keys');
+      });
+    },
+  };
+
+  const revisions: RevisionRepository = {
+    async get(name) {
+      const row = statements.getRevision.get({ name }) as { value: number } | undefined;
+      return row?.value ?? 0;
+    },
+    async bump(name) {
+      return bumpRevision(name);
+    },
+  };
+
+  let closed = false;
+  let purging = false;
+
+  function purgeExpired(): void {
+    if (closed || purging) return;
+    purging = true;
+    const purgeBatch = (): void => {
+      if (closed) {
+        purging = false;
+        return;
+      }
+      let removed: number;
+      try {
+        removed = Number(statements.purgeOidc.run({ now: clock(), limit: PURGE_BATCH }).changes);
+      } catch {
+        // Housekeeping only (reads already ignore expired rows): a busy database just waits for the next round.
+        purging = false;
+        return;
+      }
+      // A full batch means there is probably more; yield to the event loop between batches.
+      if (removed === PURGE_BATCH) setImmediate(purgeBatch).unref();
+      else purging = false;
+    };
+    purgeBatch();
+  }
+
+  const purgeTimer = setInterval(purgeExpired, purgeIntervalMs);
+  purgeTimer.unref();
+
+  return {
+    kind: 'sqlite',
+    oidc,
+    accounts,
+    clients,
+    keys,
+    revisions,
+    async ping() {
+      try {
+        statements.ping.get();
+      } catch (error) {
+        throw storeUnavailableError('The SQLite database is not usable.', error);
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(purgeTimer);
+      try {
+        // Recommended by SQLite for long-lived connections: refreshes planner statistics cheaply.
+        db.exec('PRAGMA optimize');
+      } catch {
+        // Only an optimisation; closing matters more.
+      }
+      db.close();
+    },
+  };
+}
+
+function configure(db: DatabaseSync): void {
+  // Also set by the constructor's `timeout`; repeated so the intent is visible next to the others.
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  const mode = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string } | undefined;
+  // An in-memory database reports "memory" and cannot use WAL; a file must.
+  if (mode?.journal_mode !== 'wal' && mode?.journal_mode !== 'memory') {
+    throw storeUnavailableError(`SQLite refused WAL mode (journal_mode is ${String(mode?.journal_mode)}).`);
+  }
+  // FULL syncs the WAL on every commit: an acknowledged write survives power loss, not only a
+  // process crash (NORMAL in WAL mode may lose the last commits on power loss).
+  db.exec('PRAGMA synchronous = FULL');
+}
+
+function migrate(db: DatabaseSync, file: string): void {
+  const readVersion = (): number => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+  if (readVersion() === SQLITE_SCHEMA_VERSION) return;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    // Read again under the write lock: another process may have migrated meanwhile.
+    const current = readVersion();
+    if (current > SQLITE_SCHEMA_VERSION) {
+      throw storeUnavailableError(
+        `The SQLite database ${file} has schema version ${current}, newer than this Tessera understands (${SQLITE_SCHEMA_VERSION}).`,
+      );
+    }
+    for (let version = current; version < SQLITE_SCHEMA_VERSION; version += 1) db.exec(MIGRATIONS[version]!);
+    db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+const LIVE = '(expires_at IS NULL OR expires_at > :now)';
+const ACCOUNT_COLUMNS = 'sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at';
+const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
+
+function prepareStatements(db: DatabaseSync) {
+  const prepare = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    ping: prepare('SELECT 1'),
+
+    upsertOidc: prepare(`
+      INSERT INTO oidc (model, id, payload, uid, user_code, grant_id, consumed, expires_at)
+      VALUES (:model, :id, :payload, :uid, :user_code, :grant_id, :consumed, :expires_at)
+      ON CONFLICT (model, id) DO UPDATE SET
+        payload = excluded.payload, uid = excluded.uid, user_code = excluded.user_code, grant_id = excluded.grant_id,
+        consumed = excluded.consumed, expires_at = excluded.expires_at`),
+    findOidc: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND id = :id AND ${LIVE}`),
+    findOidcByUid: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND uid = :uid AND ${LIVE} LIMIT 1`),
+    findOidcByUserCode: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND user_code = :user_code AND ${LIVE} LIMIT 1`),
+    consumeOidc: prepare(`UPDATE oidc SET consumed = :consumed WHERE model = :model AND id = :id AND consumed IS NULL AND ${LIVE}`),
+    destroyOidc: prepare('DELETE FROM oidc WHERE model = :model AND id = :id'),
+    revokeOidcByGrantId: prepare('DELETE FROM oidc WHERE model = :model AND grant_id = :grant_id'),
+    purgeOidc: prepare('DELETE FROM oidc WHERE rowid IN (SELECT rowid FROM oidc WHERE expires_at <= :now LIMIT :limit)'),
+
+    insertAccount: prepare(`
+      INSERT INTO accounts (${ACCOUNT_COLUMNS})
+      VALUES (:sub, :email, :email_verified, :password_hash, :name, :given_name, :family_name, :disabled, :created_at, :updated_at)`),
+    findAccountBySub: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE sub = :sub`),
+    findAccountByEmail: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE email = :email`),
+    updateAccount: prepare(`
+      UPDATE accounts SET
+        password_hash = coalesce(:password_hash, password_hash),
+        disabled = coalesce(:disabled, disabled),
+        email_verified = coalesce(:email_verified, email_verified),
+        name = coalesce(:name, name),
+        given_name = coalesce(:given_name, given_name),
+        family_name = coalesce(:family_name, family_name),
+        updated_at = :updated_at
+      WHERE sub = :sub`),
+    listAccounts: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, sub LIMIT :limit OFFSET :offset`),
+
+    insertClient: prepare('INSERT INTO clients (client_id, metadata, created_at) VALUES (:client_id, :metadata, :created_at)'),
+    findClient: prepare('SELECT client_id, metadata, created_at FROM clients WHERE client_id = :client_id'),
+    updateClient: prepare('UPDATE clients SET metadata = :metadata WHERE client_id = :client_id'),
+    listClients: prepare('SELECT client_id, metadata, created_at FROM clients ORDER BY created_at, client_id'),
+    deleteClient: prepare('DELETE FROM clients WHERE client_id = :client_id'),
+
+    // rowid breaks ties between keys created in the same millisecond by insertion order.
+    listKeys: prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE ${LIVE} ORDER BY created_at, rowid`),
+    retireKeys: prepare('UPDATE keys SET retired_at = :retired_at, expires_at = :expires_at WHERE use = :use AND retired_at IS NULL'),
+    insertKey: prepare(`
+      INSERT INTO keys (${KEY_COLUMNS})
+      VALUES (:kid, :use, :alg, :public_jwk, :encrypted_private, :created_at, :retired_at, :expires_at)`),
+
+    getRevision: prepare('SELECT value FROM revisions WHERE name = :name'),
+    bumpRevision: prepare(`
+      INSERT INTO revisions (name, value) VALUES (:name, 1)
+      ON CONFLICT (name) DO UPDATE SET value = value + 1
+      RETURNING value`),
+  };
+}
+
+function toPayload(row: OidcRow | undefined): OidcPayload | undefined {
+  if (row === undefined) return undefined;
+  const payload = JSON.parse(row.payload) as OidcPayload;
+  if (row.consumed !== null) payload.consumed = row.consumed;
+  return payload;
+}
+
+function toAccount(row: AccountRow): Account {
+  const account: Account = {
+    sub: row.sub,
+    email: row.email,
+    emailVerified: row.email_verified === 1,
+    passwordHash: row.password_hash,
+    disabled: row.disabled === 1,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+  if (row.name !== null) account.name = row.name;
+  if (row.given_name !== null) account.givenName = row.given_name;
+  if (row.family_name !== null) account.familyName = row.family_name;
+  return account;
+}
+
+function toClient(row: ClientRow): StoredClient {
+  return { clientId: row.client_id, metadata: JSON.parse(row.metadata) as Record<string, unknown>, createdAt: new Date(row.created_at) };
+}
+
+function toKey(row: KeyRow): StoredKey {
+  const key: StoredKey = {
+    kid: row.kid,
+    use: row.use as KeyUse,
+    alg: row.alg,
+    encryptedPrivate: row.encrypted_private,
+    createdAt: new Date(row.created_at),
+  };
+  if (row.public_jwk !== null) key.publicJwk = JSON.parse(row.public_jwk) as Record<string, unknown>;
+  if (row.retired_at !== null) key.retiredAt = new Date(row.retired_at);
+  if (row.expires_at !== null) key.expiresAt = new Date(row.expires_at);
+  return key;
+}
+
+function optionalString(value: unknown): string | null {
+  return value === undefined || value === null ? null : String(value);
+}
+
+function optionalFlag(value: boolean | undefined): number | null {
+  return value === undefined ? null : value ? 1 : 0;
+}
+
+/** SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555) on the given table.column. */
+function isUniqueViolation(error: unknown, column: string): boolean {
+  if (!(error instanceof Error)) return false;
+  const errcode = (error as Error & { errcode?: unknown }).errcode;
+  return (errcode === 2067 || errcode === 1555) && error.message.includes(column);
+}

@@ -1,0 +1,651 @@
+/**
+ * The store contract: one suite, defined once, run against every backend. Each test gets its own
+ * storage (a temp SQLite file, a fresh MongoDB database) and a manual clock, so expiry is observed
+ * by moving time rather than by sleeping, and tests can run concurrently.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { setImmediate as setImmediatePromise, setTimeout as delay } from 'node:timers/promises';
+
+import test, { type ExecutionContext } from 'ava';
+import mongoose from 'mongoose';
+
+import { isAppError } from '../src/errors.ts';
+import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
+import { openStore } from '../src/store/open-store.ts';
+import type { NewAccount, OidcPayload, Store, StoredKey } from '../src/store/port.ts';
+import { openSqliteStore, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
+import { startMongoLane } from './helpers/mongo-lane.ts';
+
+/** Storage of one test: open() may be called more than once (a reopen, or a second process sharing it). */
+interface Lane {
+  open(options?: { clock?: () => number }): Promise<Store>;
+  dispose(): Promise<void>;
+}
+
+type LaneFactory = () => Promise<Lane>;
+
+interface ManualClock {
+  now: () => number;
+  advance(milliseconds: number): void;
+}
+
+function manualClock(): ManualClock {
+  let current = Date.now();
+  return {
+    now: () => current,
+    advance(milliseconds) {
+      current += milliseconds;
+    },
+  };
+}
+
+const SECOND = 1000;
+const DAY = 86_400 * SECOND;
+
+async function setUp(t: ExecutionContext, createLane: LaneFactory) {
+  const lane = await createLane();
+  const clock = manualClock();
+  const opened: Store[] = [];
+  t.teardown(async () => {
+    for (const store of opened) await store.close();
+    await lane.dispose();
+  });
+  const open = async (options: { clock?: () => number } = { clock: clock.now }) => {
+    const store = await lane.open(options);
+    opened.push(store);
+    return store;
+  };
+  const store = await open();
+  return { store, clock, open };
+}
+
+function account(sub: string, email: string, extra: Partial<NewAccount> = {}): NewAccount {
+  return { sub, email, emailVerified: false, passwordHash: `$argon2id$hash-of-${sub}`, disabled: false, ...extra };
+}
+
+function key(kid: string, use: StoredKey['use'], createdAt: number): StoredKey {
+  return use === 'sig'
+    ? { kid, use, alg: 'ES256', publicJwk: { kty: 'EC', crv: 'P-256', x: `x-${kid}`, y: `y-${kid}`, kid }, encryptedPrivate: `enc-${kid}`, createdAt: new Date(createdAt) }
+    : { kid, use, alg: '', encryptedPrivate: `enc-${kid}`, createdAt: new Date(createdAt) };
+}
+
+function retirement(at: number, keepFor: number) {
+  return { retiredAt: new Date(at), expiresAt: new Date(at + keepFor) };
+}
+
+function defineContract(name: string, createLane: LaneFactory): void {
+  const it = (title: string, body: (t: ExecutionContext) => Promise<void>) => test(`${name}: ${title}`, body);
+
+  // --- oidc-provider records ---------------------------------------------------------------------
+
+  it('an upserted oidc record is found by id, by uid and by user code, and only under its model', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const payload: OidcPayload = { jti: 'dc-1', uid: 'uid-1', userCode: 'ABCD-EFGH', grantId: 'grant-1', kind: 'DeviceCode', scope: 'openid' };
+    await store.oidc.upsert('DeviceCode', 'dc-1', payload, 600);
+
+    t.deepEqual(await store.oidc.find('DeviceCode', 'dc-1'), payload);
+    t.deepEqual(await store.oidc.findByUid('DeviceCode', 'uid-1'), payload);
+    t.deepEqual(await store.oidc.findByUserCode('DeviceCode', 'ABCD-EFGH'), payload);
+    t.is(await store.oidc.find('DeviceCode', 'dc-2'), undefined);
+    t.is(await store.oidc.findByUid('DeviceCode', 'uid-2'), undefined);
+    t.is(await store.oidc.findByUserCode('DeviceCode', 'ABCD-0000'), undefined);
+    t.is(await store.oidc.find('Session', 'dc-1'), undefined);
+    t.is(await store.oidc.findByUid('Session', 'uid-1'), undefined);
+    t.is(await store.oidc.findByUserCode('Session', 'ABCD-EFGH'), undefined);
+  });
+
+  it('records of different models with the same id are kept apart', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.oidc.upsert('AccessToken', 'same-id', { kind: 'AccessToken' }, 600);
+    await store.oidc.upsert('RefreshToken', 'same-id', { kind: 'RefreshToken' }, 600);
+    await store.oidc.destroy('AccessToken', 'same-id');
+
+    t.is(await store.oidc.find('AccessToken', 'same-id'), undefined);
+    t.deepEqual(await store.oidc.find('RefreshToken', 'same-id'), { kind: 'RefreshToken' });
+  });
+
+  it('upsert replaces a record entirely, its lookup fields and expiry included', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('Session', 's-1', { uid: 'old-uid', userCode: 'OLD', extra: true }, 60);
+    await store.oidc.upsert('Session', 's-1', { uid: 'new-uid', accountId: 'sub-1' });
+    clock.advance(365 * DAY);
+
+    t.deepEqual(await store.oidc.find('Session', 's-1'), { uid: 'new-uid', accountId: 'sub-1' });
+    t.is(await store.oidc.findByUid('Session', 'old-uid'), undefined);
+    t.is(await store.oidc.findByUserCode('Session', 'OLD'), undefined);
+    t.deepEqual(await store.oidc.findByUid('Session', 'new-uid'), { uid: 'new-uid', accountId: 'sub-1' });
+  });
+
+  it('payloads round-trip unchanged, awkward keys and nested values included', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const payload: OidcPayload = {
+      jti: 'ac-1',
+      claims: { id_token: { 'https://example.com/claims/role': null, email: { essential: true } } },
+      $notAnOperator: 'stored as data',
+      'dotted.key': 1,
+      numbers: [0, -1, 2 ** 40, 0.5],
+      text: 'Grüße, 世界 \u0000 \n',
+      empty: {},
+      none: [],
+      flag: false,
+      gone: undefined,
+    };
+    await store.oidc.upsert('AuthorizationCode', 'ac-1', payload, 600);
+
+    const { gone: _gone, ...expected } = payload;
+    t.deepEqual(await store.oidc.find('AuthorizationCode', 'ac-1'), expected);
+  });
+
+  it('consume marks a record consumed and keeps the first consumption time', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g' }, 600);
+    const firstConsumption = Math.floor(clock.now() / 1000);
+
+    await store.oidc.consume('AuthorizationCode', 'code-1');
+    clock.advance(5 * SECOND);
+    await store.oidc.consume('AuthorizationCode', 'code-1');
+
+    t.deepEqual(await store.oidc.find('AuthorizationCode', 'code-1'), { jti: 'code-1', grantId: 'g', consumed: firstConsumption });
+    await store.oidc.consume('AuthorizationCode', 'unknown');
+    t.is(await store.oidc.find('AuthorizationCode', 'unknown'), undefined);
+  });
+
+  it('destroy removes only the named record', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.oidc.upsert('Interaction', 'i-1', { uid: 'i-1' }, 600);
+    await store.oidc.upsert('Interaction', 'i-2', { uid: 'i-2' }, 600);
+
+    await store.oidc.destroy('Interaction', 'i-1');
+    await store.oidc.destroy('Interaction', 'never-existed');
+
+    t.is(await store.oidc.find('Interaction', 'i-1'), undefined);
+    t.is(await store.oidc.findByUid('Interaction', 'i-1'), undefined);
+    t.deepEqual(await store.oidc.find('Interaction', 'i-2'), { uid: 'i-2' });
+  });
+
+  it("revokeByGrantId removes that grant's records of that model and nothing else", async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.oidc.upsert('AccessToken', 'at-1', { grantId: 'g1' }, 600);
+    await store.oidc.upsert('AccessToken', 'at-2', { grantId: 'g1' });
+    await store.oidc.upsert('AccessToken', 'at-3', { grantId: 'g2' }, 600);
+    await store.oidc.upsert('AccessToken', 'at-4', { scope: 'no grant' }, 600);
+    await store.oidc.upsert('RefreshToken', 'rt-1', { grantId: 'g1' }, 600);
+
+    await store.oidc.revokeByGrantId('AccessToken', 'g1');
+
+    t.is(await store.oidc.find('AccessToken', 'at-1'), undefined);
+    t.is(await store.oidc.find('AccessToken', 'at-2'), undefined);
+    t.deepEqual(await store.oidc.find('AccessToken', 'at-3'), { grantId: 'g2' });
+    t.deepEqual(await store.oidc.find('AccessToken', 'at-4'), { scope: 'no grant' });
+    t.deepEqual(await store.oidc.find('RefreshToken', 'rt-1'), { grantId: 'g1' });
+  });
+
+  it('an expired record is absent from every read path, and a record without expiry never expires', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('DeviceCode', 'dc-1', { uid: 'u-1', userCode: 'CODE-1' }, 60);
+    await store.oidc.upsert('Session', 'forever', { uid: 'u-forever' });
+
+    clock.advance(60 * SECOND - 1);
+    t.truthy(await store.oidc.find('DeviceCode', 'dc-1'), 'still live one millisecond before expiry');
+
+    clock.advance(1);
+    await store.oidc.consume('DeviceCode', 'dc-1');
+    t.is(await store.oidc.find('DeviceCode', 'dc-1'), undefined);
+    t.is(await store.oidc.findByUid('DeviceCode', 'u-1'), undefined);
+    t.is(await store.oidc.findByUserCode('DeviceCode', 'CODE-1'), undefined);
+
+    clock.advance(10 * 365 * DAY);
+    t.deepEqual(await store.oidc.findByUid('Session', 'u-forever'), { uid: 'u-forever' });
+
+    // Saving it again (oidc-provider re-saves records) brings it back with a fresh lifetime, unconsumed.
+    await store.oidc.upsert('DeviceCode', 'dc-1', { uid: 'u-1', userCode: 'CODE-1' }, 60);
+    t.deepEqual(await store.oidc.findByUserCode('DeviceCode', 'CODE-1'), { uid: 'u-1', userCode: 'CODE-1' });
+  });
+
+  it('a record expires by the real clock when the store has no injected clock', async (t) => {
+    const { open } = await setUp(t, createLane);
+    const store = await open({});
+    await store.oidc.upsert('Interaction', 'real-time', { uid: 'real-time' }, 1);
+    t.truthy(await store.oidc.find('Interaction', 'real-time'));
+
+    await delay(1100);
+    t.is(await store.oidc.find('Interaction', 'real-time'), undefined);
+    t.is(await store.oidc.findByUid('Interaction', 'real-time'), undefined);
+  });
+
+  it('ids shaped like query operators are only ever compared as strings', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const operator = { $ne: 'nothing' } as unknown as string;
+    await store.oidc.upsert('Session', 's-1', { uid: 'u-1', grantId: 'g-1' }, 600);
+    await store.accounts.create(account('sub-1', 'a@example.com'));
+    await store.clients.create({ clientId: 'client-1', metadata: {} });
+
+    t.is(await store.oidc.find('Session', operator), undefined);
+    t.is(await store.oidc.find(operator, 's-1'), undefined);
+    t.is(await store.oidc.findByUid('Session', operator), undefined);
+    t.is(await store.oidc.findByUserCode('Session', operator), undefined);
+    await store.oidc.destroy('Session', operator);
+    await store.oidc.revokeByGrantId('Session', operator);
+    await store.oidc.consume('Session', operator);
+    t.deepEqual(await store.oidc.find('Session', 's-1'), { uid: 'u-1', grantId: 'g-1' });
+
+    t.is(await store.accounts.findByEmail(operator), undefined);
+    t.is(await store.accounts.findBySub(operator), undefined);
+    t.false(await store.accounts.update(operator, { disabled: true }));
+    t.is(await store.clients.find(operator), undefined);
+    t.false(await store.clients.delete(operator));
+    t.is((await store.clients.list()).length, 1);
+  });
+
+  // --- accounts -----------------------------------------------------------------------------------
+
+  it('an account can be created and then found by sub and by email', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const created = await store.accounts.create(account('sub-1', 'ada@example.com', { name: 'Ada Lovelace', givenName: 'Ada', familyName: 'Lovelace', emailVerified: true }));
+    const bare = await store.accounts.create(account('sub-2', 'bob@example.com'));
+
+    const expected = {
+      ...account('sub-1', 'ada@example.com', { name: 'Ada Lovelace', givenName: 'Ada', familyName: 'Lovelace', emailVerified: true }),
+      createdAt: new Date(clock.now()),
+      updatedAt: new Date(clock.now()),
+    };
+    t.deepEqual(created, expected);
+    t.deepEqual(await store.accounts.findBySub('sub-1'), expected);
+    t.deepEqual(await store.accounts.findByEmail('ada@example.com'), expected);
+    t.deepEqual(await store.accounts.findByEmail('bob@example.com'), bare);
+    t.false('name' in bare || 'givenName' in bare || 'familyName' in bare, 'absent optional fields stay absent');
+    t.is(await store.accounts.findBySub('sub-3'), undefined);
+    t.is(await store.accounts.findByEmail('carol@example.com'), undefined);
+  });
+
+  it('creating an account with a registered email fails with ERR_EMAIL_TAKEN', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'taken@example.com'));
+
+    const error = await t.throwsAsync(store.accounts.create(account('sub-2', 'taken@example.com')), { code: 'ERR_EMAIL_TAKEN' });
+    t.true(isAppError(error, 'ERR_EMAIL_TAKEN'));
+    t.is(await store.accounts.findBySub('sub-2'), undefined);
+    t.is((await store.accounts.findByEmail('taken@example.com'))?.sub, 'sub-1');
+  });
+
+  it('concurrent registrations of one email through two store instances let exactly one through', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    const attempts = Array.from({ length: 8 }, (_, index) =>
+      (index % 2 === 0 ? store : other).accounts.create(account(`sub-${index}`, 'race@example.com')),
+    );
+
+    const results = await Promise.allSettled(attempts);
+    const won = results.filter((result) => result.status === 'fulfilled');
+    const lost = results.filter((result) => result.status === 'rejected');
+    t.is(won.length, 1);
+    t.true(lost.every((result) => isAppError(result.reason, 'ERR_EMAIL_TAKEN')));
+    t.is((await store.accounts.list()).length, 1);
+  });
+
+  it('update changes only the given fields and reports whether the account exists', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const created = await store.accounts.create(account('sub-1', 'u@example.com', { name: 'Old Name', givenName: 'Old' }));
+    clock.advance(30 * SECOND);
+
+    t.true(await store.accounts.update('sub-1', { passwordHash: 'new-hash', disabled: true, name: 'New Name', givenName: undefined }));
+    t.true(await store.accounts.update('sub-1', { emailVerified: true, familyName: 'Family' }));
+    t.false(await store.accounts.update('sub-unknown', { disabled: true }));
+
+    t.deepEqual(await store.accounts.findBySub('sub-1'), {
+      ...created,
+      passwordHash: 'new-hash',
+      disabled: true,
+      emailVerified: true,
+      name: 'New Name',
+      givenName: 'Old',
+      familyName: 'Family',
+      updatedAt: new Date(clock.now()),
+    });
+    t.is(await store.accounts.findBySub('sub-unknown'), undefined);
+  });
+
+  it('list returns accounts oldest first and pages with limit and offset', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    // Subs in reverse alphabetical order, so sorting by sub would give the wrong answer.
+    for (const sub of ['e', 'd', 'c', 'b', 'a']) {
+      await store.accounts.create(account(sub, `${sub}@example.com`));
+      clock.advance(SECOND);
+    }
+    const subs = async (options?: { limit?: number; offset?: number }) => (await store.accounts.list(options)).map((a) => a.sub);
+
+    t.deepEqual(await subs(), ['e', 'd', 'c', 'b', 'a']);
+    t.deepEqual(await subs({ limit: 2 }), ['e', 'd']);
+    t.deepEqual(await subs({ limit: 2, offset: 2 }), ['c', 'b']);
+    t.deepEqual(await subs({ offset: 4 }), ['a']);
+    t.deepEqual(await subs({ limit: 0 }), []);
+  });
+
+  // --- clients ------------------------------------------------------------------------------------
+
+  it('a client can be created, found, listed, updated and deleted, and each change bumps the clients revision', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const before = await store.revisions.get('clients');
+    const metadata = { client_id: 'app-1', redirect_uris: ['https://app.example/cb'], token_endpoint_auth_method: 'client_secret_basic', jwks: {} };
+
+    const created = await store.clients.create({ clientId: 'app-1', metadata });
+    t.deepEqual(created, { clientId: 'app-1', metadata, createdAt: new Date(clock.now()) });
+    t.deepEqual(await store.clients.find('app-1'), created);
+    clock.advance(SECOND);
+    const second = await store.clients.create({ clientId: 'app-0', metadata: { client_id: 'app-0' } });
+    t.deepEqual(await store.clients.list(), [created, second], 'oldest first');
+    t.is(await store.revisions.get('clients'), before + 2);
+
+    t.true(await store.clients.update('app-1', { client_id: 'app-1', grant_types: ['client_credentials'] }));
+    t.deepEqual((await store.clients.find('app-1'))?.metadata, { client_id: 'app-1', grant_types: ['client_credentials'] }, 'metadata is replaced, not merged');
+    t.is(await store.revisions.get('clients'), before + 3);
+
+    t.true(await store.clients.delete('app-1'));
+    t.is(await store.clients.find('app-1'), undefined);
+    t.deepEqual(await store.clients.list(), [second]);
+    t.is(await store.revisions.get('clients'), before + 4);
+  });
+
+  it('creating a client with a taken id fails with ERR_CLIENT_INVALID and changes nothing', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.clients.create({ clientId: 'app-1', metadata: { version: 1 } });
+    const revision = await store.revisions.get('clients');
+
+    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_INVALID' });
+    t.deepEqual((await store.clients.find('app-1'))?.metadata, { version: 1 });
+    t.is(await store.revisions.get('clients'), revision);
+  });
+
+  it('updating or deleting an unknown client returns false and bumps nothing', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const revision = await store.revisions.get('clients');
+
+    t.false(await store.clients.update('ghost', { client_id: 'ghost' }));
+    t.false(await store.clients.delete('ghost'));
+    t.is(await store.clients.find('ghost'), undefined);
+    t.is(await store.revisions.get('clients'), revision);
+  });
+
+  // --- keys ---------------------------------------------------------------------------------------
+
+  it('the first rotation stores the keys as current and bumps the keys revision', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const before = await store.revisions.get('keys');
+    const t0 = clock.now();
+
+    await store.keys.rotate([key('sig-1', 'sig', t0), key('cookie-1', 'cookie', t0)], retirement(t0, DAY));
+
+    const listed = await store.keys.list();
+    t.deepEqual(
+      [...listed].sort((a, b) => a.kid.localeCompare(b.kid)),
+      [key('cookie-1', 'cookie', t0), key('sig-1', 'sig', t0)],
+    );
+    t.is(await store.revisions.get('keys'), before + 1);
+  });
+
+  it('a rotation retires only the current keys of the uses it adds', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const t0 = clock.now();
+    await store.keys.rotate([key('sig-1', 'sig', t0), key('cookie-1', 'cookie', t0)], retirement(t0, DAY));
+    const t1 = t0 + SECOND;
+    // Two signing keys at once (one per algorithm family), as the key service rotates them.
+    await store.keys.rotate([key('sig-2', 'sig', t1), { ...key('sig-2-rs', 'sig', t1), alg: 'RS256' }], retirement(t1, DAY));
+    const currentKids = async () => (await store.keys.list()).filter((k) => k.retiredAt === undefined).map((k) => k.kid).sort();
+    t.deepEqual(await currentKids(), ['cookie-1', 'sig-2', 'sig-2-rs'], 'keys added together never retire each other');
+    const t2 = t0 + 2 * SECOND;
+    await store.keys.rotate([key('sig-3', 'sig', t2)], retirement(t2, DAY));
+
+    const byKid = new Map((await store.keys.list()).map((k) => [k.kid, k]));
+    t.deepEqual(byKid.get('sig-1'), { ...key('sig-1', 'sig', t0), ...retirement(t1, DAY) }, 'an already retired key keeps its first retirement');
+    t.deepEqual(byKid.get('sig-2'), { ...key('sig-2', 'sig', t1), ...retirement(t2, DAY) });
+    t.deepEqual(byKid.get('sig-2-rs'), { ...key('sig-2-rs', 'sig', t1), alg: 'RS256', ...retirement(t2, DAY) });
+    t.deepEqual(byKid.get('sig-3'), key('sig-3', 'sig', t2));
+    t.deepEqual(byKid.get('cookie-1'), key('cookie-1', 'cookie', t0), 'a sig rotation leaves cookie keys alone');
+
+    const t3 = t0 + 3 * SECOND;
+    await store.keys.rotate([key('cookie-2', 'cookie', t3)], retirement(t3, DAY));
+    t.deepEqual(await currentKids(), ['cookie-2', 'sig-3']);
+  });
+
+  it('key list leaves out expired keys and returns the rest oldest first', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const t0 = clock.now();
+    await store.keys.rotate([key('k-a', 'sig', t0)], retirement(t0, DAY));
+    await store.keys.rotate([key('k-b', 'sig', t0 + SECOND)], retirement(t0 + SECOND, 10 * SECOND));
+    await store.keys.rotate([key('k-c', 'sig', t0 + 2 * SECOND)], retirement(t0 + 2 * SECOND, 20 * SECOND));
+    const kids = async () => (await store.keys.list()).map((k) => k.kid);
+
+    t.deepEqual(await kids(), ['k-a', 'k-b', 'k-c']);
+    clock.advance(11 * SECOND);
+    t.deepEqual(await kids(), ['k-b', 'k-c'], 'k-a left the list when its expiry passed');
+    clock.advance(11 * SECOND);
+    t.deepEqual(await kids(), ['k-c']);
+  });
+
+  it('concurrent rotations through two store instances leave the keys of exactly one rotation current', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
+    const other = await open();
+    const before = await store.revisions.get('keys');
+    const t0 = clock.now();
+    // Like the key service: one signing key per algorithm family, plus a cookie key, per rotation.
+    const rotation = (index: number) => [
+      { ...key(`sig-rs-${index}`, 'sig', t0 + index), alg: 'RS256' },
+      key(`sig-es-${index}`, 'sig', t0 + index),
+      key(`cookie-${index}`, 'cookie', t0 + index),
+    ];
+
+    await Promise.all(
+      Array.from({ length: 6 }, (_, index) => (index % 2 === 0 ? store : other).keys.rotate(rotation(index), retirement(t0 + index, DAY))),
+    );
+
+    const listed = await store.keys.list();
+    t.is(listed.length, 18);
+    const current = listed.filter((k) => k.retiredAt === undefined).map((k) => k.kid);
+    const winner = current[0]?.replace(/^.*-/, '');
+    t.deepEqual(current.sort(), [`cookie-${winner}`, `sig-es-${winner}`, `sig-rs-${winner}`]);
+    t.is(await store.revisions.get('keys'), before + 6);
+  });
+
+  // --- revisions, ping, durability -----------------------------------------------------------------
+
+  it('an unknown revision reads 0 and bump returns each new value', async (t) => {
+    const { store } = await setUp(t, createLane);
+    t.is(await store.revisions.get('clients'), 0);
+    t.is(await store.revisions.bump('clients'), 1);
+    t.is(await store.revisions.bump('clients'), 2);
+    t.is(await store.revisions.get('clients'), 2);
+    t.is(await store.revisions.get('keys'), 0, 'revisions are counted per name');
+  });
+
+  it('concurrent bumps through two store instances are never lost', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    const values = await Promise.all(Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? store : other).revisions.bump('keys')));
+
+    t.deepEqual([...values].sort((a, b) => a - b), Array.from({ length: 20 }, (_, index) => index + 1));
+    t.is(await other.revisions.get('keys'), 20);
+  });
+
+  it('ping succeeds while the store is open and fails with ERR_STORE_UNAVAILABLE once it is closed', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await t.notThrowsAsync(store.ping());
+    await store.close();
+    await t.throwsAsync(store.ping(), { code: 'ERR_STORE_UNAVAILABLE' });
+    await t.notThrowsAsync(store.close(), 'closing twice is harmless');
+  });
+
+  it('everything written survives closing and reopening the store', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
+    const t0 = clock.now();
+    await store.oidc.upsert('Session', 's-1', { uid: 'u-1', accountId: 'sub-1' }, 3600);
+    await store.oidc.upsert('Grant', 'g-1', { accountId: 'sub-1' });
+    await store.oidc.consume('Session', 's-1');
+    const created = await store.accounts.create(account('sub-1', 'keep@example.com', { name: 'Kept' }));
+    const client = await store.clients.create({ clientId: 'app-1', metadata: { client_id: 'app-1' } });
+    await store.keys.rotate([key('sig-1', 'sig', t0)], retirement(t0, DAY));
+    const clientsRevision = await store.revisions.get('clients');
+    await store.close();
+
+    const reopened = await open();
+    t.deepEqual(await reopened.oidc.findByUid('Session', 'u-1'), { uid: 'u-1', accountId: 'sub-1', consumed: Math.floor(t0 / 1000) });
+    t.deepEqual(await reopened.oidc.find('Grant', 'g-1'), { accountId: 'sub-1' });
+    t.deepEqual(await reopened.accounts.findByEmail('keep@example.com'), created);
+    t.deepEqual(await reopened.clients.list(), [client]);
+    t.deepEqual(await reopened.keys.list(), [key('sig-1', 'sig', t0)]);
+    t.is(await reopened.revisions.get('clients'), clientsRevision);
+    await t.throwsAsync(reopened.accounts.create(account('sub-2', 'keep@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'uniqueness survives too');
+  });
+}
+
+// --- lanes ------------------------------------------------------------------------------------------
+
+async function sqliteLane(): Promise<Lane & { file: string }> {
+  const directory = await mkdtemp(path.join(os.tmpdir(), 'tessera-store-'));
+  // A nested path, so every test also checks that open() creates missing parent directories.
+  const file = path.join(directory, 'data', 'tessera.db');
+  return {
+    file,
+    open: (options = {}) => openSqliteStore({ file, ...options }),
+    dispose: () => rm(directory, { recursive: true, force: true }),
+  };
+}
+
+function mongoLane(transactions?: boolean): LaneFactory {
+  return async () => {
+    const lane = await startMongoLane();
+    return {
+      open: (options = {}) => openMongoStore({ uri: lane.uri, ...(transactions === undefined ? {} : { transactions }), ...options }),
+      dispose: () => lane.stop(),
+    };
+  };
+}
+
+defineContract('sqlite', sqliteLane);
+defineContract('mongodb', mongoLane());
+// Standalone mongod has no transactions: the ordered-writes fallback must keep the same contract.
+defineContract('mongodb without transactions', mongoLane(false));
+
+// --- backend-specific -------------------------------------------------------------------------------
+
+test('sqlite: open creates a WAL database at the current schema version, and refuses a newer one', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  const store = await lane.open();
+  await store.close();
+
+  const raw = new DatabaseSync(lane.file);
+  t.deepEqual({ ...raw.prepare('PRAGMA journal_mode').get() }, { journal_mode: 'wal' });
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+  raw.exec('PRAGMA user_version = 999');
+  raw.close();
+
+  await t.throwsAsync(lane.open(), { code: 'ERR_STORE_UNAVAILABLE', message: /schema version 999/ });
+});
+
+test('sqlite: two processes writing one database file at the same time lose no writes', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  const writes = 300;
+  // The other process is a real one, as the CLI is next to a running server.
+  const script = `
+    import { openSqliteStore } from ${JSON.stringify(new URL('../src/store/sqlite/sqlite-store.ts', import.meta.url).href)};
+    const store = await openSqliteStore({ file: process.argv[1] });
+    process.stdout.write('ready\\n');
+    for (let i = 0; i < ${writes}; i += 1) await store.clients.create({ clientId: 'child-' + i, metadata: {} });
+    await store.close();`;
+  const child = spawn(process.execPath, ['--input-type=module', '--eval', script, lane.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // Start writing only once the child is about to, so the two really overlap.
+  await Promise.race([new Promise<void>((resolve) => child.stdout.once('data', () => resolve())), exited]);
+
+  for (let i = 0; i < writes; i += 1) {
+    await store.clients.create({ clientId: `parent-${i}`, metadata: {} });
+    await setImmediatePromise();
+  }
+
+  t.is(await exited, 0, stderr);
+  t.is((await store.clients.list()).length, 2 * writes);
+  t.is(await store.revisions.get('clients'), 2 * writes);
+});
+
+test('sqlite: expired oidc records are purged in the background, live ones are kept', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  const clock = manualClock();
+  const store = await openSqliteStore({ file: lane.file, clock: clock.now, purgeIntervalSeconds: 0.02 });
+  t.teardown(() => store.close());
+  await store.oidc.upsert('AccessToken', 'short', { jti: 'short' }, 1);
+  await store.oidc.upsert('AccessToken', 'long', { jti: 'long' }, 100);
+  await store.oidc.upsert('Grant', 'forever', { jti: 'forever' });
+  clock.advance(2 * SECOND);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  const remaining = () => (raw.prepare('SELECT id FROM oidc ORDER BY id').all() as Array<{ id: string }>).map((row) => row.id);
+  for (let waited = 0; remaining().length > 2 && waited < 2000; waited += 20) await delay(20);
+
+  t.deepEqual(remaining(), ['forever', 'long']);
+});
+
+test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
+  const lane = await startMongoLane();
+  t.teardown(() => lane.stop());
+  const store = await openMongoStore({ uri: lane.uri });
+  await store.close();
+
+  const connection = await mongoose.createConnection(lane.uri, { autoCreate: false, autoIndex: false }).asPromise();
+  t.teardown(() => connection.close());
+  const indexes = async (collection: string) => {
+    const list = await connection.collection(collection).indexes();
+    return Object.fromEntries(list.map((index) => [index.name, index]));
+  };
+  const oidc = await indexes('oidc');
+  t.like(oidc.expiresAt_ttl, { key: { expiresAt: 1 }, expireAfterSeconds: 0 });
+  t.like(oidc.model_uid, { key: { model: 1, uid: 1 } });
+  t.like(oidc.model_userCode, { key: { model: 1, userCode: 1 } });
+  t.like(oidc.model_grantId, { key: { model: 1, grantId: 1 } });
+  t.like((await indexes('accounts')).email_unique, { key: { email: 1 }, unique: true });
+});
+
+test('mongodb: an unreachable server fails open with ERR_STORE_UNAVAILABLE', async (t) => {
+  const port = await closedPort();
+  await t.throwsAsync(openMongoStore({ uri: `mongodb://127.0.0.1:${port}/tessera`, serverSelectionTimeoutMS: 300 }), { code: 'ERR_STORE_UNAVAILABLE' });
+});
+
+test('openStore picks MongoDB when a URI is configured and SQLite in the data directory otherwise', async (t) => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tessera-open-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const lane = await startMongoLane();
+  t.teardown(() => lane.stop());
+
+  const sqlite = await openStore({ dataDir, mongodbUri: undefined });
+  await sqlite.revisions.bump('keys');
+  await sqlite.close();
+  const mongo = await openStore({ dataDir, mongodbUri: lane.uri });
+  await mongo.close();
+
+  t.is(sqlite.kind, 'sqlite');
+  t.is(mongo.kind, 'mongodb');
+  const raw = new DatabaseSync(path.join(dataDir, 'tessera.db'), { readOnly: true });
+  t.deepEqual({ ...raw.prepare("SELECT value FROM revisions WHERE name = 'keys'").get() }, { value: 1 });
+  raw.close();
+});
+
+/** A port nothing listens on: bound by the kernel, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('No TCP address.');
+  return address.port;
+}
