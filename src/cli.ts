@@ -1,10 +1,154 @@
-import { loadConfig } from './config.ts';
-import { startServer } from './main.ts';
+/**
+ * `tessera`, the operator's command line. It reads the same configuration, opens the same store and
+ * goes through the same domain services as the server, so it is safe to run beside a running server
+ * (which notices changes by polling store revisions). Expected failures end with one line on stderr
+ * and a non-zero exit: 1 for a refused operation or bad configuration, 2 for bad usage.
+ */
+import { clientsGroup } from './cli/clients.ts';
+import {
+  commandHelp, defineGroup, groupHelp, parseCommandLine, UsageError, type Command, type Group, type Invocation, type Node,
+} from './cli/command.ts';
+import { keysGroup } from './cli/keys.ts';
+import { serve } from './cli/serve.ts';
+import { usersGroup } from './cli/users.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { AppError } from './errors.ts';
+import type { Services } from './services.ts';
+import type { Store } from './store/port.ts';
+
+/** Every command, as a tree: add a subcommand (e.g. `clients certs add`) by adding a node. */
+export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Connect identity provider', {
+  serve,
+  clients: clientsGroup,
+  users: usersGroup,
+  keys: keysGroup,
+});
+
+const HELP_FOOTER = [
+  '',
+  'Configuration comes from the environment and CONFIG_DIR, as for the server (PORT, DATA_DIR,',
+  'CONFIG_DIR, MONGODB_URI, TESSERA_SECRET, ...). Commands are safe to run while the server runs.',
+];
+
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv[0] === 'serve') {
-    const server = await startServer(loadConfig());
-    process.once('SIGTERM', () => void server.close());
-    process.once('SIGINT', () => void server.close());
+  process.exitCode = await run(argv);
+}
+
+async function run(argv: string[]): Promise<number> {
+  try {
+    if (argv[0] === 'help') return showHelp(argv.slice(1));
+    const { path, node, rest } = resolveCommand(argv);
+    if (node.kind === 'group') {
+      if (rest[0] === '--help' || rest[0] === '-h') return print(groupHelp(path, node, path ? [] : HELP_FOOTER));
+      if (rest.length === 0) {
+        process.stderr.write(groupHelp(path, node, path ? [] : HELP_FOOTER));
+        return EXIT_USAGE;
+      }
+      throw new UsageError(`unknown command "${[path, rest[0]].filter(Boolean).join(' ')}"`, path);
+    }
+    const parsed = parseCommandLine(path, node, rest);
+    if (parsed.help) return print(commandHelp(path, node));
+    await execute(node, parsed.values, parsed.args);
+    return 0;
+  } catch (error) {
+    return report(error);
   }
+}
+
+/** Walks the tree as far as the words go: `clients create --name x` -> the `create` command, `--name x`. */
+function resolveCommand(argv: string[]): { path: string; node: Node; rest: string[] } {
+  let node: Node = COMMANDS;
+  const path: string[] = [];
+  let index = 0;
+  while (node.kind === 'group' && index < argv.length) {
+    const word = argv[index] ?? '';
+    const child: Node | undefined = Object.hasOwn(node.commands, word) ? node.commands[word] : undefined;
+    if (!child) break;
+    node = child;
+    path.push(word);
+    index += 1;
+  }
+  return { path: path.join(' '), node, rest: argv.slice(index) };
+}
+
+function showHelp(words: string[]): number {
+  const { path, node, rest } = resolveCommand(words);
+  if (rest.length) throw new UsageError(`no help for unknown command "${words.join(' ')}"`);
+  return print(node.kind === 'group' ? groupHelp(path, node, path ? [] : HELP_FOOTER) : commandHelp(path, node));
+}
+
+function print(text: string): number {
+  process.stdout.write(text);
+  return 0;
+}
+
+/** Loads configuration, opens the store only if the command asks for services, and always closes it. */
+async function execute(command: Command, values: Record<string, unknown>, args: string[]): Promise<void> {
+  const config = loadConfig();
+  let opened: { store: Store; services: Services } | undefined;
+  const invocation: Invocation<Record<string, never>> = {
+    values: values as Invocation<Record<string, never>>['values'],
+    args,
+    config,
+    async services() {
+      if (!opened) {
+        // Loaded on demand: help and usage errors should not wait for store drivers to load.
+        const [{ openStore }, { buildServices }] = await Promise.all([import('./store/open-store.ts'), import('./services.ts')]);
+        const store = await openStore(config);
+        try {
+          opened = { store, services: buildServices(config, store) };
+        } catch (error) {
+          await store.close();
+          throw error;
+        }
+      }
+      return opened.services;
+    },
+  };
+  try {
+    await command.run(invocation);
+  } finally {
+    // A failed close must not hide the error that ended the command.
+    await opened?.store.close().catch((error: unknown) => {
+      process.stderr.write(`tessera: could not close the store cleanly: ${messageOf(error)}\n`);
+      process.exitCode = EXIT_FAILURE;
+    });
+  }
+}
+
+/** One line per problem, no stack trace, for everything an operator can cause and fix. */
+function report(error: unknown): number {
+  if (error instanceof ConfigError) {
+    // Already one "Configuration error: ..." line per problem.
+    process.stderr.write(`${error.message}\n`);
+    return EXIT_FAILURE;
+  }
+  if (error instanceof UsageError) {
+    const hint = `run "tessera ${error.helpFor ? `${error.helpFor} ` : ''}--help"`;
+    process.stderr.write(`tessera: ${oneLine(error.message)}; ${hint}\n`);
+    return EXIT_USAGE;
+  }
+  if (error instanceof AppError || isSystemError(error)) {
+    process.stderr.write(`tessera: ${oneLine(messageOf(error))}\n`);
+    return EXIT_FAILURE;
+  }
+  // Not something an operator caused: keep the stack, it is what a bug report needs.
+  process.stderr.write(`tessera: unexpected error: ${oneLine(messageOf(error))}\n${error instanceof Error ? `${error.stack}\n` : ''}`);
+  return EXIT_FAILURE;
+}
+
+/** EADDRINUSE, EACCES, ENOENT, ECONNREFUSED...: the environment's fault, explained by the message. */
+function isSystemError(error: unknown): error is NodeJS.ErrnoException {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]+$/.test(String((error as NodeJS.ErrnoException).code));
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
 }

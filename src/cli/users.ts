@@ -1,0 +1,113 @@
+/**
+ * `tessera users ...`: accounts. Passwords come from stdin only: an argument would sit in shell
+ * history and in every `ps` listing.
+ */
+import { normalizeEmail } from '../domain/accounts.ts';
+import { AppError, isAppError } from '../errors.ts';
+import type { Account } from '../store/port.ts';
+import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
+import { printJson, printLines, printTable } from './output.ts';
+
+/** Far above any valid password (256 characters); bounds what a mistaken pipe can make us buffer. */
+const STDIN_LIMIT_BYTES = 64 * 1024;
+
+/** Reads stdin to the end and strips one trailing newline (what `echo` and heredocs add), nothing more. */
+async function readPasswordFromStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('Password (not hidden; end with Enter, then Ctrl-D): ');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    size += buffer.length;
+    if (size > STDIN_LIMIT_BYTES) throw new AppError('ERR_INVALID_INPUT', 'the password on stdin is too long');
+    chunks.push(buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text.replace(/\r?\n$/, '');
+}
+
+/** What a user looks like outside Tessera: claim-style names, and never the password hash. */
+function publicView(account: Account) {
+  return {
+    sub: account.sub,
+    email: account.email,
+    email_verified: account.emailVerified,
+    name: account.name,
+    given_name: account.givenName,
+    family_name: account.familyName,
+    disabled: account.disabled,
+    created_at: account.createdAt.toISOString(),
+    updated_at: account.updatedAt.toISOString(),
+  };
+}
+
+const create = defineCommand({
+  summary: 'Create a user; the password is read from stdin',
+  description: [
+    'Create a user. The password is read from stdin (one trailing newline is removed), e.g.',
+    '  printf %s "$PASSWORD" | tessera users create --email ada@example.com --password-stdin',
+  ].join('\n'),
+  options: {
+    email: { type: 'string', required: true, placeholder: 'EMAIL', description: 'Sign-in email address (must be unused)' },
+    'password-stdin': { type: 'boolean', description: 'Read the password from stdin (required: passwords are never taken as arguments)' },
+    name: { type: 'string', placeholder: 'NAME', description: 'Full name (the `name` claim)' },
+    'given-name': { type: 'string', placeholder: 'NAME', description: 'Given name (the `given_name` claim)' },
+    'family-name': { type: 'string', placeholder: 'NAME', description: 'Family name (the `family_name` claim)' },
+    json: JSON_OPTION,
+  },
+  async run({ values, services }) {
+    if (!values['password-stdin']) {
+      throw new UsageError('"users create" needs --password-stdin: passwords are read from stdin, never from arguments', 'users create');
+    }
+    const password = await readPasswordFromStdin();
+    const { accounts } = await services();
+    const account = await accounts
+      .register({ email: values.email, password, name: values.name, givenName: values['given-name'], familyName: values['family-name'] })
+      .catch((error: unknown) => {
+        if (isAppError(error, 'ERR_EMAIL_TAKEN')) {
+          throw new AppError('ERR_EMAIL_TAKEN', `a user with the email ${normalizeEmail(values.email)} already exists`, { status: 409, cause: error });
+        }
+        throw error;
+      });
+    if (values.json) return printJson({ sub: account.sub });
+    printLines(`Created user ${account.email} (sub ${account.sub}).`);
+  },
+});
+
+const list = defineCommand({
+  summary: 'List users (password hashes are never shown)',
+  options: { json: JSON_OPTION },
+  async run({ values, services }) {
+    const users = (await (await services()).accounts.list()).map(publicView);
+    if (values.json) return printJson(users);
+    if (!users.length) return printLines('No users yet. Create one with "tessera users create".');
+    printTable(
+      ['EMAIL', 'SUB', 'STATUS', 'NAME', 'CREATED'],
+      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : 'active', user.name ?? '', user.created_at]),
+    );
+  },
+});
+
+function setDisabledCommand(disabled: boolean) {
+  return defineCommand({
+    summary: disabled ? 'Stop a user from signing in' : 'Let a disabled user sign in again',
+    args: [{ name: 'EMAIL', description: 'The user\'s email address' }],
+    options: { json: JSON_OPTION },
+    async run({ values, args: [email = ''], services }) {
+      const { accounts } = await services();
+      if (!(await accounts.setDisabled(email, disabled))) {
+        throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+      }
+      const account = await accounts.findByEmail(email);
+      if (values.json) return printJson({ sub: account?.sub, email: account?.email, disabled });
+      printLines(disabled ? `Disabled ${account?.email ?? email}: they can no longer sign in.` : `Enabled ${account?.email ?? email}.`);
+    },
+  });
+}
+
+export const usersGroup = defineGroup('Manage user accounts', {
+  create,
+  list,
+  disable: setDisabledCommand(true),
+  enable: setDisabledCommand(false),
+});
