@@ -53,7 +53,7 @@ export interface AccountRepository {
   create(account: NewAccount): Promise<Account>;
   findBySub(sub: string): Promise<Account | undefined>;
   findByEmail(email: string): Promise<Account | undefined>;
-  /** Changes the given fields; returns false when there is no such account. */
+  /** Changes the given fields (undefined means unchanged); returns false when there is no such account. */
   update(sub: string, changes: Partial<Pick<Account, 'passwordHash' | 'disabled' | 'emailVerified' | 'name' | 'givenName' | 'familyName'>>): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
 }
@@ -65,6 +65,7 @@ export interface StoredClient {
   createdAt: Date;
 }
 
+/** Every write (create, update, delete) bumps the `clients` revision. */
 export interface ClientRepository {
   /** Throws AppError ERR_CLIENT_INVALID when the id is taken. */
   create(client: Omit<StoredClient, 'createdAt'>): Promise<StoredClient>;
@@ -97,8 +98,9 @@ export interface KeyRepository {
   /** Every key that has not expired, oldest first. */
   list(): Promise<StoredKey[]>;
   /**
-   * Atomically retires the current keys of the uses in `retire` (sets retiredAt/expiresAt) and inserts `add`.
-   * Used both for first-start generation and for rotation, so two processes never leave two current keys.
+   * Atomically retires the current keys whose `use` appears among `add` (sets retiredAt/expiresAt)
+   * and inserts `add`. Used both for first-start generation and for rotation, so two processes
+   * never leave two current keys. Bumps the `keys` revision.
    */
   rotate(add: StoredKey[], retire: { retiredAt: Date; expiresAt: Date }): Promise<void>;
 }
