@@ -306,7 +306,7 @@ test('keys rotate generates the first keys, then replaces the current ones and k
   t.is(generated.current.length, 3, 'one signing key per family');
   t.deepEqual(generated.retired, []);
 
-  type KeyRow = { kid: string; alg: string; use: string; status: string; expiresAt?: string };
+  type KeyRow = { kid: string; alg: string; use: string; status: string; expires_at?: string };
   const afterFirst = JSON.parse((await cli(['keys', 'list', '--json'])).stdout) as KeyRow[];
   t.deepEqual(afterFirst.filter((key) => key.use === 'sig').map((key) => key.alg).sort(), ['ES256', 'EdDSA', 'RS256']);
   t.is(afterFirst.filter((key) => key.use === 'cookie').length, 1, 'a cookie key too, as on first server start');
@@ -322,7 +322,7 @@ test('keys rotate generates the first keys, then replaces the current ones and k
   const statusOf = (kid: string) => keys.find((key) => key.kid === kid)?.status;
   t.deepEqual(rotated.current.map(statusOf), ['current', 'current', 'current']);
   t.deepEqual(generated.current.map(statusOf), ['retired', 'retired', 'retired']);
-  t.true(keys.filter((key) => key.status === 'retired').every((key) => key.expiresAt && Date.parse(key.expiresAt) > Date.now()));
+  t.true(keys.filter((key) => key.status === 'retired').every((key) => key.expires_at && Date.parse(key.expires_at) > Date.now()));
 
   const human = await cli(['keys', 'list']);
   t.regex(human.stdout, /^KID\s+USE\s+ALG\s+STATUS/);

@@ -21,7 +21,7 @@ const list = defineCommand({
     if (!keys.length) return printLines('No keys yet. The server generates them on first start, or run "tessera keys rotate".');
     printTable(
       ['KID', 'USE', 'ALG', 'STATUS', 'CREATED', 'EXPIRES'],
-      keys.map((key) => [key.kid, key.use, key.alg || '-', key.status, key.createdAt, key.expiresAt ?? '-']),
+      keys.map((key) => [key.kid, key.use, key.alg || '-', key.status, key.created_at, key.expires_at ?? '-']),
     );
   },
 });

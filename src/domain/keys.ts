@@ -31,14 +31,15 @@ export interface KeyMaterial {
   readonly fingerprint: string;
 }
 
+/** What `tessera keys list` shows; snake_case like every other JSON Tessera prints. */
 export interface KeySummary {
   kid: string;
   alg: string;
   use: string;
   status: 'current' | 'retired';
-  createdAt: string;
-  retiredAt?: string;
-  expiresAt?: string;
+  created_at: string;
+  retired_at?: string;
+  expires_at?: string;
 }
 
 export class KeyService {
@@ -78,9 +79,9 @@ export class KeyService {
       alg: key.alg,
       use: key.use,
       status: key.retiredAt ? 'retired' : 'current',
-      createdAt: key.createdAt.toISOString(),
-      ...(key.retiredAt && { retiredAt: key.retiredAt.toISOString() }),
-      ...(key.expiresAt && { expiresAt: key.expiresAt.toISOString() }),
+      created_at: key.createdAt.toISOString(),
+      ...(key.retiredAt && { retired_at: key.retiredAt.toISOString() }),
+      ...(key.expiresAt && { expires_at: key.expiresAt.toISOString() }),
     }));
   }
 
