@@ -4,7 +4,7 @@
  * by moving time rather than by sleeping, and tests can run concurrently.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,8 +17,8 @@ import mongoose from 'mongoose';
 import { isAppError } from '../src/errors.ts';
 import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
 import { openStore } from '../src/store/open-store.ts';
-import type { NewAccount, OidcPayload, Store, StoredKey } from '../src/store/port.ts';
-import { openSqliteStore, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
+import type { NewAccount, OidcPayload, ResourceServerRecord, Store, StoredKey } from '../src/store/port.ts';
+import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 
 /** Storage of one test: open() may be called more than once (a reopen, or a second process sharing it). */
@@ -72,6 +72,10 @@ function key(kid: string, use: StoredKey['use'], createdAt: number): StoredKey {
   return use === 'sig'
     ? { kid, use, alg: 'ES256', publicJwk: { kty: 'EC', crv: 'P-256', x: `x-${kid}`, y: `y-${kid}`, kid }, encryptedPrivate: `enc-${kid}`, createdAt: new Date(createdAt) }
     : { kid, use, alg: '', encryptedPrivate: `enc-${kid}`, createdAt: new Date(createdAt) };
+}
+
+function resource(audience: string, extra: Partial<Omit<ResourceServerRecord, 'createdAt'>> = {}): Omit<ResourceServerRecord, 'createdAt'> {
+  return { audience, scopes: ['read', 'write'], format: 'jwt', ttlSeconds: 600, ...extra };
 }
 
 function retirement(at: number, keepFor: number) {
@@ -361,6 +365,18 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.revisions.get('clients'), revision);
   });
 
+  it('concurrent creations of one client id through two store instances let exactly one through', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    const before = await store.revisions.get('clients');
+    const attempts = Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? store : other).clients.create({ clientId: 'race', metadata: { index } }));
+
+    const results = await Promise.allSettled(attempts);
+    t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_INVALID')));
+    t.is(await store.revisions.get('clients'), before + 1);
+  });
+
   it('updating or deleting an unknown client returns false and bumps nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     const revision = await store.revisions.get('clients');
@@ -369,6 +385,96 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.false(await store.clients.delete('ghost'));
     t.is(await store.clients.find('ghost'), undefined);
     t.is(await store.revisions.get('clients'), revision);
+  });
+
+  // --- resource servers ---------------------------------------------------------------------------
+
+  it('a resource server can be created, found, listed oldest first and deleted, and each change bumps the resources revision', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const before = await store.revisions.get('resources');
+    const clientsBefore = await store.revisions.get('clients');
+
+    const created = await store.resources.create(resource('https://api.example/z', { name: 'Orders API', scopes: ['orders:read'], format: 'opaque', ttlSeconds: 300 }));
+    t.deepEqual(created, { audience: 'https://api.example/z', name: 'Orders API', scopes: ['orders:read'], format: 'opaque', ttlSeconds: 300, createdAt: new Date(clock.now()) });
+    t.deepEqual(await store.resources.find('https://api.example/z'), created);
+    clock.advance(SECOND);
+    // Alphabetically first, created second: list order is by age, not by audience.
+    const second = await store.resources.create(resource('https://api.example/a', { scopes: [] }));
+    t.false('name' in second, 'an absent name stays absent');
+    t.deepEqual(await store.resources.find('https://api.example/a'), second);
+    t.deepEqual(await store.resources.list(), [created, second]);
+    t.is(await store.revisions.get('resources'), before + 2);
+
+    t.true(await store.resources.delete('https://api.example/z'));
+    t.is(await store.resources.find('https://api.example/z'), undefined);
+    t.deepEqual(await store.resources.list(), [second]);
+    t.is(await store.revisions.get('resources'), before + 3);
+    t.is(await store.revisions.get('clients'), clientsBefore, 'resource writes leave the clients revision alone');
+  });
+
+  it('a created resource server does not change when the caller later changes its input', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const input = resource('https://api.example', { scopes: ['read'] });
+    const created = await store.resources.create(input);
+    input.scopes.push('admin');
+
+    t.deepEqual(created.scopes, ['read']);
+    t.deepEqual((await store.resources.find('https://api.example'))?.scopes, ['read']);
+  });
+
+  it('creating a resource server with a taken audience fails with ERR_RESOURCE_INVALID and changes nothing', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const original = await store.resources.create(resource('https://api.example', { name: 'First' }));
+    const revision = await store.revisions.get('resources');
+
+    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_INVALID' });
+    t.true(isAppError(error, 'ERR_RESOURCE_INVALID') && error.status === 409);
+    t.deepEqual(await store.resources.list(), [original]);
+    t.is(await store.revisions.get('resources'), revision);
+  });
+
+  it('concurrent creations of one audience through two store instances let exactly one through', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    const before = await store.revisions.get('resources');
+    const attempts = Array.from({ length: 8 }, (_, index) =>
+      (index % 2 === 0 ? store : other).resources.create(resource('https://race.example', { name: `attempt-${index}` })),
+    );
+
+    const results = await Promise.allSettled(attempts);
+    t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_INVALID')));
+    t.is((await store.resources.list()).length, 1);
+    t.is(await store.revisions.get('resources'), before + 1);
+  });
+
+  it('deleting an unknown resource server returns false and bumps nothing', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const revision = await store.revisions.get('resources');
+
+    t.false(await store.resources.delete('https://ghost.example'));
+    t.is(await store.resources.find('https://ghost.example'), undefined);
+    t.deepEqual(await store.resources.list(), []);
+    t.is(await store.revisions.get('resources'), revision);
+  });
+
+  it('audiences are compared exactly as strings: no case folding, no trailing-slash match, no query operators', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.resources.create(resource('https://api.example/v1'));
+    const revision = await store.revisions.get('resources');
+    const near = ['https://api.example/v1/', 'HTTPS://API.EXAMPLE/V1', 'https://api.example/v', ' https://api.example/v1', 'https://api.example/v_'];
+    const operators = [{ $ne: 'nothing' }, { $regex: '.*' }, { $exists: true }] as unknown as string[];
+
+    for (const audience of [...near, ...operators]) {
+      t.is(await store.resources.find(audience), undefined, `find ${JSON.stringify(audience)}`);
+      t.false(await store.resources.delete(audience), `delete ${JSON.stringify(audience)}`);
+    }
+    t.is((await store.resources.list()).length, 1);
+    t.is(await store.revisions.get('resources'), revision);
+
+    // A near-miss is a different audience, so it can be created alongside.
+    await store.resources.create(resource('https://api.example/v1/'));
+    t.deepEqual((await store.resources.list()).map((r) => r.audience).sort(), ['https://api.example/v1', 'https://api.example/v1/']);
   });
 
   // --- keys ---------------------------------------------------------------------------------------
@@ -487,8 +593,10 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await store.oidc.consume('Session', 's-1');
     const created = await store.accounts.create(account('sub-1', 'keep@example.com', { name: 'Kept' }));
     const client = await store.clients.create({ clientId: 'app-1', metadata: { client_id: 'app-1' } });
+    const api = await store.resources.create(resource('https://api.example', { name: 'Kept API', format: 'opaque' }));
     await store.keys.rotate([key('sig-1', 'sig', t0)], retirement(t0, DAY));
     const clientsRevision = await store.revisions.get('clients');
+    const resourcesRevision = await store.revisions.get('resources');
     await store.close();
 
     const reopened = await open();
@@ -498,6 +606,10 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await reopened.clients.list(), [client]);
     t.deepEqual(await reopened.keys.list(), [key('sig-1', 'sig', t0)]);
     t.is(await reopened.revisions.get('clients'), clientsRevision);
+    t.deepEqual(await reopened.resources.list(), [api]);
+    t.deepEqual(await reopened.resources.find('https://api.example'), api);
+    t.is(await reopened.revisions.get('resources'), resourcesRevision);
+    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_INVALID' }, 'so does audience uniqueness');
     await t.throwsAsync(reopened.accounts.create(account('sub-2', 'keep@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'uniqueness survives too');
   });
 }
@@ -545,6 +657,34 @@ test('sqlite: open creates a WAL database at the current schema version, and ref
   raw.close();
 
   await t.throwsAsync(lane.open(), { code: 'ERR_STORE_UNAVAILABLE', message: /schema version 999/ });
+});
+
+test('sqlite: a database at schema version 1, from before resource servers, upgrades in place and keeps its data', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  // Built as Tessera did before resources: only the first migration, written to by hand. Shipped
+  // migrations never change, so this is exactly what such a database holds.
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  old.exec(SQLITE_MIGRATIONS[0]!);
+  old.exec('PRAGMA user_version = 1');
+  old.prepare("INSERT INTO clients (client_id, metadata, created_at) VALUES ('old-app', '{\"client_id\":\"old-app\"}', 1700000000000)").run();
+  old.prepare("INSERT INTO revisions (name, value) VALUES ('clients', 7)").run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  t.deepEqual(await store.clients.list(), [{ clientId: 'old-app', metadata: { client_id: 'old-app' }, createdAt: new Date(1700000000000) }]);
+  t.is(await store.revisions.get('clients'), 7);
+  t.deepEqual(await store.resources.list(), []);
+  t.is(await store.revisions.get('resources'), 0);
+  const created = await store.resources.create(resource('https://api.example'));
+  t.deepEqual(await store.resources.find('https://api.example'), created);
+  t.is(await store.revisions.get('resources'), 1);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 
 test('sqlite: two processes writing one database file at the same time lose no writes', async (t) => {
@@ -614,6 +754,7 @@ test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   t.like(oidc.model_userCode, { key: { model: 1, userCode: 1 } });
   t.like(oidc.model_grantId, { key: { model: 1, grantId: 1 } });
   t.like((await indexes('accounts')).email_unique, { key: { email: 1 }, unique: true });
+  t.like((await indexes('resources')).createdAt_id, { key: { createdAt: 1, _id: 1 } });
 });
 
 test('mongodb: an unreachable server fails open with ERR_STORE_UNAVAILABLE', async (t) => {

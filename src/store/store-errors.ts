@@ -12,6 +12,10 @@ export function clientIdTakenError(clientId: string, cause?: unknown): AppError 
   return new AppError('ERR_CLIENT_INVALID', `A client with the id ${JSON.stringify(clientId)} already exists.`, { status: 409, cause });
 }
 
+export function resourceAudienceTakenError(audience: string, cause?: unknown): AppError {
+  return new AppError('ERR_RESOURCE_INVALID', `A resource server with the audience ${JSON.stringify(audience)} already exists.`, { status: 409, cause });
+}
+
 /** Anything below the port failing for reasons the caller cannot fix; never shown to clients. */
 export function storeUnavailableError(message: string, cause?: unknown): AppError {
   return new AppError('ERR_STORE_UNAVAILABLE', message, { status: 503, expose: false, cause });

@@ -1,5 +1,5 @@
 /**
- * Mongoose schemas for the MongoDB store. Natural keys (sub, clientId, kid, revision name) are the
+ * Mongoose schemas for the MongoDB store. Natural keys (sub, clientId, audience, kid, revision name) are the
  * `_id`, so uniqueness and lookups cost no extra index. Schemas never create collections or
  * indexes on their own: openMongoStore() does that explicitly at startup.
  */
@@ -98,6 +98,29 @@ const clientSchema = new Schema<ClientDocument>(
 );
 clientSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
 
+export interface ResourceDocument {
+  /** The audience (resource indicator), compared exactly as stored. */
+  _id: string;
+  name?: string;
+  scopes: string[];
+  format: 'jwt' | 'opaque';
+  ttlSeconds: number;
+  createdAt: Date;
+}
+
+const resourceSchema = new Schema<ResourceDocument>(
+  {
+    _id: { type: String, required: true },
+    name: { type: String },
+    scopes: { type: [String], required: true },
+    format: { type: String, required: true, enum: ['jwt', 'opaque'] },
+    ttlSeconds: { type: Number, required: true },
+    createdAt: { type: Date, required: true },
+  },
+  { ...schemaOptions, collection: 'resources' },
+);
+resourceSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+
 export interface KeyDocument {
   /** The kid. */
   _id: string;
@@ -163,6 +186,7 @@ export interface StoreModels {
   OidcRecord: Model<OidcRecordDocument>;
   Account: Model<AccountDocument>;
   Client: Model<ClientDocument>;
+  Resource: Model<ResourceDocument>;
   Key: Model<KeyDocument>;
   Revision: Model<RevisionDocument>;
   Lock: Model<LockDocument>;
@@ -174,6 +198,7 @@ export function createModels(connection: Connection): StoreModels {
     OidcRecord: connection.model<OidcRecordDocument>('OidcRecord', oidcRecordSchema),
     Account: connection.model<AccountDocument>('Account', accountSchema),
     Client: connection.model<ClientDocument>('Client', clientSchema),
+    Resource: connection.model<ResourceDocument>('Resource', resourceSchema),
     Key: connection.model<KeyDocument>('Key', keySchema),
     Revision: connection.model<RevisionDocument>('Revision', revisionSchema),
     Lock: connection.model<LockDocument>('Lock', lockSchema),

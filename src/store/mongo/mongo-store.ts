@@ -15,19 +15,22 @@ import type {
   KeyUse,
   OidcPayload,
   OidcStore,
+  ResourceRepository,
+  ResourceServerRecord,
   RevisionName,
   RevisionRepository,
   Store,
   StoredClient,
   StoredKey,
 } from '../port.ts';
-import { clientIdTakenError, emailTakenError, storeUnavailableError } from '../store-errors.ts';
+import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 import {
   createModels,
   type AccountDocument,
   type ClientDocument,
   type KeyDocument,
   type OidcRecordDocument,
+  type ResourceDocument,
   type StoreModels,
 } from './models.ts';
 
@@ -44,12 +47,16 @@ export interface MongoStoreOptions {
   clock?: () => number;
 }
 
-const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys'];
+const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources'];
 /** A rotation takes milliseconds; the lease only bounds how long a crashed holder blocks the others. */
 const LOCK_LEASE_MS = 10_000;
 const LOCK_WAIT_MS = 15_000;
 /** MongoServerError code for IllegalOperation, what a standalone mongod answers to a transaction. */
 const ILLEGAL_OPERATION = 20;
+/** MongoServerError code for WriteConflict: a concurrent transaction wrote the same document first. */
+const WRITE_CONFLICT = 112;
+/** Reruns after an unlabelled write conflict; each rerun sees the winner's write, so few are needed. */
+const CONFLICT_RERUNS = 5;
 
 export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
   const clock = options.clock ?? Date.now;
@@ -89,7 +96,7 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<Store>
 }
 
 function buildStore(connection: Connection, models: StoreModels, settings: { clock: () => number; transactions: boolean }): Store {
-  const { OidcRecord, Account, Client, Key, Revision, Lock } = models;
+  const { OidcRecord, Account, Client, Resource, Key, Revision, Lock } = models;
   const { clock, transactions } = settings;
 
   /** Filter for "not expired": documents without expiresAt never expire. */
@@ -102,11 +109,20 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
    */
   async function atomically(work: (session: ClientSession | undefined) => Promise<void>): Promise<void> {
     if (!transactions) return work(undefined);
-    const session = await connection.startSession();
-    try {
-      await session.withTransaction(() => work(session));
-    } finally {
-      await session.endSession();
+    for (let attempt = 1; ; attempt += 1) {
+      const session = await connection.startSession();
+      try {
+        await session.withTransaction(() => work(session));
+        return;
+      } catch (error) {
+        // mongod labels write conflicts TransientTransactionError and withTransaction reruns them;
+        // some servers (emulators) fail the commit unlabelled instead. The transaction was aborted,
+        // so rerunning is safe, and lets e.g. a create see the winner's document as a duplicate key.
+        if (errorCode(error) !== WRITE_CONFLICT || attempt >= CONFLICT_RERUNS) throw error;
+      } finally {
+        await session.endSession();
+      }
+      await delay(attempt * (5 + Math.random() * 20));
     }
   }
 
@@ -274,6 +290,46 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     },
   };
 
+  const resources: ResourceRepository = {
+    async create(resource) {
+      const doc: ResourceDocument = {
+        _id: String(resource.audience),
+        // A copy, so a caller changing its array later cannot change what this call reported.
+        scopes: resource.scopes.map(String),
+        format: resource.format,
+        ttlSeconds: resource.ttlSeconds,
+        createdAt: new Date(clock()),
+      };
+      if (resource.name !== undefined) doc.name = String(resource.name);
+      try {
+        await atomically(async (session) => {
+          await Resource.insertMany([doc], { session });
+          await bumpRevision('resources', session);
+        });
+      } catch (error) {
+        if (isDuplicateKey(error)) throw resourceAudienceTakenError(doc._id, error);
+        throw error;
+      }
+      return toResource(doc);
+    },
+    async find(audience) {
+      const doc = await Resource.findOne({ _id: String(audience) }).lean().exec();
+      return doc === null ? undefined : toResource(doc);
+    },
+    async list() {
+      return (await Resource.find({}).sort({ createdAt: 1, _id: 1 }).lean().exec()).map(toResource);
+    },
+    async delete(audience) {
+      let found = false;
+      await atomically(async (session) => {
+        const result = await Resource.deleteOne({ _id: String(audience) }, { session }).exec();
+        found = result.deletedCount > 0;
+        if (found) await bumpRevision('resources', session);
+      });
+      return found;
+    },
+  };
+
   const keys: KeyRepository = {
     async list() {
       return (await Key.find(live()).sort({ createdAt: 1, _id: 1 }).lean().exec()).map(toKey);
@@ -316,6 +372,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     oidc,
     accounts,
     clients,
+    resources,
     keys,
     revisions,
     async ping() {
@@ -404,6 +461,18 @@ function toAccount(doc: AccountDocument): Account {
 
 function toClient(doc: ClientDocument): StoredClient {
   return { clientId: doc._id, metadata: doc.metadata, createdAt: doc.createdAt };
+}
+
+function toResource(doc: ResourceDocument): ResourceServerRecord {
+  const resource: ResourceServerRecord = {
+    audience: doc._id,
+    scopes: [...doc.scopes],
+    format: doc.format,
+    ttlSeconds: doc.ttlSeconds,
+    createdAt: doc.createdAt,
+  };
+  if (doc.name != null) resource.name = doc.name;
+  return resource;
 }
 
 function toKeyDocument(key: StoredKey): KeyDocument {

@@ -15,13 +15,15 @@ import type {
   KeyUse,
   OidcPayload,
   OidcStore,
+  ResourceRepository,
+  ResourceServerRecord,
   RevisionName,
   RevisionRepository,
   Store,
   StoredClient,
   StoredKey,
 } from '../port.ts';
-import { clientIdTakenError, emailTakenError, storeUnavailableError } from '../store-errors.ts';
+import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 
 export interface SqliteStoreOptions {
   file: string;
@@ -35,7 +37,7 @@ export interface SqliteStoreOptions {
  * Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
  * Append to this list, never edit an entry that has shipped.
  */
-const MIGRATIONS: readonly string[] = [
+export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE IF NOT EXISTS oidc (
     model TEXT NOT NULL,
@@ -89,9 +91,21 @@ const MIGRATIONS: readonly string[] = [
     value INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: resource servers (RFC 8707 audiences). The primary key uses BINARY collation, so audiences
+  // compare exactly: no case folding, no trailing-slash equivalence.
+  `
+  CREATE TABLE IF NOT EXISTS resources (
+    audience TEXT PRIMARY KEY,
+    name TEXT,
+    scopes TEXT NOT NULL,
+    format TEXT NOT NULL CHECK (format IN ('jwt', 'opaque')),
+    ttl_seconds INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];
 
-export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
 
 /** Long enough for a CLI write to finish while the server holds the lock, short enough to surface a stuck writer. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -119,6 +133,15 @@ interface AccountRow {
 interface ClientRow {
   client_id: string;
   metadata: string;
+  created_at: number;
+}
+
+interface ResourceRow {
+  audience: string;
+  name: string | null;
+  scopes: string;
+  format: string;
+  ttl_seconds: number;
   created_at: number;
 }
 
@@ -310,6 +333,47 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     },
   };
 
+  const resources: ResourceRepository = {
+    async create(resource) {
+      const audience = String(resource.audience);
+      const createdAt = clock();
+      const row: ResourceRow = {
+        audience,
+        name: optionalString(resource.name),
+        scopes: JSON.stringify(resource.scopes.map(String)),
+        format: resource.format,
+        ttl_seconds: resource.ttlSeconds,
+        created_at: createdAt,
+      };
+      try {
+        transaction(() => {
+          statements.insertResource.run({ ...row });
+          bumpRevision('resources');
+        });
+      } catch (error) {
+        if (isUniqueViolation(error, 'resources.audience')) throw resourceAudienceTakenError(audience, error);
+        throw error;
+      }
+      // Built from what was stored, so the caller sees exactly what find() will return.
+      return toResource(row);
+    },
+    async find(audience) {
+      const row = statements.findResource.get({ audience: String(audience) }) as ResourceRow | undefined;
+      return row === undefined ? undefined : toResource(row);
+    },
+    async list() {
+      return (statements.listResources.all() as unknown as ResourceRow[]).map(toResource);
+    },
+    async delete(audience) {
+      return transaction(() => {
+        const result = statements.deleteResource.run({ audience: String(audience) });
+        if (Number(result.changes) === 0) return false;
+        bumpRevision('resources');
+        return true;
+      });
+    },
+  };
+
   const keys: KeyRepository = {
     async list() {
       return (statements.listKeys.all({ now: clock() }) as unknown as KeyRow[]).map(toKey);
@@ -382,6 +446,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     oidc,
     accounts,
     clients,
+    resources,
     keys,
     revisions,
     async ping() {
@@ -431,7 +496,7 @@ function migrate(db: DatabaseSync, file: string): void {
         `The SQLite database ${file} has schema version ${current}, newer than this Tessera understands (${SQLITE_SCHEMA_VERSION}).`,
       );
     }
-    for (let version = current; version < SQLITE_SCHEMA_VERSION; version += 1) db.exec(MIGRATIONS[version]!);
+    for (let version = current; version < SQLITE_SCHEMA_VERSION; version += 1) db.exec(SQLITE_MIGRATIONS[version]!);
     db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
     db.exec('COMMIT');
   } catch (error) {
@@ -442,6 +507,7 @@ function migrate(db: DatabaseSync, file: string): void {
 
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
 const ACCOUNT_COLUMNS = 'sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at';
+const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, created_at';
 const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
 
 function prepareStatements(db: DatabaseSync) {
@@ -486,6 +552,13 @@ function prepareStatements(db: DatabaseSync) {
     listClients: prepare('SELECT client_id, metadata, created_at FROM clients ORDER BY created_at, client_id'),
     deleteClient: prepare('DELETE FROM clients WHERE client_id = :client_id'),
 
+    insertResource: prepare(`
+      INSERT INTO resources (${RESOURCE_COLUMNS})
+      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :created_at)`),
+    findResource: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE audience = :audience`),
+    listResources: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources ORDER BY created_at, audience`),
+    deleteResource: prepare('DELETE FROM resources WHERE audience = :audience'),
+
     // rowid breaks ties between keys created in the same millisecond by insertion order.
     listKeys: prepare(`SELECT ${KEY_COLUMNS} FROM keys WHERE ${LIVE} ORDER BY created_at, rowid`),
     retireKeys: prepare('UPDATE keys SET retired_at = :retired_at, expires_at = :expires_at WHERE use = :use AND retired_at IS NULL'),
@@ -526,6 +599,18 @@ function toAccount(row: AccountRow): Account {
 
 function toClient(row: ClientRow): StoredClient {
   return { clientId: row.client_id, metadata: JSON.parse(row.metadata) as Record<string, unknown>, createdAt: new Date(row.created_at) };
+}
+
+function toResource(row: ResourceRow): ResourceServerRecord {
+  const resource: ResourceServerRecord = {
+    audience: row.audience,
+    scopes: JSON.parse(row.scopes) as string[],
+    format: row.format as ResourceServerRecord['format'],
+    ttlSeconds: row.ttl_seconds,
+    createdAt: new Date(row.created_at),
+  };
+  if (row.name !== null) resource.name = row.name;
+  return resource;
 }
 
 function toKey(row: KeyRow): StoredKey {
