@@ -17,6 +17,7 @@ import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
+import { clientCertificates } from './oidc/client-certificates.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -82,6 +83,7 @@ export function createApp({ config, logger, host, accounts }: AppDependencies): 
   const interactions = interactionRouter({ provider: () => host.provider, accounts, logger });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+  app.use(clientCertificates(config.tls, logger));
   app.use(host.middleware());
   return app;
 }

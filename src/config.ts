@@ -3,6 +3,7 @@
  * `process.env`. Every problem becomes one line of a ConfigError, and startup stops.
  */
 import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -47,6 +48,33 @@ export interface Config {
   readonly storePollSeconds: number;
   /** Static clients from config/clients.json, as oidc-provider metadata. */
   readonly staticClients: readonly Record<string, unknown>[];
+  /** Static resource servers from config/resources.json. */
+  readonly staticResources: readonly StaticResource[];
+  readonly tls: TlsConfig;
+}
+
+export interface StaticResource {
+  readonly audience: string;
+  readonly name?: string | undefined;
+  readonly scopes: readonly string[];
+  readonly format: 'jwt' | 'opaque';
+  readonly ttlSeconds: number;
+}
+
+export interface TlsConfig {
+  /** PEM certificate and key for the HTTPS listener (browsers) and the mTLS listener. */
+  readonly cert: string | undefined;
+  readonly key: string | undefined;
+  /** A second listener that asks for client certificates (RFC 8705); never used by browsers. */
+  readonly mtlsPort: number | undefined;
+  /** Public base URL of the mTLS endpoints, published as mtls_endpoint_aliases. */
+  readonly mtlsUrl: string | undefined;
+  /** PEM bundle of CAs that tls_client_auth certificates must chain to. */
+  readonly clientCa: string | undefined;
+  /** Header a trusted TLS-terminating proxy puts the client certificate in. */
+  readonly clientCertHeader: string | undefined;
+  /** Addresses (IPs or CIDRs) whose forwarded certificate headers are believed. */
+  readonly trustedProxies: readonly string[];
 }
 
 export class ConfigError extends AppError {
@@ -83,7 +111,23 @@ const envSchema = z.object({
   INTERACTION_TTL: seconds(3600),
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
+  TLS_CERT: z.string().min(1).optional(),
+  TLS_KEY: z.string().min(1).optional(),
+  MTLS_PORT: integer(0, 65_535).optional(),
+  MTLS_URL: z.url({ protocol: /^https$/ }).optional(),
+  MTLS_CA: z.string().min(1).optional(),
+  CLIENT_CERT_HEADER: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name').optional(),
+  TRUSTED_PROXIES: z.string().optional(),
 });
+
+/** Resource servers as written in config/resources.json. */
+const resourcesFileSchema = z.array(z.object({
+  audience: z.url(),
+  name: z.string().min(1).optional(),
+  scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a valid scope token')).min(1),
+  format: z.enum(['jwt', 'opaque']).default('jwt'),
+  ttl: z.number().int().min(1).max(86_400).default(300),
+}).strict());
 
 /** Client metadata is checked in depth by oidc-provider at startup; here only the shape a file must have. */
 const clientsFileSchema = z.array(
@@ -119,7 +163,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const e = parsed.data;
   const problems: string[] = [];
 
-  const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  const scheme = e.TLS_CERT ? 'https' : 'http';
+  const issuer = (e.ISSUER ?? `${scheme}://localhost:${e.PORT}`).replace(/\/+$/, '');
   if (e.ISSUER && (new URL(issuer).search || new URL(issuer).hash)) {
     problems.push('ISSUER: must not contain a query or fragment');
   }
@@ -139,6 +184,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (!clients.success) {
     problems.push(...clients.error.issues.map((issue) => describeIssue(issue, `${clientsFile}: `)));
   }
+
+  const resourcesFile = path.join(configDir, 'resources.json');
+  const resources = resourcesFileSchema.safeParse(readJsonFile(resourcesFile, problems) ?? []);
+  if (!resources.success) {
+    problems.push(...resources.error.issues.map((issue) => describeIssue(issue, `${resourcesFile}: `)));
+  }
+
+  const tls = {
+    cert: readPemFile('TLS_CERT', e.TLS_CERT, cwd, problems),
+    key: readPemFile('TLS_KEY', e.TLS_KEY, cwd, problems),
+    mtlsPort: e.MTLS_PORT,
+    mtlsUrl: e.MTLS_URL?.replace(/\/+$/, ''),
+    clientCa: readPemFile('MTLS_CA', e.MTLS_CA, cwd, problems),
+    clientCertHeader: e.CLIENT_CERT_HEADER?.toLowerCase(),
+    trustedProxies: (e.TRUSTED_PROXIES ?? '').split(',').map((entry) => entry.trim()).filter(Boolean),
+  };
+  if (Boolean(e.TLS_CERT) !== Boolean(e.TLS_KEY)) problems.push('TLS_CERT and TLS_KEY: set both or neither');
+  if (e.MTLS_PORT !== undefined && !(e.TLS_CERT && e.TLS_KEY)) problems.push('MTLS_PORT: needs TLS_CERT and TLS_KEY for the mTLS listener');
+  for (const entry of tls.trustedProxies) {
+    if (!isAddressOrCidr(entry)) problems.push(`TRUSTED_PROXIES: ${entry} is not an IP address or CIDR range`);
+  }
+  if (tls.clientCertHeader && !tls.trustedProxies.length) problems.push('CLIENT_CERT_HEADER: needs TRUSTED_PROXIES, or any client could claim any certificate');
 
   if (problems.length) throw new ConfigError(problems);
 
@@ -167,7 +234,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
     staticClients: clients.success ? clients.data : [],
+    staticResources: (resources.success ? resources.data : []).map(({ ttl, ...resource }) => ({ ...resource, ttlSeconds: ttl })),
+    tls,
   });
+}
+
+function readPemFile(name: string, file: string | undefined, cwd: string, problems: string[]): string | undefined {
+  if (!file) return undefined;
+  try {
+    const pem = readFileSync(path.resolve(cwd, file), 'utf8');
+    if (!pem.includes('-----BEGIN ')) problems.push(`${name}: ${file} is not a PEM file`);
+    return pem;
+  } catch (error) {
+    problems.push(`${name}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    return undefined;
+  }
+}
+
+function isAddressOrCidr(entry: string): boolean {
+  const [address, prefix, ...rest] = entry.split('/');
+  if (rest.length || !address || !isIP(address)) return false;
+  if (prefix === undefined) return true;
+  const bits = Number(prefix);
+  return Number.isInteger(bits) && bits >= 0 && bits <= (isIP(address) === 4 ? 32 : 128);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -3,6 +3,7 @@
  * provider and the app -> listen. `startServer` is what `tessera serve` and the tests call.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 import { createApp } from './app.ts';
@@ -17,28 +18,74 @@ export interface RunningServer {
   readonly url: string;
   readonly issuer: string;
   readonly port: number;
+  /** The mTLS listener's base URL and port, when MTLS_PORT is set. */
+  readonly mtlsUrl: string | undefined;
+  readonly mtlsPort: number | undefined;
   readonly host: ProviderHost;
   /** Stops accepting connections, lets in-flight requests finish, closes the store. */
   close(): Promise<void>;
 }
 
-export async function startServer(baseConfig: Config, logger: Logger = createLogger(baseConfig.logLevel)): Promise<RunningServer> {
-  // Listen first: with PORT=0 (tests) the issuer can only be known once the port is.
-  const server = http.createServer();
+type Listener = http.Server | https.Server;
+
+function createListener(config: Config, options: { requestClientCertificates: boolean }): Listener {
+  const { cert, key } = config.tls;
+  const server = cert && key
+    ? https.createServer({
+      cert,
+      key,
+      minVersion: 'TLSv1.2',
+      // The mTLS listener asks for a certificate but lets the handshake finish without one, or with
+      // one from any CA: Tessera decides per client authentication method (RFC 8705), not the TLS layer.
+      ...(options.requestClientCertificates && { requestCert: true, rejectUnauthorized: false }),
+    })
+    : http.createServer();
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;
   server.maxHeadersCount = 100;
+  return server;
+}
+
+async function listen(server: Listener, port: number, host: string | undefined): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(baseConfig.port, baseConfig.host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
-  const { port } = server.address() as AddressInfo;
+  return (server.address() as AddressInfo).port;
+}
+
+function closeListener(server: Listener): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+export async function startServer(baseConfig: Config, logger: Logger = createLogger(baseConfig.logLevel)): Promise<RunningServer> {
+  // Listen first: with PORT=0 (tests) the issuer can only be known once the port is.
+  const server = createListener(baseConfig, { requestClientCertificates: false });
+  const mtlsServer = baseConfig.tls.mtlsPort === undefined ? undefined : createListener(baseConfig, { requestClientCertificates: true });
+  const listeners = [server, ...(mtlsServer ? [mtlsServer] : [])];
+  const closeAll = () => Promise.all(listeners.map((listener) => listener.listening && closeListener(listener)));
+  let port: number;
+  let mtlsPort: number | undefined;
+  try {
+    port = await listen(server, baseConfig.port, baseConfig.host);
+    mtlsPort = mtlsServer ? await listen(mtlsServer, baseConfig.tls.mtlsPort!, baseConfig.host) : undefined;
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  const scheme = baseConfig.tls.cert ? 'https' : 'http';
   const config: Config = baseConfig.issuerExplicit
     ? baseConfig
-    : Object.freeze({ ...baseConfig, port, issuer: `http://localhost:${port}` });
+    : Object.freeze({ ...baseConfig, port, issuer: `${scheme}://localhost:${port}` });
+  const mtlsUrl = mtlsPort === undefined
+    ? undefined
+    : config.tls.mtlsUrl ?? `https://${new URL(config.issuer).hostname}:${mtlsPort}`;
 
-  const store = await openStore(config).catch((error: unknown) => {
-    server.close();
+  const store = await openStore(config).catch(async (error: unknown) => {
+    await closeAll();
     throw error;
   });
   try {
@@ -51,6 +98,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       config,
       accounts: services.accounts,
       clients: services.clients,
+      resources: services.resources,
+      mtlsBaseUrl: mtlsUrl,
       keys: services.keys,
       revisions: store.revisions,
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
@@ -58,29 +107,29 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     });
     host.watch();
     const app = createApp({ config, logger, host, accounts: services.accounts });
-    server.on('request', app.callback());
-    logger.info({ issuer: config.issuer, store: store.kind, port }, `Tessera is listening; discovery at ${config.issuer}/.well-known/openid-configuration`);
+    const callback = app.callback();
+    for (const listener of listeners) listener.on('request', callback);
+    logger.info({ issuer: config.issuer, store: store.kind, port, mtlsUrl }, `Tessera is listening; discovery at ${config.issuer}/.well-known/openid-configuration`);
 
     let closing: Promise<void> | undefined;
     return {
-      url: `http://localhost:${port}`,
+      url: `${scheme}://localhost:${port}`,
       issuer: config.issuer,
       port,
+      mtlsUrl,
+      mtlsPort,
       host,
       close() {
         closing ??= (async () => {
           host.stop();
-          await new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeIdleConnections();
-          });
+          await closeAll();
           await store.close();
         })();
         return closing;
       },
     };
   } catch (error) {
-    server.close();
+    await closeAll();
     await store.close();
     throw error;
   }

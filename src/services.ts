@@ -7,12 +7,14 @@ import { AccountService } from './domain/accounts.ts';
 import { ClientService } from './domain/clients.ts';
 import { KeyService } from './domain/keys.ts';
 import { PasswordHasher } from './domain/password.ts';
+import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
 import type { Store } from './store/port.ts';
 
 export interface Services {
   readonly accounts: AccountService;
   readonly clients: ClientService;
+  readonly resources: ResourceService;
   readonly keys: KeyService;
   readonly secret: MasterSecret;
 }
@@ -22,10 +24,16 @@ const CLOCK_SKEW_SECONDS = 60;
 
 export function buildServices(config: Config, store: Store): Services {
   const secret = loadMasterSecret(config);
-  const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken) + CLOCK_SKEW_SECONDS;
+  // A retired key stays published while anything it signed may still be presented.
+  const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_TTL_SECONDS) + CLOCK_SKEW_SECONDS;
+  // Clients check their resources exist, and resources create their own clients: tie the knot lazily.
+  let resources: ResourceService | undefined;
+  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience));
+  resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources);
   return {
     accounts: new AccountService(store.accounts, new PasswordHasher(config.argon2)),
-    clients: new ClientService(store.clients, store.revisions, config.staticClients),
+    clients,
+    resources,
     keys: new KeyService(store.keys, secret.value, retainSeconds),
     secret,
   };

@@ -8,6 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 
 import { AppError } from '../errors.ts';
 import type { ClientRepository, RevisionRepository, StoredClient } from '../store/port.ts';
+import { certificateJwk, parseCertificate, thumbprint, TLS_SUBJECT_METADATA, tlsSubjectProblem, type TlsSubject } from './certificates.ts';
 import { randomId } from './random.ts';
 
 const HASHED_SECRET_PREFIX = 'sha256$';
@@ -29,7 +30,35 @@ export interface NewRelyingParty {
   postLogoutRedirectUris?: string[];
   /** A public client (SPA, native app) has no secret and authenticates with PKCE alone. */
   public?: boolean;
+  /** Authorization requests must be pushed first (RFC 9126). */
+  requirePar?: boolean;
+  /** Access tokens must be DPoP-bound (RFC 9449). */
+  requireDpop?: boolean;
 }
+
+export const MACHINE_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt', 'client_secret_basic'] as const;
+export type MachineAuthMethod = (typeof MACHINE_AUTH_METHODS)[number];
+
+/** A service that gets tokens for itself with the client credentials grant. */
+export interface NewMachineClient {
+  name: string;
+  auth: MachineAuthMethod;
+  /** tls_client_auth: the subject DN or SANs its CA-issued certificates carry (several, for rotation). */
+  tlsSubjects?: TlsSubject[];
+  /** self_signed_tls_client_auth: PEM certificates it may present (several, for rotation). */
+  certificates?: string[];
+  /** private_key_jwt: its public keys, inline or by URL. */
+  jwks?: { keys: Record<string, unknown>[] };
+  jwksUri?: string;
+  /** Allowed scopes per resource server audience. */
+  resources: Record<string, string[]>;
+  requireDpop?: boolean;
+}
+
+/** Client metadata Tessera adds to oidc-provider's (registered as extraClientMetadata). */
+export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server'] as const;
+
+export type ResourceLookup = (audience: string) => Promise<{ scopes: string[] } | undefined>;
 
 export interface CreatedClient {
   client_id: string;
@@ -65,10 +94,13 @@ export class ClientService {
   #cache = new Map<string, Record<string, unknown> | undefined>();
   #cachedRevision = -1;
 
-  constructor(clients: ClientRepository, revisions: RevisionRepository, staticClients: readonly Record<string, unknown>[]) {
+  readonly #findResource: ResourceLookup;
+
+  constructor(clients: ClientRepository, revisions: RevisionRepository, staticClients: readonly Record<string, unknown>[], findResource: ResourceLookup) {
     this.#clients = clients;
     this.#revisions = revisions;
     this.#static = new Map(staticClients.map((metadata) => [String(metadata.client_id), metadata]));
+    this.#findResource = findResource;
   }
 
   async createRelyingParty(input: NewRelyingParty): Promise<CreatedClient> {
@@ -94,9 +126,165 @@ export class ClientService {
         response_types: ['code'],
         token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
         ...(secret && { client_secret: hashClientSecret(secret) }),
+        ...(input.requirePar && { require_pushed_authorization_requests: true }),
+        ...(input.requireDpop && { dpop_bound_access_tokens: true }),
       },
     });
     return { client_id: clientId, ...(secret && { client_secret: secret }) };
+  }
+
+  /** Validates everything first, so a refused client leaves nothing behind. */
+  async createMachineClient(input: NewMachineClient): Promise<CreatedClient> {
+    const problems: string[] = input.name.trim() ? [] : ['a name is required'];
+    if (!MACHINE_AUTH_METHODS.includes(input.auth)) problems.push(`unknown authentication method ${input.auth}`);
+    problems.push(...await this.#resourceProblems(input.resources));
+    const credentials: Record<string, unknown> = {};
+    switch (input.auth) {
+      case 'tls_client_auth':
+        if (!input.tlsSubjects?.length) problems.push('tls_client_auth needs a subject DN or SAN to match (--tls-subject-dn, --tls-san-dns, ...)');
+        for (const subject of input.tlsSubjects ?? []) {
+          const problem = tlsSubjectProblem(subject);
+          if (problem) problems.push(problem);
+        }
+        if (input.tlsSubjects?.[0]) Object.assign(credentials, subjectMetadata(input.tlsSubjects));
+        break;
+      case 'self_signed_tls_client_auth':
+        if (!input.certificates?.length) problems.push('self_signed_tls_client_auth needs a certificate (--cert PATH.pem)');
+        try {
+          credentials.jwks = { keys: (input.certificates ?? []).map((pem) => certificateJwk(parseCertificate(pem))) };
+        } catch (error) {
+          problems.push((error as Error).message);
+        }
+        break;
+      case 'private_key_jwt':
+        if (!input.jwks && !input.jwksUri) problems.push('private_key_jwt needs public keys (--jwks PATH.json or --jwks-uri URL)');
+        if (input.jwks && (!Array.isArray(input.jwks.keys) || !input.jwks.keys.length || input.jwks.keys.some((key) => 'd' in key || 'k' in key))) {
+          problems.push('the JWKS must be {"keys": [...]} with public keys only');
+        }
+        if (input.jwksUri) {
+          const problem = redirectUriProblem(input.jwksUri, false);
+          if (problem) problems.push(`JWKS URI: ${problem}`);
+        }
+        Object.assign(credentials, input.jwks ? { jwks: input.jwks } : { jwks_uri: input.jwksUri });
+        break;
+      case 'client_secret_basic':
+        break;
+    }
+    if (problems.length) throw new AppError('ERR_CLIENT_INVALID', problems.join('; '));
+
+    const clientId = randomId(16);
+    const secret = input.auth === 'client_secret_basic' ? randomId(32) : undefined;
+    const certificateBound = input.auth === 'tls_client_auth' || input.auth === 'self_signed_tls_client_auth';
+    await this.#clients.create({
+      clientId,
+      metadata: {
+        client_id: clientId,
+        client_name: input.name.trim(),
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: input.auth,
+        ...credentials,
+        ...(secret && { client_secret: hashClientSecret(secret) }),
+        ...(certificateBound && { tls_client_certificate_bound_access_tokens: true }),
+        ...(input.requireDpop && { dpop_bound_access_tokens: true }),
+        tessera_resources: Object.fromEntries(Object.entries(input.resources).map(([audience, scopes]) => [audience, [...new Set(scopes)]])),
+      },
+    });
+    return { client_id: clientId, ...(secret && { client_secret: secret }) };
+  }
+
+  /** The client a resource server uses to introspect and revoke the tokens issued for it. */
+  async createResourceServerClient(audience: string, name: string): Promise<CreatedClient> {
+    const clientId = randomId(16);
+    const secret = randomId(32);
+    await this.#clients.create({
+      clientId,
+      metadata: {
+        client_id: clientId,
+        client_name: `${name} (resource server)`,
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        client_secret: hashClientSecret(secret),
+        tessera_resource_server: audience,
+      },
+    });
+    return { client_id: clientId, client_secret: secret };
+  }
+
+  /** Adds a certificate (self_signed_tls_client_auth) so the client can rotate without downtime. */
+  async addCertificate(clientId: string, pem: string): Promise<{ thumbprint: string }> {
+    const certificate = parseCertificate(pem);
+    const jwk = certificateJwk(certificate);
+    await this.#updateStored(clientId, (metadata) => {
+      if (metadata.token_endpoint_auth_method !== 'self_signed_tls_client_auth') {
+        throw new AppError('ERR_CLIENT_INVALID', 'Certificates are registered only for self_signed_tls_client_auth clients; use --tls-subject-dn and friends for tls_client_auth');
+      }
+      const keys = ((metadata.jwks as { keys?: Record<string, unknown>[] } | undefined)?.keys ?? []);
+      if (keys.some((key) => key.kid === jwk.kid)) throw new AppError('ERR_CLIENT_INVALID', 'That certificate is already registered');
+      return { ...metadata, jwks: { keys: [...keys, jwk] } };
+    });
+    return { thumbprint: thumbprint(certificate) };
+  }
+
+  /** Removes a certificate by its x5t#S256 thumbprint; the last one cannot be removed. */
+  async removeCertificate(clientId: string, certificateThumbprint: string): Promise<void> {
+    await this.#updateStored(clientId, (metadata) => {
+      const keys = ((metadata.jwks as { keys?: Record<string, unknown>[] } | undefined)?.keys ?? []);
+      const remaining = keys.filter((key) => key.kid !== certificateThumbprint);
+      if (remaining.length === keys.length) throw new AppError('ERR_NOT_FOUND', 'No certificate with that thumbprint is registered for this client', { status: 404 });
+      if (!remaining.length) throw new AppError('ERR_CLIENT_INVALID', 'That is the client\'s only certificate; add the new one first');
+      return { ...metadata, jwks: { keys: remaining } };
+    });
+  }
+
+  /** Adds a subject DN or SAN (tls_client_auth), e.g. for a certificate from a new CA or with a new name. */
+  async addTlsSubject(clientId: string, subject: TlsSubject): Promise<void> {
+    const problem = tlsSubjectProblem(subject);
+    if (problem) throw new AppError('ERR_CLIENT_INVALID', problem);
+    await this.#updateStored(clientId, (metadata) => {
+      if (metadata.token_endpoint_auth_method !== 'tls_client_auth') {
+        throw new AppError('ERR_CLIENT_INVALID', 'Subjects are registered only for tls_client_auth clients; use --cert for self_signed_tls_client_auth');
+      }
+      const subjects = (metadata.tessera_tls_subjects as TlsSubject[] | undefined) ?? [];
+      if (subjects.some((known) => known.type === subject.type && known.value === subject.value)) throw new AppError('ERR_CLIENT_INVALID', 'That subject is already registered');
+      return { ...withoutSubjectMetadata(metadata), ...subjectMetadata([...subjects, subject]) };
+    });
+  }
+
+  async removeTlsSubject(clientId: string, subject: TlsSubject): Promise<void> {
+    await this.#updateStored(clientId, (metadata) => {
+      const subjects = (metadata.tessera_tls_subjects as TlsSubject[] | undefined) ?? [];
+      const remaining = subjects.filter((known) => !(known.type === subject.type && known.value === subject.value));
+      if (remaining.length === subjects.length) throw new AppError('ERR_NOT_FOUND', 'That subject is not registered for this client', { status: 404 });
+      if (!remaining.length) throw new AppError('ERR_CLIENT_INVALID', 'That is the client\'s only subject; add the new one first');
+      return { ...withoutSubjectMetadata(metadata), ...subjectMetadata(remaining) };
+    });
+  }
+
+  async #updateStored(clientId: string, change: (metadata: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
+    if (this.#static.has(clientId)) throw new AppError('ERR_CLIENT_INVALID', `${clientId} is configured in config/clients.json; change it there`);
+    const stored = await this.#clients.find(clientId);
+    if (!stored) throw new AppError('ERR_NOT_FOUND', `No client ${clientId}`, { status: 404 });
+    await this.#clients.update(clientId, change(stored.metadata));
+  }
+
+  async #resourceProblems(resources: Record<string, string[]>): Promise<string[]> {
+    const problems: string[] = [];
+    if (!Object.keys(resources).length) problems.push('at least one resource is required (--resource URI --scope S)');
+    for (const [audience, scopes] of Object.entries(resources)) {
+      const resource = await this.#findResource(audience);
+      if (!resource) {
+        problems.push(`no resource server ${audience}; create it first with "tessera resources create"`);
+        continue;
+      }
+      if (!scopes.length) problems.push(`name the scopes the client may use at ${audience} (--scope)`);
+      const unknown = scopes.filter((scope) => !resource.scopes.includes(scope));
+      if (unknown.length) problems.push(`${audience} has no scope ${unknown.join(', ')}`);
+    }
+    return problems;
   }
 
   async list(): Promise<Array<{ client_id: string; client_name?: unknown; source: 'config' | 'store'; metadata: Record<string, unknown> }>> {
@@ -137,6 +325,18 @@ export class ClientService {
   staticClients(): Record<string, unknown>[] {
     return [...this.#static.values()];
   }
+}
+
+/** oidc-provider wants exactly one tls_client_auth_* property; the full list lives in tessera_tls_subjects. */
+function subjectMetadata(subjects: TlsSubject[]): Record<string, unknown> {
+  const [first] = subjects;
+  return { [TLS_SUBJECT_METADATA[first!.type]]: first!.value, tessera_tls_subjects: subjects };
+}
+
+function withoutSubjectMetadata(metadata: Record<string, unknown>): Record<string, unknown> {
+  const stripped = { ...metadata };
+  for (const property of Object.values(TLS_SUBJECT_METADATA)) delete stripped[property];
+  return stripped;
 }
 
 function redact(metadata: Record<string, unknown>): Record<string, unknown> {

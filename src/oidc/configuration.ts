@@ -4,21 +4,94 @@
  * code flow only, PKCE S256 for every client, exact redirect URI matching, single-use codes,
  * rotating refresh tokens with reuse detection, `iss` in authorization responses.
  */
-import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
-import { interactionPolicy } from 'oidc-provider';
+import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { errors, interactionPolicy } from 'oidc-provider';
 
 import type { Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
+import { chainsTo, parseBundle, subjectMatches, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
+import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
+import type { ResourceService } from '../domain/resources.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
+import { presentedCertificate } from './client-certificates.ts';
 
 export interface ConfigurationDependencies {
   config: Config;
   accounts: AccountService;
+  resources: ResourceService;
   keys: KeyMaterial;
   adapter: AdapterConstructor;
   staticClients: Record<string, unknown>[];
+  /** Public base URL of the mTLS listener, when there is one. */
+  mtlsBaseUrl: string | undefined;
+}
+
+const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email']);
+
+type ClientLike = { clientId: string; metadata(): ClientMetadata; clientAuthMethod?: string };
+
+function allowedResources(client: ClientLike): Record<string, string[]> {
+  return (client.metadata().tessera_resources as Record<string, string[]> | undefined) ?? {};
+}
+
+/**
+ * Which access tokens a client may get for a resource server: only the scopes both the resource
+ * offers and the client was allowed. Asking for any other API scope fails with invalid_scope
+ * (oidc-provider alone would silently drop it).
+ */
+async function resourceServerInfo(resources: ResourceService, ctx: KoaContextWithOIDC, indicator: string, client: ClientLike) {
+  const resource = await resources.find(indicator);
+  if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+  const allowed = allowedResources(client);
+  const clientScopes = allowed[indicator];
+  if (!clientScopes) throw new errors.InvalidTarget(`this client may not request tokens for ${indicator}`);
+  const everyAllowedScope = new Set(Object.values(allowed).flat());
+  const requested = typeof ctx.oidc.params?.scope === 'string' ? ctx.oidc.params.scope.split(' ') : [];
+  const refused = requested.filter((scope) => scope && !OIDC_SCOPES.has(scope) && !everyAllowedScope.has(scope));
+  if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
+  return {
+    scope: resource.scopes.filter((scope) => clientScopes.includes(scope)).join(' '),
+    audience: resource.audience,
+    accessTokenTTL: resource.ttlSeconds,
+    accessTokenFormat: resource.format,
+    ...(resource.format === 'jwt' && { jwt: { sign: { alg: 'RS256' as const } } }),
+  };
+}
+
+/**
+ * A client may introspect or revoke a token issued to itself, and a resource server's own client
+ * may introspect and revoke the tokens issued for that resource server. Nobody else may.
+ */
+function mayInspect(client: ClientLike, token: { clientId?: string; aud?: string | string[] }): boolean {
+  if (token.clientId === client.clientId) return client.clientAuthMethod !== 'none';
+  const audience = client.metadata().tessera_resource_server;
+  const tokenAudiences = Array.isArray(token.aud) ? token.aud : [token.aud];
+  return typeof audience === 'string' && tokenAudiences.includes(audience);
+}
+
+function validateTesseraMetadata(key: string, value: unknown): void {
+  const invalid = (message: string) => {
+    throw new errors.InvalidClientMetadata(`${key} ${message}`);
+  };
+  if (value === undefined) return;
+  switch (key) {
+    case 'tessera_resources':
+      if (!value || typeof value !== 'object' || Array.isArray(value)) invalid('must be an object of audience to scopes');
+      for (const scopes of Object.values(value as object)) {
+        if (!Array.isArray(scopes) || !scopes.every((scope) => typeof scope === 'string')) invalid('must map each audience to an array of scopes');
+      }
+      break;
+    case 'tessera_tls_subjects':
+      if (!Array.isArray(value) || !value.every((entry) => entry && typeof entry.value === 'string' && entry.type in TLS_SUBJECT_METADATA)) {
+        invalid('must be an array of { type, value } subjects');
+      }
+      break;
+    case 'tessera_resource_server':
+      if (typeof value !== 'string') invalid('must be a resource server audience');
+      break;
+  }
 }
 
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
@@ -40,7 +113,8 @@ function interactionPrompts(): interactionPolicy.Prompt[] {
   return policy;
 }
 
-export function buildConfiguration({ config, accounts, keys, adapter, staticClients }: ConfigurationDependencies): Configuration {
+export function buildConfiguration({ config, accounts, resources, keys, adapter, staticClients, mtlsBaseUrl }: ConfigurationDependencies): Configuration {
+  const clientCas = config.tls.clientCa ? parseBundle(config.tls.clientCa) : [];
   return {
     adapter,
     clients: staticClients as unknown as Configuration['clients'],
@@ -73,7 +147,13 @@ export function buildConfiguration({ config, accounts, keys, adapter, staticClie
       id_token_signed_response_alg: 'RS256',
       require_auth_time: true,
     },
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'],
+    extraClientMetadata: {
+      properties: [...TESSERA_CLIENT_METADATA],
+      validator(_ctx, key, value) {
+        validateTesseraMetadata(key, value);
+      },
+    },
     enabledJWA: {
       idTokenSigningAlgValues: SIGNING_ALGORITHMS as NonNullable<Configuration['enabledJWA']>['idTokenSigningAlgValues'],
       userinfoSigningAlgValues: SIGNING_ALGORITHMS as NonNullable<Configuration['enabledJWA']>['userinfoSigningAlgValues'],
@@ -98,6 +178,16 @@ export function buildConfiguration({ config, accounts, keys, adapter, staticClie
       claim_types_supported: ['normal'],
       // Not advertised by oidc-provider itself; `create` is ours (see interactionPrompts).
       prompt_values_supported: ['none', 'login', 'consent', 'create'],
+      // RFC 8705 section 5: certificate-using clients go to the mTLS listener; browsers never do.
+      ...(mtlsBaseUrl && {
+        mtls_endpoint_aliases: {
+          token_endpoint: `${mtlsBaseUrl}/token`,
+          userinfo_endpoint: `${mtlsBaseUrl}/me`,
+          introspection_endpoint: `${mtlsBaseUrl}/token/introspection`,
+          revocation_endpoint: `${mtlsBaseUrl}/token/revocation`,
+          pushed_authorization_request_endpoint: `${mtlsBaseUrl}/request`,
+        },
+      }),
     },
     interactions: {
       policy: interactionPrompts(),
@@ -105,10 +195,55 @@ export function buildConfiguration({ config, accounts, keys, adapter, staticClie
     },
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true },
-      introspection: { enabled: true },
+      revocation: {
+        enabled: true,
+        async allowedPolicy(_ctx, client, token) {
+          return mayInspect(client as unknown as ClientLike, token as { clientId?: string; aud?: string | string[] });
+        },
+      },
+      introspection: {
+        enabled: true,
+        async allowedPolicy(_ctx, client, token) {
+          return mayInspect(client as unknown as ClientLike, token as { clientId?: string; aud?: string | string[] });
+        },
+      },
       userinfo: { enabled: true },
       claimsParameter: { enabled: true },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // A machine client allowed exactly one API needs no `resource` parameter.
+        defaultResource(_ctx, client, oneOf) {
+          if (oneOf?.length) return oneOf[0]!;
+          const audiences = Object.keys(allowedResources(client as unknown as ClientLike));
+          return audiences.length === 1 && client.grantTypeAllowed('client_credentials') ? audiences[0]! : undefined!;
+        },
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, indicator, client) => resourceServerInfo(resources, ctx, indicator, client as unknown as ClientLike),
+      },
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        selfSignedTlsClientAuth: true,
+        tlsClientAuth: true,
+        getCertificate: (ctx) => presentedCertificate(ctx)?.pem,
+        certificateAuthorized(ctx) {
+          const presented = presentedCertificate(ctx);
+          return Boolean(presented && chainsTo(presented.certificate, clientCas, presented.chain));
+        },
+        // Every subject registered for the client counts, not only the one oidc-provider names:
+        // that is what lets a client move to a new certificate without downtime.
+        certificateSubjectMatches(ctx, property, expected) {
+          const presented = presentedCertificate(ctx);
+          if (!presented) return false;
+          const registered = ctx.oidc.client?.metadata().tessera_tls_subjects as TlsSubject[] | undefined;
+          const type = Object.entries(TLS_SUBJECT_METADATA).find(([, name]) => name === property)?.[0] as TlsSubjectType | undefined;
+          const subjects = registered?.length ? registered : type ? [{ type, value: expected }] : [];
+          return subjects.some((subject) => subjectMatches(presented.certificate, subject));
+        },
+      },
+      dPoP: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx: KoaContextWithOIDC, form: string) {

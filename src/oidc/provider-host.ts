@@ -14,6 +14,7 @@ import { ConfigError, type Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { ClientService } from '../domain/clients.ts';
 import type { KeyMaterial, KeyService } from '../domain/keys.ts';
+import type { ResourceService } from '../domain/resources.ts';
 import type { Logger } from '../log.ts';
 import type { RevisionRepository } from '../store/port.ts';
 import type { AdapterConstructor } from './adapter.ts';
@@ -24,7 +25,10 @@ export interface ProviderHostDependencies {
   config: Config;
   accounts: AccountService;
   clients: ClientService;
+  resources: ResourceService;
   keys: KeyService;
+  /** Public base URL of the mTLS listener, when there is one (known only once it listens). */
+  mtlsBaseUrl?: string | undefined;
   revisions: RevisionRepository;
   adapter: AdapterConstructor;
   logger: Logger;
@@ -101,7 +105,7 @@ export class ProviderHost {
 
   /** Drops stale client caches and rebuilds the provider when the key set changed. */
   async refresh(): Promise<void> {
-    await this.#deps.clients.refresh();
+    await Promise.all([this.#deps.clients.refresh(), this.#deps.resources.refresh()]);
     const revision = await this.#deps.revisions.get('keys');
     if (revision === this.#keysRevision && this.#provider) return;
     const material = await this.#deps.keys.material();
@@ -111,13 +115,15 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, accounts, clients, adapter, logger } = this.#deps;
+    const { config, accounts, clients, resources, adapter, logger, mtlsBaseUrl } = this.#deps;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
       accounts,
+      resources,
       keys: material,
       adapter,
       staticClients: clients.staticClients(),
+      mtlsBaseUrl,
     }));
     provider.proxy = config.behindTlsProxy;
     extendProvider(provider);

@@ -77,6 +77,29 @@ export interface ClientRepository {
   delete(clientId: string): Promise<boolean>;
 }
 
+/** A resource server (API) that access tokens are issued for (RFC 8707 resource indicator = audience). */
+export interface ResourceServerRecord {
+  /** The resource indicator: an absolute URI without fragment; also the `aud` of its tokens. */
+  audience: string;
+  name?: string;
+  scopes: string[];
+  /** `jwt` (RFC 9068, validated offline with the JWKS, never stored) or `opaque` (stored, introspected). */
+  format: 'jwt' | 'opaque';
+  /** Access token lifetime in seconds. */
+  ttlSeconds: number;
+  createdAt: Date;
+}
+
+/** Every write (create, delete) bumps the `resources` revision. */
+export interface ResourceRepository {
+  /** Throws AppError ERR_RESOURCE_INVALID (409) when the audience is taken. */
+  create(resource: Omit<ResourceServerRecord, 'createdAt'>): Promise<ResourceServerRecord>;
+  find(audience: string): Promise<ResourceServerRecord | undefined>;
+  list(): Promise<ResourceServerRecord[]>;
+  /** Returns false when there was no such resource. */
+  delete(audience: string): Promise<boolean>;
+}
+
 export type KeyUse = 'sig' | 'cookie';
 
 /** A key as kept in the store. The private part is encrypted (see domain/keys.ts); `publicJwk` is absent for cookie keys. */
@@ -109,7 +132,7 @@ export interface KeyRepository {
  * Revisions let every process notice changes other processes made (the CLI, another instance):
  * a write bumps the counter, readers poll it and drop their caches when it moves.
  */
-export type RevisionName = 'clients' | 'keys';
+export type RevisionName = 'clients' | 'keys' | 'resources';
 
 export interface RevisionRepository {
   get(name: RevisionName): Promise<number>;
@@ -121,6 +144,7 @@ export interface Store {
   readonly oidc: OidcStore;
   readonly accounts: AccountRepository;
   readonly clients: ClientRepository;
+  readonly resources: ResourceRepository;
   readonly keys: KeyRepository;
   readonly revisions: RevisionRepository;
   /** Cheap round trip used by readiness checks; throws when the store is unreachable. */

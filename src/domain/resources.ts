@@ -1,0 +1,116 @@
+/**
+ * Resource servers (APIs) that Tessera issues access tokens for, by resource indicator (RFC 8707):
+ * static ones from config/resources.json and ones created with the CLI. Each gets a client of its
+ * own for introspection and revocation of the tokens issued for it.
+ */
+import type { StaticResource } from '../config.ts';
+import { AppError } from '../errors.ts';
+import type { ResourceRepository, ResourceServerRecord, RevisionRepository } from '../store/port.ts';
+import type { ClientService, CreatedClient } from './clients.ts';
+
+export type ResourceServer = Omit<ResourceServerRecord, 'createdAt'>;
+
+export interface NewResourceServer {
+  audience: string;
+  name?: string | undefined;
+  scopes: string[];
+  format?: 'jwt' | 'opaque' | undefined;
+  ttlSeconds?: number | undefined;
+}
+
+export const DEFAULT_RESOURCE_TTL_SECONDS = 300;
+export const MAX_RESOURCE_TTL_SECONDS = 86_400;
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+export function resourceProblems(input: NewResourceServer): string[] {
+  const problems: string[] = [];
+  let url: URL | undefined;
+  try {
+    url = new URL(input.audience);
+  } catch {
+    problems.push(`${input.audience} is not an absolute URI`);
+  }
+  if (url && (url.hash || input.audience.includes('#'))) problems.push(`${input.audience} must not contain a fragment (RFC 8707)`);
+  if (!input.scopes.length) problems.push('at least one scope is required');
+  for (const scope of input.scopes) {
+    if (!SCOPE_TOKEN.test(scope)) problems.push(`${JSON.stringify(scope)} is not a valid scope`);
+    if (['openid', 'offline_access', 'profile', 'email'].includes(scope)) problems.push(`${scope} is an OpenID Connect scope, not an API scope`);
+  }
+  const ttl = input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_RESOURCE_TTL_SECONDS) problems.push(`the token lifetime must be between 1 and ${MAX_RESOURCE_TTL_SECONDS} seconds`);
+  return problems;
+}
+
+export class ResourceService {
+  readonly #resources: ResourceRepository;
+  readonly #revisions: RevisionRepository;
+  readonly #clients: ClientService;
+  readonly #static: Map<string, ResourceServer>;
+  #cache = new Map<string, ResourceServer | undefined>();
+  #cachedRevision = -1;
+
+  constructor(resources: ResourceRepository, revisions: RevisionRepository, clients: ClientService, staticResources: readonly StaticResource[]) {
+    this.#resources = resources;
+    this.#revisions = revisions;
+    this.#clients = clients;
+    this.#static = new Map(staticResources.map((resource) => [resource.audience, { ...resource, scopes: [...resource.scopes] }]));
+  }
+
+  /**
+   * Registers a resource server and creates its introspection client (shown once).
+   * Nothing is written when the input is refused.
+   */
+  async create(input: NewResourceServer): Promise<ResourceServer & { client: CreatedClient }> {
+    const problems = resourceProblems(input);
+    if (this.#static.has(input.audience)) problems.push(`${input.audience} is already configured in config/resources.json`);
+    if (problems.length) throw new AppError('ERR_RESOURCE_INVALID', problems.join('; '));
+    const resource: ResourceServer = {
+      audience: input.audience,
+      ...(input.name && { name: input.name }),
+      scopes: [...new Set(input.scopes)],
+      format: input.format ?? 'jwt',
+      ttlSeconds: input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS,
+    };
+    await this.#resources.create(resource);
+    try {
+      const client = await this.#clients.createResourceServerClient(resource.audience, resource.name ?? resource.audience);
+      return { ...resource, client };
+    } catch (error) {
+      await this.#resources.delete(resource.audience);
+      throw error;
+    }
+  }
+
+  async list(): Promise<Array<ResourceServer & { source: 'config' | 'store' }>> {
+    const stored = await this.#resources.list();
+    return [
+      ...[...this.#static.values()].map((resource) => ({ ...resource, source: 'config' as const })),
+      ...stored.map(({ createdAt: _createdAt, ...resource }) => ({ ...resource, source: 'store' as const })),
+    ];
+  }
+
+  /** Returns false when no stored resource has that audience. */
+  delete(audience: string): Promise<boolean> {
+    return this.#resources.delete(audience);
+  }
+
+  /** Served from memory on the token path; dropped when the resources revision moves (see refresh). */
+  async find(audience: string): Promise<ResourceServer | undefined> {
+    const configured = this.#static.get(audience);
+    if (configured) return configured;
+    if (this.#cache.has(audience)) return this.#cache.get(audience);
+    const record = await this.#resources.find(audience);
+    const resource = record && (({ createdAt: _createdAt, ...rest }) => rest)(record);
+    if (this.#cache.size > 10_000) this.#cache.clear();
+    this.#cache.set(audience, resource);
+    return resource;
+  }
+
+  async refresh(): Promise<void> {
+    const revision = await this.#revisions.get('resources');
+    if (revision !== this.#cachedRevision) {
+      this.#cache = new Map();
+      this.#cachedRevision = revision;
+    }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Where a request's client certificate comes from (RFC 8705): the TLS handshake on the mTLS
+ * listener, or a header set by a TLS-terminating proxy that is on the trusted list. A header from
+ * anywhere else is ignored, so nobody can claim a certificate by sending a header.
+ */
+import { X509Certificate } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
+import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
+
+import type { Context, Middleware, Next } from 'koa';
+
+import type { TlsConfig } from '../config.ts';
+import { isCurrentlyValid, parseBundle, toPem } from '../domain/certificates.ts';
+import type { Logger } from '../log.ts';
+
+export interface PresentedCertificate {
+  readonly pem: string;
+  readonly certificate: X509Certificate;
+  /** Further certificates the client sent (intermediates), leaf excluded. */
+  readonly chain: readonly X509Certificate[];
+  readonly source: 'tls' | 'proxy';
+}
+
+/** Endpoints where a certificate authenticates a client; an expired one is refused there outright. */
+const CLIENT_AUTH_PATHS = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
+
+export function trustedProxyList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, prefix] = entry.split('/');
+    const family = isIP(address!) === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address!, family);
+    else list.addSubnet(address!, Number(prefix), family);
+  }
+  return list;
+}
+
+function fromTls(ctx: Context): PresentedCertificate | undefined {
+  const socket = ctx.req.socket as Partial<TLSSocket>;
+  if (!socket.encrypted || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const peer = socket.getPeerCertificate(true) as DetailedPeerCertificate | PeerCertificate;
+  if (!peer?.raw) return undefined;
+  const chain: X509Certificate[] = [];
+  let link = (peer as DetailedPeerCertificate).issuerCertificate;
+  while (link?.raw && link !== (peer as unknown) && chain.length < 5 && !chain.some((known) => known.raw.equals(link!.raw))) {
+    if (link.raw.equals(peer.raw)) break;
+    chain.push(new X509Certificate(link.raw));
+    link = link.issuerCertificate;
+  }
+  return { pem: toPem(peer.raw), certificate: new X509Certificate(peer.raw), chain, source: 'tls' };
+}
+
+/**
+ * nginx's `$ssl_client_escaped_cert` is a URL-encoded PEM; Envoy's X-Forwarded-Client-Cert is a list
+ * of `key=value;...` elements whose `Cert` (and `Chain`) hold URL-encoded PEM. The first element is
+ * the one the edge proxy added for the client it talked to.
+ */
+export function parseCertificateHeader(name: string, value: string): { pem: string; chain: string } | undefined {
+  if (name === 'x-forwarded-client-cert') {
+    const element = splitOutsideQuotes(value, ',')[0] ?? '';
+    const fields = new Map(splitOutsideQuotes(element, ';').map((pair) => {
+      const index = pair.indexOf('=');
+      return [pair.slice(0, index).trim().toLowerCase(), pair.slice(index + 1).trim().replace(/^"|"$/g, '')] as const;
+    }));
+    const cert = fields.get('cert');
+    return cert ? { pem: decodeURIComponent(cert), chain: decodeURIComponent(fields.get('chain') ?? '') } : undefined;
+  }
+  const pem = decodeURIComponent(value);
+  return pem.includes('-----BEGIN CERTIFICATE-----') ? { pem, chain: '' } : undefined;
+}
+
+function splitOutsideQuotes(value: string, separator: string): string[] {
+  const parts: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (const char of value) {
+    if (char === '"') quoted = !quoted;
+    if (char === separator && !quoted) {
+      parts.push(current);
+      current = '';
+    } else {
+      current += char;
+    }
+  }
+  parts.push(current);
+  return parts;
+}
+
+export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
+  const proxies = trustedProxyList(tls.trustedProxies);
+  const header = tls.clientCertHeader;
+
+  function fromProxy(ctx: Context): PresentedCertificate | undefined {
+    if (!header) return undefined;
+    const value = ctx.get(header);
+    if (!value) return undefined;
+    const remote = ctx.req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+    const family = isIP(remote) === 6 ? 'ipv6' : 'ipv4';
+    if (!remote || !proxies.check(remote, family)) {
+      logger.warn({ remote, header, requestId: ctx.state.requestId }, 'ignored a client certificate header from an untrusted address');
+      return undefined;
+    }
+    try {
+      const parsed = parseCertificateHeader(header, value);
+      if (!parsed) return undefined;
+      const [leaf] = parseBundle(parsed.pem);
+      if (!leaf) return undefined;
+      return { pem: toPem(leaf.raw), certificate: leaf, chain: parseBundle(parsed.chain).filter((c) => !c.raw.equals(leaf.raw)), source: 'proxy' };
+    } catch {
+      return undefined;
+    }
+  }
+
+  return async function clientCertificate(ctx: Context, next: Next) {
+    const presented = fromTls(ctx) ?? fromProxy(ctx);
+    if (presented && !isCurrentlyValid(presented.certificate) && ctx.method === 'POST' && CLIENT_AUTH_PATHS.has(ctx.path)) {
+      ctx.status = 401;
+      ctx.body = { error: 'invalid_client', error_description: 'the client certificate is expired or not yet valid' };
+      return;
+    }
+    ctx.state.clientCertificate = presented;
+    await next();
+  };
+}
+
+export function presentedCertificate(ctx: { state?: Record<string, unknown> }): PresentedCertificate | undefined {
+  return ctx.state?.clientCertificate as PresentedCertificate | undefined;
+}
