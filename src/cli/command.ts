@@ -64,6 +64,16 @@ export interface Command<O extends OptionSpecs = OptionSpecs> {
   readonly description?: string;
   readonly args?: readonly ArgumentSpec[];
   readonly options: O;
+  /**
+   * The command lines help shows, for a command with several forms (`clients create` for a relying
+   * party or a machine client); generated from the required options when absent.
+   */
+  readonly forms?: readonly string[];
+  /**
+   * Rules between options that a declaration cannot express ("--cert only with
+   * --auth self_signed_tls_client_auth"). Throws UsageError; runs before configuration is loaded.
+   */
+  check?(values: OptionValues<O>): void;
   run(invocation: Invocation<O>): Promise<void>;
 }
 
@@ -126,6 +136,11 @@ export function parseCommandLine(path: string, command: Command, argv: string[])
     if (spec.required && (value === undefined || (Array.isArray(value) && value.length === 0))) {
       throw new UsageError(`"${path}" needs --${name}${spec.placeholder ? ` ${spec.placeholder}` : ''}`, path);
     }
+  }
+  try {
+    command.check?.(values as OptionValues<OptionSpecs>);
+  } catch (error) {
+    throw error instanceof UsageError && !error.helpFor ? new UsageError(error.message, path) : error;
   }
   return { help: false, values, args: positionals };
 }
@@ -192,8 +207,10 @@ export function commandHelp(path: string, command: Command): string {
     ]),
     ['-h, --help', HELP_OPTION.description],
   ];
+  const [first = synopsis(path, command), ...others] = command.forms ?? [];
   return [
-    `Usage: tessera ${synopsis(path, command)}`,
+    `Usage: tessera ${first}`,
+    ...others.map((form) => `       tessera ${form}`),
     '',
     command.description ?? command.summary,
     ...(command.args?.length ? ['', 'Arguments:', ...columns(command.args.map((arg) => [arg.name, arg.description]))] : []),

@@ -89,9 +89,17 @@ export class ResourceService {
     ];
   }
 
-  /** Returns false when no stored resource has that audience. */
-  delete(audience: string): Promise<boolean> {
-    return this.#resources.delete(audience);
+  /**
+   * Also deletes the resource server's own introspection client: left behind, it could still
+   * introspect and revoke tokens for an audience that is gone (or a later one with the same URI).
+   * Returns false when no stored resource has that audience.
+   */
+  async delete(audience: string): Promise<boolean> {
+    if (!(await this.#resources.delete(audience))) return false;
+    for (const client of await this.#clients.list()) {
+      if (client.source === 'store' && client.metadata.tessera_resource_server === audience) await this.#clients.delete(client.client_id);
+    }
+    return true;
   }
 
   /** Served from memory on the token path; dropped when the resources revision moves (see refresh). */

@@ -164,8 +164,15 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
     async issueRefreshToken(_ctx, client, code) {
       return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
     },
+    // RFC 9068 and RFC 7662 both name the client as the subject of a client credentials token;
+    // oidc-provider puts it in JWTs but leaves it out of introspection answers for opaque ones.
+    async extraTokenClaims(_ctx, token) {
+      return token.kind === 'ClientCredentials' ? { sub: token.clientId } : undefined;
+    },
     ttl: {
-      AccessToken: config.ttl.accessToken,
+      // A resource server's own token lifetime wins over the default.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       AuthorizationCode: config.ttl.authorizationCode,
       IdToken: config.ttl.idToken,
       RefreshToken: config.ttl.refreshToken,

@@ -3,6 +3,8 @@
  * reading. It speaks only Tessera's public surface (HTML forms and redirects), like a person's
  * browser with JavaScript off. The real-browser test (browser.test.ts) covers the same pages in Chromium.
  */
+import { request, type TlsRequest } from './tls-client.ts';
+
 export interface Page {
   status: number;
   url: string;
@@ -12,6 +14,12 @@ export interface Page {
 
 export class UserAgent {
   readonly #cookies = new Map<string, string>();
+  /** CA to trust for https:// (Tessera on a test certificate); plain fetch otherwise. */
+  readonly #ca: string | undefined;
+
+  constructor(options: { ca?: string } = {}) {
+    this.#ca = options.ca;
+  }
 
   /** Requests a URL without following redirects. */
   async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Page> {
@@ -23,7 +31,10 @@ export class UserAgent {
       headers.set('content-type', 'application/x-www-form-urlencoded');
       body = new URLSearchParams(init.form).toString();
     }
-    const response = await fetch(url, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    const method = init.method ?? (init.form ? 'POST' : 'GET');
+    const response = this.#ca
+      ? await viaTls(url, { method, headers: Object.fromEntries(headers), ...(init.form && { form: init.form }), ca: this.#ca })
+      : await fetch(url, { method, headers, body, redirect: 'manual' });
     for (const line of response.headers.getSetCookie()) {
       const [pair] = line.split(';');
       const index = pair!.indexOf('=');
@@ -51,6 +62,15 @@ export class UserAgent {
     }
     throw new Error(`too many redirects from ${url}`);
   }
+}
+
+async function viaTls(url: string, options: TlsRequest): Promise<Response> {
+  const response = await request(url, options);
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(response.headers)) {
+    for (const item of Array.isArray(value) ? value : value === undefined ? [] : [value]) headers.append(name, item);
+  }
+  return new Response(response.status === 204 || response.status === 304 ? null : response.text, { status: response.status, headers });
 }
 
 /** The hidden and visible input values of the first form whose action contains `actionPart`. */

@@ -1,0 +1,114 @@
+/**
+ * `tessera resources ...`: resource servers (APIs) that Tessera issues access tokens for, by
+ * resource indicator (RFC 8707). Each gets a client of its own for introspection and revocation,
+ * whose secret `create` prints once.
+ */
+import path from 'node:path';
+
+import { DEFAULT_RESOURCE_TTL_SECONDS, MAX_RESOURCE_TTL_SECONDS } from '../domain/resources.ts';
+import { AppError } from '../errors.ts';
+import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
+import { printJson, printLines, printTable } from './output.ts';
+
+const FORMATS = ['jwt', 'opaque'] as const;
+
+const create = defineCommand({
+  summary: 'Register a resource server (API); prints its introspection client\'s secret once',
+  description: [
+    'Register a resource server, named by its audience URI (the RFC 8707 resource indicator), with the',
+    'scopes it offers. Access tokens for it are JWTs (RFC 9068, validated offline with the JWKS) or',
+    'opaque (validated with introspection). The resource server gets its own client for introspection',
+    'and revocation; its secret is printed once: Tessera keeps only its hash.',
+  ].join('\n'),
+  options: {
+    audience: { type: 'string', required: true, placeholder: 'URI', description: 'The API\'s identifier, e.g. https://api.example.com (no fragment)' },
+    scope: { type: 'string', multiple: true, required: true, placeholder: 'S', description: 'A scope the API offers, e.g. orders:read' },
+    format: { type: 'string', placeholder: 'jwt|opaque', description: 'Access token format (default jwt)' },
+    ttl: { type: 'string', placeholder: 'SECONDS', description: `Access token lifetime, 1 to ${MAX_RESOURCE_TTL_SECONDS} (default ${DEFAULT_RESOURCE_TTL_SECONDS})` },
+    name: { type: 'string', placeholder: 'NAME', description: 'A name for people (defaults to the audience)' },
+    json: JSON_OPTION,
+  },
+  check(values) {
+    if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) {
+      throw new UsageError(`--format must be ${FORMATS.join(' or ')}, not ${JSON.stringify(values.format)}`);
+    }
+    if (values.ttl !== undefined && !/^\d+$/.test(values.ttl)) throw new UsageError(`--ttl must be a whole number of seconds, not ${JSON.stringify(values.ttl)}`);
+  },
+  async run({ values, services }) {
+    const { resources } = await services();
+    const created = await resources.create({
+      audience: values.audience,
+      scopes: values.scope,
+      name: values.name,
+      format: values.format as (typeof FORMATS)[number] | undefined,
+      ttlSeconds: values.ttl === undefined ? undefined : Number(values.ttl),
+    });
+    const output = {
+      audience: created.audience,
+      scopes: created.scopes,
+      format: created.format,
+      ttl: created.ttlSeconds,
+      client_id: created.client.client_id,
+      client_secret: created.client.client_secret,
+    };
+    if (values.json) return printJson(output);
+    printLines(
+      `Created resource server ${created.audience} (${created.format} access tokens, ${created.ttlSeconds} s, scopes: ${created.scopes.join(' ')}).`,
+      'Its client for introspection and revocation:',
+      `client_id:     ${output.client_id}`,
+      `client_secret: ${output.client_secret}`,
+      'Store the secret now: Tessera keeps only a hash and cannot show it again.',
+    );
+  },
+});
+
+const list = defineCommand({
+  summary: 'List resource servers from the store and from CONFIG_DIR/resources.json',
+  options: { json: JSON_OPTION },
+  async run({ values, services }) {
+    const { resources, clients } = await services();
+    const introspectors = new Map<string, string>();
+    for (const client of await clients.list()) {
+      const audience = client.metadata.tessera_resource_server;
+      if (typeof audience === 'string' && !introspectors.has(audience)) introspectors.set(audience, client.client_id);
+    }
+    const rows = (await resources.list()).map((resource) => ({
+      audience: resource.audience,
+      ...(resource.name && { name: resource.name }),
+      scopes: resource.scopes,
+      format: resource.format,
+      ttl: resource.ttlSeconds,
+      source: resource.source,
+      ...(introspectors.has(resource.audience) && { client_id: introspectors.get(resource.audience) }),
+    }));
+    if (values.json) return printJson(rows);
+    if (!rows.length) return printLines('No resource servers yet. Create one with "tessera resources create".');
+    printTable(
+      ['AUDIENCE', 'SOURCE', 'FORMAT', 'TTL', 'CLIENT_ID', 'SCOPES'],
+      rows.map((row) => [row.audience, row.source, row.format, String(row.ttl), row.client_id ?? '-', row.scopes.join(' ')]),
+    );
+  },
+});
+
+const remove = defineCommand({
+  summary: 'Delete a resource server created with the CLI, and its introspection client',
+  args: [{ name: 'AUDIENCE', description: 'The resource server\'s audience URI' }],
+  options: { json: JSON_OPTION },
+  async run({ values, args: [audience = ''], config, services }) {
+    const { resources } = await services();
+    if (!(await resources.delete(audience))) {
+      const isStatic = (await resources.list()).some((resource) => resource.audience === audience && resource.source === 'config');
+      throw new AppError('ERR_NOT_FOUND', isStatic
+        ? `resource server ${audience} is defined in ${path.join(config.configDir, 'resources.json')}; remove it there`
+        : `no resource server ${audience}`, { status: 404 });
+    }
+    if (values.json) return printJson({ audience, deleted: true });
+    printLines(`Deleted resource server ${audience}. Tokens for it are no longer issued.`);
+  },
+});
+
+export const resourcesGroup = defineGroup('Manage resource servers (APIs) and their scopes', {
+  create,
+  list,
+  delete: remove,
+});
