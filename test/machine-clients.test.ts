@@ -250,6 +250,28 @@ test('a bound access token is refused at userinfo without its certificate and ac
   t.is(withCert.json<{ email: string }>().email, person.email);
 });
 
+test('a refresh token issued over mTLS works only with the same certificate', async (t) => {
+  const { rpCert } = f;
+  const metadata = (await request(`${f.tls.issuer}/.well-known/openid-configuration`, { ca: f.serverCa.cert })).json<Record<string, unknown>>();
+  const config = new oidc.Configuration(metadata as oidc.ServerMetadata, 'mtls-rp', {}, oidc.TlsClientAuth());
+  const pending = await authorizationRequest(config, { scope: 'openid offline_access' });
+  const callback = await authorize(new UserAgent({ ca: f.serverCa.cert }), pending, newPerson(), { register: true });
+  const token = (fields: Record<string, string>, cert: KeyAndCertificate) => request(`${f.tls.mtlsUrl}/token`, {
+    form: { client_id: 'mtls-rp', ...fields }, cert: cert.cert, key: cert.key, ca: f.serverCa.cert,
+  });
+  const exchange = await token({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: RP_CALLBACK, code_verifier: pending.verifier }, rpCert);
+  t.is(exchange.status, 200, exchange.text);
+  const { refresh_token: refreshToken } = exchange.json<{ refresh_token: string }>();
+  t.truthy(refreshToken);
+
+  const sameSubjectOtherKey = await issueCertificate(f.clientCa, { subject: 'CN=rp,O=Test' });
+  const stolen = await token({ grant_type: 'refresh_token', refresh_token: refreshToken }, sameSubjectOtherKey);
+  t.is(stolen.status, 400);
+  t.is(stolen.json<{ error: string }>().error, 'invalid_grant');
+  const rightful = await token({ grant_type: 'refresh_token', refresh_token: refreshToken }, rpCert);
+  t.is(rightful.status, 200, rightful.text);
+});
+
 test('introspection by the resource server reports the binding; other clients learn nothing; revocation ends the token', async (t) => {
   const rsClient = await f.tls.withServices(async ({ clients }) => clients.createResourceServerClient(OPAQUE_API, 'Opaque API'));
   const token = (await mtlsToken(f.svc.clientId, f.svc.cert, { resource: OPAQUE_API })).json<{ access_token: string }>().access_token;

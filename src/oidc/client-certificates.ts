@@ -3,6 +3,7 @@
  * listener, or a header set by a TLS-terminating proxy that is on the trusted list. A header from
  * anywhere else is ignored, so nobody can claim a certificate by sending a header.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { X509Certificate } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
@@ -119,8 +120,15 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
       return;
     }
     ctx.state.clientCertificate = presented;
-    await next();
+    await requestCertificate.run(presented, next);
   };
+}
+
+/** The certificate of the request being handled, for code that has no Koa context (token models). */
+const requestCertificate = new AsyncLocalStorage<PresentedCertificate | undefined>();
+
+export function currentCertificate(): PresentedCertificate | undefined {
+  return requestCertificate.getStore();
 }
 
 export function presentedCertificate(ctx: { state?: Record<string, unknown> }): PresentedCertificate | undefined {

@@ -6,6 +6,7 @@
 import type { Provider } from 'oidc-provider';
 
 import { clientSecretMatches } from '../domain/clients.ts';
+import { currentCertificate } from './client-certificates.ts';
 
 const TOKEN_VALUE = Symbol('tessera.tokenValue');
 
@@ -21,6 +22,32 @@ export function extendProvider(provider: Provider): void {
   hashedClientSecrets(provider);
   atHashAtTokenEndpoint(provider);
   offlineAccessAsksConsent(provider);
+  certificateBoundRefreshTokens(provider);
+}
+
+/**
+ * oidc-provider binds refresh tokens to a certificate only for public clients. Tessera binds those
+ * of certificate-authenticated clients too (RFC 8705 section 4): a refresh token issued over mTLS
+ * then works only with that same certificate, which oidc-provider enforces once the binding is set.
+ */
+function certificateBoundRefreshTokens(provider: Provider): void {
+  interface RefreshTokenLike {
+    'x5t#S256'?: string;
+    client?: { clientAuthMethod?: string; tlsClientCertificateBoundAccessTokens?: boolean };
+    setThumbprint(property: 'x5t', certificate: string): void;
+    save(): Promise<string>;
+  }
+  const prototype = provider.RefreshToken.prototype as unknown as RefreshTokenLike;
+  const save = prototype.save;
+  prototype.save = function saveBound(this: RefreshTokenLike) {
+    const certificate = currentCertificate();
+    const method = this.client?.clientAuthMethod;
+    if (certificate && !this['x5t#S256'] && this.client?.tlsClientCertificateBoundAccessTokens
+      && (method === 'tls_client_auth' || method === 'self_signed_tls_client_auth')) {
+      this.setThumbprint('x5t', certificate.pem);
+    }
+    return save.call(this);
+  };
 }
 
 /** Stored client secrets are SHA-256 digests (domain/clients.ts); oidc-provider compares plaintext. */
