@@ -105,6 +105,8 @@ test('a tls_client_auth client gets an RFC 9068 JWT access token bound to its ce
   t.is(claims.iss, server.issuer);
   t.is(claims.aud, AUDIENCE);
   t.is(claims.client_id, tlsClientId);
+  t.is(claims.sub, tlsClientId, 'RFC 9068: the client is the subject of a client credentials token');
+  t.truthy(claims.jti);
   t.is(claims.scope, 'orders:read');
   t.is(claims.cnf?.['x5t#S256'], thumbprint(new X509Certificate(svc.pem)));
 });
