@@ -179,3 +179,15 @@ test('the example API refuses a request without a token, a forged token and an I
     .sign(privateKey);
   t.is((await callApi(ordersUrl, wrongType, svc)).status, 401);
 });
+
+test('the example API answers 503, not 401, while Tessera cannot be reached', async (t) => {
+  const early = await startResourceServer({ issuer: 'http://127.0.0.1:1', audience: AUDIENCE, port: 0 });
+  try {
+    const { access_token: token } = await svcToken();
+    const answer = await request(`${early.url}/orders`, { headers: { authorization: `Bearer ${token}` } });
+    t.is(answer.status, 503);
+    t.is(answer.headers['retry-after'], '5');
+  } finally {
+    await early.close();
+  }
+});

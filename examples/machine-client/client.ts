@@ -32,7 +32,7 @@ export interface TokenRequest extends ClientTls {
   clientId: string;
   /** The API's resource indicator (RFC 8707); may be left out when the client has exactly one. */
   resource?: string;
-  /** Space-separated scopes; all the client is allowed at the resource when left out. */
+  /** Space-separated scopes, each one the client was allowed. Left out, the token carries no scope at all. */
   scope?: string;
 }
 

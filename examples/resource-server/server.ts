@@ -123,6 +123,9 @@ function httpGet(url: string, ca: string | undefined, init: { headers?: Headers;
   });
 }
 
+/** Tessera cannot be reached (yet): the request may succeed later. */
+class ServiceUnavailable extends Error {}
+
 /** jose error codes that mean the token itself is bad. */
 const TOKEN_FAULTS = new Set([
   'ERR_JWT_INVALID',
@@ -138,7 +141,9 @@ const TOKEN_FAULTS = new Set([
 
 /**
  * The verifier for Tessera's access tokens. The JWKS location comes from discovery (`jwks_uri`), not
- * from a guessed path, and discovery must name the issuer we were configured with.
+ * from a guessed path, and discovery must name the issuer we were configured with. Discovery is
+ * read on first use and retried while it fails, so the API may start before Tessera does (it
+ * answers 503 until then).
  *
  * JWKS caching and key rotation, which is why a resource server never needs a restart:
  * - jose fetches the JWKS on first use and keeps it (`cacheMaxAge`, 10 minutes by default);
@@ -149,26 +154,38 @@ const TOKEN_FAULTS = new Set([
  *   every token it signed has expired. Tokens signed before the rotation keep verifying from the
  *   cache; the first token with the new `kid` triggers the refetch that finds it.
  */
-async function accessTokenVerifier(options: ResourceServerOptions) {
+function accessTokenVerifier(options: ResourceServerOptions) {
   const ca = options.caFile ? readFileSync(options.caFile, 'utf8') : undefined;
   const discoveryUrl = `${options.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-  const response = await httpGet(discoveryUrl, ca);
-  if (response.status !== 200) throw new Error(`${discoveryUrl} answered ${response.status}`);
-  const discovery = await response.json() as { issuer?: string; jwks_uri?: string };
-  if (discovery.issuer !== options.issuer) throw new Error(`${discoveryUrl} names the issuer ${discovery.issuer}, not ${options.issuer}`);
-  if (!discovery.jwks_uri) throw new Error(`${discoveryUrl} has no jwks_uri`);
-
   const fetchWithCa: FetchImplementation = (url, init) => httpGet(url, ca, init);
-  const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri), {
-    cooldownDuration: 30_000,
-    cacheMaxAge: 600_000,
-    [customFetch]: fetchWithCa,
-  });
   const algorithms = options.algorithms ?? ['RS256'];
 
+  async function discoverKeys() {
+    const response = await httpGet(discoveryUrl, ca, { signal: AbortSignal.timeout(5_000) });
+    if (response.status !== 200) throw new Error(`${discoveryUrl} answered ${response.status}`);
+    const discovery = await response.json() as { issuer?: string; jwks_uri?: string };
+    if (discovery.issuer !== options.issuer) throw new Error(`${discoveryUrl} names the issuer ${discovery.issuer}, not ${options.issuer}`);
+    if (!discovery.jwks_uri) throw new Error(`${discoveryUrl} has no jwks_uri`);
+    return createRemoteJWKSet(new URL(discovery.jwks_uri), {
+      cooldownDuration: 30_000,
+      cacheMaxAge: 600_000,
+      [customFetch]: fetchWithCa,
+    });
+  }
+
+  let keys: ReturnType<typeof discoverKeys> | undefined;
+  function jwks() {
+    keys ??= discoverKeys().catch((error: unknown) => {
+      keys = undefined;
+      throw new ServiceUnavailable(`cannot read Tessera's discovery document: ${(error as Error).message}`);
+    });
+    return keys;
+  }
+
   return async function verifyAccessToken(token: string): Promise<AccessTokenClaims> {
+    const keySet = await jwks();
     try {
-      const { payload } = await jwtVerify<AccessTokenClaims>(token, jwks, {
+      const { payload } = await jwtVerify<AccessTokenClaims>(token, keySet, {
         issuer: options.issuer,
         audience: options.audience,
         // RFC 9068: refuses ID tokens and any other JWT signed by the same keys.
@@ -225,7 +242,7 @@ function send(response: http.ServerResponse, status: number, body: unknown, head
 }
 
 export async function startResourceServer(options: ResourceServerOptions): Promise<RunningResourceServer> {
-  const verifyAccessToken = await accessTokenVerifier(options);
+  const verifyAccessToken = accessTokenVerifier(options);
 
   async function handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
@@ -239,6 +256,10 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
       const result = route.handle(claims);
       send(response, result.status, result.body);
     } catch (error) {
+      if (error instanceof ServiceUnavailable) {
+        console.error(error.message);
+        return send(response, 503, { error: 'temporarily_unavailable' }, { 'retry-after': '5' });
+      }
       if (!(error instanceof BearerError)) throw error;
       send(response, error.status, { error: error.error ?? 'unauthorized', error_description: error.message }, { 'www-authenticate': error.challenge() });
     }
