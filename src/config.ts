@@ -205,6 +205,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   for (const entry of tls.trustedProxies) {
     if (!isAddressOrCidr(entry)) problems.push(`TRUSTED_PROXIES: ${entry} is not an IP address or CIDR range`);
   }
+  if (tls.mtlsUrl && e.MTLS_PORT === undefined && !tls.clientCertHeader) {
+    problems.push('MTLS_URL: needs MTLS_PORT (Tessera terminates mTLS) or CLIENT_CERT_HEADER (a proxy does)');
+  }
   if (tls.clientCertHeader && !tls.trustedProxies.length) problems.push('CLIENT_CERT_HEADER: needs TRUSTED_PROXIES, or any client could claim any certificate');
 
   if (problems.length) throw new ConfigError(problems);

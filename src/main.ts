@@ -80,8 +80,9 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
   const config: Config = baseConfig.issuerExplicit
     ? baseConfig
     : Object.freeze({ ...baseConfig, port, issuer: `${scheme}://localhost:${port}` });
+  // Behind a proxy, MTLS_URL names the proxy's certificate-requesting host; natively, our own listener.
   const mtlsUrl = mtlsPort === undefined
-    ? undefined
+    ? config.tls.mtlsUrl
     : config.tls.mtlsUrl ?? `https://${new URL(config.issuer).hostname}:${mtlsPort}`;
 
   const store = await openStore(config).catch(async (error: unknown) => {

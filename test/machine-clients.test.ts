@@ -216,6 +216,25 @@ test('a client certificate can be rotated without downtime: old and new work sid
   t.is((await mtlsToken(clientId, fresh)).status, 200);
 });
 
+test('a machine client that names no scope gets every scope it is allowed at the resource', async (t) => {
+  const response = await request(`${f.tls.mtlsUrl}/token`, {
+    form: { grant_type: 'client_credentials', client_id: f.svc.clientId, resource: API },
+    cert: f.svc.cert.cert, key: f.svc.cert.key, ca: f.serverCa.cert,
+  });
+  t.is(response.status, 200, response.text);
+  t.is(response.json<{ scope: string }>().scope, 'orders:read');
+});
+
+test('behind a proxy, MTLS_URL publishes the proxy\'s mTLS host as mtls_endpoint_aliases', async (t) => {
+  const proxy = await startTestServer({ env: { MTLS_URL: 'https://mtls.id.example.com', CLIENT_CERT_HEADER: HEADER, TRUSTED_PROXIES: '127.0.0.2' } });
+  t.teardown(async () => {
+    await proxy.close();
+    removeDir(proxy.dataDir);
+  });
+  const metadata = await (await fetch(`${proxy.issuer}/.well-known/openid-configuration`)).json() as { mtls_endpoint_aliases?: Record<string, string> };
+  t.is(metadata.mtls_endpoint_aliases?.token_endpoint, 'https://mtls.id.example.com/token');
+});
+
 test('a client only gets the scopes it was allowed: asking for more fails with invalid_scope', async (t) => {
   const response = await mtlsToken(f.svc.clientId, f.svc.cert, { scope: 'orders:read orders:write' });
   t.is(response.status, 400);

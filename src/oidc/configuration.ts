@@ -48,7 +48,13 @@ async function resourceServerInfo(resources: ResourceService, ctx: KoaContextWit
   const clientScopes = allowed[indicator];
   if (!clientScopes) throw new errors.InvalidTarget(`this client may not request tokens for ${indicator}`);
   const everyAllowedScope = new Set(Object.values(allowed).flat());
-  const requested = typeof ctx.oidc.params?.scope === 'string' ? ctx.oidc.params.scope.split(' ') : [];
+  const params = ctx.oidc.params as Record<string, unknown> | undefined;
+  // RFC 6749 section 3.3: without a scope the server uses a documented default. Tessera's default for
+  // a machine client is everything it is allowed at that resource (oidc-provider would issue none).
+  if (params && ctx.oidc.route === 'token' && params.grant_type === 'client_credentials' && params.scope === undefined) {
+    params.scope = resource.scopes.filter((scope) => clientScopes.includes(scope)).join(' ');
+  }
+  const requested = typeof params?.scope === 'string' ? params.scope.split(' ') : [];
   const refused = requested.filter((scope) => scope && !OIDC_SCOPES.has(scope) && !everyAllowedScope.has(scope));
   if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
   return {
