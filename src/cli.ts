@@ -9,6 +9,8 @@ import {
   commandHelp, defineGroup, groupHelp, parseCommandLine, UsageError, type Command, type Group, type Invocation, type Node,
 } from './cli/command.ts';
 import { keysGroup } from './cli/keys.ts';
+import { pkiGroup } from './cli/pki.ts';
+import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
 import { usersGroup } from './cli/users.ts';
 import { ConfigError, loadConfig } from './config.ts';
@@ -20,8 +22,10 @@ import type { Store } from './store/port.ts';
 export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Connect identity provider', {
   serve,
   clients: clientsGroup,
+  resources: resourcesGroup,
   users: usersGroup,
   keys: keysGroup,
+  pki: pkiGroup,
 });
 
 const HELP_FOOTER = [

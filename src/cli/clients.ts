@@ -55,7 +55,7 @@ const create = defineCommand({
       type: 'string',
       multiple: true,
       placeholder: 'URI',
-      description: 'Relying party: where authorization responses go; https, or http on localhost (required)',
+      description: 'Relying party (needs at least one): where authorization responses go; https, or http on localhost',
     },
     'post-logout-redirect-uri': { type: 'string', multiple: true, placeholder: 'URI', description: 'Relying party: where to send people after logout' },
     public: { type: 'boolean', description: 'Relying party: a public client (SPA, native app): no secret, PKCE alone' },
@@ -131,9 +131,8 @@ const create = defineCommand({
 
 /**
  * Spreads the --scope values over the --resource values. With one resource every scope goes to it
- * (the domain refuses those it does not offer); with several, each scope goes to every resource that
- * offers it, and a scope that none of them offers is refused. Unknown resources are left for the
- * domain to report.
+ * (the domain refuses those it does not offer). With several, each scope goes to every resource that
+ * offers it; a scope none of them offers, or a resource that gets no scope, is refused.
  */
 async function scopesPerResource(
   audiences: readonly string[],
@@ -141,14 +140,23 @@ async function scopesPerResource(
   find: (audience: string) => Promise<{ scopes: string[] } | undefined>,
 ): Promise<Record<string, string[]>> {
   if (audiences.length === 1) return { [audiences[0]!]: [...scopes] };
-  const offered = new Map<string, string[]>();
-  for (const audience of new Set(audiences)) offered.set(audience, (await find(audience))?.scopes ?? []);
-  const unknownAudiences = [...offered].filter(([, offers]) => !offers.length).map(([audience]) => audience);
-  const homeless = scopes.filter((scope) => ![...offered.values()].some((offers) => offers.includes(scope)));
-  if (homeless.length && !unknownAudiences.length) {
-    throw new AppError('ERR_CLIENT_INVALID', `none of ${[...offered.keys()].join(', ')} offers the scope ${[...new Set(homeless)].join(', ')}`);
+  const granted: Record<string, string[]> = {};
+  const problems: string[] = [];
+  const offeredByAny = new Set<string>();
+  for (const audience of new Set(audiences)) {
+    const resource = await find(audience);
+    if (!resource) {
+      problems.push(`no resource server ${audience}; create it first with "tessera resources create"`);
+      continue;
+    }
+    granted[audience] = [...new Set(scopes)].filter((scope) => resource.scopes.includes(scope));
+    granted[audience].forEach((scope) => offeredByAny.add(scope));
+    if (!granted[audience].length) problems.push(`${audience} offers none of the scopes given (it offers ${resource.scopes.join(', ')})`);
   }
-  return Object.fromEntries([...offered].map(([audience, offers]) => [audience, unknownAudiences.includes(audience) ? [...scopes] : scopes.filter((scope) => offers.includes(scope))]));
+  const homeless = [...new Set(scopes)].filter((scope) => !offeredByAny.has(scope));
+  if (homeless.length) problems.push(`no resource given offers the scope ${homeless.join(', ')}`);
+  if (problems.length) throw new AppError('ERR_CLIENT_INVALID', problems.join('; '));
+  return granted;
 }
 
 /** What `clients list` shows: how each client authenticates and what it may do; never a secret. */

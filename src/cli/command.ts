@@ -117,7 +117,7 @@ export function parseCommandLine(path: string, command: Command, argv: string[])
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: command.args?.length ? argumentsFirst(argv, options) : argv, options, strict: true, allowPositionals: true, allowNegative: false });
+    parsed = parseArgs({ args: prepareArgv(argv, options, Boolean(command.args?.length)), options, strict: true, allowPositionals: true, allowNegative: false });
   } catch (error) {
     throw new UsageError(describeParseError(error), path);
   }
@@ -146,11 +146,15 @@ export function parseCommandLine(path: string, command: Command, argv: string[])
 }
 
 /**
- * Generated ids are base64url and may begin with "-" (`tessera clients delete -F_Of21...`), which
- * parseArgs would take for a bundle of short options. A single-dash word longer than one option
- * letter is therefore an argument: it is moved behind "--", where parseArgs stops looking for options.
+ * Generated ids and certificate thumbprints are base64url and may begin with "-"
+ * (`tessera clients delete -F_Of21...`, `--thumbprint -jtJH...`). For a command that takes
+ * arguments, a single-dash word longer than one option letter is an argument: it is moved behind
+ * "--", where parseArgs stops looking for options. The value of a string option is never an
+ * argument, whatever it looks like: parseArgs would refuse `--thumbprint -jtJH...` as ambiguous, so
+ * it is passed as `--thumbprint=-jtJH...`, unless the value is itself one of the command's options
+ * (`--name --json` is a forgotten value, and parseArgs says so).
  */
-function argumentsFirst(argv: string[], options: ParseArgsOptionsConfig): string[] {
+function prepareArgv(argv: string[], options: ParseArgsOptionsConfig, takesArguments: boolean): string[] {
   const rest: string[] = [];
   const moved: string[] = [];
   for (let index = 0; index < argv.length; index += 1) {
@@ -159,19 +163,27 @@ function argumentsFirst(argv: string[], options: ParseArgsOptionsConfig): string
       moved.push(...argv.slice(index + 1));
       break;
     }
-    if (/^-[^-]./.test(word)) {
+    if (takesArguments && /^-[^-]./.test(word)) {
       moved.push(word);
       continue;
     }
-    rest.push(word);
-    // The value of a string option is never an argument, whatever it looks like.
     const name = /^--([^=]+)$/.exec(word)?.[1] ?? (/^-(.)$/.exec(word) && Object.entries(options).find(([, spec]) => spec.short === word[1])?.[0]);
     if (name && options[name]?.type === 'string' && index + 1 < argv.length) {
       index += 1;
-      rest.push(argv[index] ?? '');
+      const value = argv[index] ?? '';
+      if (word.startsWith('--') && value.startsWith('-') && !isOptionWord(value, options)) rest.push(`${word}=${value}`);
+      else rest.push(word, value);
+      continue;
     }
+    rest.push(word);
   }
   return moved.length ? [...rest, '--', ...moved] : rest;
+}
+
+function isOptionWord(word: string, options: ParseArgsOptionsConfig): boolean {
+  const long = /^--([^=]*)/.exec(word)?.[1];
+  if (long !== undefined) return long === '' || Object.hasOwn(options, long);
+  return word.length === 2 && Object.values(options).some((spec) => spec.short === word[1]);
 }
 
 /** parseArgs explains itself at length; one short line is enough here. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { DEFAULT_RESOURCE_TTL_SECONDS, MAX_RESOURCE_TTL_SECONDS } from '../domain/resources.ts';
 import { AppError } from '../errors.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
-import { printJson, printLines, printTable } from './output.ts';
+import { printJson, printLines, printTable, warn } from './output.ts';
 
 const FORMATS = ['jwt', 'opaque'] as const;
 
@@ -95,13 +95,17 @@ const remove = defineCommand({
   args: [{ name: 'AUDIENCE', description: 'The resource server\'s audience URI' }],
   options: { json: JSON_OPTION },
   async run({ values, args: [audience = ''], config, services }) {
-    const { resources } = await services();
+    const { resources, clients } = await services();
     if (!(await resources.delete(audience))) {
       const isStatic = (await resources.list()).some((resource) => resource.audience === audience && resource.source === 'config');
       throw new AppError('ERR_NOT_FOUND', isStatic
         ? `resource server ${audience} is defined in ${path.join(config.configDir, 'resources.json')}; remove it there`
         : `no resource server ${audience}`, { status: 404 });
     }
+    const stillAllowed = (await clients.list())
+      .filter((client) => Object.hasOwn((client.metadata.tessera_resources as Record<string, unknown> | undefined) ?? {}, audience))
+      .map((client) => client.client_id);
+    if (stillAllowed.length) warn(`clients ${stillAllowed.join(', ')} still list ${audience}; they get no tokens for it unless it is created again`);
     if (values.json) return printJson({ audience, deleted: true });
     printLines(`Deleted resource server ${audience}. Tokens for it are no longer issued.`);
   },
