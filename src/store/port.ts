@@ -8,6 +8,8 @@
  * - writes are single-statement or transactional: nothing is ever left half-written.
  */
 
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+
 /** The payload oidc-provider hands its adapter (see oidc-provider's example/my_adapter.js). */
 export interface OidcPayload {
   [key: string]: unknown;
@@ -29,6 +31,22 @@ export interface OidcStore {
   destroy(model: string, id: string): Promise<void>;
   /** Removes every record of this model issued under the grant. */
   revokeByGrantId(model: string, grantId: string): Promise<void>;
+  /** Every live record of this model whose payload has this `accountId` (sessions, grants of a person). */
+  findByAccountId(model: string, accountId: string): Promise<Array<{ id: string; payload: OidcPayload }>>;
+  /** Atomically reads and deletes a live record: single-use tokens go through here, so only one caller gets it. */
+  take(model: string, id: string): Promise<OidcPayload | undefined>;
+}
+
+/** Options of a store-backed rate limiter (rate-limiter-flexible semantics). */
+export interface RateLimiterOptions {
+  /** Separates the counters of different limits, e.g. `signin:ip`. */
+  keyPrefix: string;
+  /** How many actions a key may take per window. */
+  points: number;
+  /** Window length in seconds. */
+  duration: number;
+  /** Seconds a key stays blocked once it went over; defaults to the rest of the window. */
+  blockDuration?: number;
 }
 
 export interface Account {
@@ -42,20 +60,68 @@ export interface Account {
   givenName?: string;
   familyName?: string;
   disabled: boolean;
+  /** Authorization roles (e.g. `admin`), released by the `roles` scope. */
+  roles: string[];
+  /** Consecutive failed sign-ins since the last success. */
+  failedSignIns: number;
+  /** While in the future, sign-in is refused (without saying so). */
+  lockedUntil?: Date;
+  /** Consecutive lockouts since the last successful sign-in; each lasts longer than the one before. */
+  lockouts: number;
+  /** TOTP second factor (RFC 6238); `confirmedAt` unset while enrolment waits for a first code. */
+  totp?: TotpFactor;
+  /** Hashes of the unused recovery codes. */
+  recoveryCodes: string[];
+  passkeys: Passkey[];
+  /** One-time codes by email as a second factor. */
+  emailOtp: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
 
-export type NewAccount = Omit<Account, 'createdAt' | 'updatedAt'>;
+export interface TotpFactor {
+  /** The shared secret, encrypted like private keys (see domain/keys.ts). */
+  encryptedSecret: string;
+  confirmedAt?: Date;
+  /** The last accepted time step: a code of that step or earlier is a replay. */
+  lastStep: number;
+}
+
+/** A WebAuthn credential (passkey). Binary values are base64url. */
+export interface Passkey {
+  credentialId: string;
+  publicKey: string;
+  counter: number;
+  transports?: string[];
+  name: string;
+  createdAt: Date;
+  lastUsedAt?: Date;
+}
+
+/** What registration must give; everything else starts empty. */
+export type NewAccount = Pick<Account, 'sub' | 'email' | 'emailVerified' | 'passwordHash' | 'name' | 'givenName' | 'familyName' | 'disabled'> & Partial<Pick<Account, 'roles'>>;
+
+type MutableAccountField =
+  | 'passwordHash' | 'disabled' | 'emailVerified' | 'name' | 'givenName' | 'familyName' | 'roles'
+  | 'failedSignIns' | 'lockedUntil' | 'lockouts' | 'totp' | 'recoveryCodes' | 'passkeys' | 'emailOtp';
+
+/** Fields to change: `undefined` (or absent) leaves a field as it is, `null` clears an optional one. */
+export type AccountChanges = { [K in MutableAccountField]?: Account[K] | null };
 
 export interface AccountRepository {
   /** Throws AppError ERR_EMAIL_TAKEN when the email is already registered. */
   create(account: NewAccount): Promise<Account>;
   findBySub(sub: string): Promise<Account | undefined>;
   findByEmail(email: string): Promise<Account | undefined>;
-  /** Changes the given fields (undefined means unchanged); returns false when there is no such account. */
-  update(sub: string, changes: Partial<Pick<Account, 'passwordHash' | 'disabled' | 'emailVerified' | 'name' | 'givenName' | 'familyName'>>): Promise<boolean>;
+  /** Changes the given fields; returns false when there is no such account. */
+  update(sub: string, changes: AccountChanges): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
+  /** Atomically adds one to failedSignIns and returns the new count (0 when there is no such account). */
+  recordFailedSignIn(sub: string): Promise<number>;
+  /** Atomically removes one recovery code hash; true only for the one caller that removed it. */
+  consumeRecoveryCode(sub: string, codeHash: string): Promise<boolean>;
+  /** Atomically sets totp.lastStep to `step` if it is greater; false (a replay) otherwise or without TOTP. */
+  advanceTotpStep(sub: string, step: number): Promise<boolean>;
 }
 
 /** A client as kept in the store: oidc-provider client metadata (snake_case), secret already hashed. */
@@ -147,6 +213,11 @@ export interface Store {
   readonly resources: ResourceRepository;
   readonly keys: KeyRepository;
   readonly revisions: RevisionRepository;
+  /**
+   * A rate limiter counting in the store, so limits hold across instances. Returns a
+   * rate-limiter-flexible limiter (consume/get/delete/penalty) whatever the backend.
+   */
+  rateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
   /** Cheap round trip used by readiness checks; throws when the store is unreachable. */
   ping(): Promise<void>;
   close(): Promise<void>;
