@@ -51,6 +51,43 @@ export interface Config {
   /** Static resource servers from config/resources.json. */
   readonly staticResources: readonly StaticResource[];
   readonly tls: TlsConfig;
+  readonly security: SecurityConfig;
+  readonly mail: MailConfig;
+  /** Passkeys: the relying party id defaults to the issuer's host name, the origin is the issuer's. */
+  readonly webauthn: { readonly rpId: string | undefined; readonly rpName: string };
+}
+
+/** `points` actions per `seconds`, counted in the store per key. */
+export interface RateLimit {
+  readonly points: number;
+  readonly seconds: number;
+}
+
+export interface SecurityConfig {
+  readonly passwordMinLength: number;
+  /** Consecutive failed sign-ins that lock an account. */
+  readonly lockoutThreshold: number;
+  /** First lockout length; each further lockout without a successful sign-in doubles it, up to a day. */
+  readonly lockoutSeconds: number;
+  readonly rateLimits: {
+    readonly signInPerIp: RateLimit;
+    readonly signInPerAccount: RateLimit;
+    readonly registrationPerIp: RateLimit;
+    readonly passwordResetPerIp: RateLimit;
+    readonly passwordResetPerAccount: RateLimit;
+    readonly secondFactorPerAccount: RateLimit;
+    /** Failed token requests (bad client credentials or grants) per address and per client id. */
+    readonly tokenFailuresPerIp: RateLimit;
+    readonly tokenFailuresPerClient: RateLimit;
+  };
+  /** POST /api/accounts for first-party apps. */
+  readonly registrationApi: boolean;
+}
+
+export interface MailConfig {
+  /** smtp:// or smtps:// URL; without it, messages are written to DATA_DIR/outbox as .eml files. */
+  readonly smtpUrl: string | undefined;
+  readonly from: string;
 }
 
 export interface StaticResource {
@@ -118,7 +155,35 @@ const envSchema = z.object({
   MTLS_CA: z.string().min(1).optional(),
   CLIENT_CERT_HEADER: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name').optional(),
   TRUSTED_PROXIES: z.string().optional(),
+  PASSWORD_MIN_LENGTH: integer(8, 64).default(12),
+  LOCKOUT_THRESHOLD: integer(1, 100).default(5),
+  LOCKOUT_SECONDS: integer(1, 86_400).default(300),
+  RATE_LIMIT_SIGNIN_PER_IP: rateLimit('30/300'),
+  RATE_LIMIT_SIGNIN_PER_ACCOUNT: rateLimit('10/300'),
+  RATE_LIMIT_REGISTRATION_PER_IP: rateLimit('10/3600'),
+  RATE_LIMIT_PASSWORD_RESET_PER_IP: rateLimit('10/3600'),
+  RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT: rateLimit('3/3600'),
+  RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT: rateLimit('10/300'),
+  RATE_LIMIT_TOKEN_FAILURES_PER_IP: rateLimit('60/300'),
+  RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: rateLimit('30/300'),
+  REGISTRATION_API: z.stringbool().default(true),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must start with smtp:// or smtps://').optional(),
+  MAIL_FROM: z.string().min(3).default('Tessera <no-reply@localhost>'),
+  WEBAUTHN_RP_ID: z.string().min(1).optional(),
+  WEBAUTHN_RP_NAME: z.string().min(1).default('Tessera'),
 });
+
+/** `POINTS/SECONDS`, e.g. `10/300` for ten per five minutes. */
+function rateLimit(fallback: string) {
+  return z.string().default(fallback).transform((value, ctx) => {
+    const match = /^(\d+)\/(\d+)$/.exec(value.trim());
+    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
+      ctx.addIssue({ code: 'custom', message: 'must be POINTS/SECONDS, e.g. 10/300' });
+      return z.NEVER;
+    }
+    return { points: Number(match[1]), seconds: Number(match[2]) };
+  });
+}
 
 /** Resource servers as written in config/resources.json. */
 const resourcesFileSchema = z.array(z.object({
@@ -239,6 +304,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     staticClients: clients.success ? clients.data : [],
     staticResources: (resources.success ? resources.data : []).map(({ ttl, ...resource }) => ({ ...resource, ttlSeconds: ttl })),
     tls,
+    security: {
+      passwordMinLength: e.PASSWORD_MIN_LENGTH,
+      lockoutThreshold: e.LOCKOUT_THRESHOLD,
+      lockoutSeconds: e.LOCKOUT_SECONDS,
+      rateLimits: {
+        signInPerIp: e.RATE_LIMIT_SIGNIN_PER_IP,
+        signInPerAccount: e.RATE_LIMIT_SIGNIN_PER_ACCOUNT,
+        registrationPerIp: e.RATE_LIMIT_REGISTRATION_PER_IP,
+        passwordResetPerIp: e.RATE_LIMIT_PASSWORD_RESET_PER_IP,
+        passwordResetPerAccount: e.RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT,
+        secondFactorPerAccount: e.RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT,
+        tokenFailuresPerIp: e.RATE_LIMIT_TOKEN_FAILURES_PER_IP,
+        tokenFailuresPerClient: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT,
+      },
+      registrationApi: e.REGISTRATION_API,
+    },
+    mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
+    webauthn: { rpId: e.WEBAUTHN_RP_ID, rpName: e.WEBAUTHN_RP_NAME },
   });
 }
 

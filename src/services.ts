@@ -6,6 +6,7 @@ import type { Config } from './config.ts';
 import { AccountService } from './domain/accounts.ts';
 import { ClientService } from './domain/clients.ts';
 import { KeyService } from './domain/keys.ts';
+import { createMailer, type Mailer } from './domain/mailer.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
@@ -16,6 +17,7 @@ export interface Services {
   readonly clients: ClientService;
   readonly resources: ResourceService;
   readonly keys: KeyService;
+  readonly mailer: Mailer;
   readonly secret: MasterSecret;
 }
 
@@ -35,6 +37,7 @@ export function buildServices(config: Config, store: Store): Services {
     clients,
     resources,
     keys: new KeyService(store.keys, secret.value, retainSeconds),
+    mailer: createMailer(config.mail, config.dataDir),
     secret,
   };
 }

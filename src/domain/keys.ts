@@ -4,12 +4,13 @@
  * stays in the JWKS until every token it signed has expired, so validators never meet an unknown kid
  * for a live token.
  */
-import { createCipheriv, createDecipheriv, generateKeyPair, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 
 import { AppError } from '../errors.ts';
 import type { KeyRepository, StoredKey } from '../store/port.ts';
+import { Sealer } from './sealed.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -44,7 +45,7 @@ export interface KeySummary {
 
 export class KeyService {
   readonly #keys: KeyRepository;
-  readonly #encryptionKey: Buffer;
+  readonly #sealer: Sealer;
   readonly #retainSeconds: number;
 
   /**
@@ -53,7 +54,7 @@ export class KeyService {
    */
   constructor(keys: KeyRepository, masterSecret: string, retainSeconds: number) {
     this.#keys = keys;
-    this.#encryptionKey = Buffer.from(hkdfSync('sha256', masterSecret, 'tessera', 'tessera key encryption v1', 32));
+    this.#sealer = new Sealer(masterSecret, 'key encryption');
     this.#retainSeconds = retainSeconds;
   }
 
@@ -135,26 +136,13 @@ export class KeyService {
     return { retiredAt: new Date(now), expiresAt: new Date(now + this.#retainSeconds * 1000) };
   }
 
-  /** `v1.<iv>.<ciphertext+tag>`; the kid is bound as additional data so blobs cannot be swapped between keys. */
   #encrypt(plaintext: string, kid: string): string {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.#encryptionKey, iv);
-    cipher.setAAD(Buffer.from(kid));
-    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
-    return `v1.${iv.toString('base64url')}.${body.toString('base64url')}`;
+    return this.#sealer.seal(plaintext, kid);
   }
 
   #decrypt(key: StoredKey): string {
-    const [version, iv, body] = key.encryptedPrivate.split('.');
-    if (version !== 'v1' || !iv || !body) {
-      throw new AppError('ERR_SECRET', `Key ${key.kid} is stored in an unknown format`, { status: 500 });
-    }
     try {
-      const data = Buffer.from(body, 'base64url');
-      const decipher = createDecipheriv('aes-256-gcm', this.#encryptionKey, Buffer.from(iv, 'base64url'));
-      decipher.setAAD(Buffer.from(key.kid));
-      decipher.setAuthTag(data.subarray(data.length - 16));
-      return Buffer.concat([decipher.update(data.subarray(0, data.length - 16)), decipher.final()]).toString('utf8');
+      return this.#sealer.open(key.encryptedPrivate, key.kid);
     } catch (error) {
       throw new AppError('ERR_SECRET', `Key ${key.kid} cannot be decrypted: TESSERA_SECRET differs from the one that encrypted it`, { status: 500, cause: error });
     }

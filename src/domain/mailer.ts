@@ -1,0 +1,47 @@
+/**
+ * Outgoing mail. With SMTP_URL it goes over SMTP (nodemailer); without, each message is written to
+ * DATA_DIR/outbox/ as an .eml file, so development and demos work with no mail server at all.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+import nodemailer from 'nodemailer';
+
+import type { MailConfig } from '../config.ts';
+import { randomId } from './random.ts';
+
+export interface MailMessage {
+  to: string;
+  subject: string;
+  text: string;
+  html?: string;
+}
+
+export interface Mailer {
+  send(message: MailMessage): Promise<void>;
+  /** Where messages go, for the startup log: an SMTP host or the outbox directory. */
+  readonly destination: string;
+}
+
+export function createMailer(mail: MailConfig, dataDir: string): Mailer {
+  if (mail.smtpUrl) {
+    const transport = nodemailer.createTransport(mail.smtpUrl);
+    return {
+      destination: new URL(mail.smtpUrl).host,
+      async send(message) {
+        await transport.sendMail({ from: mail.from, ...message });
+      },
+    };
+  }
+  const outbox = path.join(dataDir, 'outbox');
+  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
+  return {
+    destination: outbox,
+    async send(message) {
+      const { message: eml } = await transport.sendMail({ from: mail.from, ...message });
+      mkdirSync(outbox, { recursive: true, mode: 0o700 });
+      // Sortable by time, unique across processes.
+      writeFileSync(path.join(outbox, `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomId(6)}.eml`), eml as Buffer, { mode: 0o600 });
+    },
+  };
+}
