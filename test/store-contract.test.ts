@@ -13,11 +13,12 @@ import { setImmediate as setImmediatePromise, setTimeout as delay } from 'node:t
 
 import test, { type ExecutionContext } from 'ava';
 import mongoose from 'mongoose';
+import { RateLimiterRes } from 'rate-limiter-flexible';
 
 import { isAppError } from '../src/errors.ts';
 import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
 import { openStore } from '../src/store/open-store.ts';
-import type { NewAccount, OidcPayload, ResourceServerRecord, Store, StoredKey } from '../src/store/port.ts';
+import type { Account, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey } from '../src/store/port.ts';
 import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 
@@ -66,6 +67,18 @@ async function setUp(t: ExecutionContext, createLane: LaneFactory) {
 
 function account(sub: string, email: string, extra: Partial<NewAccount> = {}): NewAccount {
   return { sub, email, emailVerified: false, passwordHash: `$argon2id$hash-of-${sub}`, disabled: false, ...extra };
+}
+
+/** What every account has before any security feature is used. */
+const SECURITY_DEFAULTS = { roles: [], failedSignIns: 0, lockouts: 0, recoveryCodes: [], passkeys: [], emailOtp: false } satisfies Partial<Account>;
+
+function passkey(credentialId: string, createdAt: number, extra: Partial<Passkey> = {}): Passkey {
+  return { credentialId, publicKey: `pk-${credentialId}`, counter: 0, name: `Key ${credentialId}`, createdAt: new Date(createdAt), ...extra };
+}
+
+/** What a limiter rejects with when a key is over its limit: a RateLimiterRes, not an Error. */
+async function limitRejection(t: ExecutionContext, attempt: Promise<unknown>): Promise<RateLimiterRes> {
+  return (await t.throwsAsync(attempt, { any: true, instanceOf: RateLimiterRes })) as RateLimiterRes;
 }
 
 function key(kid: string, use: StoredKey['use'], createdAt: number): StoredKey {
@@ -222,6 +235,64 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.oidc.findByUid('Interaction', 'real-time'), undefined);
   });
 
+  it('findByAccountId returns the live records of that model and account, each with its id', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('Session', 's-1', { uid: 'u-1', accountId: 'sub-1' }, 3600);
+    await store.oidc.upsert('Session', 'with:colon', { uid: 'u-2', accountId: 'sub-1' });
+    await store.oidc.upsert('Session', 's-short', { uid: 'u-3', accountId: 'sub-1' }, 60);
+    await store.oidc.upsert('Session', 's-other', { uid: 'u-4', accountId: 'sub-2' }, 3600);
+    await store.oidc.upsert('Session', 's-anonymous', { uid: 'u-5' }, 3600);
+    await store.oidc.upsert('Grant', 'g-1', { accountId: 'sub-1', clientId: 'app' });
+    await store.oidc.consume('Session', 's-1');
+    clock.advance(60 * SECOND);
+    const byId = (records: Array<{ id: string; payload: OidcPayload }>) => [...records].sort((a, b) => a.id.localeCompare(b.id));
+
+    t.deepEqual(byId(await store.oidc.findByAccountId('Session', 'sub-1')), [
+      { id: 's-1', payload: { uid: 'u-1', accountId: 'sub-1', consumed: Math.floor((clock.now() - 60 * SECOND) / 1000) } },
+      { id: 'with:colon', payload: { uid: 'u-2', accountId: 'sub-1' } },
+    ]);
+    t.deepEqual(await store.oidc.findByAccountId('Grant', 'sub-1'), [{ id: 'g-1', payload: { accountId: 'sub-1', clientId: 'app' } }]);
+    t.deepEqual(await store.oidc.findByAccountId('Session', 'sub-3'), []);
+
+    // Saved again under another account (or none), a record follows its payload.
+    await store.oidc.upsert('Session', 'with:colon', { uid: 'u-2', accountId: 'sub-2' });
+    await store.oidc.upsert('Session', 's-1', { uid: 'u-1' }, 3600);
+    t.deepEqual(await store.oidc.findByAccountId('Session', 'sub-1'), []);
+    t.deepEqual(byId(await store.oidc.findByAccountId('Session', 'sub-2')).map((record) => record.id), ['s-other', 'with:colon']);
+    await store.oidc.destroy('Session', 's-other');
+    t.deepEqual((await store.oidc.findByAccountId('Session', 'sub-2')).map((record) => record.id), ['with:colon']);
+  });
+
+  it('take returns a live record once and removes it, and never returns an expired one', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('PushedAuthorizationRequest', 'par-1', { jti: 'par-1', uid: 'u-1' }, 60);
+    await store.oidc.upsert('PushedAuthorizationRequest', 'par-2', { jti: 'par-2' }, 60);
+    await store.oidc.upsert('AuthorizationCode', 'par-1', { jti: 'same id, other model' }, 600);
+    await store.oidc.consume('PushedAuthorizationRequest', 'par-2');
+
+    t.deepEqual(await store.oidc.take('PushedAuthorizationRequest', 'par-1'), { jti: 'par-1', uid: 'u-1' });
+    t.is(await store.oidc.take('PushedAuthorizationRequest', 'par-1'), undefined);
+    t.is(await store.oidc.find('PushedAuthorizationRequest', 'par-1'), undefined);
+    t.is(await store.oidc.findByUid('PushedAuthorizationRequest', 'u-1'), undefined);
+    t.deepEqual(await store.oidc.find('AuthorizationCode', 'par-1'), { jti: 'same id, other model' });
+    t.is(await store.oidc.take('PushedAuthorizationRequest', 'never-existed'), undefined);
+
+    clock.advance(60 * SECOND);
+    t.is(await store.oidc.take('PushedAuthorizationRequest', 'par-2'), undefined, 'expired, so not taken');
+    t.is(await store.oidc.find('PushedAuthorizationRequest', 'par-2'), undefined);
+  });
+
+  it('concurrent takes of one record through two store instances give it to exactly one', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.oidc.upsert('PushedAuthorizationRequest', 'par-race', { jti: 'par-race' }, 600);
+
+    const results = await Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? store : other).oidc.take('PushedAuthorizationRequest', 'par-race')));
+
+    t.deepEqual(results.filter((result) => result !== undefined), [{ jti: 'par-race' }]);
+    t.is(await other.oidc.find('PushedAuthorizationRequest', 'par-race'), undefined);
+  });
+
   it('ids shaped like query operators are only ever compared as strings', async (t) => {
     const { store } = await setUp(t, createLane);
     const operator = { $ne: 'nothing' } as unknown as string;
@@ -236,11 +307,16 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await store.oidc.destroy('Session', operator);
     await store.oidc.revokeByGrantId('Session', operator);
     await store.oidc.consume('Session', operator);
+    t.deepEqual(await store.oidc.findByAccountId('Session', operator), []);
+    t.is(await store.oidc.take('Session', operator), undefined);
     t.deepEqual(await store.oidc.find('Session', 's-1'), { uid: 'u-1', grantId: 'g-1' });
 
     t.is(await store.accounts.findByEmail(operator), undefined);
     t.is(await store.accounts.findBySub(operator), undefined);
     t.false(await store.accounts.update(operator, { disabled: true }));
+    t.is(await store.accounts.recordFailedSignIn(operator), 0);
+    t.false(await store.accounts.consumeRecoveryCode(operator, operator));
+    t.false(await store.accounts.advanceTotpStep(operator, 1));
     t.is(await store.clients.find(operator), undefined);
     t.false(await store.clients.delete(operator));
     t.is((await store.clients.list()).length, 1);
@@ -255,6 +331,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const expected = {
       ...account('sub-1', 'ada@example.com', { name: 'Ada Lovelace', givenName: 'Ada', familyName: 'Lovelace', emailVerified: true }),
+      ...SECURITY_DEFAULTS,
       createdAt: new Date(clock.now()),
       updatedAt: new Date(clock.now()),
     };
@@ -263,6 +340,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.accounts.findByEmail('ada@example.com'), expected);
     t.deepEqual(await store.accounts.findByEmail('bob@example.com'), bare);
     t.false('name' in bare || 'givenName' in bare || 'familyName' in bare, 'absent optional fields stay absent');
+    t.false('lockedUntil' in bare || 'totp' in bare, 'so do the optional security fields');
     t.is(await store.accounts.findBySub('sub-3'), undefined);
     t.is(await store.accounts.findByEmail('carol@example.com'), undefined);
   });
@@ -312,6 +390,165 @@ function defineContract(name: string, createLane: LaneFactory): void {
       updatedAt: new Date(clock.now()),
     });
     t.is(await store.accounts.findBySub('sub-unknown'), undefined);
+  });
+
+  it('roles given at registration are kept, and the security fields start empty', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const roles = ['admin', 'auditor'];
+    const created = await store.accounts.create(account('sub-1', 'admin@example.com', { roles }));
+    roles.push('added later');
+
+    const expected = { ...account('sub-1', 'admin@example.com'), ...SECURITY_DEFAULTS, roles: ['admin', 'auditor'], createdAt: new Date(clock.now()), updatedAt: new Date(clock.now()) };
+    t.deepEqual(created, expected);
+    t.deepEqual(await store.accounts.findBySub('sub-1'), expected);
+  });
+
+  it('update writes the security fields, and dates come back as Dates, inside passkeys and TOTP too', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const created = await store.accounts.create(account('sub-1', 'mfa@example.com'));
+    const t0 = clock.now();
+    clock.advance(SECOND);
+    const changes = {
+      roles: ['admin'],
+      failedSignIns: 3,
+      lockedUntil: new Date(t0 + 15 * 60 * SECOND),
+      lockouts: 2,
+      totp: { encryptedSecret: 'sealed-secret', confirmedAt: new Date(t0 - DAY), lastStep: 58_000_000 },
+      recoveryCodes: ['hash-a', 'hash-b'],
+      passkeys: [
+        passkey('cred-1', t0 - 2 * DAY, { counter: 7, transports: ['usb', 'nfc'], lastUsedAt: new Date(t0 - DAY) }),
+        passkey('cred-2', t0 - DAY),
+      ],
+      emailOtp: true,
+    };
+
+    t.true(await store.accounts.update('sub-1', changes));
+    const updated = await store.accounts.findBySub('sub-1');
+
+    t.deepEqual(updated, { ...created, ...changes, updatedAt: new Date(clock.now()) });
+    t.true(updated?.lockedUntil instanceof Date);
+    t.true(updated?.totp?.confirmedAt instanceof Date);
+    t.true(updated?.passkeys[0]?.createdAt instanceof Date && updated.passkeys[0].lastUsedAt instanceof Date);
+    t.false(updated !== undefined && ('transports' in updated.passkeys[1]! || 'lastUsedAt' in updated.passkeys[1]!), 'absent passkey fields stay absent');
+    t.deepEqual(await store.accounts.findByEmail('mfa@example.com'), updated);
+    t.deepEqual((await store.accounts.list())[0], updated);
+
+    // A TOTP enrolment not yet confirmed has no confirmedAt.
+    t.true(await store.accounts.update('sub-1', { totp: { encryptedSecret: 'new-secret', lastStep: 0 }, passkeys: [], recoveryCodes: [] }));
+    const reenrolled = await store.accounts.findBySub('sub-1');
+    t.deepEqual(reenrolled?.totp, { encryptedSecret: 'new-secret', lastStep: 0 });
+    t.false(reenrolled?.totp !== undefined && 'confirmedAt' in reenrolled.totp);
+    t.deepEqual(reenrolled?.passkeys, []);
+    t.deepEqual(reenrolled?.recoveryCodes, []);
+  });
+
+  it('null clears an optional account field, undefined leaves it, and a required field cannot be cleared', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'clear@example.com', { name: 'Full Name', givenName: 'Given', familyName: 'Family' }));
+    await store.accounts.update('sub-1', {
+      lockedUntil: new Date(clock.now() + 60 * SECOND),
+      totp: { encryptedSecret: 'sealed', confirmedAt: new Date(clock.now()), lastStep: 1 },
+      roles: ['admin'],
+    });
+    const before = await store.accounts.findBySub('sub-1');
+
+    t.true(await store.accounts.update('sub-1', { lockedUntil: null, totp: null, name: null, givenName: undefined }));
+    const cleared = await store.accounts.findBySub('sub-1');
+    t.false(cleared !== undefined && ('lockedUntil' in cleared || 'totp' in cleared || 'name' in cleared));
+    t.is(cleared?.givenName, 'Given');
+    t.is(cleared?.familyName, 'Family');
+    t.deepEqual(cleared?.roles, ['admin']);
+    t.true(await store.accounts.update('sub-1', { givenName: null, familyName: null }));
+    const bare = await store.accounts.findBySub('sub-1');
+    t.false(bare !== undefined && ('givenName' in bare || 'familyName' in bare));
+
+    for (const changes of [{ passwordHash: null }, { roles: null }, { failedSignIns: null }, { passkeys: null }] as const) {
+      await t.throwsAsync(store.accounts.update('sub-1', changes), { instanceOf: TypeError }, JSON.stringify(changes));
+    }
+    t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, before?.passwordHash);
+  });
+
+  it('recordFailedSignIn counts up and returns the new count, 0 for an unknown account', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'fail@example.com'));
+    clock.advance(SECOND);
+
+    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1);
+    t.is(await store.accounts.recordFailedSignIn('sub-1'), 2);
+    t.is((await store.accounts.findBySub('sub-1'))?.failedSignIns, 2);
+    t.is(await store.accounts.recordFailedSignIn('sub-unknown'), 0);
+    t.is(await store.accounts.findBySub('sub-unknown'), undefined, 'counting creates no account');
+
+    t.true(await store.accounts.update('sub-1', { failedSignIns: 0 }));
+    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1, 'counting starts over after a reset');
+  });
+
+  it('concurrent failed sign-ins through two store instances are all counted', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.accounts.create(account('sub-1', 'burst@example.com'));
+
+    const counts = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.recordFailedSignIn('sub-1')));
+
+    t.deepEqual([...counts].sort((a, b) => a - b), Array.from({ length: 10 }, (_, index) => index + 1));
+    t.is((await other.accounts.findBySub('sub-1'))?.failedSignIns, 10);
+  });
+
+  it('consumeRecoveryCode removes exactly that code, and only once', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'codes@example.com'));
+    await store.accounts.create(account('sub-2', 'other@example.com'));
+    await store.accounts.update('sub-1', { recoveryCodes: ['hash-a', 'hash-b', 'hash-c'] });
+    await store.accounts.update('sub-2', { recoveryCodes: ['hash-b'] });
+
+    t.true(await store.accounts.consumeRecoveryCode('sub-1', 'hash-b'));
+    t.false(await store.accounts.consumeRecoveryCode('sub-1', 'hash-b'), 'a used code is gone');
+    t.false(await store.accounts.consumeRecoveryCode('sub-1', 'hash-z'));
+    t.false(await store.accounts.consumeRecoveryCode('sub-unknown', 'hash-a'));
+    t.deepEqual((await store.accounts.findBySub('sub-1'))?.recoveryCodes, ['hash-a', 'hash-c']);
+    t.deepEqual((await store.accounts.findBySub('sub-2'))?.recoveryCodes, ['hash-b'], "another account's codes are its own");
+  });
+
+  it('concurrent uses of one recovery code through two store instances let exactly one through', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.accounts.create(account('sub-1', 'race@example.com'));
+    await store.accounts.update('sub-1', { recoveryCodes: ['hash-a', 'hash-b', 'hash-c'] });
+
+    const results = await Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? store : other).accounts.consumeRecoveryCode('sub-1', 'hash-b')));
+
+    t.is(results.filter(Boolean).length, 1);
+    t.deepEqual((await store.accounts.findBySub('sub-1'))?.recoveryCodes, ['hash-a', 'hash-c']);
+  });
+
+  it('advanceTotpStep accepts only a later step, and nothing without TOTP', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'totp@example.com'));
+    t.false(await store.accounts.advanceTotpStep('sub-1', 1), 'no TOTP yet');
+    t.false(await store.accounts.advanceTotpStep('sub-unknown', 1));
+    const confirmedAt = new Date(clock.now());
+    await store.accounts.update('sub-1', { totp: { encryptedSecret: 'sealed', confirmedAt, lastStep: 100 } });
+
+    t.false(await store.accounts.advanceTotpStep('sub-1', 100), 'the same step is a replay');
+    t.false(await store.accounts.advanceTotpStep('sub-1', 99), 'an earlier step is a replay');
+    t.true(await store.accounts.advanceTotpStep('sub-1', 102));
+    t.false(await store.accounts.advanceTotpStep('sub-1', 101));
+    t.deepEqual((await store.accounts.findBySub('sub-1'))?.totp, { encryptedSecret: 'sealed', confirmedAt, lastStep: 102 });
+
+    await store.accounts.update('sub-1', { totp: null });
+    t.false(await store.accounts.advanceTotpStep('sub-1', 200), 'removed TOTP accepts nothing');
+  });
+
+  it('concurrent advances to one TOTP step through two store instances let exactly one through', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.accounts.create(account('sub-1', 'replay@example.com'));
+    await store.accounts.update('sub-1', { totp: { encryptedSecret: 'sealed', lastStep: 10 } });
+
+    const results = await Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? store : other).accounts.advanceTotpStep('sub-1', 11)));
+
+    t.is(results.filter(Boolean).length, 1);
+    t.is((await other.accounts.findBySub('sub-1'))?.totp?.lastStep, 11);
   });
 
   it('list returns accounts oldest first and pages with limit and offset', async (t) => {
@@ -557,6 +794,82 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.revisions.get('keys'), before + 6);
   });
 
+  // --- rate limits --------------------------------------------------------------------------------
+  // The limiters count in wall-clock time (rate-limiter-flexible's own clock), so these tests wait
+  // briefly instead of moving the injected clock.
+
+  it('a rate limiter allows `points` actions per key, then rejects with the time until the next', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const limiter = store.rateLimiter({ keyPrefix: 'signin:ip', points: 3, duration: 60 });
+
+    const allowed = [];
+    for (let index = 0; index < 3; index += 1) allowed.push(await limiter.consume('198.51.100.7'));
+    t.deepEqual(allowed.map((res) => [res.consumedPoints, res.remainingPoints]), [[1, 2], [2, 1], [3, 0]]);
+    t.true(allowed[0]!.isFirstInDuration);
+
+    const rejected = await limitRejection(t, limiter.consume('198.51.100.7'));
+    t.is(rejected.remainingPoints, 0);
+    t.true(rejected.msBeforeNext > 0 && rejected.msBeforeNext <= 60 * SECOND, String(rejected.msBeforeNext));
+
+    t.is((await limiter.consume('203.0.113.9')).remainingPoints, 2, 'other keys count separately');
+    const otherLimit = store.rateLimiter({ keyPrefix: 'signin:account', points: 3, duration: 60 });
+    t.is((await otherLimit.consume('198.51.100.7')).remainingPoints, 2, 'so do other prefixes');
+    t.is((await limiter.get('198.51.100.7'))?.consumedPoints, 4);
+    t.true(await limiter.delete('198.51.100.7'));
+    t.is(await limiter.get('198.51.100.7'), null);
+    t.is((await limiter.consume('198.51.100.7')).consumedPoints, 1, 'a deleted key starts over');
+  });
+
+  it('two store instances on one database share a rate limit, and a burst through both never gets past it', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    const options = { keyPrefix: 'shared', points: 6, duration: 60 };
+    const limiters = [store.rateLimiter(options), other.rateLimiter(options)];
+
+    const counted = [];
+    for (let index = 0; index < 6; index += 1) counted.push((await limiters[index % 2]!.consume('one-by-one')).consumedPoints);
+    t.deepEqual(counted, [1, 2, 3, 4, 5, 6]);
+    await limitRejection(t, limiters[0]!.consume('one-by-one'));
+    await limitRejection(t, limiters[1]!.consume('one-by-one'));
+
+    const burst = await Promise.allSettled(Array.from({ length: 10 }, (_, index) => limiters[index % 2]!.consume('burst')));
+    t.true(burst.every((result) => result.status === 'fulfilled' || result.reason instanceof RateLimiterRes));
+    // Exactly 6 on MongoDB and SQLite; an emulator that reads findAndModify's result apart from
+    // the update may report a later count and let fewer through, never more.
+    const allowed = burst.filter((result) => result.status === 'fulfilled').length;
+    t.true(allowed >= 1 && allowed <= 6, `${allowed} allowed`);
+    t.is((await limiters[1]!.get('burst'))?.consumedPoints, 10, 'no action went uncounted');
+  });
+
+  it('a rate limit starts over once its window has passed', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const limiter = store.rateLimiter({ keyPrefix: 'window', points: 1, duration: 1 });
+    await limiter.consume('key');
+    const rejected = await limitRejection(t, limiter.consume('key'));
+
+    await delay(rejected.msBeforeNext + 100);
+
+    t.is(await limiter.get('key'), null, 'the expired counter reads as absent');
+    const res = await limiter.consume('key');
+    t.is(res.consumedPoints, 1);
+    t.true(res.isFirstInDuration);
+  });
+
+  it('a key over the limit stays blocked for blockDuration, beyond its window and for every instance', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    const options = { keyPrefix: 'blocking', points: 1, duration: 1, blockDuration: 3 };
+    const limiter = store.rateLimiter(options);
+    await limiter.consume('key');
+
+    const blocked = await limitRejection(t, limiter.consume('key'));
+    t.true(blocked.msBeforeNext > 2 * SECOND, `blocked for the block duration, not the window: ${blocked.msBeforeNext}`);
+
+    await delay(1200);
+    const stillBlocked = await limitRejection(t, other.rateLimiter(options).consume('key'));
+    t.true(stillBlocked.msBeforeNext > 0 && stillBlocked.msBeforeNext < 2 * SECOND, String(stillBlocked.msBeforeNext));
+  });
+
   // --- revisions, ping, durability -----------------------------------------------------------------
 
   it('an unknown revision reads 0 and bump returns each new value', async (t) => {
@@ -591,7 +904,15 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await store.oidc.upsert('Session', 's-1', { uid: 'u-1', accountId: 'sub-1' }, 3600);
     await store.oidc.upsert('Grant', 'g-1', { accountId: 'sub-1' });
     await store.oidc.consume('Session', 's-1');
-    const created = await store.accounts.create(account('sub-1', 'keep@example.com', { name: 'Kept' }));
+    await store.accounts.create(account('sub-1', 'keep@example.com', { name: 'Kept', roles: ['admin'] }));
+    await store.accounts.update('sub-1', {
+      totp: { encryptedSecret: 'sealed', confirmedAt: new Date(t0), lastStep: 5 },
+      passkeys: [passkey('cred-1', t0, { transports: ['internal'] })],
+      recoveryCodes: ['hash-a'],
+      lockedUntil: new Date(t0 + DAY),
+      emailOtp: true,
+    });
+    const created = await store.accounts.findBySub('sub-1');
     const client = await store.clients.create({ clientId: 'app-1', metadata: { client_id: 'app-1' } });
     const api = await store.resources.create(resource('https://api.example', { name: 'Kept API', format: 'opaque' }));
     await store.keys.rotate([key('sig-1', 'sig', t0)], retirement(t0, DAY));
@@ -602,6 +923,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     const reopened = await open();
     t.deepEqual(await reopened.oidc.findByUid('Session', 'u-1'), { uid: 'u-1', accountId: 'sub-1', consumed: Math.floor(t0 / 1000) });
     t.deepEqual(await reopened.oidc.find('Grant', 'g-1'), { accountId: 'sub-1' });
+    t.deepEqual(await reopened.oidc.findByAccountId('Grant', 'sub-1'), [{ id: 'g-1', payload: { accountId: 'sub-1' } }]);
     t.deepEqual(await reopened.accounts.findByEmail('keep@example.com'), created);
     t.deepEqual(await reopened.clients.list(), [client]);
     t.deepEqual(await reopened.keys.list(), [key('sig-1', 'sig', t0)]);
@@ -687,6 +1009,52 @@ test('sqlite: a database at schema version 1, from before resource servers, upgr
   t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 
+test('sqlite: a database at schema version 2, from before account security, upgrades in place with empty defaults', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  // Built as Tessera did before account security: the first two migrations, written to by hand.
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  old.exec(SQLITE_MIGRATIONS[0]!);
+  old.exec(SQLITE_MIGRATIONS[1]!);
+  old.exec('PRAGMA user_version = 2');
+  old
+    .prepare(
+      `INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at)
+       VALUES ('old-sub', 'old@example.com', 1, 'old-hash', 'Old Name', NULL, NULL, 0, 1700000000000, 1700000001000)`,
+    )
+    .run();
+  const farFuture = Date.now() + 365 * DAY;
+  old.prepare(`INSERT INTO oidc (model, id, payload, uid, expires_at) VALUES ('Session', 'old-session', '{"uid":"u-1","accountId":"old-sub"}', 'u-1', ${farFuture})`).run();
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Session', 'anonymous', '{"uid":"u-2"}', ${farFuture})`).run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  const expected = {
+    sub: 'old-sub',
+    email: 'old@example.com',
+    emailVerified: true,
+    passwordHash: 'old-hash',
+    name: 'Old Name',
+    disabled: false,
+    ...SECURITY_DEFAULTS,
+    createdAt: new Date(1700000000000),
+    updatedAt: new Date(1700000001000),
+  };
+  t.deepEqual(await store.accounts.findBySub('old-sub'), expected);
+  t.deepEqual(await store.accounts.list(), [expected]);
+  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [{ id: 'old-session', payload: { uid: 'u-1', accountId: 'old-sub' } }]);
+  t.false(await store.accounts.advanceTotpStep('old-sub', 1));
+  t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
+  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.is((await store.rateLimiter({ keyPrefix: 'upgraded', points: 1, duration: 60 }).consume('key')).consumedPoints, 1);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
 test('sqlite: two processes writing one database file at the same time lose no writes', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());
@@ -736,6 +1104,23 @@ test('sqlite: expired oidc records are purged in the background, live ones are k
   t.deepEqual(remaining(), ['forever', 'long']);
 });
 
+test('sqlite: expired rate limit counters are purged in the background, live ones are kept', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  const store = await openSqliteStore({ file: lane.file, purgeIntervalSeconds: 0.02 });
+  t.teardown(() => store.close());
+  await store.rateLimiter({ keyPrefix: 'live', points: 5, duration: 60 }).consume('key');
+  await store.rateLimiter({ keyPrefix: 'forever', points: 5, duration: 0 }).consume('key');
+  // Counters expire by the wall clock; one that already has is written directly rather than waited for.
+  const raw = new DatabaseSync(lane.file);
+  t.teardown(() => raw.close());
+  raw.prepare('INSERT INTO rate_limits (key, points, expire) VALUES (:key, 3, :expire)').run({ key: 'expired:key', expire: Date.now() - SECOND });
+  const remaining = () => (raw.prepare('SELECT key FROM rate_limits ORDER BY key').all() as Array<{ key: string }>).map((row) => row.key);
+  for (let waited = 0; remaining().length > 2 && waited < 2000; waited += 20) await delay(20);
+
+  t.deepEqual(remaining(), ['forever:key', 'live:key']);
+});
+
 test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   const lane = await startMongoLane();
   t.teardown(() => lane.stop());
@@ -753,8 +1138,49 @@ test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   t.like(oidc.model_uid, { key: { model: 1, uid: 1 } });
   t.like(oidc.model_userCode, { key: { model: 1, userCode: 1 } });
   t.like(oidc.model_grantId, { key: { model: 1, grantId: 1 } });
+  t.like(oidc.model_accountId, { key: { model: 1, 'payload.accountId': 1 } });
   t.like((await indexes('accounts')).email_unique, { key: { email: 1 }, unique: true });
+  const rateLimits = await indexes('rate_limits');
+  t.like(rateLimits.key_unique, { key: { key: 1 }, unique: true });
+  t.like(rateLimits.expire_ttl, { key: { expire: -1 }, expireAfterSeconds: 0 });
   t.like((await indexes('resources')).createdAt_id, { key: { createdAt: 1, _id: 1 } });
+});
+
+test('mongodb: an account document from before account security reads with empty defaults and takes the atomic operations', async (t) => {
+  const lane = await startMongoLane();
+  t.teardown(() => lane.stop());
+  const store = await openMongoStore({ uri: lane.uri });
+  t.teardown(() => store.close());
+  // Written as Tessera did before account security, straight through the driver.
+  const connection = await mongoose.createConnection(lane.uri, { autoCreate: false, autoIndex: false }).asPromise();
+  t.teardown(() => connection.close());
+  await connection.collection<Record<string, unknown> & { _id: string }>('accounts').insertOne({
+    _id: 'old-sub',
+    email: 'old@example.com',
+    emailVerified: true,
+    passwordHash: 'old-hash',
+    disabled: false,
+    createdAt: new Date(1700000000000),
+    updatedAt: new Date(1700000001000),
+  });
+
+  const expected = {
+    sub: 'old-sub',
+    email: 'old@example.com',
+    emailVerified: true,
+    passwordHash: 'old-hash',
+    disabled: false,
+    ...SECURITY_DEFAULTS,
+    createdAt: new Date(1700000000000),
+    updatedAt: new Date(1700000001000),
+  };
+  t.deepEqual(await store.accounts.findBySub('old-sub'), expected);
+  t.deepEqual(await store.accounts.findByEmail('old@example.com'), expected);
+  t.false(await store.accounts.advanceTotpStep('old-sub', 1));
+  t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
+  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.true(await store.accounts.update('old-sub', { roles: ['admin'], lockedUntil: null }));
+  t.like(await store.accounts.findBySub('old-sub'), { roles: ['admin'], failedSignIns: 1, recoveryCodes: [], passkeys: [] });
 });
 
 test('mongodb: an unreachable server fails open with ERR_STORE_UNAVAILABLE', async (t) => {

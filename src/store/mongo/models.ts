@@ -5,6 +5,9 @@
  */
 import { Schema, type Connection, type Model } from 'mongoose';
 
+/** The collection every rate limiter counts in; keys carry the limiter's prefix, so limits stay apart. */
+export const RATE_LIMITS_COLLECTION = 'rate_limits';
+
 /** Options every schema shares: no implicit DDL, no version key, empty objects kept as they were given. */
 const schemaOptions = {
   versionKey: false,
@@ -45,9 +48,34 @@ const oidcRecordSchema = new Schema<OidcRecordDocument>(
 oidcRecordSchema.index({ model: 1, uid: 1 }, { name: 'model_uid', partialFilterExpression: { uid: { $exists: true } } });
 oidcRecordSchema.index({ model: 1, userCode: 1 }, { name: 'model_userCode', partialFilterExpression: { userCode: { $exists: true } } });
 oidcRecordSchema.index({ model: 1, grantId: 1 }, { name: 'model_grantId', partialFilterExpression: { grantId: { $exists: true } } });
+// On the payload itself rather than a copied field, so records written before this index are found too.
+oidcRecordSchema.index(
+  { model: 1, 'payload.accountId': 1 },
+  { name: 'model_accountId', partialFilterExpression: { 'payload.accountId': { $exists: true } } },
+);
 // Housekeeping only: the monitor runs about once a minute, so reads filter on expiresAt too.
 oidcRecordSchema.index({ expiresAt: 1 }, { name: 'expiresAt_ttl', expireAfterSeconds: 0 });
 
+export interface TotpDocument {
+  encryptedSecret: string;
+  confirmedAt?: Date;
+  lastStep: number;
+}
+
+export interface PasskeyDocument {
+  credentialId: string;
+  publicKey: string;
+  counter: number;
+  transports?: string[];
+  name: string;
+  createdAt: Date;
+  lastUsedAt?: Date;
+}
+
+/**
+ * The fields after `disabled` came with account security; documents written before may lack them,
+ * so they are optional here and toAccount() supplies the empty defaults.
+ */
 export interface AccountDocument {
   /** The account's `sub`. */
   _id: string;
@@ -58,9 +86,40 @@ export interface AccountDocument {
   givenName?: string;
   familyName?: string;
   disabled: boolean;
+  roles?: string[];
+  failedSignIns?: number;
+  lockedUntil?: Date;
+  lockouts?: number;
+  totp?: TotpDocument;
+  recoveryCodes?: string[];
+  passkeys?: PasskeyDocument[];
+  emailOtp?: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
+
+const totpSchema = new Schema<TotpDocument>(
+  {
+    encryptedSecret: { type: String, required: true },
+    confirmedAt: { type: Date },
+    lastStep: { type: Number, required: true },
+  },
+  { _id: false, versionKey: false, strict: 'throw' },
+);
+
+const passkeySchema = new Schema<PasskeyDocument>(
+  {
+    credentialId: { type: String, required: true },
+    publicKey: { type: String, required: true },
+    counter: { type: Number, required: true },
+    // No default: an absent list stays absent instead of becoming [].
+    transports: { type: [String], default: undefined },
+    name: { type: String, required: true },
+    createdAt: { type: Date, required: true },
+    lastUsedAt: { type: Date },
+  },
+  { _id: false, versionKey: false, strict: 'throw' },
+);
 
 const accountSchema = new Schema<AccountDocument>(
   {
@@ -72,6 +131,14 @@ const accountSchema = new Schema<AccountDocument>(
     givenName: { type: String },
     familyName: { type: String },
     disabled: { type: Boolean, required: true },
+    roles: { type: [String], default: undefined },
+    failedSignIns: { type: Number },
+    lockedUntil: { type: Date },
+    lockouts: { type: Number },
+    totp: { type: totpSchema },
+    recoveryCodes: { type: [String], default: undefined },
+    passkeys: { type: [passkeySchema], default: undefined },
+    emailOtp: { type: Boolean },
     createdAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
   },
@@ -182,6 +249,32 @@ const lockSchema = new Schema<LockDocument>(
   { ...schemaOptions, collection: 'locks' },
 );
 
+/**
+ * Counters of the rate limiters (rate-limiter-flexible's RateLimiterMongo writes them through the
+ * driver, not through this model). The model exists so openMongoStore() creates the collection's
+ * indexes with the others: the limiter's own index creation is switched off.
+ */
+export interface RateLimitDocument {
+  key: string;
+  points: number;
+  /** null for counters that never expire. */
+  expire: Date | null;
+}
+
+const rateLimitSchema = new Schema<RateLimitDocument>(
+  {
+    key: { type: String, required: true },
+    points: { type: Number, required: true },
+    expire: { type: Date },
+  },
+  { ...schemaOptions, collection: RATE_LIMITS_COLLECTION },
+);
+// The limiter relies on this index: an upsert that finds only an expired counter collides with it,
+// and the limiter then replaces the expired counter instead of inserting a second one.
+rateLimitSchema.index({ key: 1 }, { name: 'key_unique', unique: true });
+// Housekeeping only: the limiter compares `expire` with the time itself on every read and write.
+rateLimitSchema.index({ expire: -1 }, { name: 'expire_ttl', expireAfterSeconds: 0 });
+
 export interface StoreModels {
   OidcRecord: Model<OidcRecordDocument>;
   Account: Model<AccountDocument>;
@@ -190,6 +283,7 @@ export interface StoreModels {
   Key: Model<KeyDocument>;
   Revision: Model<RevisionDocument>;
   Lock: Model<LockDocument>;
+  RateLimit: Model<RateLimitDocument>;
 }
 
 /** Binds the schemas to one connection (never to mongoose's global default connection). */
@@ -202,5 +296,6 @@ export function createModels(connection: Connection): StoreModels {
     Key: connection.model<KeyDocument>('Key', keySchema),
     Revision: connection.model<RevisionDocument>('Revision', revisionSchema),
     Lock: connection.model<LockDocument>('Lock', lockSchema),
+    RateLimit: connection.model<RateLimitDocument>('RateLimit', rateLimitSchema),
   };
 }

@@ -6,15 +6,18 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import mongoose, { type ClientSession, type Connection } from 'mongoose';
+import { RateLimiterMongo } from 'rate-limiter-flexible';
 
 import type {
   Account,
+  AccountChanges,
   AccountRepository,
   ClientRepository,
   KeyRepository,
   KeyUse,
   OidcPayload,
   OidcStore,
+  Passkey,
   ResourceRepository,
   ResourceServerRecord,
   RevisionName,
@@ -22,16 +25,20 @@ import type {
   Store,
   StoredClient,
   StoredKey,
+  TotpFactor,
 } from '../port.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 import {
   createModels,
+  RATE_LIMITS_COLLECTION,
   type AccountDocument,
   type ClientDocument,
   type KeyDocument,
   type OidcRecordDocument,
+  type PasskeyDocument,
   type ResourceDocument,
   type StoreModels,
+  type TotpDocument,
 } from './models.ts';
 
 export interface MongoStoreOptions {
@@ -57,6 +64,8 @@ const ILLEGAL_OPERATION = 20;
 const WRITE_CONFLICT = 112;
 /** Reruns after an unlabelled write conflict; each rerun sees the winner's write, so few are needed. */
 const CONFLICT_RERUNS = 5;
+/** Compare-and-set rounds on one account field; n concurrent writers need at most n (the rate limiters keep n small). */
+const COMPARE_AND_SET_ATTEMPTS = 50;
 
 export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
   const clock = options.clock ?? Date.now;
@@ -194,7 +203,57 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     async revokeByGrantId(model, grantId) {
       await OidcRecord.deleteMany({ model: String(model), grantId: String(grantId) }).exec();
     },
+    async findByAccountId(model, accountId) {
+      const docs = await OidcRecord.find({ model: String(model), 'payload.accountId': String(accountId), ...live() }, { payload: 1 }).lean().exec();
+      // `_id` is `${model}:${id}`: what follows the model's prefix is the id, colons and all.
+      const prefix = oidcId(model, '');
+      return docs.map((doc) => ({ id: doc._id.slice(prefix.length), payload: doc.payload as OidcPayload }));
+    },
+    async take(model, id) {
+      const db = connection.db;
+      if (db === undefined) throw storeUnavailableError('The MongoDB connection is not open.');
+      // One findAndModify: of two concurrent takers, only one gets the document. Sent as a raw
+      // command because the driver's findOneAndDelete always adds `new: false`, which some servers
+      // (emulators) refuse next to `remove: true`; so the connection's write concern is added here.
+      const command: Record<string, unknown> = {
+        findAndModify: OidcRecord.collection.collectionName,
+        query: { _id: oidcId(model, id), ...live() },
+        remove: true,
+        fields: { payload: 1 },
+      };
+      if (db.writeConcern !== undefined) mongoose.mongo.WriteConcern.apply(command, db.writeConcern);
+      const result = await db.command(command);
+      const doc = result.value as Pick<OidcRecordDocument, 'payload'> | null | undefined;
+      return (doc?.payload ?? undefined) as OidcPayload | undefined;
+    },
   };
+
+  /**
+   * Reads one account field, lets `decide` compute its new value, and writes it only if the field
+   * still holds what was read; otherwise reads again. Of concurrent callers exactly one wins each
+   * round, so every rerun follows someone else's successful write and the loop makes progress; the
+   * bound only turns a pathological pile-up into an error. Undefined when there is no such account.
+   */
+  async function compareAndSet<F extends 'failedSignIns' | 'recoveryCodes', R>(
+    sub: string,
+    field: F,
+    decide: (current: AccountDocument[F] | undefined) => { write?: NonNullable<AccountDocument[F]>; result: R },
+  ): Promise<R | undefined> {
+    for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
+      const doc = (await Account.findOne({ _id: sub }, { [field]: 1 }).lean().exec()) as Pick<AccountDocument, F> | null;
+      if (doc === null) return undefined;
+      // Documents from before account security lack the field: `$eq: null` also matches a missing field.
+      const current = (doc[field] ?? undefined) as AccountDocument[F] | undefined;
+      const decision = decide(current);
+      if (decision.write === undefined) return decision.result;
+      const result = await Account.updateOne(
+        { _id: sub, [field]: { $eq: current ?? null } },
+        { $set: { [field]: decision.write, updatedAt: new Date(clock()) } },
+      ).exec();
+      if (result.modifiedCount > 0) return decision.result;
+    }
+    throw storeUnavailableError(`The account field ${field} kept changing under concurrent writes.`);
+  }
 
   const accounts: AccountRepository = {
     async create(input) {
@@ -205,6 +264,12 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
         emailVerified: input.emailVerified,
         passwordHash: String(input.passwordHash),
         disabled: input.disabled,
+        roles: (input.roles ?? []).map(String),
+        failedSignIns: 0,
+        lockouts: 0,
+        recoveryCodes: [],
+        passkeys: [],
+        emailOtp: false,
         createdAt: now,
         updatedAt: now,
       };
@@ -228,15 +293,10 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       return doc === null ? undefined : toAccount(doc);
     },
     async update(sub, changes) {
-      // An undefined field means "leave as is", never "erase".
-      const set: Partial<AccountDocument> = { updatedAt: new Date(clock()) };
-      if (changes.passwordHash !== undefined) set.passwordHash = String(changes.passwordHash);
-      if (changes.disabled !== undefined) set.disabled = changes.disabled;
-      if (changes.emailVerified !== undefined) set.emailVerified = changes.emailVerified;
-      if (changes.name !== undefined) set.name = String(changes.name);
-      if (changes.givenName !== undefined) set.givenName = String(changes.givenName);
-      if (changes.familyName !== undefined) set.familyName = String(changes.familyName);
-      const result = await Account.updateOne({ _id: String(sub) }, { $set: set }).exec();
+      const { set, unset } = accountUpdate(changes);
+      set.updatedAt = new Date(clock());
+      const update = Object.keys(unset).length === 0 ? { $set: set } : { $set: set, $unset: unset };
+      const result = await Account.updateOne({ _id: String(sub) }, update).exec();
       return result.matchedCount > 0;
     },
     async list(listOptions = {}) {
@@ -245,6 +305,31 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       let query = Account.find({}).sort({ createdAt: 1, _id: 1 }).skip(listOptions.offset ?? 0);
       if (listOptions.limit !== undefined) query = query.limit(listOptions.limit);
       return (await query.lean().exec()).map(toAccount);
+    },
+    async recordFailedSignIn(sub) {
+      // Not findOneAndUpdate with $inc: some servers (the emulator the tests run on) apply the $inc
+      // atomically but read the returned document separately, so two callers may see one count.
+      const count = await compareAndSet(String(sub), 'failedSignIns', (current) => {
+        const next = (current ?? 0) + 1;
+        return { write: next, result: next };
+      });
+      return count ?? 0;
+    },
+    async consumeRecoveryCode(sub, codeHash) {
+      const hash = String(codeHash);
+      // Not $pull, which not every server has (the emulator lacks it).
+      const consumed = await compareAndSet(String(sub), 'recoveryCodes', (current = []) =>
+        current.includes(hash) ? { write: current.filter((code) => code !== hash), result: true } : { result: false },
+      );
+      return consumed ?? false;
+    },
+    async advanceTotpStep(sub, step) {
+      if (!Number.isFinite(step)) return false;
+      const result = await Account.updateOne(
+        { _id: String(sub), 'totp.lastStep': { $lt: step } },
+        { $set: { 'totp.lastStep': step, updatedAt: new Date(clock()) } },
+      ).exec();
+      return result.modifiedCount > 0;
     },
   };
 
@@ -361,7 +446,25 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       return doc?.value ?? 0;
     },
     async bump(name) {
-      return bumpRevision(name);
+      // Compare-and-set, not bumpRevision's $inc: the caller gets this bump's value, and some
+      // servers (the emulator the tests run on) read findAndModify's result apart from the update,
+      // so two concurrent $inc callers may see one value. Writes that bump inside their own
+      // transaction ignore the value and keep the single $inc.
+      for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
+        const doc = await Revision.findOne({ _id: String(name) }).lean().exec();
+        try {
+          if (doc === null) {
+            await Revision.insertMany([{ _id: String(name), value: 1 }]);
+            return 1;
+          }
+          const result = await Revision.updateOne({ _id: String(name), value: doc.value }, { $set: { value: doc.value + 1 } }).exec();
+          if (result.modifiedCount > 0) return doc.value + 1;
+        } catch (error) {
+          // Another process created the counter first: read it again.
+          if (!isDuplicateKey(error)) throw error;
+        }
+      }
+      throw storeUnavailableError(`The ${String(name)} revision kept changing under concurrent bumps.`);
     },
   };
 
@@ -375,6 +478,22 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     resources,
     keys,
     revisions,
+    rateLimiter(options) {
+      // RateLimiterMongo takes a mongoose connection as its storeClient and counts in its database.
+      // Indexes come from openMongoStore() (the RateLimit model): the limiter's own creation runs
+      // unawaited whenever a limiter is built and only logs a failure, and its upserts rely on the
+      // unique key index. Expired counters need no TTL deletion: the limiter compares `expire` with
+      // the time on every read and write, and replaces an expired counter.
+      return new RateLimiterMongo({
+        storeClient: connection,
+        tableName: RATE_LIMITS_COLLECTION,
+        disableIndexesCreation: true,
+        keyPrefix: options.keyPrefix,
+        points: options.points,
+        duration: options.duration,
+        ...(options.blockDuration === undefined ? {} : { blockDuration: options.blockDuration }),
+      });
+    },
     async ping() {
       // After close() the driver would quietly reconnect on the next command; a closed store is not ready.
       if (closed || connection.readyState !== mongoose.ConnectionStates.connected || connection.db === undefined) {
@@ -443,6 +562,70 @@ function isDuplicateKey(error: unknown, field?: string): boolean {
   return typeof details.message === 'string' && details.message.includes(field);
 }
 
+/** The fields update() may change, so nothing else (sub, email, createdAt) can slip in through a cast. */
+const MUTABLE_ACCOUNT_FIELDS: ReadonlyArray<keyof AccountChanges> = [
+  'passwordHash', 'disabled', 'emailVerified', 'name', 'givenName', 'familyName', 'roles',
+  'failedSignIns', 'lockedUntil', 'lockouts', 'totp', 'recoveryCodes', 'passkeys', 'emailOtp',
+];
+/** Fields that `null` clears; every other field refuses null rather than guess what it would mean. */
+const CLEARABLE_ACCOUNT_FIELDS = new Set<keyof AccountChanges>(['name', 'givenName', 'familyName', 'lockedUntil', 'totp']);
+
+/** Turns port changes into $set/$unset: undefined leaves a field alone, null removes an optional one. */
+function accountUpdate(changes: AccountChanges): { set: Record<string, unknown>; unset: Record<string, ''> } {
+  const set: Record<string, unknown> = {};
+  const unset: Record<string, ''> = {};
+  for (const field of MUTABLE_ACCOUNT_FIELDS) {
+    const value: unknown = changes[field];
+    if (value === undefined) continue;
+    if (value === null) {
+      if (!CLEARABLE_ACCOUNT_FIELDS.has(field)) throw new TypeError(`The account field ${field} cannot be cleared.`);
+      unset[field] = '';
+      continue;
+    }
+    set[field] = accountFieldValue(field, value);
+  }
+  return { set, unset };
+}
+
+function accountFieldValue(field: keyof AccountChanges, value: unknown): unknown {
+  switch (field) {
+    case 'passwordHash':
+    case 'name':
+    case 'givenName':
+    case 'familyName':
+      return String(value);
+    case 'roles':
+    case 'recoveryCodes':
+      return (value as string[]).map(String);
+    case 'totp':
+      return toTotpDocument(value as TotpFactor);
+    case 'passkeys':
+      return (value as Passkey[]).map(toPasskeyDocument);
+    default:
+      return value;
+  }
+}
+
+function toTotpDocument(totp: TotpFactor): TotpDocument {
+  const doc: TotpDocument = { encryptedSecret: String(totp.encryptedSecret), lastStep: totp.lastStep };
+  if (totp.confirmedAt != null) doc.confirmedAt = totp.confirmedAt;
+  return doc;
+}
+
+function toPasskeyDocument(passkey: Passkey): PasskeyDocument {
+  const doc: PasskeyDocument = {
+    credentialId: String(passkey.credentialId),
+    publicKey: String(passkey.publicKey),
+    counter: passkey.counter,
+    name: String(passkey.name),
+    createdAt: passkey.createdAt,
+  };
+  if (passkey.transports != null) doc.transports = passkey.transports.map(String);
+  if (passkey.lastUsedAt != null) doc.lastUsedAt = passkey.lastUsedAt;
+  return doc;
+}
+
+/** Documents from before account security lack its fields: they read as the empty defaults. */
 function toAccount(doc: AccountDocument): Account {
   const account: Account = {
     sub: doc._id,
@@ -450,13 +633,38 @@ function toAccount(doc: AccountDocument): Account {
     emailVerified: doc.emailVerified,
     passwordHash: doc.passwordHash,
     disabled: doc.disabled,
+    roles: [...(doc.roles ?? [])],
+    failedSignIns: doc.failedSignIns ?? 0,
+    lockouts: doc.lockouts ?? 0,
+    recoveryCodes: [...(doc.recoveryCodes ?? [])],
+    passkeys: (doc.passkeys ?? []).map(toPasskey),
+    emailOtp: doc.emailOtp ?? false,
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
   };
   if (doc.name != null) account.name = doc.name;
   if (doc.givenName != null) account.givenName = doc.givenName;
   if (doc.familyName != null) account.familyName = doc.familyName;
+  if (doc.lockedUntil != null) account.lockedUntil = doc.lockedUntil;
+  if (doc.totp != null) {
+    const totp: TotpFactor = { encryptedSecret: doc.totp.encryptedSecret, lastStep: doc.totp.lastStep };
+    if (doc.totp.confirmedAt != null) totp.confirmedAt = doc.totp.confirmedAt;
+    account.totp = totp;
+  }
   return account;
+}
+
+function toPasskey(doc: PasskeyDocument): Passkey {
+  const passkey: Passkey = {
+    credentialId: doc.credentialId,
+    publicKey: doc.publicKey,
+    counter: doc.counter,
+    name: doc.name,
+    createdAt: doc.createdAt,
+  };
+  if (doc.transports != null) passkey.transports = [...doc.transports];
+  if (doc.lastUsedAt != null) passkey.lastUsedAt = doc.lastUsedAt;
+  return passkey;
 }
 
 function toClient(doc: ClientDocument): StoredClient {

@@ -9,12 +9,14 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
 import type {
   Account,
+  AccountChanges,
   AccountRepository,
   ClientRepository,
   KeyRepository,
   KeyUse,
   OidcPayload,
   OidcStore,
+  Passkey,
   ResourceRepository,
   ResourceServerRecord,
   RevisionName,
@@ -24,10 +26,11 @@ import type {
   StoredKey,
 } from '../port.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
+import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
 export interface SqliteStoreOptions {
   file: string;
-  /** How often expired oidc records are deleted; reads ignore them either way. Default 60. */
+  /** How often expired oidc records and rate limit counters are deleted; reads ignore them either way. Default 60. */
   purgeIntervalSeconds?: number;
   /** Epoch milliseconds. Tests inject a clock to observe expiry without sleeping. */
   clock?: () => number;
@@ -103,6 +106,32 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // 3: account security, records by account, rate limits. Existing accounts get the empty
+  // defaults; existing records get their account_id from the payload, so they are found by account.
+  `
+  ALTER TABLE oidc ADD COLUMN account_id TEXT;
+  UPDATE oidc SET account_id = json_extract(payload, '$.accountId') WHERE json_type(payload, '$.accountId') = 'text';
+  CREATE INDEX IF NOT EXISTS oidc_model_account_id ON oidc (model, account_id) WHERE account_id IS NOT NULL;
+
+  ALTER TABLE accounts ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE accounts ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE accounts ADD COLUMN locked_until INTEGER;
+  ALTER TABLE accounts ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;
+  -- TOTP as columns (all NULL without TOTP), so advancing the step is one conditional UPDATE.
+  ALTER TABLE accounts ADD COLUMN totp_encrypted_secret TEXT;
+  ALTER TABLE accounts ADD COLUMN totp_confirmed_at INTEGER;
+  ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER;
+  ALTER TABLE accounts ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE accounts ADD COLUMN passkeys TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE accounts ADD COLUMN email_otp INTEGER NOT NULL DEFAULT 0;
+
+  CREATE TABLE IF NOT EXISTS rate_limits (
+    key TEXT PRIMARY KEY,
+    points INTEGER NOT NULL,
+    expire INTEGER
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS rate_limits_expire ON rate_limits (expire) WHERE expire IS NOT NULL;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -126,9 +155,35 @@ interface AccountRow {
   given_name: string | null;
   family_name: string | null;
   disabled: number;
+  /** JSON array of strings. */
+  roles: string;
+  failed_sign_ins: number;
+  locked_until: number | null;
+  lockouts: number;
+  totp_encrypted_secret: string | null;
+  totp_confirmed_at: number | null;
+  totp_last_step: number | null;
+  /** JSON array of strings. */
+  recovery_codes: string;
+  /** JSON array of StoredPasskey. */
+  passkeys: string;
+  email_otp: number;
   created_at: number;
   updated_at: number;
 }
+
+/** A passkey as kept in the JSON column: dates as epoch milliseconds. */
+interface StoredPasskey {
+  credentialId: string;
+  publicKey: string;
+  counter: number;
+  transports?: string[];
+  name: string;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+type AccountColumn = Exclude<keyof AccountRow, 'sub' | 'email' | 'created_at' | 'updated_at'>;
 
 interface ClientRow {
   client_id: string;
@@ -178,6 +233,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   }
 
   const statements = prepareStatements(db);
+  const rateLimitStatements = prepareRateLimitStatements(db);
 
   function transaction<T>(work: () => T): T {
     // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can
@@ -208,6 +264,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         uid: optionalString(payload.uid),
         user_code: optionalString(payload.userCode),
         grant_id: optionalString(payload.grantId),
+        // Only a string: what the Mongo store's index on payload.accountId matches too.
+        account_id: typeof payload.accountId === 'string' ? payload.accountId : null,
         consumed: typeof payload.consumed === 'number' ? payload.consumed : null,
         expires_at: expiresInSeconds === undefined ? null : clock() + expiresInSeconds * 1000,
       });
@@ -233,12 +291,23 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     async revokeByGrantId(model, grantId) {
       statements.revokeOidcByGrantId.run({ model: String(model), grant_id: String(grantId) });
     },
+    async findByAccountId(model, accountId) {
+      const rows = statements.findOidcByAccountId.all({ model: String(model), account_id: String(accountId), now: clock() }) as unknown as Array<
+        OidcRow & { id: string }
+      >;
+      return rows.map((row) => ({ id: row.id, payload: toPayload(row)! }));
+    },
+    async take(model, id) {
+      // DELETE ... RETURNING reads and removes in one statement: of two takers, one gets the row.
+      return toPayload(statements.takeOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
+    },
   };
 
   const accounts: AccountRepository = {
     async create(input) {
       const now = clock();
       try {
+        // The security columns start at their defaults (see migration 3).
         statements.insertAccount.run({
           sub: String(input.sub),
           email: String(input.email),
@@ -248,6 +317,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
           given_name: optionalString(input.givenName),
           family_name: optionalString(input.familyName),
           disabled: input.disabled ? 1 : 0,
+          roles: JSON.stringify((input.roles ?? []).map(String)),
           created_at: now,
           updated_at: now,
         });
@@ -268,17 +338,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       return row === undefined ? undefined : toAccount(row);
     },
     async update(sub, changes) {
-      // NULL means "leave as is" (see the statement), so an undefined field never erases data.
-      const result = statements.updateAccount.run({
-        sub: String(sub),
-        password_hash: optionalString(changes.passwordHash),
-        disabled: optionalFlag(changes.disabled),
-        email_verified: optionalFlag(changes.emailVerified),
-        name: optionalString(changes.name),
-        given_name: optionalString(changes.givenName),
-        family_name: optionalString(changes.familyName),
-        updated_at: clock(),
-      });
+      const result = statements.updateAccount.run({ ...accountUpdateParameters(changes), sub: String(sub), updated_at: clock() });
       return Number(result.changes) > 0;
     },
     async list(listOptions = {}) {
@@ -288,6 +348,27 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         offset: listOptions.offset ?? 0,
       }) as unknown as AccountRow[];
       return rows.map(toAccount);
+    },
+    async recordFailedSignIn(sub) {
+      const row = statements.recordFailedSignIn.get({ sub: String(sub), updated_at: clock() }) as { failed_sign_ins: number } | undefined;
+      return row?.failed_sign_ins ?? 0;
+    },
+    async consumeRecoveryCode(sub, codeHash) {
+      const hash = String(codeHash);
+      // Read, remove, write under the write lock, so a second caller sees the code already gone.
+      return transaction(() => {
+        const row = statements.findRecoveryCodes.get({ sub: String(sub) }) as { recovery_codes: string } | undefined;
+        if (row === undefined) return false;
+        const codes = JSON.parse(row.recovery_codes) as string[];
+        if (!codes.includes(hash)) return false;
+        statements.setRecoveryCodes.run({ sub: String(sub), recovery_codes: JSON.stringify(codes.filter((code) => code !== hash)), updated_at: clock() });
+        return true;
+      });
+    },
+    async advanceTotpStep(sub, step) {
+      if (!Number.isFinite(step)) return false;
+      const result = statements.advanceTotpStep.run({ sub: String(sub), step, updated_at: clock() });
+      return Number(result.changes) > 0;
     },
   };
 
@@ -425,7 +506,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }
       let removed: number;
       try {
-        removed = Number(statements.purgeOidc.run({ now: clock(), limit: PURGE_BATCH }).changes);
+        removed = Math.max(
+          Number(statements.purgeOidc.run({ now: clock(), limit: PURGE_BATCH }).changes),
+          // Wall-clock time, as the limiter counts (see sqlite-rate-limiter.ts).
+          Number(rateLimitStatements.purge.run({ now: Date.now(), limit: PURGE_BATCH }).changes),
+        );
       } catch {
         // Housekeeping only (reads already ignore expired rows): a busy database just waits for the next round.
         purging = false;
@@ -449,6 +534,9 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     resources,
     keys,
     revisions,
+    rateLimiter(limiterOptions) {
+      return new SqliteRateLimiter(rateLimitStatements, limiterOptions);
+    },
     async ping() {
       try {
         statements.ping.get();
@@ -506,7 +594,13 @@ function migrate(db: DatabaseSync, file: string): void {
 }
 
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
-const ACCOUNT_COLUMNS = 'sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at';
+const ACCOUNT_COLUMNS = `sub, email, email_verified, password_hash, name, given_name, family_name, disabled, roles, failed_sign_ins,
+  locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp, created_at, updated_at`;
+/** Every column update() may write; each takes a `:set_<column>` flag and a `:<column>` value. */
+const UPDATABLE_ACCOUNT_COLUMNS: readonly AccountColumn[] = [
+  'password_hash', 'disabled', 'email_verified', 'name', 'given_name', 'family_name', 'roles', 'failed_sign_ins',
+  'locked_until', 'lockouts', 'totp_encrypted_secret', 'totp_confirmed_at', 'totp_last_step', 'recovery_codes', 'passkeys', 'email_otp',
+];
 const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, created_at';
 const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
 
@@ -516,34 +610,41 @@ function prepareStatements(db: DatabaseSync) {
     ping: prepare('SELECT 1'),
 
     upsertOidc: prepare(`
-      INSERT INTO oidc (model, id, payload, uid, user_code, grant_id, consumed, expires_at)
-      VALUES (:model, :id, :payload, :uid, :user_code, :grant_id, :consumed, :expires_at)
+      INSERT INTO oidc (model, id, payload, uid, user_code, grant_id, account_id, consumed, expires_at)
+      VALUES (:model, :id, :payload, :uid, :user_code, :grant_id, :account_id, :consumed, :expires_at)
       ON CONFLICT (model, id) DO UPDATE SET
         payload = excluded.payload, uid = excluded.uid, user_code = excluded.user_code, grant_id = excluded.grant_id,
-        consumed = excluded.consumed, expires_at = excluded.expires_at`),
+        account_id = excluded.account_id, consumed = excluded.consumed, expires_at = excluded.expires_at`),
     findOidc: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND id = :id AND ${LIVE}`),
     findOidcByUid: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND uid = :uid AND ${LIVE} LIMIT 1`),
     findOidcByUserCode: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND user_code = :user_code AND ${LIVE} LIMIT 1`),
     consumeOidc: prepare(`UPDATE oidc SET consumed = :consumed WHERE model = :model AND id = :id AND consumed IS NULL AND ${LIVE}`),
     destroyOidc: prepare('DELETE FROM oidc WHERE model = :model AND id = :id'),
     revokeOidcByGrantId: prepare('DELETE FROM oidc WHERE model = :model AND grant_id = :grant_id'),
+    findOidcByAccountId: prepare(`SELECT id, payload, consumed FROM oidc WHERE model = :model AND account_id = :account_id AND ${LIVE}`),
+    takeOidc: prepare(`DELETE FROM oidc WHERE model = :model AND id = :id AND ${LIVE} RETURNING payload, consumed`),
     purgeOidc: prepare('DELETE FROM oidc WHERE rowid IN (SELECT rowid FROM oidc WHERE expires_at <= :now LIMIT :limit)'),
 
     insertAccount: prepare(`
-      INSERT INTO accounts (${ACCOUNT_COLUMNS})
-      VALUES (:sub, :email, :email_verified, :password_hash, :name, :given_name, :family_name, :disabled, :created_at, :updated_at)`),
+      INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, roles, created_at, updated_at)
+      VALUES (:sub, :email, :email_verified, :password_hash, :name, :given_name, :family_name, :disabled, :roles, :created_at, :updated_at)`),
     findAccountBySub: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE sub = :sub`),
     findAccountByEmail: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE email = :email`),
+    // One statement for any combination of changes: a column keeps its value unless its flag is set.
     updateAccount: prepare(`
       UPDATE accounts SET
-        password_hash = coalesce(:password_hash, password_hash),
-        disabled = coalesce(:disabled, disabled),
-        email_verified = coalesce(:email_verified, email_verified),
-        name = coalesce(:name, name),
-        given_name = coalesce(:given_name, given_name),
-        family_name = coalesce(:family_name, family_name),
+        ${UPDATABLE_ACCOUNT_COLUMNS.map((column) => `${column} = CASE WHEN :set_${column} = 1 THEN :${column} ELSE ${column} END`).join(',\n        ')},
         updated_at = :updated_at
       WHERE sub = :sub`),
+    recordFailedSignIn: prepare(`
+      UPDATE accounts SET failed_sign_ins = failed_sign_ins + 1, updated_at = :updated_at WHERE sub = :sub
+      RETURNING failed_sign_ins`),
+    findRecoveryCodes: prepare('SELECT recovery_codes FROM accounts WHERE sub = :sub'),
+    setRecoveryCodes: prepare('UPDATE accounts SET recovery_codes = :recovery_codes, updated_at = :updated_at WHERE sub = :sub'),
+    // The condition is the check: of two callers with the same step, only the first changes the row.
+    advanceTotpStep: prepare(`
+      UPDATE accounts SET totp_last_step = :step, updated_at = :updated_at
+      WHERE sub = :sub AND totp_encrypted_secret IS NOT NULL AND totp_last_step < :step`),
     listAccounts: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, sub LIMIT :limit OFFSET :offset`),
 
     insertClient: prepare('INSERT INTO clients (client_id, metadata, created_at) VALUES (:client_id, :metadata, :created_at)'),
@@ -588,13 +689,107 @@ function toAccount(row: AccountRow): Account {
     emailVerified: row.email_verified === 1,
     passwordHash: row.password_hash,
     disabled: row.disabled === 1,
+    roles: JSON.parse(row.roles) as string[],
+    failedSignIns: row.failed_sign_ins,
+    lockouts: row.lockouts,
+    recoveryCodes: JSON.parse(row.recovery_codes) as string[],
+    passkeys: (JSON.parse(row.passkeys) as StoredPasskey[]).map(toPasskey),
+    emailOtp: row.email_otp === 1,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   };
   if (row.name !== null) account.name = row.name;
   if (row.given_name !== null) account.givenName = row.given_name;
   if (row.family_name !== null) account.familyName = row.family_name;
+  if (row.locked_until !== null) account.lockedUntil = new Date(row.locked_until);
+  if (row.totp_encrypted_secret !== null) {
+    account.totp = { encryptedSecret: row.totp_encrypted_secret, lastStep: row.totp_last_step ?? 0 };
+    if (row.totp_confirmed_at !== null) account.totp.confirmedAt = new Date(row.totp_confirmed_at);
+  }
   return account;
+}
+
+function toPasskey(stored: StoredPasskey): Passkey {
+  const passkey: Passkey = {
+    credentialId: stored.credentialId,
+    publicKey: stored.publicKey,
+    counter: stored.counter,
+    name: stored.name,
+    createdAt: new Date(stored.createdAt),
+  };
+  if (stored.transports !== undefined) passkey.transports = stored.transports;
+  if (stored.lastUsedAt !== undefined) passkey.lastUsedAt = new Date(stored.lastUsedAt);
+  return passkey;
+}
+
+function toStoredPasskey(passkey: Passkey): StoredPasskey {
+  const stored: StoredPasskey = {
+    credentialId: String(passkey.credentialId),
+    publicKey: String(passkey.publicKey),
+    counter: passkey.counter,
+    name: String(passkey.name),
+    createdAt: passkey.createdAt.getTime(),
+  };
+  if (passkey.transports != null) stored.transports = passkey.transports.map(String);
+  if (passkey.lastUsedAt != null) stored.lastUsedAt = passkey.lastUsedAt.getTime();
+  return stored;
+}
+
+/** The optional fields `null` clears, with their columns; every other field refuses null rather than guess what it would mean. */
+const CLEARABLE_ACCOUNT_FIELDS: Partial<Record<keyof AccountChanges, readonly AccountColumn[]>> = {
+  name: ['name'],
+  givenName: ['given_name'],
+  familyName: ['family_name'],
+  lockedUntil: ['locked_until'],
+  totp: ['totp_encrypted_secret', 'totp_confirmed_at', 'totp_last_step'],
+};
+
+/**
+ * The parameters of the updateAccount statement: `undefined` leaves a column alone (flag 0), `null`
+ * clears an optional field, anything else is written in the column's representation.
+ */
+function accountUpdateParameters(changes: AccountChanges): Record<string, string | number | null> {
+  const parameters: Record<string, string | number | null> = {};
+  for (const column of UPDATABLE_ACCOUNT_COLUMNS) {
+    parameters[`set_${column}`] = 0;
+    parameters[column] = null;
+  }
+  const write = (column: AccountColumn, value: string | number | null) => {
+    parameters[`set_${column}`] = 1;
+    parameters[column] = value;
+  };
+  const entries: { [K in keyof Required<AccountChanges>]: (value: NonNullable<AccountChanges[K]>) => void } = {
+    passwordHash: (value) => write('password_hash', String(value)),
+    disabled: (value) => write('disabled', value ? 1 : 0),
+    emailVerified: (value) => write('email_verified', value ? 1 : 0),
+    name: (value) => write('name', String(value)),
+    givenName: (value) => write('given_name', String(value)),
+    familyName: (value) => write('family_name', String(value)),
+    roles: (value) => write('roles', JSON.stringify(value.map(String))),
+    failedSignIns: (value) => write('failed_sign_ins', value),
+    lockedUntil: (value) => write('locked_until', value.getTime()),
+    lockouts: (value) => write('lockouts', value),
+    totp: (value) => {
+      write('totp_encrypted_secret', String(value.encryptedSecret));
+      write('totp_confirmed_at', value.confirmedAt?.getTime() ?? null);
+      write('totp_last_step', value.lastStep);
+    },
+    recoveryCodes: (value) => write('recovery_codes', JSON.stringify(value.map(String))),
+    passkeys: (value) => write('passkeys', JSON.stringify(value.map(toStoredPasskey))),
+    emailOtp: (value) => write('email_otp', value ? 1 : 0),
+  };
+  for (const field of Object.keys(entries) as Array<keyof AccountChanges>) {
+    const value = changes[field];
+    if (value === undefined) continue;
+    if (value === null) {
+      const columns = CLEARABLE_ACCOUNT_FIELDS[field];
+      if (columns === undefined) throw new TypeError(`The account field ${field} cannot be cleared.`);
+      for (const column of columns) write(column, null);
+      continue;
+    }
+    (entries[field] as (value: unknown) => void)(value);
+  }
+  return parameters;
 }
 
 function toClient(row: ClientRow): StoredClient {
@@ -629,10 +824,6 @@ function toKey(row: KeyRow): StoredKey {
 
 function optionalString(value: unknown): string | null {
   return value === undefined || value === null ? null : String(value);
-}
-
-function optionalFlag(value: boolean | undefined): number | null {
-  return value === undefined ? null : value ? 1 : 0;
 }
 
 /** SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555) on the given table.column. */
