@@ -102,11 +102,10 @@ export interface Passkey {
 export type NewAccount = Pick<Account, 'sub' | 'email' | 'emailVerified' | 'passwordHash' | 'name' | 'givenName' | 'familyName' | 'disabled'> & Partial<Pick<Account, 'roles'>>;
 
 type MutableAccountField =
-  | 'passwordHash' | 'disabled' | 'emailVerified' | 'name' | 'givenName' | 'familyName' | 'roles'
-  | 'failedSignIns' | 'lockedUntil' | 'lockouts' | 'totp' | 'recoveryCodes' | 'passkeys' | 'emailOtp';
+  | 'passwordHash' | 'disabled' | 'emailVerified' | 'roles' | 'failedSignIns' | 'lockouts' | 'recoveryCodes' | 'passkeys' | 'emailOtp';
+type ClearableAccountField = 'name' | 'givenName' | 'familyName' | 'lockedUntil' | 'totp';
 
-/** Fields to change: `undefined` (or absent) leaves a field as it is, `null` clears an optional one. */
-export type AccountChanges = { [K in MutableAccountField]?: Account[K] | null };
+export type AccountChanges = { [K in MutableAccountField]?: Account[K] } & { [K in ClearableAccountField]?: Account[K] | null };
 
 export interface AccountRepository {
   /** Throws AppError ERR_EMAIL_TAKEN when the email is already registered. */
@@ -153,6 +152,8 @@ export interface ResourceServerRecord {
   format: 'jwt' | 'opaque';
   /** Access token lifetime in seconds. */
   ttlSeconds: number;
+  /** Scopes limited to holders of one of the listed roles (absent: no scope is limited). */
+  scopeRoles?: Record<string, string[]>;
   createdAt: Date;
 }
 
