@@ -650,6 +650,18 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.revisions.get('clients'), clientsBefore, 'resource writes leave the clients revision alone');
   });
 
+  it('a resource server keeps the roles its scopes are limited to, even for scopes with dots and dollars, and has none when given none', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const scopeRoles = { 'orders.write': ['admin', 'ops'], '$billing': ['finance'] };
+    const created = await store.resources.create(resource('https://api.example/roles', { scopes: ['orders.write', '$billing', 'read'], scopeRoles }));
+    t.deepEqual(created.scopeRoles, scopeRoles);
+    t.deepEqual((await store.resources.find('https://api.example/roles'))?.scopeRoles, scopeRoles);
+    t.deepEqual((await store.resources.list()).find((r) => r.audience === 'https://api.example/roles')?.scopeRoles, scopeRoles);
+    const plain = await store.resources.create(resource('https://api.example/plain'));
+    t.false('scopeRoles' in plain);
+    t.false('scopeRoles' in (await store.resources.find('https://api.example/plain'))!);
+  });
+
   it('a created resource server does not change when the caller later changes its input', async (t) => {
     const { store } = await setUp(t, createLane);
     const input = resource('https://api.example', { scopes: ['read'] });

@@ -172,6 +172,8 @@ export interface ResourceDocument {
   scopes: string[];
   format: 'jwt' | 'opaque';
   ttlSeconds: number;
+  /** Scopes limited to roles, as pairs: a scope token may hold `.` and `$`, which field names must not. */
+  scopeRoles?: Array<{ scope: string; roles: string[] }>;
   createdAt: Date;
 }
 
@@ -182,6 +184,7 @@ const resourceSchema = new Schema<ResourceDocument>(
     scopes: { type: [String], required: true },
     format: { type: String, required: true, enum: ['jwt', 'opaque'] },
     ttlSeconds: { type: Number, required: true },
+    scopeRoles: { type: [{ _id: false, scope: { type: String, required: true }, roles: { type: [String], required: true } }], default: undefined },
     createdAt: { type: Date, required: true },
   },
   { ...schemaOptions, collection: 'resources' },

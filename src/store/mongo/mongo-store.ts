@@ -386,6 +386,9 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
         createdAt: new Date(clock()),
       };
       if (resource.name !== undefined) doc.name = String(resource.name);
+      if (resource.scopeRoles && Object.keys(resource.scopeRoles).length) {
+        doc.scopeRoles = Object.entries(resource.scopeRoles).map(([scope, roles]) => ({ scope: String(scope), roles: roles.map(String) }));
+      }
       try {
         await atomically(async (session) => {
           await Resource.insertMany([doc], { session });
@@ -680,6 +683,7 @@ function toResource(doc: ResourceDocument): ResourceServerRecord {
     createdAt: doc.createdAt,
   };
   if (doc.name != null) resource.name = doc.name;
+  if (doc.scopeRoles?.length) resource.scopeRoles = Object.fromEntries(doc.scopeRoles.map(({ scope, roles }) => [scope, [...roles]]));
   return resource;
 }
 

@@ -132,6 +132,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX IF NOT EXISTS rate_limits_expire ON rate_limits (expire) WHERE expire IS NOT NULL;
   `,
+  // 4: scopes a resource server limits to roles (JSON object of scope to roles; NULL: none limited).
+  `
+  ALTER TABLE resources ADD COLUMN scope_roles TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -197,6 +201,8 @@ interface ResourceRow {
   scopes: string;
   format: string;
   ttl_seconds: number;
+  /** JSON object of scope to roles, or NULL. */
+  scope_roles: string | null;
   created_at: number;
 }
 
@@ -424,6 +430,9 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         scopes: JSON.stringify(resource.scopes.map(String)),
         format: resource.format,
         ttl_seconds: resource.ttlSeconds,
+        scope_roles: resource.scopeRoles && Object.keys(resource.scopeRoles).length
+          ? JSON.stringify(Object.fromEntries(Object.entries(resource.scopeRoles).map(([scope, roles]) => [String(scope), roles.map(String)])))
+          : null,
         created_at: createdAt,
       };
       try {
@@ -601,7 +610,7 @@ const UPDATABLE_ACCOUNT_COLUMNS: readonly AccountColumn[] = [
   'password_hash', 'disabled', 'email_verified', 'name', 'given_name', 'family_name', 'roles', 'failed_sign_ins',
   'locked_until', 'lockouts', 'totp_encrypted_secret', 'totp_confirmed_at', 'totp_last_step', 'recovery_codes', 'passkeys', 'email_otp',
 ];
-const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, created_at';
+const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, created_at';
 const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
 
 function prepareStatements(db: DatabaseSync) {
@@ -655,7 +664,7 @@ function prepareStatements(db: DatabaseSync) {
 
     insertResource: prepare(`
       INSERT INTO resources (${RESOURCE_COLUMNS})
-      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :created_at)`),
+      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :created_at)`),
     findResource: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE audience = :audience`),
     listResources: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources ORDER BY created_at, audience`),
     deleteResource: prepare('DELETE FROM resources WHERE audience = :audience'),
@@ -805,6 +814,7 @@ function toResource(row: ResourceRow): ResourceServerRecord {
     createdAt: new Date(row.created_at),
   };
   if (row.name !== null) resource.name = row.name;
+  if (row.scope_roles !== null) resource.scopeRoles = JSON.parse(row.scope_roles) as Record<string, string[]>;
   return resource;
 }
 
