@@ -16,7 +16,8 @@ export type AppErrorCode =
   | 'ERR_CERTIFICATE_INVALID'
   | 'ERR_SECRET'
   | 'ERR_STORE_UNAVAILABLE'
-  | 'ERR_INTERACTION_EXPIRED';
+  | 'ERR_INTERACTION_EXPIRED'
+  | 'ERR_RATE_LIMITED';
 
 export class AppError extends Error {
   readonly code: AppErrorCode;

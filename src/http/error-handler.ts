@@ -18,6 +18,8 @@ interface HttpishError {
   expose?: boolean;
   message?: string;
   code?: string;
+  /** Rate limits (http/rate-limit.ts): sent as Retry-After with the 429. */
+  retryAfterSeconds?: number;
 }
 
 export function errorHandler(logger: Logger): Middleware {
@@ -32,6 +34,7 @@ export function errorHandler(logger: Logger): Middleware {
       const status = error.status ?? error.statusCode ?? 500;
       const exposed = status < 500 && error.expose !== false;
       if (!exposed) logger.error({ err: caught, requestId: ctx.state.requestId }, 'unhandled error');
+      if (exposed && typeof error.retryAfterSeconds === 'number') ctx.set('Retry-After', String(error.retryAfterSeconds));
       await respond(
         ctx,
         exposed ? status : 500,

@@ -6,6 +6,7 @@
 import type { Provider } from 'oidc-provider';
 
 import { clientSecretMatches } from '../domain/clients.ts';
+import { clientMayAuthenticate } from '../http/rate-limit.ts';
 import { currentCertificate } from './client-certificates.ts';
 
 const TOKEN_VALUE = Symbol('tessera.tokenValue');
@@ -23,6 +24,22 @@ export function extendProvider(provider: Provider): void {
   atHashAtTokenEndpoint(provider);
   offlineAccessAsksConsent(provider);
   certificateBoundRefreshTokens(provider);
+  rateLimitedClientAuthentication(provider);
+}
+
+/**
+ * A client over its limit of failed requests (http/rate-limit.ts) must not get to try its
+ * credentials, but oidc-provider reads the client_id from the body only after its own body parsing.
+ * The first client lookup of a request is the authentication's, so it is asked there: a blocked
+ * client is "not found", nothing is checked, and the rate-limit middleware turns the answer into 429.
+ */
+function rateLimitedClientAuthentication(provider: Provider): void {
+  const Client = provider.Client as unknown as { find(id: string, ...rest: unknown[]): Promise<unknown> };
+  const find = Client.find.bind(Client);
+  Client.find = async function findUnlessRateLimited(id: string, ...rest: unknown[]) {
+    if (typeof id === 'string' && !(await clientMayAuthenticate(id))) return undefined;
+    return find(id, ...rest);
+  };
 }
 
 /**

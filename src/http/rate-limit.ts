@@ -1,0 +1,227 @@
+/**
+ * Rate limits, counted in the store (rate-limiter-flexible on the store's own table or collection),
+ * so several Tessera instances share one count. Over a limit the answer is 429 with Retry-After:
+ * Tessera's pages and JSON go through the error middleware (RateLimitedError); the token endpoint
+ * and the other client-authenticating endpoints answer in OAuth's JSON error shape.
+ *
+ * Which address a request comes from is decided in one place, clientAddress(): the socket's peer,
+ * unless that peer is a trusted proxy (TRUSTED_PROXIES), whose X-Forwarded-For is then believed.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
+import { isIP, type BlockList } from 'node:net';
+
+import type { Context, Middleware, Next } from 'koa';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+
+import type { RateLimit, SecurityConfig } from '../config.ts';
+import { normalizeEmail } from '../domain/accounts.ts';
+import { AppError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { trustedProxyList } from '../oidc/client-certificates.ts';
+import type { Store } from '../store/port.ts';
+
+/** A refused request; the error middleware answers 429 with `Retry-After: retryAfterSeconds`. */
+export class RateLimitedError extends AppError {
+  readonly retryAfterSeconds: number;
+
+  constructor(msBeforeNext: number) {
+    const seconds = Math.max(1, Math.ceil(msBeforeNext / 1000));
+    super('ERR_RATE_LIMITED', `Too many attempts. Try again in ${waitInWords(seconds)}.`, { status: 429 });
+    this.retryAfterSeconds = seconds;
+  }
+}
+
+function waitInWords(seconds: number): string {
+  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
+  const minutes = Math.ceil(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+}
+
+function normalizeAddress(address: string | undefined): string | undefined {
+  const trimmed = address?.trim().replace(/^\[|\]$/g, '');
+  if (!trimmed) return undefined;
+  const plain = trimmed.startsWith('::ffff:') && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
+  return isIP(plain) ? plain : undefined;
+}
+
+function isTrusted(proxies: BlockList, address: string): boolean {
+  return proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * The address a request comes from. X-Forwarded-For is read from the right (the entry the nearest
+ * proxy added) and trusted proxies are skipped, so a client cannot pick its address by sending the
+ * header itself. Koa's `ctx.ip` is not used: with BEHIND_TLS_PROXY it believes the header from anyone.
+ */
+export function clientAddress(ctx: Pick<Context, 'req' | 'get'>, trustedProxies: BlockList): string {
+  const peer = normalizeAddress(ctx.req.socket.remoteAddress) ?? 'unknown';
+  if (peer === 'unknown' || !isTrusted(trustedProxies, peer)) return peer;
+  const forwarded = ctx.get('X-Forwarded-For').split(',').map((entry) => entry.trim()).filter(Boolean);
+  let address = peer;
+  for (let index = forwarded.length - 1; index >= 0; index -= 1) {
+    const hop = normalizeAddress(forwarded[index]);
+    if (!hop) break;
+    address = hop;
+    if (!isTrusted(trustedProxies, hop)) break;
+  }
+  return address;
+}
+
+/** IPv4 addresses count one by one; IPv6 ones by /64, the block one subscriber normally gets. */
+export function addressKey(address: string): string {
+  if (isIP(address) !== 6) return address;
+  const [head = '', tail = ''] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((group) => Number.parseInt(group || '0', 16).toString(16)).join(':')}::/64`;
+}
+
+/** Account identifiers are keyed by digest: fixed length, and no addresses at rest in the limits table. */
+function identifierKey(value: string): string {
+  return createHash('sha256').update(value).digest('base64url');
+}
+
+/** Endpoints that authenticate a client; failures there are what a secret-guesser produces. */
+const CLIENT_AUTHENTICATING_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
+
+interface ClientGate {
+  checked: boolean;
+  blockedMs: number;
+  check(clientId: string): Promise<boolean>;
+}
+
+const clientGates = new AsyncLocalStorage<ClientGate>();
+
+/**
+ * Whether the client about to authenticate may try (see oidc/internals.ts, which asks this before
+ * oidc-provider looks the client up). Only the first lookup of a request is the client
+ * authenticating; later ones (the client of an introspected token) are not gated.
+ */
+export async function clientMayAuthenticate(clientId: string): Promise<boolean> {
+  const gate = clientGates.getStore();
+  if (!gate || gate.checked) return true;
+  gate.checked = true;
+  return gate.check(clientId);
+}
+
+type LimitName = keyof SecurityConfig['rateLimits'];
+
+export class RateLimits {
+  readonly #settings: SecurityConfig['rateLimits'];
+  readonly #store: Pick<Store, 'rateLimiter'>;
+  readonly #proxies: BlockList;
+  readonly #limiters = new Map<LimitName, RateLimiterAbstract>();
+
+  constructor(settings: SecurityConfig['rateLimits'], trustedProxies: readonly string[], store: Pick<Store, 'rateLimiter'>) {
+    this.#settings = settings;
+    this.#store = store;
+    this.#proxies = trustedProxyList(trustedProxies);
+  }
+
+  /** Says, once at startup, when per-address limits would count every client as the proxy. */
+  warnIfMisconfigured(behindTlsProxy: boolean, trustedProxies: readonly string[], logger: Logger): void {
+    if (behindTlsProxy && trustedProxies.length === 0) {
+      logger.warn('BEHIND_TLS_PROXY is set but TRUSTED_PROXIES is empty: rate limits per address will count every client under the proxy\'s address; set TRUSTED_PROXIES');
+    }
+  }
+
+  /** The client address the limits count, after trusted proxies. */
+  address(ctx: Pick<Context, 'req' | 'get'>): string {
+    return clientAddress(ctx, this.#proxies);
+  }
+
+  #limiter(name: LimitName): RateLimiterAbstract {
+    let limiter = this.#limiters.get(name);
+    if (!limiter) {
+      const { points, seconds }: RateLimit = this.#settings[name];
+      limiter = this.#store.rateLimiter({ keyPrefix: `tessera:${name}`, points, duration: seconds });
+      this.#limiters.set(name, limiter);
+    }
+    return limiter;
+  }
+
+  /** Counts one action against every given limit; throws RateLimitedError if any is exceeded. */
+  async #consume(...counts: Array<[LimitName, string]>): Promise<void> {
+    const results = await Promise.allSettled(counts.map(([name, key]) => this.#limiter(name).consume(key)));
+    let waitMs = 0;
+    for (const result of results) {
+      if (result.status === 'fulfilled') continue;
+      if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
+      waitMs = Math.max(waitMs, result.reason.msBeforeNext);
+    }
+    if (waitMs > 0 || results.some((result) => result.status === 'rejected')) throw new RateLimitedError(waitMs);
+  }
+
+  /** Milliseconds until `key` may act again under `name`, or 0; a read, never a write. */
+  async #blockedFor(name: LimitName, key: string): Promise<number> {
+    const state = await this.#limiter(name).get(key);
+    return state && state.consumedPoints >= this.#settings[name].points ? Math.max(state.msBeforeNext, 1) : 0;
+  }
+
+  /** Every sign-in attempt counts, per address and per (normalised) email, known or not. */
+  signIn(ctx: Context, email: string): Promise<void> {
+    return this.#consume(['signInPerIp', addressKey(this.address(ctx))], ['signInPerAccount', identifierKey(normalizeEmail(String(email)))]);
+  }
+
+  registration(ctx: Context): Promise<void> {
+    return this.#consume(['registrationPerIp', addressKey(this.address(ctx))]);
+  }
+
+  /** Every request for a reset link counts, per address and per email, known or not. */
+  passwordReset(ctx: Context, email: string): Promise<void> {
+    return this.#consume(['passwordResetPerIp', addressKey(this.address(ctx))], ['passwordResetPerAccount', identifierKey(normalizeEmail(String(email)))]);
+  }
+
+  /** Every second-factor check (TOTP, recovery code, email code, passkey) of an account counts. */
+  secondFactor(_ctx: Context, sub: string): Promise<void> {
+    return this.#consume(['secondFactorPerAccount', identifierKey(sub)]);
+  }
+
+  /**
+   * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address and
+   * per client that exists, so a successful token request stays free of store writes. A request
+   * from an address or for a client already over its limit is answered 429 before any credential
+   * is checked; looking that up is a read.
+   */
+  clientFailures(): Middleware {
+    const limits = this;
+    return async function limitFailedClientRequests(ctx: Context, next: Next) {
+      if (ctx.method !== 'POST' || !CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) return next();
+      const address = addressKey(limits.address(ctx));
+      const addressWait = await limits.#blockedFor('tokenFailuresPerIp', address);
+      if (addressWait) return tooManyClientRequests(ctx, addressWait);
+
+      const gate: ClientGate = {
+        checked: false,
+        blockedMs: 0,
+        async check(clientId) {
+          gate.blockedMs = await limits.#blockedFor('tokenFailuresPerClient', clientId);
+          return gate.blockedMs === 0;
+        },
+      };
+      await clientGates.run(gate, next);
+      if (gate.blockedMs) return tooManyClientRequests(ctx, gate.blockedMs);
+
+      if ((ctx.status === 400 || ctx.status === 401) && (ctx.body as { error?: unknown } | undefined)?.error !== 'use_dpop_nonce') {
+        const clientId = (ctx as { oidc?: { client?: { clientId?: string } } }).oidc?.client?.clientId;
+        const counts: Array<[LimitName, string]> = [['tokenFailuresPerIp', address]];
+        if (clientId) counts.push(['tokenFailuresPerClient', clientId]);
+        // The failure is already answered; going over the limit shows on the next request.
+        await limits.#consume(...counts).catch((error: unknown) => {
+          if (!(error instanceof RateLimitedError)) throw error;
+        });
+      }
+    };
+  }
+}
+
+function tooManyClientRequests(ctx: Context, msBeforeNext: number): void {
+  const seconds = Math.max(1, Math.ceil(msBeforeNext / 1000));
+  ctx.remove('WWW-Authenticate');
+  ctx.status = 429;
+  ctx.set('Retry-After', String(seconds));
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = { error: 'invalid_request', error_description: `too many failed requests; retry after ${seconds} seconds` };
+}
