@@ -41,6 +41,10 @@ export interface Config {
     readonly session: number;
     readonly interaction: number;
     readonly grant: number;
+    /** Lifetime of an email verification link. */
+    readonly emailVerification: number;
+    /** Lifetime of a password reset link. */
+    readonly passwordReset: number;
   };
   /** Seconds during which a just-rotated refresh token may be presented again (concurrent refreshes). */
   readonly refreshReuseGraceSeconds: number;
@@ -146,6 +150,8 @@ const envSchema = z.object({
   AUTHORIZATION_CODE_TTL: seconds(60, 600),
   SESSION_TTL: seconds(14 * 86_400),
   INTERACTION_TTL: seconds(3600),
+  EMAIL_VERIFICATION_TTL: seconds(86_400, 7 * 86_400),
+  PASSWORD_RESET_TTL: seconds(1800, 86_400),
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
   TLS_CERT: z.string().min(1).optional(),
@@ -298,6 +304,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       session: e.SESSION_TTL,
       interaction: e.INTERACTION_TTL,
       grant: e.REFRESH_TOKEN_TTL,
+      emailVerification: e.EMAIL_VERIFICATION_TTL,
+      passwordReset: e.PASSWORD_RESET_TTL,
     },
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,

@@ -90,7 +90,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     throw error;
   });
   try {
-    const services = buildServices(config, store);
+    const services = buildServices(config, store, logger);
     if (services.secret.generatedFile) {
       logger.warn({ file: services.secret.generatedFile }, 'using a generated TESSERA_SECRET; set TESSERA_SECRET in production');
     }
@@ -108,9 +108,18 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     });
     host.watch();
     const app = createApp({ config, logger, host, accounts: services.accounts });
+    services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
+    // The leaked-password list loads in the background, so the first sign-up does not wait for it.
+    services.accounts.passwordPolicy.warm().then(
+      () => logger.debug({ passwords: services.accounts.passwordPolicy.listStats }, 'leaked-password list loaded'),
+      (error: unknown) => logger.error({ err: error }, 'could not load the leaked-password list'),
+    );
     const callback = app.callback();
     for (const listener of listeners) listener.on('request', callback);
     logger.info({ issuer: config.issuer, store: store.kind, port, mtlsUrl }, `Tessera is listening; discovery at ${config.issuer}/.well-known/openid-configuration`);
+    logger.info({ mail: services.mailer.destination }, config.mail.smtpUrl
+      ? `mail goes over SMTP to ${services.mailer.destination}`
+      : `no SMTP_URL: mail is written as .eml files to ${services.mailer.destination}`);
 
     let closing: Promise<void> | undefined;
     return {

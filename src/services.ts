@@ -3,13 +3,21 @@
  * call this, so they share one set of rules for accounts, clients and keys.
  */
 import type { Config } from './config.ts';
+import { lockoutMessage } from './domain/account-mail.ts';
 import { AccountService } from './domain/accounts.ts';
 import { ClientService } from './domain/clients.ts';
 import { KeyService } from './domain/keys.ts';
+import { EmailVerification } from './domain/email-verification.ts';
+import { LinkTokens } from './domain/link-tokens.ts';
+import { LockoutPolicy } from './domain/lockout.ts';
 import { createMailer, type Mailer } from './domain/mailer.ts';
 import { PasswordHasher } from './domain/password.ts';
+import { PasswordPolicy } from './domain/password-policy.ts';
+import { FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
+import { RateLimits } from './http/rate-limit.ts';
+import { createLogger, type Logger } from './log.ts';
 import type { Store } from './store/port.ts';
 
 export interface Services {
@@ -19,12 +27,17 @@ export interface Services {
   readonly keys: KeyService;
   readonly mailer: Mailer;
   readonly secret: MasterSecret;
+  /** Verification links for new addresses (registration pages and API). */
+  readonly emailVerification: EmailVerification;
+  readonly passwordReset: PasswordReset;
+  /** Store-backed rate limits; `rateLimits.secondFactor(ctx, sub)` before checking any second factor. */
+  readonly rateLimits: RateLimits;
 }
 
 /** Seconds of clock skew allowed for validators when deciding how long a retired key stays published. */
 const CLOCK_SKEW_SECONDS = 60;
 
-export function buildServices(config: Config, store: Store): Services {
+export function buildServices(config: Config, store: Store, logger: Logger = createLogger('silent')): Services {
   const secret = loadMasterSecret(config);
   // A retired key stays published while anything it signed may still be presented.
   const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_TTL_SECONDS) + CLOCK_SKEW_SECONDS;
@@ -32,12 +45,40 @@ export function buildServices(config: Config, store: Store): Services {
   let resources: ResourceService | undefined;
   const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience));
   resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources);
+  const mailer = createMailer(config.mail, config.dataDir);
+  const lockout = new LockoutPolicy(store.accounts, { threshold: config.security.lockoutThreshold, seconds: config.security.lockoutSeconds });
+  // The owner hears of each lockout once; the mail goes out in the background, so the failed
+  // sign-in that locked the account answers as fast as any other.
+  lockout.onLocked((account, lockedUntil) => {
+    const message = lockoutMessage(account.email, lockedUntil, config.security.lockoutThreshold, `${config.issuer}${FORGOT_PASSWORD_PATH}`);
+    logger.warn({ sub: account.sub, lockedUntil }, 'account locked after failed sign-ins');
+    mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
+  });
+  const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2), {
+    policy: new PasswordPolicy(config.security.passwordMinLength),
+    lockout,
+  });
   return {
-    accounts: new AccountService(store.accounts, new PasswordHasher(config.argon2)),
+    accounts,
     clients,
     resources,
     keys: new KeyService(store.keys, secret.value, retainSeconds),
-    mailer: createMailer(config.mail, config.dataDir),
+    mailer,
     secret,
+    emailVerification: new EmailVerification({
+      accounts: store.accounts,
+      tokens: new LinkTokens(store.oidc, 'EmailVerification', config.ttl.emailVerification),
+      mailer,
+      issuer: config.issuer,
+    }),
+    passwordReset: new PasswordReset({
+      accounts,
+      repository: store.accounts,
+      oidc: store.oidc,
+      tokens: new LinkTokens(store.oidc, 'PasswordReset', config.ttl.passwordReset),
+      mailer,
+      issuer: config.issuer,
+    }),
+    rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
   };
 }

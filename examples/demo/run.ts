@@ -71,9 +71,9 @@ async function seedDemoAccount(config: Config, password: string): Promise<void> 
       await accounts.authenticate(DEMO_EMAIL, password);
     } catch (error) {
       if (!isAppError(error, 'ERR_INVALID_CREDENTIALS')) throw error;
-      // Someone changed or disabled it: the demo promises this password works.
+      // Someone changed, disabled or locked it: the demo promises this password works.
       const passwordHash = await new PasswordHasher(config.argon2).hash(password);
-      await store.accounts.update(existing.sub, { passwordHash, disabled: false });
+      await store.accounts.update(existing.sub, { passwordHash, disabled: false, failedSignIns: 0, lockouts: 0, lockedUntil: null });
     }
   } finally {
     await store.close();

@@ -36,6 +36,8 @@ function publicView(account: Account) {
     given_name: account.givenName,
     family_name: account.familyName,
     disabled: account.disabled,
+    /** Set while sign-in is blocked after failed attempts (`users unlock` lifts it). */
+    locked_until: account.lockedUntil && account.lockedUntil.getTime() > Date.now() ? account.lockedUntil.toISOString() : undefined,
     created_at: account.createdAt.toISOString(),
     updated_at: account.updatedAt.toISOString(),
   };
@@ -83,7 +85,7 @@ const list = defineCommand({
     if (!users.length) return printLines('No users yet. Create one with "tessera users create".');
     printTable(
       ['EMAIL', 'SUB', 'STATUS', 'NAME', 'CREATED'],
-      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : 'active', user.name ?? '', user.created_at]),
+      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.name ?? '', user.created_at]),
     );
   },
 });
@@ -105,9 +107,26 @@ function setDisabledCommand(disabled: boolean) {
   });
 }
 
+const unlock = defineCommand({
+  summary: 'Lift a lockout after failed sign-ins',
+  description: 'Lift the lockout of a user locked after repeated failed sign-ins, and start their count of failures over.',
+  args: [{ name: 'EMAIL', description: 'The user\'s email address' }],
+  options: { json: JSON_OPTION },
+  async run({ values, args: [email = ''], services }) {
+    const { accounts } = await services();
+    if (!(await accounts.unlock(email))) {
+      throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+    }
+    const account = await accounts.findByEmail(email);
+    if (values.json) return printJson({ sub: account?.sub, email: account?.email, locked: false });
+    printLines(`Unlocked ${account?.email ?? email}: they can sign in again.`);
+  },
+});
+
 export const usersGroup = defineGroup('Manage user accounts', {
   create,
   list,
   disable: setDisabledCommand(true),
   enable: setDisabledCommand(false),
+  unlock,
 });

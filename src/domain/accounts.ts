@@ -6,14 +6,16 @@ import { z } from 'zod';
 
 import { AppError } from '../errors.ts';
 import type { Account, AccountRepository } from '../store/port.ts';
+import { isLocked, type LockoutPolicy } from './lockout.ts';
 import type { PasswordHasher } from './password.ts';
+import { PASSWORD_MAX_LENGTH, passwordLength, type PasswordPolicy } from './password-policy.ts';
 import { randomId } from './random.ts';
 
 export const INVALID_CREDENTIALS = 'Invalid email or password';
 
-/** NIST SP 800-63B: no composition rules; a length floor, and a generous ceiling that bounds hashing work. */
+/** The default floor (PASSWORD_MIN_LENGTH); the rules themselves live in password-policy.ts. */
 export const PASSWORD_MIN_LENGTH = 12;
-export const PASSWORD_MAX_LENGTH = 256;
+export { PASSWORD_MAX_LENGTH };
 
 /** Trim, Unicode NFC, lower-case: one spelling per mailbox, so uniqueness means what people expect. */
 export function normalizeEmail(email: string): string {
@@ -34,10 +36,8 @@ const optionalName = z
 
 export const registrationSchema = z.object({
   email,
-  password: z
-    .string()
-    .min(PASSWORD_MIN_LENGTH, `Use at least ${PASSWORD_MIN_LENGTH} characters for your password`)
-    .max(PASSWORD_MAX_LENGTH, `Passwords are limited to ${PASSWORD_MAX_LENGTH} characters`),
+  // Length, leaked-password and email checks are the PasswordPolicy's (AccountService.register).
+  password: z.string({ error: 'Choose a password' }),
   name: optionalName,
   givenName: optionalName,
   familyName: optionalName,
@@ -75,17 +75,32 @@ export function claimsOf(account: Account): AccountClaims {
 export class AccountService {
   readonly #accounts: AccountRepository;
   readonly #hasher: PasswordHasher;
+  readonly #policy: PasswordPolicy;
+  readonly #lockout: LockoutPolicy;
 
-  constructor(accounts: AccountRepository, hasher: PasswordHasher) {
+  constructor(accounts: AccountRepository, hasher: PasswordHasher, security: { policy: PasswordPolicy; lockout: LockoutPolicy }) {
     this.#accounts = accounts;
     this.#hasher = hasher;
+    this.#policy = security.policy;
+    this.#lockout = security.lockout;
+  }
+
+  /** The rules for new passwords: registration, reset and change all go through it. */
+  get passwordPolicy(): PasswordPolicy {
+    return this.#policy;
   }
 
   /** Validates, hashes and stores a new account. Throws ERR_INVALID_INPUT (with readable issues) or ERR_EMAIL_TAKEN. */
   async register(input: Registration): Promise<Account> {
     const parsed = registrationSchema.safeParse(input);
-    if (!parsed.success) {
-      throw new AppError('ERR_INVALID_INPUT', parsed.error.issues.map((issue) => issue.message).join('. '));
+    const problems = parsed.success ? [] : parsed.error.issues.map((issue) => issue.message);
+    if (typeof input?.password === 'string') {
+      const email = typeof input.email === 'string' ? normalizeEmail(input.email) : undefined;
+      const problem = await this.#policy.check(input.password, { email });
+      if (problem) problems.push(problem.message);
+    }
+    if (!parsed.success || problems.length) {
+      throw new AppError('ERR_INVALID_INPUT', problems.join('. '));
     }
     const { password, ...profile } = parsed.data;
     return this.#accounts.create({
@@ -101,25 +116,49 @@ export class AccountService {
   }
 
   /**
-   * Checks an email and password with exactly one argon2id verify, whatever the outcome, and the
-   * same error for an unknown email, a wrong password and a disabled account (no enumeration).
+   * Checks an email and password with exactly one argon2id verify and one store write, whatever the
+   * outcome, and the same error for an unknown email, a wrong password, a disabled account and a
+   * locked one (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
+   * A wrong password counts towards the lockout (see lockout.ts); a success resets the count.
    * A hash made with older parameters is upgraded on success.
    */
   async authenticate(emailInput: string, password: string): Promise<Account> {
     const account = typeof emailInput === 'string' && emailInput.length <= 254
       ? await this.#accounts.findByEmail(normalizeEmail(emailInput))
       : undefined;
-    const usable = typeof password === 'string' && password.length > 0 && password.length <= PASSWORD_MAX_LENGTH;
+    const usable = typeof password === 'string' && password.length > 0 && passwordLength(password) <= PASSWORD_MAX_LENGTH;
     const ok = account && usable
       ? await this.#hasher.verify(account.passwordHash, password)
       : await this.#hasher.verifyDecoy(usable ? password : '');
-    if (!account || !ok || account.disabled) {
+    const now = new Date();
+    if (!account || !ok || account.disabled || isLocked(account, now)) {
+      // The right password for a locked or disabled account is not a failure to count.
+      await this.#lockout.recordFailure(ok ? undefined : account, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
     }
+    await this.#lockout.recordSuccess(account);
     if (this.#hasher.needsRehash(account.passwordHash)) {
       await this.#accounts.update(account.sub, { passwordHash: await this.#hasher.hash(password) });
     }
     return account;
+  }
+
+  /**
+   * Replaces the password of an account (the policy applies: ERR_INVALID_INPUT with the reason) and
+   * lifts any lockout. Which sessions end is the caller's decision (a reset ends them all).
+   */
+  async setPassword(sub: string, password: string): Promise<void> {
+    const account = await this.#accounts.findBySub(sub);
+    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    const problem = await this.#policy.check(password, { email: account.email });
+    if (problem) throw new AppError('ERR_INVALID_INPUT', problem.message);
+    await this.#accounts.update(sub, { passwordHash: await this.#hasher.hash(password), failedSignIns: 0, lockouts: 0, lockedUntil: null });
+  }
+
+  /** Lifts a lockout (`tessera users unlock`). Returns false when no account has that email. */
+  async unlock(emailInput: string): Promise<boolean> {
+    const account = await this.findByEmail(emailInput);
+    return account ? this.#lockout.unlock(account.sub) : false;
   }
 
   findBySub(sub: string): Promise<Account | undefined> {
