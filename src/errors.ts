@@ -17,7 +17,11 @@ export type AppErrorCode =
   | 'ERR_SECRET'
   | 'ERR_STORE_UNAVAILABLE'
   | 'ERR_INTERACTION_EXPIRED'
-  | 'ERR_RATE_LIMITED';
+  | 'ERR_RATE_LIMITED'
+  /** A second-factor code or passkey answer was wrong, expired or already used. */
+  | 'ERR_SECOND_FACTOR_INVALID'
+  /** A second factor cannot be used or set up now (already set up, not configured, none left). */
+  | 'ERR_SECOND_FACTOR_UNAVAILABLE';
 
 export class AppError extends Error {
   readonly code: AppErrorCode;
