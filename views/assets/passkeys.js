@@ -1,0 +1,125 @@
+// Passkeys in the browser, for views/partials/passkey.ejs. Each [data-passkey] block is shown only
+// when the browser has WebAuthn. Submitting its form asks Tessera for options (a POST with the
+// form's CSRF token), lets the browser create or use a passkey, and posts the answer as JSON text in
+// the form's `credential` field: the server verifies it and answers like any other form.
+(function () {
+  'use strict';
+
+  function toBytes(base64url) {
+    var base64 = base64url.replace(/-/g, '+').replace(/_/g, '/');
+    var binary = atob(base64 + '===='.slice(0, (4 - (base64.length % 4)) % 4));
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+    return bytes.buffer;
+  }
+
+  function toBase64url(buffer) {
+    var bytes = new Uint8Array(buffer);
+    var binary = '';
+    for (var i = 0; i < bytes.length; i += 1) binary += String.fromCharCode(bytes[i]);
+    return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function withIds(descriptors) {
+    return (descriptors || []).map(function (descriptor) {
+      return Object.assign({}, descriptor, { id: toBytes(descriptor.id) });
+    });
+  }
+
+  function creationOptions(json) {
+    return Object.assign({}, json, {
+      challenge: toBytes(json.challenge),
+      user: Object.assign({}, json.user, { id: toBytes(json.user.id) }),
+      excludeCredentials: withIds(json.excludeCredentials),
+    });
+  }
+
+  function requestOptions(json) {
+    var options = Object.assign({}, json, { challenge: toBytes(json.challenge) });
+    if (json.allowCredentials) options.allowCredentials = withIds(json.allowCredentials);
+    return options;
+  }
+
+  function registrationJson(credential) {
+    var response = credential.response;
+    return {
+      id: credential.id,
+      rawId: toBase64url(credential.rawId),
+      type: credential.type,
+      response: {
+        clientDataJSON: toBase64url(response.clientDataJSON),
+        attestationObject: toBase64url(response.attestationObject),
+        transports: typeof response.getTransports === 'function' ? response.getTransports() : undefined,
+      },
+      clientExtensionResults: credential.getClientExtensionResults(),
+      authenticatorAttachment: credential.authenticatorAttachment || undefined,
+    };
+  }
+
+  function authenticationJson(credential) {
+    var response = credential.response;
+    return {
+      id: credential.id,
+      rawId: toBase64url(credential.rawId),
+      type: credential.type,
+      response: {
+        clientDataJSON: toBase64url(response.clientDataJSON),
+        authenticatorData: toBase64url(response.authenticatorData),
+        signature: toBase64url(response.signature),
+        userHandle: response.userHandle ? toBase64url(response.userHandle) : undefined,
+      },
+      clientExtensionResults: credential.getClientExtensionResults(),
+      authenticatorAttachment: credential.authenticatorAttachment || undefined,
+    };
+  }
+
+  function explain(error) {
+    if (error && error.name === 'NotAllowedError') return 'The passkey request was cancelled or timed out. Try again.';
+    if (error && error.name === 'InvalidStateError') return 'This device already has a passkey for this account.';
+    return (error && error.message) || 'Your browser could not use a passkey.';
+  }
+
+  function setUp(block) {
+    var form = block.querySelector('form');
+    var errorBox = block.querySelector('[data-passkey-error]');
+    var button = form.querySelector('button[type="submit"]');
+    var register = block.getAttribute('data-passkey') === 'register';
+    block.hidden = false;
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      errorBox.hidden = true;
+      button.disabled = true;
+      fetch(block.getAttribute('data-options'), {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { Accept: 'application/json' },
+        body: new URLSearchParams({ _csrf: form.elements._csrf.value }),
+      })
+        .then(function (response) {
+          return response.json().then(function (body) {
+            if (!response.ok) throw new Error(body.error_description || 'Tessera could not start the passkey request.');
+            return body;
+          });
+        })
+        .then(function (options) {
+          return register
+            ? navigator.credentials.create({ publicKey: creationOptions(options) })
+            : navigator.credentials.get({ publicKey: requestOptions(options) });
+        })
+        .then(function (credential) {
+          if (!credential) throw new Error('No passkey was chosen.');
+          form.elements.credential.value = JSON.stringify(register ? registrationJson(credential) : authenticationJson(credential));
+          form.submit();
+        })
+        .catch(function (error) {
+          errorBox.textContent = explain(error);
+          errorBox.hidden = false;
+          button.disabled = false;
+        });
+    });
+  }
+
+  if (!window.PublicKeyCredential || !navigator.credentials) return;
+  Array.prototype.forEach.call(document.querySelectorAll('[data-passkey]'), setUp);
+})();
