@@ -12,9 +12,13 @@ import views from 'koa-views';
 
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
+import type { EmailVerification } from './domain/email-verification.ts';
+import type { PasswordReset } from './domain/password-reset.ts';
 import { errorHandler } from './http/error-handler.ts';
+import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
+import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
@@ -29,6 +33,9 @@ export interface AppDependencies {
   logger: Logger;
   host: ProviderHost;
   accounts: AccountService;
+  rateLimits: RateLimits;
+  emailVerification: EmailVerification;
+  passwordReset: PasswordReset;
 }
 
 async function requestId(ctx: Context, next: Next) {
@@ -57,7 +64,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset }: AppDependencies): Koa {
   const app = new Koa({ proxy: config.behindTlsProxy });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
@@ -80,10 +87,14 @@ export function createApp({ config, logger, host, accounts }: AppDependencies): 
     ctx.body = { status: 'ok' };
   });
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger });
+  app.use(recovery.routes());
+  app.use(recovery.allowedMethods());
   app.use(clientCertificates(config.tls, logger));
+  app.use(rateLimits.clientFailures());
   app.use(host.middleware());
   return app;
 }

@@ -107,7 +107,15 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       logger,
     });
     host.watch();
-    const app = createApp({ config, logger, host, accounts: services.accounts });
+    const app = createApp({
+      config,
+      logger,
+      host,
+      accounts: services.accounts,
+      rateLimits: services.rateLimits,
+      emailVerification: services.emailVerification,
+      passwordReset: services.passwordReset,
+    });
     services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     // The leaked-password list loads in the background, so the first sign-up does not wait for it.
     services.accounts.passwordPolicy.warm().then(

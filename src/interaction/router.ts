@@ -9,8 +9,10 @@ import type { Context } from 'koa';
 import type { InteractionResults, Provider } from 'oidc-provider';
 
 import { INVALID_CREDENTIALS, type AccountService } from '../domain/accounts.ts';
+import type { EmailVerification } from '../domain/email-verification.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
+import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
 import { describeClaims, describeScopes } from './scopes.ts';
@@ -21,6 +23,8 @@ export interface InteractionRouterDependencies {
   provider: () => Provider;
   accounts: AccountService;
   logger: Logger;
+  rateLimits: RateLimits;
+  emailVerification: EmailVerification;
 }
 
 /** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
@@ -29,7 +33,7 @@ function field(ctx: Context, name: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-export function interactionRouter({ provider, accounts, logger }: InteractionRouterDependencies): Router {
+export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification }: InteractionRouterDependencies): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
 
   /** Loads the interaction bound to this browser; the uid in the path must be the one in the cookie. */
@@ -80,6 +84,9 @@ export function interactionRouter({ provider, accounts, logger }: InteractionRou
       client: await clientOf(interaction),
       values: extra.values ?? {},
       error: extra.error,
+      passwordMinLength: accounts.passwordPolicy.minLength,
+      passwordMaxLength: accounts.passwordPolicy.maxLength,
+      passwordHint: accounts.passwordPolicy.hint,
     });
   }
 
@@ -125,6 +132,7 @@ export function interactionRouter({ provider, accounts, logger }: InteractionRou
     const interaction = await loadInteraction(ctx);
     if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
     const email = field(ctx, 'email');
+    await rateLimits.signIn(ctx, email);
     try {
       const account = await accounts.authenticate(email, field(ctx, 'password'));
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'sign-in succeeded');
@@ -140,6 +148,8 @@ export function interactionRouter({ provider, accounts, logger }: InteractionRou
   router.post('/register', async function submitRegistration(ctx) {
     const interaction = await loadInteraction(ctx);
     if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+    // Every attempt counts: the "already exists" answer must not become a fast way to list accounts.
+    await rateLimits.registration(ctx);
     const values = {
       email: field(ctx, 'email'),
       name: field(ctx, 'name'),
@@ -154,6 +164,7 @@ export function interactionRouter({ provider, accounts, logger }: InteractionRou
     try {
       const account = await accounts.register({ ...values, password });
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'account registered');
+      emailVerification.send(account).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
       // `create` satisfies a prompt=create request; `login` signs the new person in.
       await finish(ctx, { create: {}, login: { accountId: account.sub, amr: ['pwd'] } } as InteractionResults);
     } catch (error) {

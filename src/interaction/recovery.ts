@@ -1,0 +1,166 @@
+/**
+ * Pages reached from emails and from the sign-in page: "forgot your password", the reset link, and
+ * the email verification link. Server-rendered like the interaction pages: every POST carries a
+ * CSRF token and answers 303 on success; refused input is shown again with a 4xx and a plain reason.
+ *
+ * A link from an email never does anything on GET (mail scanners fetch links): it shows a page whose
+ * button makes the POST that uses the link up.
+ */
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+
+import { normalizeEmail, type AccountService } from '../domain/accounts.ts';
+import { describeDuration } from '../domain/account-mail.ts';
+import { VERIFY_EMAIL_PATH, type EmailVerification } from '../domain/email-verification.ts';
+import { FORGOT_PASSWORD_PATH, interactionUid, RESET_PASSWORD_PATH, type PasswordReset } from '../domain/password-reset.ts';
+import { csrfProtection } from '../http/csrf.ts';
+import type { RateLimits } from '../http/rate-limit.ts';
+import { renderPage } from '../http/render.ts';
+import type { Logger } from '../log.ts';
+
+export interface RecoveryRouterDependencies {
+  accounts: AccountService;
+  emailVerification: EmailVerification;
+  passwordReset: PasswordReset;
+  rateLimits: RateLimits;
+  logger: Logger;
+}
+
+/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
+function field(ctx: Context, name: string): string {
+  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' ? value : '';
+}
+
+function queryField(ctx: Context, name: string): string {
+  const value = ctx.query[name];
+  return typeof value === 'string' ? value : '';
+}
+
+function looksLikeEmail(value: string): boolean {
+  const email = normalizeEmail(value);
+  return email.length <= 254 && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email);
+}
+
+export function recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger }: RecoveryRouterDependencies): Router {
+  const router = new Router();
+  const policy = accounts.passwordPolicy;
+
+  async function showForgot(ctx: Context, values: { uid?: string | undefined; email?: string; error?: string; sent?: boolean }) {
+    ctx.set('Cache-Control', 'no-store');
+    await renderPage(ctx, 'forgot-password', {
+      title: 'Reset your password',
+      uid: values.uid,
+      email: values.email ?? '',
+      error: values.error,
+      sent: values.sent ?? false,
+      ttl: describeDuration(passwordReset.ttlSeconds),
+    });
+  }
+
+  async function showResetForm(ctx: Context, values: { token: string; uid?: string | undefined; email: string; error?: string }) {
+    ctx.set('Cache-Control', 'no-store');
+    await renderPage(ctx, 'reset-password', {
+      title: 'Choose a new password',
+      done: false,
+      token: values.token,
+      uid: values.uid,
+      email: values.email,
+      error: values.error,
+      passwordMinLength: policy.minLength,
+      passwordMaxLength: policy.maxLength,
+      passwordHint: policy.hint,
+    });
+  }
+
+  async function showLinkExpired(ctx: Context, kind: 'reset' | 'verification', uid?: string) {
+    ctx.status = 400;
+    ctx.set('Cache-Control', 'no-store');
+    await renderPage(ctx, 'link-expired', kind === 'reset'
+      ? { title: 'This reset link does not work', retryHref: `${FORGOT_PASSWORD_PATH}${uid ? `?uid=${uid}` : ''}`, retryLabel: 'Ask for a new link' }
+      : { title: 'This confirmation link does not work', retryHref: '/', retryLabel: 'Go to the start page' });
+  }
+
+  router.use(bodyParser({ enableTypes: ['form'], formLimit: '16kb', encoding: 'utf-8' }));
+
+  router.get(FORGOT_PASSWORD_PATH, csrfProtection, async function showForgotPassword(ctx) {
+    await showForgot(ctx, { uid: interactionUid(ctx.query.uid) });
+  });
+
+  router.post(FORGOT_PASSWORD_PATH, csrfProtection, async function requestPasswordReset(ctx) {
+    const uid = interactionUid(field(ctx, 'uid'));
+    const email = field(ctx, 'email');
+    if (!looksLikeEmail(email)) {
+      ctx.status = 400;
+      return showForgot(ctx, { uid, email, error: 'Enter the email address of your account' });
+    }
+    await rateLimits.passwordReset(ctx, email);
+    // In the background, so the answer comes as fast for an unknown address as for a known one.
+    void passwordReset.request(email, { uid }).then(
+      (account) => account && logger.info({ sub: account.sub }, 'password reset link sent'),
+      (error: unknown) => logger.error({ err: error }, 'could not send a password reset link'),
+    );
+    ctx.status = 303;
+    ctx.redirect(`${FORGOT_PASSWORD_PATH}/sent${uid ? `?uid=${uid}` : ''}`);
+  });
+
+  router.get(`${FORGOT_PASSWORD_PATH}/sent`, csrfProtection, async function showResetRequested(ctx) {
+    await showForgot(ctx, { uid: interactionUid(ctx.query.uid), sent: true });
+  });
+
+  router.get(RESET_PASSWORD_PATH, csrfProtection, async function showResetPassword(ctx) {
+    const token = queryField(ctx, 'token');
+    const uid = interactionUid(ctx.query.uid);
+    const account = await passwordReset.peek(token);
+    if (!account) return showLinkExpired(ctx, 'reset', uid);
+    await showResetForm(ctx, { token, uid, email: account.email });
+  });
+
+  router.post(RESET_PASSWORD_PATH, csrfProtection, async function resetPassword(ctx) {
+    const token = field(ctx, 'token');
+    const uid = interactionUid(field(ctx, 'uid'));
+    const password = field(ctx, 'password');
+    const account = await passwordReset.peek(token);
+    if (!account) return showLinkExpired(ctx, 'reset', uid);
+    if (password !== field(ctx, 'password_confirmation')) {
+      ctx.status = 400;
+      return showResetForm(ctx, { token, uid, email: account.email, error: 'The two passwords do not match' });
+    }
+    const outcome = await passwordReset.complete(token, password);
+    if (!outcome.ok) {
+      if (outcome.reason === 'invalid_link') return showLinkExpired(ctx, 'reset', uid);
+      ctx.status = 400;
+      return showResetForm(ctx, { token, uid, email: account.email, error: outcome.problem.message });
+    }
+    logger.info({ sub: outcome.account.sub, sessionsEnded: outcome.sessionsEnded }, 'password reset');
+    ctx.status = 303;
+    ctx.redirect(`${RESET_PASSWORD_PATH}/done${uid ? `?uid=${uid}` : ''}`);
+  });
+
+  router.get(`${RESET_PASSWORD_PATH}/done`, async function showPasswordChanged(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    await renderPage(ctx, 'reset-password', { title: 'Password changed', done: true, uid: interactionUid(ctx.query.uid) });
+  });
+
+  router.get(VERIFY_EMAIL_PATH, csrfProtection, async function showVerifyEmail(ctx) {
+    const token = queryField(ctx, 'token');
+    if (!(await emailVerification.isLive(token))) return showLinkExpired(ctx, 'verification');
+    ctx.set('Cache-Control', 'no-store');
+    await renderPage(ctx, 'verify-email', { title: 'Confirm your email address', verified: false, token });
+  });
+
+  router.post(VERIFY_EMAIL_PATH, csrfProtection, async function verifyEmail(ctx) {
+    const result = await emailVerification.verify(field(ctx, 'token'));
+    if (!result.verified) return showLinkExpired(ctx, 'verification');
+    logger.info({ sub: result.account.sub }, 'email verified');
+    ctx.status = 303;
+    ctx.redirect(`${VERIFY_EMAIL_PATH}/done`);
+  });
+
+  router.get(`${VERIFY_EMAIL_PATH}/done`, async function showEmailVerified(ctx) {
+    await renderPage(ctx, 'verify-email', { title: 'Email address confirmed', verified: true });
+  });
+
+  return router;
+}
