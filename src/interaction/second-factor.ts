@@ -124,6 +124,10 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
     if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
     const signIn = await pending.find(interaction.uid);
     const account = signIn && await accounts.findBySub(signIn.sub);
+    // The passkey script asks for JSON: a redirect to an HTML page would only confuse it.
+    if ((!signIn || !account || account.disabled || signIn.stage !== stage) && ctx.accepts('html', 'json') === 'json') {
+      throw new AppError('ERR_INTERACTION_EXPIRED', 'This step of the sign-in expired. Reload the page and start again.');
+    }
     if (!signIn || !account || account.disabled) {
       if (signIn) await pending.discard(interaction.uid);
       redirect(ctx, base(interaction.uid));
@@ -164,6 +168,8 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       method,
       methods,
       maskedEmail: maskEmail(account.email),
+      // A step-up keeps the session's account: "someone else" would mean signing out first.
+      switchAccount: !interaction.session?.accountId,
       sent: Boolean(extra.sent),
       error: extra.error,
     });
