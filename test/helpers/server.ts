@@ -32,6 +32,21 @@ export interface TestServer extends RunningServer {
   readonly cliEnv: Record<string, string>;
 }
 
+/**
+ * Tests drive many flows from one loopback address, so the rate limits are raised far out of the
+ * way; a test about rate limits (rate-limits.test.ts) sets its own in `env`.
+ */
+export const RELAXED_RATE_LIMITS: Readonly<Record<string, string>> = Object.freeze({
+  RATE_LIMIT_SIGNIN_PER_IP: '100000/60',
+  RATE_LIMIT_SIGNIN_PER_ACCOUNT: '100000/60',
+  RATE_LIMIT_REGISTRATION_PER_IP: '100000/60',
+  RATE_LIMIT_PASSWORD_RESET_PER_IP: '100000/60',
+  RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT: '100000/60',
+  RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT: '100000/60',
+  RATE_LIMIT_TOKEN_FAILURES_PER_IP: '100000/60',
+  RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: '100000/60',
+});
+
 export function makeTempDir(prefix = 'tessera-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
@@ -48,6 +63,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     CONFIG_DIR: configDir,
     LOG_LEVEL: 'silent',
     STORE_POLL_SECONDS: '1',
+    ...RELAXED_RATE_LIMITS,
     ...options.env,
   };
   const config = loadConfig(env);
