@@ -52,6 +52,8 @@ test('the client address is the peer, unless the peer is a trusted proxy', (t) =
   t.is(clientAddress(fakeContext('203.0.113.9', '198.51.100.1'), proxies), '203.0.113.9', 'a header from anyone else is ignored');
   t.is(clientAddress(fakeContext('::ffff:10.1.2.3', '198.51.100.1'), proxies), '198.51.100.1');
   t.is(clientAddress(fakeContext('10.1.2.3', '1.2.3.4, 198.51.100.1, 10.0.0.7'), proxies), '198.51.100.1', 'read from the right, skipping trusted hops: the first entry is the client\'s to forge');
+  t.is(clientAddress(fakeContext('10.1.2.3', '198.51.100.1:5123'), proxies), '198.51.100.1', 'a port some proxies add is dropped');
+  t.is(clientAddress(fakeContext('10.1.2.3', '[2001:db8::7]:443'), proxies), '2001:db8::7');
   t.is(clientAddress(fakeContext('10.1.2.3', 'garbage'), proxies), '10.1.2.3');
   t.is(clientAddress(fakeContext('10.1.2.3'), proxies), '10.1.2.3');
 });

@@ -38,8 +38,11 @@ function waitInWords(seconds: number): string {
   return `${minutes} minute${minutes === 1 ? '' : 's'}`;
 }
 
+/** An IP address as sockets and proxies write it ("::ffff:192.0.2.1", "192.0.2.1:443", "[2001:db8::1]:443"), or undefined. */
 function normalizeAddress(address: string | undefined): string | undefined {
-  const trimmed = address?.trim().replace(/^\[|\]$/g, '');
+  const trimmed = address?.trim()
+    .replace(/^\[([^\]]+)\](:\d+)?$/, '$1')
+    .replace(/^(\d+\.\d+\.\d+\.\d+):\d+$/, '$1');
   if (!trimmed) return undefined;
   const plain = trimmed.startsWith('::ffff:') && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
   return isIP(plain) ? plain : undefined;
