@@ -100,6 +100,8 @@ export interface StaticResource {
   readonly scopes: readonly string[];
   readonly format: 'jwt' | 'opaque';
   readonly ttlSeconds: number;
+  /** Scopes limited to holders of one of the listed roles (`scope_roles` in the file). */
+  readonly scopeRoles?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 export interface TlsConfig {
@@ -198,7 +200,12 @@ const resourcesFileSchema = z.array(z.object({
   scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a valid scope token')).min(1),
   format: z.enum(['jwt', 'opaque']).default('jwt'),
   ttl: z.number().int().min(1).max(86_400).default(300),
-}).strict());
+  scope_roles: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'must be a role name')).min(1)).optional(),
+}).strict().superRefine((resource, ctx) => {
+  for (const scope of Object.keys(resource.scope_roles ?? {})) {
+    if (!resource.scopes.includes(scope)) ctx.addIssue({ code: 'custom', path: ['scope_roles', scope], message: 'is not one of the resource\'s scopes' });
+  }
+}));
 
 /** Client metadata is checked in depth by oidc-provider at startup; here only the shape a file must have. */
 const clientsFileSchema = z.array(
@@ -310,7 +317,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
     staticClients: clients.success ? clients.data : [],
-    staticResources: (resources.success ? resources.data : []).map(({ ttl, ...resource }) => ({ ...resource, ttlSeconds: ttl })),
+    staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }) })),
     tls,
     security: {
       passwordMinLength: e.PASSWORD_MIN_LENGTH,

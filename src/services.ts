@@ -15,6 +15,7 @@ import { PasswordHasher } from './domain/password.ts';
 import { PasswordPolicy } from './domain/password-policy.ts';
 import { FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
+import { RoleService } from './domain/roles.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -24,6 +25,8 @@ export interface Services {
   readonly accounts: AccountService;
   readonly clients: ClientService;
   readonly resources: ResourceService;
+  /** Roles of accounts (`tessera users roles`), released by the `roles` scope and limiting API scopes. */
+  readonly roles: RoleService;
   readonly keys: KeyService;
   readonly mailer: Mailer;
   readonly secret: MasterSecret;
@@ -62,6 +65,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     accounts,
     clients,
     resources,
+    roles: new RoleService(store.accounts),
     keys: new KeyService(store.keys, secret.value, retainSeconds),
     mailer,
     secret,

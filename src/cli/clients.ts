@@ -17,7 +17,7 @@ const GRANTS = ['authorization_code', 'client_credentials'] as const;
 
 /** Options that only make sense for one kind of client; naming the other kind's is a usage error. */
 const RELYING_PARTY_ONLY = ['redirect-uri', 'post-logout-redirect-uri', 'public', 'require-par'] as const;
-const MACHINE_ONLY = ['auth', 'cert', 'jwks', 'jwks-uri', 'resource', 'scope', ...Object.keys(TLS_SUBJECT_OPTIONS) as (keyof typeof TLS_SUBJECT_OPTIONS)[]] as const;
+const MACHINE_ONLY = ['auth', 'cert', 'jwks', 'jwks-uri', 'resource', 'scope', 'role', ...Object.keys(TLS_SUBJECT_OPTIONS) as (keyof typeof TLS_SUBJECT_OPTIONS)[]] as const;
 
 /** Which credential options go with which --auth method. */
 const CREDENTIAL_OPTIONS: Record<string, MachineAuthMethod> = {
@@ -67,6 +67,7 @@ const create = defineCommand({
     'jwks-uri': { type: 'string', placeholder: 'URL', description: 'private_key_jwt: where the client publishes its public keys (https)' },
     resource: { type: 'string', multiple: true, placeholder: 'URI', description: 'Machine client: a resource server (audience) it may get tokens for' },
     scope: { type: 'string', multiple: true, placeholder: 'S', description: 'Machine client: a scope it may ask for' },
+    role: { type: 'string', multiple: true, placeholder: 'ROLE', description: 'Machine client: a role it holds, for scopes a resource limits to roles' },
     'require-dpop': { type: 'boolean', description: 'Access tokens must be DPoP-bound (RFC 9449)' },
     json: JSON_OPTION,
   },
@@ -116,6 +117,7 @@ const create = defineCommand({
         ...(values['jwks-uri'] !== undefined && { jwksUri: values['jwks-uri'] }),
         resources: await scopesPerResource(values.resource, values.scope, (audience) => resources.find(audience)),
         requireDpop: values['require-dpop'],
+        roles: values.role,
       });
     }
     if (values.json) return printJson(created);
@@ -175,6 +177,7 @@ function describeClient(client: { client_id: string; client_name?: unknown; sour
     ...(auth === 'tls_client_auth' && { tls_subjects: metadata.tessera_tls_subjects ?? tlsSubjectFromStandardMetadata(metadata) }),
     ...(metadata.tessera_resources !== undefined && { tessera_resources: metadata.tessera_resources }),
     ...(typeof metadata.tessera_resource_server === 'string' && { resource_server: metadata.tessera_resource_server }),
+    ...(Array.isArray(metadata.tessera_roles) && { roles: metadata.tessera_roles as string[] }),
     metadata,
   };
 }

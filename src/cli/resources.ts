@@ -26,9 +26,13 @@ const create = defineCommand({
     format: { type: 'string', placeholder: 'jwt|opaque', description: 'Access token format (default jwt)' },
     ttl: { type: 'string', placeholder: 'SECONDS', description: `Access token lifetime, 1 to ${MAX_RESOURCE_TTL_SECONDS} (default ${DEFAULT_RESOURCE_TTL_SECONDS})` },
     name: { type: 'string', placeholder: 'NAME', description: 'A name for people (defaults to the audience)' },
+    'scope-role': { type: 'string', multiple: true, placeholder: 'SCOPE=ROLE', description: 'Only holders of ROLE may receive SCOPE (repeat for several roles: any one is enough)' },
     json: JSON_OPTION,
   },
   check(values) {
+    for (const entry of values['scope-role']) {
+      if (!/^[^=\s]+=[^=\s]+$/.test(entry)) throw new UsageError(`--scope-role must be SCOPE=ROLE, not ${JSON.stringify(entry)}`);
+    }
     if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) {
       throw new UsageError(`--format must be ${FORMATS.join(' or ')}, not ${JSON.stringify(values.format)}`);
     }
@@ -42,18 +46,21 @@ const create = defineCommand({
       name: values.name,
       format: values.format as (typeof FORMATS)[number] | undefined,
       ttlSeconds: values.ttl === undefined ? undefined : Number(values.ttl),
+      scopeRoles: scopeRolesOf(values['scope-role']),
     });
     const output = {
       audience: created.audience,
       scopes: created.scopes,
       format: created.format,
       ttl: created.ttlSeconds,
+      ...(created.scopeRoles && { scope_roles: created.scopeRoles }),
       client_id: created.client.client_id,
       client_secret: created.client.client_secret,
     };
     if (values.json) return printJson(output);
     printLines(
       `Created resource server ${created.audience} (${created.format} access tokens, ${created.ttlSeconds} s, scopes: ${created.scopes.join(' ')}).`,
+      ...(created.scopeRoles ? [`Limited to roles: ${describeScopeRoles(created.scopeRoles)}.`] : []),
       'Its client for introspection and revocation:',
       `client_id:     ${output.client_id}`,
       `client_secret: ${output.client_secret}`,
@@ -78,6 +85,7 @@ const list = defineCommand({
       scopes: resource.scopes,
       format: resource.format,
       ttl: resource.ttlSeconds,
+      ...(resource.scopeRoles && { scope_roles: resource.scopeRoles }),
       source: resource.source,
       ...(introspectors.has(resource.audience) && { client_id: introspectors.get(resource.audience) }),
     }));
@@ -85,7 +93,7 @@ const list = defineCommand({
     if (!rows.length) return printLines('No resource servers yet. Create one with "tessera resources create".');
     printTable(
       ['AUDIENCE', 'SOURCE', 'FORMAT', 'TTL', 'CLIENT_ID', 'SCOPES'],
-      rows.map((row) => [row.audience, row.source, row.format, String(row.ttl), row.client_id ?? '-', row.scopes.join(' ')]),
+      rows.map((row) => [row.audience, row.source, row.format, String(row.ttl), row.client_id ?? '-', row.scopes.map((scope) => row.scope_roles?.[scope] ? `${scope}(${row.scope_roles[scope]!.join('|')})` : scope).join(' ')]),
     );
   },
 });
@@ -110,6 +118,21 @@ const remove = defineCommand({
     printLines(`Deleted resource server ${audience}. Tokens for it are no longer issued.`);
   },
 });
+
+/** `orders:write=admin`, repeatable: the roles of each scope, in the order given. */
+function scopeRolesOf(entries: readonly string[]): Record<string, string[]> | undefined {
+  if (!entries.length) return undefined;
+  const scopeRoles: Record<string, string[]> = {};
+  for (const entry of entries) {
+    const [scope = '', role = ''] = entry.split('=');
+    (scopeRoles[scope] ??= []).push(role);
+  }
+  return scopeRoles;
+}
+
+function describeScopeRoles(scopeRoles: Record<string, string[]>): string {
+  return Object.entries(scopeRoles).map(([scope, roles]) => `${scope} needs ${roles.join(' or ')}`).join('; ');
+}
 
 export const resourcesGroup = defineGroup('Manage resource servers (APIs) and their scopes', {
   create,

@@ -36,6 +36,7 @@ function publicView(account: Account) {
     given_name: account.givenName,
     family_name: account.familyName,
     disabled: account.disabled,
+    roles: [...account.roles],
     /** Set while sign-in is blocked after failed attempts (`users unlock` lifts it). */
     locked_until: account.lockedUntil && account.lockedUntil.getTime() > Date.now() ? account.lockedUntil.toISOString() : undefined,
     created_at: account.createdAt.toISOString(),
@@ -84,8 +85,8 @@ const list = defineCommand({
     if (values.json) return printJson(users);
     if (!users.length) return printLines('No users yet. Create one with "tessera users create".');
     printTable(
-      ['EMAIL', 'SUB', 'STATUS', 'NAME', 'CREATED'],
-      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.name ?? '', user.created_at]),
+      ['EMAIL', 'SUB', 'STATUS', 'ROLES', 'NAME', 'CREATED'],
+      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.roles.join(',') || '-', user.name ?? '', user.created_at]),
     );
   },
 });
@@ -123,10 +124,43 @@ const unlock = defineCommand({
   },
 });
 
+function roleCommand(action: 'add' | 'remove') {
+  return defineCommand({
+    summary: action === 'add' ? 'Give a user a role' : 'Take a role away from a user',
+    description: action === 'add'
+      ? [
+        'Give a user a role. Roles are released as the `roles` claim to apps that ask for the `roles` scope,',
+        'and a resource server can limit scopes to roles (resources create --scope-role SCOPE=ROLE).',
+        'Tokens already issued keep what they carry; the next sign-in or refresh sees the change.',
+      ].join('\n')
+      : 'Take a role away from a user. The next sign-in or token refresh no longer carries it.',
+    args: [{ name: 'EMAIL', description: 'The user\'s email address' }, { name: 'ROLE', description: 'A role name, e.g. admin (letters, digits, _ . : -)' }],
+    options: { json: JSON_OPTION },
+    async run({ values, args: [email = '', role = ''], services }) {
+      const { roles } = await services();
+      const account = normalizeEmail(email);
+      if (action === 'add') {
+        const held = await roles.add(email, role);
+        if (values.json) return printJson({ email: account, roles: held });
+        return printLines(`${account} now has the roles: ${held.join(', ')}.`);
+      }
+      const { roles: held, removed } = await roles.remove(email, role);
+      if (values.json) return printJson({ email: account, roles: held, removed });
+      printLines(removed
+        ? `Took ${role} from ${account}; roles now: ${held.join(', ') || 'none'}.`
+        : `${account} did not have the role ${role}; roles: ${held.join(', ') || 'none'}.`);
+    },
+  });
+}
+
 export const usersGroup = defineGroup('Manage user accounts', {
   create,
   list,
   disable: setDisabledCommand(true),
   enable: setDisabledCommand(false),
   unlock,
+  roles: defineGroup('Manage a user\'s roles', {
+    add: roleCommand('add'),
+    remove: roleCommand('remove'),
+  }),
 });

@@ -50,6 +50,7 @@ export const CLAIMS_BY_SCOPE = {
   openid: ['sub'],
   profile: ['name', 'given_name', 'family_name'],
   email: ['email', 'email_verified'],
+  roles: ['roles'],
 } as const;
 
 export type AccountClaims = {
@@ -59,6 +60,8 @@ export type AccountClaims = {
   name?: string;
   given_name?: string;
   family_name?: string;
+  /** Always an array (possibly empty) when released, so RPs need not special-case its absence. */
+  roles?: string[];
 };
 
 export function claimsOf(account: Account): AccountClaims {
@@ -69,6 +72,7 @@ export function claimsOf(account: Account): AccountClaims {
     name: account.name,
     given_name: account.givenName,
     family_name: account.familyName,
+    roles: [...(account.roles ?? [])],
   };
 }
 

@@ -10,6 +10,7 @@ import { AppError } from '../errors.ts';
 import type { ClientRepository, RevisionRepository, StoredClient } from '../store/port.ts';
 import { certificateJwk, parseCertificate, thumbprint, TLS_SUBJECT_METADATA, tlsSubjectProblem, type TlsSubject } from './certificates.ts';
 import { randomId } from './random.ts';
+import { roleProblem } from './roles.ts';
 
 const HASHED_SECRET_PREFIX = 'sha256$';
 
@@ -53,10 +54,12 @@ export interface NewMachineClient {
   /** Allowed scopes per resource server audience. */
   resources: Record<string, string[]>;
   requireDpop?: boolean;
+  /** Roles it holds: a scope a resource limits to roles is issued only to a holder of one. */
+  roles?: string[];
 }
 
 /** Client metadata Tessera adds to oidc-provider's (registered as extraClientMetadata). */
-export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server'] as const;
+export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles'] as const;
 
 export type ResourceLookup = (audience: string) => Promise<{ scopes: string[] } | undefined>;
 
@@ -138,6 +141,10 @@ export class ClientService {
     const problems: string[] = input.name.trim() ? [] : ['a name is required'];
     if (!MACHINE_AUTH_METHODS.includes(input.auth)) problems.push(`unknown authentication method ${input.auth}`);
     problems.push(...await this.#resourceProblems(input.resources));
+    for (const role of input.roles ?? []) {
+      const problem = roleProblem(role);
+      if (problem) problems.push(problem);
+    }
     const credentials: Record<string, unknown> = {};
     switch (input.auth) {
       case 'tls_client_auth':
@@ -189,6 +196,7 @@ export class ClientService {
         ...(certificateBound && { tls_client_certificate_bound_access_tokens: true }),
         ...(input.requireDpop && { dpop_bound_access_tokens: true }),
         tessera_resources: Object.fromEntries(Object.entries(input.resources).map(([audience, scopes]) => [audience, [...new Set(scopes)]])),
+        ...(input.roles?.length && { tessera_roles: [...new Set(input.roles)].sort() }),
       },
     });
     return { client_id: clientId, ...(secret && { client_secret: secret }) };

@@ -7,6 +7,7 @@ import type { StaticResource } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { ResourceRepository, ResourceServerRecord, RevisionRepository } from '../store/port.ts';
 import type { ClientService, CreatedClient } from './clients.ts';
+import { scopeRolesProblems, type ScopeRoles } from './roles.ts';
 
 export type ResourceServer = Omit<ResourceServerRecord, 'createdAt'>;
 
@@ -16,6 +17,8 @@ export interface NewResourceServer {
   scopes: string[];
   format?: 'jwt' | 'opaque' | undefined;
   ttlSeconds?: number | undefined;
+  /** Scopes only holders of one of the listed roles may receive, e.g. `{ "orders:write": ["admin"] }`. */
+  scopeRoles?: ScopeRoles | undefined;
 }
 
 export const DEFAULT_RESOURCE_TTL_SECONDS = 300;
@@ -34,8 +37,9 @@ export function resourceProblems(input: NewResourceServer): string[] {
   if (!input.scopes.length) problems.push('at least one scope is required');
   for (const scope of input.scopes) {
     if (!SCOPE_TOKEN.test(scope)) problems.push(`${JSON.stringify(scope)} is not a valid scope`);
-    if (['openid', 'offline_access', 'profile', 'email'].includes(scope)) problems.push(`${scope} is an OpenID Connect scope, not an API scope`);
+    if (['openid', 'offline_access', 'profile', 'email', 'roles'].includes(scope)) problems.push(`${scope} is an OpenID Connect scope, not an API scope`);
   }
+  problems.push(...scopeRolesProblems(input.scopes, input.scopeRoles));
   const ttl = input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_RESOURCE_TTL_SECONDS) problems.push(`the token lifetime must be between 1 and ${MAX_RESOURCE_TTL_SECONDS} seconds`);
   return problems;
@@ -53,7 +57,11 @@ export class ResourceService {
     this.#resources = resources;
     this.#revisions = revisions;
     this.#clients = clients;
-    this.#static = new Map(staticResources.map((resource) => [resource.audience, { ...resource, scopes: [...resource.scopes] }]));
+    this.#static = new Map(staticResources.map(({ scopeRoles, ...resource }) => [resource.audience, {
+      ...resource,
+      scopes: [...resource.scopes],
+      ...(scopeRoles && { scopeRoles: normalizeScopeRoles(scopeRoles) }),
+    }]));
   }
 
   /**
@@ -70,6 +78,7 @@ export class ResourceService {
       scopes: [...new Set(input.scopes)],
       format: input.format ?? 'jwt',
       ttlSeconds: input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS,
+      ...(input.scopeRoles && Object.keys(input.scopeRoles).length && { scopeRoles: normalizeScopeRoles(input.scopeRoles) }),
     };
     await this.#resources.create(resource);
     try {
@@ -121,4 +130,8 @@ export class ResourceService {
       this.#cachedRevision = revision;
     }
   }
+}
+
+function normalizeScopeRoles(scopeRoles: Readonly<Record<string, readonly string[]>>): ScopeRoles {
+  return Object.fromEntries(Object.entries(scopeRoles).map(([scope, roles]) => [scope, [...new Set(roles)].sort()]));
 }

@@ -5,6 +5,7 @@ const SCOPE_WORDS: Record<string, string> = {
   profile: 'See your name',
   email: 'See your email address and whether it is verified',
   offline_access: 'Stay connected to your account when you are not using the app',
+  roles: 'See the roles you have been given',
 };
 
 const CLAIM_WORDS: Record<string, string> = {
@@ -14,6 +15,7 @@ const CLAIM_WORDS: Record<string, string> = {
   family_name: 'your family name',
   email: 'your email address',
   email_verified: 'whether your email address is verified',
+  roles: 'your roles',
 };
 
 export interface ScopeDescription {

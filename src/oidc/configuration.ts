@@ -13,6 +13,7 @@ import { chainsTo, parseBundle, subjectMatches, type TlsSubject, type TlsSubject
 import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
 import type { ResourceService } from '../domain/resources.ts';
+import { hasRoleLimits, scopesForRoles } from '../domain/roles.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { presentedCertificate } from './client-certificates.ts';
@@ -28,7 +29,7 @@ export interface ConfigurationDependencies {
   mtlsBaseUrl: string | undefined;
 }
 
-const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email']);
+const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'roles']);
 
 type ClientLike = { clientId: string; metadata(): ClientMetadata; clientAuthMethod?: string };
 
@@ -37,11 +38,30 @@ function allowedResources(client: ClientLike): Record<string, string[]> {
 }
 
 /**
+ * The roles of whoever the token would be for, when the resource limits scopes to roles: a machine
+ * client's own (`tessera_roles` metadata) for client credentials, otherwise the signed-in person's.
+ * Undefined while nobody is known (before sign-in, a pushed request): limited scopes are withheld.
+ */
+async function holderRoles(accounts: AccountService, ctx: KoaContextWithOIDC, client: ClientLike, machine: boolean): Promise<string[] | undefined> {
+  if (machine) {
+    const roles = client.metadata().tessera_roles;
+    return Array.isArray(roles) ? roles.map(String) : undefined;
+  }
+  const sub = ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId;
+  if (!sub) return undefined;
+  const account = await accounts.findBySub(sub);
+  return account && !account.disabled ? account.roles : undefined;
+}
+
+/**
  * Which access tokens a client may get for a resource server: only the scopes both the resource
  * offers and the client was allowed. Asking for any other API scope fails with invalid_scope
- * (oidc-provider alone would silently drop it).
+ * (oidc-provider alone would silently drop it). A scope the resource limits to roles is offered
+ * only when the holder has one of them: a person without it is simply not granted it (the token
+ * response's `scope` says what was), a machine client asking for it explicitly gets invalid_scope.
+ * This runs again at every token request, so a role taken away stops the next refresh too.
  */
-async function resourceServerInfo(resources: ResourceService, ctx: KoaContextWithOIDC, indicator: string, client: ClientLike) {
+async function resourceServerInfo(resources: ResourceService, accounts: AccountService, ctx: KoaContextWithOIDC, indicator: string, client: ClientLike) {
   const resource = await resources.find(indicator);
   if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
   const allowed = allowedResources(client);
@@ -49,16 +69,25 @@ async function resourceServerInfo(resources: ResourceService, ctx: KoaContextWit
   if (!clientScopes) throw new errors.InvalidTarget(`this client may not request tokens for ${indicator}`);
   const everyAllowedScope = new Set(Object.values(allowed).flat());
   const params = ctx.oidc.params as Record<string, unknown> | undefined;
+  const machine = ctx.oidc.route === 'token' && params?.grant_type === 'client_credentials';
+  const permitted = resource.scopes.filter((scope) => clientScopes.includes(scope));
+  const available = hasRoleLimits(resource.scopeRoles)
+    ? scopesForRoles(permitted, resource.scopeRoles, await holderRoles(accounts, ctx, client, machine))
+    : permitted;
   // RFC 6749 section 3.3: without a scope the server uses a documented default. Tessera's default for
   // a machine client is everything it is allowed at that resource (oidc-provider would issue none).
-  if (params && ctx.oidc.route === 'token' && params.grant_type === 'client_credentials' && params.scope === undefined) {
-    params.scope = resource.scopes.filter((scope) => clientScopes.includes(scope)).join(' ');
+  if (params && machine && params.scope === undefined) {
+    params.scope = available.join(' ');
   }
   const requested = typeof params?.scope === 'string' ? params.scope.split(' ') : [];
   const refused = requested.filter((scope) => scope && !OIDC_SCOPES.has(scope) && !everyAllowedScope.has(scope));
   if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
+  if (machine) {
+    const withheld = requested.filter((scope) => permitted.includes(scope) && !available.includes(scope));
+    if (withheld.length) throw new errors.InvalidScope('requested scope is limited to roles the client does not hold', withheld.join(' '));
+  }
   return {
-    scope: resource.scopes.filter((scope) => clientScopes.includes(scope)).join(' '),
+    scope: available.join(' '),
     audience: resource.audience,
     accessTokenTTL: resource.ttlSeconds,
     accessTokenFormat: resource.format,
@@ -96,6 +125,9 @@ function validateTesseraMetadata(key: string, value: unknown): void {
       break;
     case 'tessera_resource_server':
       if (typeof value !== 'string') invalid('must be a resource server audience');
+      break;
+    case 'tessera_roles':
+      if (!Array.isArray(value) || !value.every((role) => typeof role === 'string')) invalid('must be an array of role names');
       break;
   }
 }
@@ -138,7 +170,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       return { accountId: sub, claims: () => claims };
     },
     claims: Object.fromEntries(Object.entries(CLAIMS_BY_SCOPE).map(([scope, claims]) => [scope, [...claims]])),
-    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    scopes: ['openid', 'offline_access', 'profile', 'email', 'roles'],
     // RPs (and people comparing with Keycloak/Auth0) expect the scope's claims in the ID token too,
     // not only at userinfo.
     conformIdTokenClaims: false,
@@ -232,7 +264,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
           return audiences.length === 1 && client.grantTypeAllowed('client_credentials') ? audiences[0]! : undefined!;
         },
         useGrantedResource: () => true,
-        getResourceServerInfo: (ctx, indicator, client) => resourceServerInfo(resources, ctx, indicator, client as unknown as ClientLike),
+        getResourceServerInfo: (ctx, indicator, client) => resourceServerInfo(resources, accounts, ctx, indicator, client as unknown as ClientLike),
       },
       mTLS: {
         enabled: true,
