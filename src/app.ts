@@ -10,6 +10,7 @@ import Koa, { type Context, type Next } from 'koa';
 import send from 'koa-send';
 import views from 'koa-views';
 
+import { registrationApiRouter } from './api/registration.ts';
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
@@ -93,6 +94,10 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
+  // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
+  if (config.security.registrationApi) {
+    app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
+  }
   app.use(clientCertificates(config.tls, logger));
   app.use(rateLimits.clientFailures());
   app.use(host.middleware());

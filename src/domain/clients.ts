@@ -35,6 +35,8 @@ export interface NewRelyingParty {
   requirePar?: boolean;
   /** Access tokens must be DPoP-bound (RFC 9449). */
   requireDpop?: boolean;
+  /** One of the operator's own apps: may register people through POST /api/accounts. */
+  firstParty?: boolean;
 }
 
 export const MACHINE_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt', 'client_secret_basic'] as const;
@@ -59,7 +61,7 @@ export interface NewMachineClient {
 }
 
 /** Client metadata Tessera adds to oidc-provider's (registered as extraClientMetadata). */
-export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles'] as const;
+export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles', 'tessera_first_party'] as const;
 
 export type ResourceLookup = (audience: string) => Promise<{ scopes: string[] } | undefined>;
 
@@ -131,6 +133,7 @@ export class ClientService {
         ...(secret && { client_secret: hashClientSecret(secret) }),
         ...(input.requirePar && { require_pushed_authorization_requests: true }),
         ...(input.requireDpop && { dpop_bound_access_tokens: true }),
+        ...(input.firstParty && { tessera_first_party: true }),
       },
     });
     return { client_id: clientId, ...(secret && { client_secret: secret }) };

@@ -129,6 +129,9 @@ function validateTesseraMetadata(key: string, value: unknown): void {
     case 'tessera_roles':
       if (!Array.isArray(value) || !value.every((role) => typeof role === 'string')) invalid('must be an array of role names');
       break;
+    case 'tessera_first_party':
+      if (typeof value !== 'boolean') invalid('must be true or false');
+      break;
   }
 }
 
