@@ -15,6 +15,7 @@ import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
+import type { SecondFactorService } from './domain/second-factors.ts';
 import { errorHandler } from './http/error-handler.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
@@ -37,6 +38,7 @@ export interface AppDependencies {
   rateLimits: RateLimits;
   emailVerification: EmailVerification;
   passwordReset: PasswordReset;
+  secondFactors: SecondFactorService;
 }
 
 async function requestId(ctx: Context, next: Next) {
@@ -65,7 +67,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors }: AppDependencies): Koa {
   const app = new Koa({ proxy: config.behindTlsProxy });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
@@ -88,7 +90,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     ctx.body = { status: 'ok' };
   });
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger });

@@ -115,6 +115,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       rateLimits: services.rateLimits,
       emailVerification: services.emailVerification,
       passwordReset: services.passwordReset,
+      secondFactors: services.secondFactors,
     });
     services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     // The leaked-password list loads in the background, so the first sign-up does not wait for it.

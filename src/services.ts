@@ -16,6 +16,7 @@ import { PasswordPolicy } from './domain/password-policy.ts';
 import { FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
 import { RoleService } from './domain/roles.ts';
+import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -35,6 +36,8 @@ export interface Services {
   readonly passwordReset: PasswordReset;
   /** Store-backed rate limits; `rateLimits.secondFactor(ctx, sub)` before checking any second factor. */
   readonly rateLimits: RateLimits;
+  /** TOTP, recovery codes, codes by email and passkeys: enrolment, checks, management. */
+  readonly secondFactors: SecondFactorService;
 }
 
 /** Seconds of clock skew allowed for validators when deciding how long a retired key stays published. */
@@ -84,5 +87,11 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       issuer: config.issuer,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
+    secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {
+      issuer: config.issuer,
+      webauthn: config.webauthn,
+      emailCodes: Boolean(config.mail.smtpUrl),
+      masterSecret: secret.value,
+    }),
   };
 }

@@ -16,7 +16,7 @@ import { printJson, printLines, printTable } from './output.ts';
 const GRANTS = ['authorization_code', 'client_credentials'] as const;
 
 /** Options that only make sense for one kind of client; naming the other kind's is a usage error. */
-const RELYING_PARTY_ONLY = ['redirect-uri', 'post-logout-redirect-uri', 'public', 'require-par', 'first-party'] as const;
+const RELYING_PARTY_ONLY = ['redirect-uri', 'post-logout-redirect-uri', 'public', 'require-par', 'first-party', 'require-mfa'] as const;
 const MACHINE_ONLY = ['auth', 'cert', 'jwks', 'jwks-uri', 'resource', 'scope', 'role', ...Object.keys(TLS_SUBJECT_OPTIONS) as (keyof typeof TLS_SUBJECT_OPTIONS)[]] as const;
 
 /** Which credential options go with which --auth method. */
@@ -61,6 +61,7 @@ const create = defineCommand({
     public: { type: 'boolean', description: 'Relying party: a public client (SPA, native app): no secret, PKCE alone' },
     'require-par': { type: 'boolean', description: 'Relying party: authorization requests must be pushed first (RFC 9126)' },
     'first-party': { type: 'boolean', description: 'Relying party: one of your own apps, allowed to register people with POST /api/accounts' },
+    'require-mfa': { type: 'boolean', description: 'Relying party: every sign-in needs a second factor; people without one set it up first' },
     auth: { type: 'string', placeholder: 'METHOD', description: `Machine client: ${MACHINE_AUTH_METHODS.join(', ')} (default client_secret_basic)` },
     ...TLS_SUBJECT_SPECS,
     cert: { type: 'string', multiple: true, placeholder: 'PATH.pem', description: 'self_signed_tls_client_auth: a certificate the client presents' },
@@ -104,6 +105,7 @@ const create = defineCommand({
         requirePar: values['require-par'],
         requireDpop: values['require-dpop'],
         firstParty: values['first-party'],
+        requireMfa: values['require-mfa'],
       });
     } else {
       const auth = (values.auth ?? 'client_secret_basic') as MachineAuthMethod;
@@ -181,6 +183,7 @@ function describeClient(client: { client_id: string; client_name?: unknown; sour
     ...(typeof metadata.tessera_resource_server === 'string' && { resource_server: metadata.tessera_resource_server }),
     ...(Array.isArray(metadata.tessera_roles) && { roles: metadata.tessera_roles as string[] }),
     ...(metadata.tessera_first_party === true && { first_party: true }),
+    ...(metadata.tessera_require_mfa === true && { require_mfa: true }),
     metadata,
   };
 }

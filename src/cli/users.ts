@@ -153,12 +153,32 @@ function roleCommand(action: 'add' | 'remove') {
   });
 }
 
+const resetFactors = defineCommand({
+  summary: 'Remove every second factor of a user who lost them',
+  description: [
+    'Remove the authenticator app, passkeys, codes by email and recovery codes of a user who lost',
+    'all of them. They then sign in with their password alone, and apps that require a second factor',
+    'ask them to set one up again. Make sure of who is asking before you do this.',
+  ].join('\n'),
+  args: [{ name: 'EMAIL', description: 'The user\'s email address' }],
+  options: { json: JSON_OPTION },
+  async run({ values, args: [email = ''], services }) {
+    const { accounts, secondFactors } = await services();
+    const account = await accounts.findByEmail(email);
+    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+    await secondFactors.resetAll(account.sub);
+    if (values.json) return printJson({ sub: account.sub, email: account.email, second_factors: false });
+    printLines(`Removed every second factor of ${account.email}: they sign in with their password alone until they set one up.`);
+  },
+});
+
 export const usersGroup = defineGroup('Manage user accounts', {
   create,
   list,
   disable: setDisabledCommand(true),
   enable: setDisabledCommand(false),
   unlock,
+  'reset-factors': resetFactors,
   roles: defineGroup('Manage a user\'s roles', {
     add: roleCommand('add'),
     remove: roleCommand('remove'),

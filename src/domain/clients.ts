@@ -37,6 +37,8 @@ export interface NewRelyingParty {
   requireDpop?: boolean;
   /** One of the operator's own apps: may register people through POST /api/accounts. */
   firstParty?: boolean;
+  /** Every sign-in to this app needs a second factor (`tessera_require_mfa`). */
+  requireMfa?: boolean;
 }
 
 export const MACHINE_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt', 'client_secret_basic'] as const;
@@ -61,7 +63,7 @@ export interface NewMachineClient {
 }
 
 /** Client metadata Tessera adds to oidc-provider's (registered as extraClientMetadata). */
-export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles', 'tessera_first_party'] as const;
+export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles', 'tessera_first_party', 'tessera_require_mfa'] as const;
 
 export type ResourceLookup = (audience: string) => Promise<{ scopes: string[] } | undefined>;
 
@@ -134,6 +136,7 @@ export class ClientService {
         ...(input.requirePar && { require_pushed_authorization_requests: true }),
         ...(input.requireDpop && { dpop_bound_access_tokens: true }),
         ...(input.firstParty && { tessera_first_party: true }),
+        ...(input.requireMfa && { tessera_require_mfa: true }),
       },
     });
     return { client_id: clientId, ...(secret && { client_secret: secret }) };

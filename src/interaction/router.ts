@@ -10,12 +10,15 @@ import type { InteractionResults, Provider } from 'oidc-provider';
 
 import { INVALID_CREDENTIALS, type AccountService } from '../domain/accounts.ts';
 import type { EmailVerification } from '../domain/email-verification.ts';
+import { passwordOnly } from '../domain/mfa/assurance.ts';
+import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
 import { describeClaims, describeScopes } from './scopes.ts';
+import { secondFactorSteps } from './second-factor.ts';
 
 type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -25,6 +28,7 @@ export interface InteractionRouterDependencies {
   logger: Logger;
   rateLimits: RateLimits;
   emailVerification: EmailVerification;
+  secondFactors: SecondFactorService;
 }
 
 /** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
@@ -33,8 +37,13 @@ function field(ctx: Context, name: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification }: InteractionRouterDependencies): Router {
+export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors }: InteractionRouterDependencies): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
+  // Second factors, enrolment and passkeys (second-factor.ts) share this router's helpers and middleware.
+  const mfa = secondFactorSteps({
+    provider, accounts, secondFactors, logger, loadInteraction, finish, clientOf, showLogin,
+    limitSecondFactor: (ctx, sub) => rateLimits.secondFactor(ctx, sub),
+  });
 
   /** Loads the interaction bound to this browser; the uid in the path must be the one in the cookie. */
   async function loadInteraction(ctx: Context): Promise<Interaction> {
@@ -113,6 +122,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
       case 'create':
         return showRegister(ctx, interaction);
       case 'login':
+        if (await mfa.stepUp(ctx, interaction)) return;
         return showLogin(ctx, interaction);
       case 'consent':
         return showConsent(ctx, interaction);
@@ -136,7 +146,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     try {
       const account = await accounts.authenticate(email, field(ctx, 'password'));
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'sign-in succeeded');
-      await finish(ctx, { login: { accountId: account.sub, amr: ['pwd'] } });
+      await mfa.afterPassword(ctx, interaction, account);
     } catch (error) {
       if (!isAppError(error, 'ERR_INVALID_CREDENTIALS')) throw error;
       logger.info({ clientId: interaction.params.client_id }, 'sign-in failed');
@@ -166,7 +176,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'account registered');
       emailVerification.send(account).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
       // `create` satisfies a prompt=create request; `login` signs the new person in.
-      await finish(ctx, { create: {}, login: { accountId: account.sub, amr: ['pwd'] } } as InteractionResults);
+      await finish(ctx, { create: {}, login: { accountId: account.sub, ...passwordOnly() } } as InteractionResults);
     } catch (error) {
       if (isAppError(error, 'ERR_INVALID_INPUT')) {
         ctx.status = 400;
@@ -214,6 +224,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     await finish(ctx, { error: 'access_denied', error_description: 'The person cancelled the sign-in' });
   });
 
+  mfa.register(router);
   return router;
 }
 

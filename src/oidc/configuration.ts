@@ -12,6 +12,7 @@ import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accoun
 import { chainsTo, parseBundle, subjectMatches, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
 import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
+import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../domain/roles.ts';
 import { renderPage } from '../http/render.ts';
@@ -129,6 +130,9 @@ function validateTesseraMetadata(key: string, value: unknown): void {
     case 'tessera_roles':
       if (!Array.isArray(value) || !value.every((role) => typeof role === 'string')) invalid('must be an array of role names');
       break;
+    case REQUIRE_MFA_METADATA:
+      if (typeof value !== 'boolean') invalid('must be true or false');
+      break;
     case 'tessera_first_party':
       if (typeof value !== 'boolean') invalid('must be true or false');
       break;
@@ -144,12 +148,20 @@ export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
  *   satisfied by the registration result. It goes first so it wins over `login`.
  * - a session whose account was disabled or deleted must sign in again (oidc-provider would
  *   otherwise carry on with a session that has no account behind it).
+ * - a session signed in with one factor is asked for a second when the client requires it
+ *   (`tessera_require_mfa`) or the request accepts only `urn:tessera:loa:2` (interaction/second-factor.ts
+ *   then goes straight to the second factor, or to enrolment, without asking for the password again).
  */
 function interactionPrompts(): interactionPolicy.Prompt[] {
   const { Prompt, Check, base } = interactionPolicy;
   const policy = base();
   policy.get('login')!.checks.unshift(new Check('account_unavailable', 'the signed-in account is no longer available', (ctx) =>
     ctx.oidc.session?.accountId && !ctx.oidc.account ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
+  policy.get('login')!.checks.push(new Check(SECOND_FACTOR_REASON, 'a second factor is required', 'login_required', (ctx) =>
+    ctx.oidc.session?.accountId && ctx.oidc.acr !== ACR_MULTI_FACTOR
+      && multiFactorRequired(ctx.oidc.client?.metadata() as Record<string, unknown> | undefined, ctx.oidc.params as Record<string, unknown>)
+      ? Check.REQUEST_PROMPT
+      : Check.NO_NEED_TO_PROMPT));
   policy.unshift(new Prompt({ name: 'create', requestable: true }));
   return policy;
 }
@@ -172,7 +184,12 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       const claims = claimsOf(account);
       return { accountId: sub, claims: () => claims };
     },
-    claims: Object.fromEntries(Object.entries(CLAIMS_BY_SCOPE).map(([scope, claims]) => [scope, [...claims]])),
+    claims: {
+      ...Object.fromEntries(Object.entries(CLAIMS_BY_SCOPE).map(([scope, claims]) => [scope, [...claims]])),
+      // How the person signed in (domain/mfa/assurance.ts) goes in every ID token, asked for or not.
+      openid: [...CLAIMS_BY_SCOPE.openid, 'acr', 'amr'],
+    },
+    acrValues: [...ACR_VALUES],
     scopes: ['openid', 'offline_access', 'profile', 'email', 'roles'],
     // RPs (and people comparing with Keycloak/Auth0) expect the scope's claims in the ID token too,
     // not only at userinfo.
