@@ -25,6 +25,27 @@ export function extendProvider(provider: Provider): void {
   offlineAccessAsksConsent(provider);
   certificateBoundRefreshTokens(provider);
   rateLimitedClientAuthentication(provider);
+  sessionUserAgent(provider);
+}
+
+/**
+ * The account page lists where a person is signed in, and oidc-provider's Session keeps no hint of
+ * the browser. Each session remembers the User-Agent of the last request that used it, kept with
+ * the session's other fields (`userAgent`, at most 256 characters; shown, never trusted).
+ */
+function sessionUserAgent(provider: Provider): void {
+  interface SessionLike { userAgent?: string }
+  const Session = provider.Session as unknown as { IN_PAYLOAD: string[]; get(ctx: { get(name: string): string }): Promise<SessionLike> };
+  const fields = Session.IN_PAYLOAD;
+  if (!Array.isArray(fields) || !fields.includes('accountId')) throw new Error('oidc-provider changed: Session.IN_PAYLOAD no longer lists the session fields');
+  Object.defineProperty(Session, 'IN_PAYLOAD', { configurable: true, get: () => [...fields, 'userAgent'] });
+  const get = Session.get;
+  Session.get = async function getWithUserAgent(this: unknown, ctx) {
+    const session = await get.call(this, ctx);
+    const userAgent = ctx.get('user-agent').slice(0, 256);
+    if (userAgent && session.userAgent !== userAgent) session.userAgent = userAgent;
+    return session;
+  };
 }
 
 /**
