@@ -10,6 +10,7 @@ import Koa, { type Context, type Next } from 'koa';
 import send from 'koa-send';
 import views from 'koa-views';
 
+import { accountRouter } from './account/router.ts';
 import { registrationApiRouter } from './api/registration.ts';
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
@@ -25,6 +26,7 @@ import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
+import type { OidcStore } from './store/port.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const VIEWS_DIR = path.join(ROOT, 'views');
@@ -39,6 +41,9 @@ export interface AppDependencies {
   emailVerification: EmailVerification;
   passwordReset: PasswordReset;
   secondFactors: SecondFactorService;
+  /** The account page reads a person's sessions and grants, and keeps one-time notices, here. */
+  oidc: OidcStore;
+  masterSecret: string;
 }
 
 async function requestId(ctx: Context, next: Next) {
@@ -67,7 +72,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret }: AppDependencies): Koa {
   const app = new Koa({ proxy: config.behindTlsProxy });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
@@ -96,6 +101,9 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
+  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger });
+  app.use(account.routes());
+  app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
   if (config.security.registrationApi) {
     app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());

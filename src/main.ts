@@ -116,6 +116,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       emailVerification: services.emailVerification,
       passwordReset: services.passwordReset,
       secondFactors: services.secondFactors,
+      oidc: store.oidc,
+      masterSecret: services.secret.value,
     });
     services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     // The leaked-password list loads in the background, so the first sign-up does not wait for it.

@@ -182,4 +182,15 @@ export class AccountService {
     const account = await this.findByEmail(emailInput);
     return account ? this.#accounts.update(account.sub, { disabled }) : false;
   }
+
+  /** The account page's profile form: an empty name clears it. Throws ERR_INVALID_INPUT or ERR_NOT_FOUND. */
+  async updateProfile(sub: string, input: { name?: string; givenName?: string; familyName?: string }): Promise<void> {
+    const parsed = profileSchema.safeParse(input);
+    if (!parsed.success) throw new AppError('ERR_INVALID_INPUT', parsed.error.issues.map((issue) => issue.message).join('. '));
+    const { name, givenName, familyName } = parsed.data;
+    const updated = await this.#accounts.update(sub, { name: name ?? null, givenName: givenName ?? null, familyName: familyName ?? null });
+    if (!updated) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+  }
 }
+
+const profileSchema = z.object({ name: optionalName, givenName: optionalName, familyName: optionalName });

@@ -7,7 +7,8 @@
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors, interactionPolicy } from 'oidc-provider';
 
-import type { Config } from '../config.ts';
+import { ACCOUNT_CLIENT_ID, accountClientMetadata } from '../account/client.ts';
+import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
 import { chainsTo, parseBundle, subjectMatches, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
 import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
@@ -168,9 +169,12 @@ function interactionPrompts(): interactionPolicy.Prompt[] {
 
 export function buildConfiguration({ config, accounts, resources, keys, adapter, staticClients, mtlsBaseUrl }: ConfigurationDependencies): Configuration {
   const clientCas = config.tls.clientCa ? parseBundle(config.tls.clientCa) : [];
+  if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
+    throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
+  }
   return {
     adapter,
-    clients: staticClients as unknown as Configuration['clients'],
+    clients: [...staticClients, accountClientMetadata(config.issuer)] as unknown as Configuration['clients'],
     jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
       keys: keys.cookieKeys,
@@ -194,6 +198,17 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
     // RPs (and people comparing with Keycloak/Auth0) expect the scope's claims in the ID token too,
     // not only at userinfo.
     conformIdTokenClaims: false,
+    // The account page is Tessera's own: it asks only for `openid` and never for consent.
+    async loadExistingGrant(ctx) {
+      const { client, session, account, provider } = ctx.oidc;
+      const grantId = ctx.oidc.result?.consent?.grantId || session?.grantIdFor(client!.clientId);
+      if (grantId) return provider.Grant.find(grantId);
+      if (client?.clientId !== ACCOUNT_CLIENT_ID || !account) return undefined;
+      const grant = new provider.Grant({ clientId: ACCOUNT_CLIENT_ID, accountId: account.accountId });
+      grant.addOIDCScope('openid');
+      await grant.save();
+      return grant;
+    },
 
     responseTypes: ['code'],
     pkce: { required: () => true },

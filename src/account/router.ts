@@ -1,0 +1,381 @@
+/**
+ * The account page, `/account`: a person's own profile, password, second factors and passkeys,
+ * the places they are signed in and the apps they let in. Server-rendered like the sign-in pages:
+ * every POST carries the CSRF token and answers 303 on success; a refused form shows the page again
+ * with a 4xx status and a plain explanation next to the form it came from.
+ *
+ * Sign-in is Tessera's own OpenID Connect flow (sign-in.ts). Changing second factors needs a recent
+ * sign-in (RECENT_SIGN_IN_SECONDS); an older one sends the person to sign in again first.
+ */
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import type { Provider } from 'oidc-provider';
+
+import type { Config } from '../config.ts';
+import type { AccountService } from '../domain/accounts.ts';
+import type { SecondFactorService } from '../domain/second-factors.ts';
+import { AppError, isAppError } from '../errors.ts';
+import { csrfProtection } from '../http/csrf.ts';
+import { renderPage } from '../http/render.ts';
+import { describeScopes } from '../interaction/scopes.ts';
+import type { Logger } from '../log.ts';
+import type { Account, OidcStore } from '../store/port.ts';
+import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from './activity.ts';
+import { ACCOUNT_CALLBACK_PATH } from './client.ts';
+import { OneTimeNotices } from './notices.ts';
+import { AccountSignIn, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
+
+export interface AccountRouterDependencies {
+  config: Config;
+  provider: () => Provider;
+  accounts: AccountService;
+  secondFactors: SecondFactorService;
+  oidc: OidcStore;
+  masterSecret: string;
+  logger: Logger;
+}
+
+interface SignedIn {
+  session: AccountSession;
+  /** The Tessera session (oidc-provider) this account-page session belongs to. */
+  sessionId: string;
+  account: Account;
+}
+
+type Section = 'profile' | 'password' | 'security' | 'sessions' | 'apps';
+
+/** What a 303 back to the page says; fixed texts, so nothing from the request is reflected. */
+const DONE: Record<string, string> = {
+  profile: 'Your profile is saved.',
+  password: 'Your password is changed. You were signed out everywhere else.',
+  'sessions-ended': 'You were signed out everywhere else.',
+  revoked: 'The app no longer has access to your account.',
+  'totp-on': 'Your authenticator app is set up.',
+  'totp-off': 'Your authenticator app is removed.',
+  'passkey-on': 'Your passkey is added.',
+  'passkey-off': 'The passkey is removed.',
+  'email-codes-on': 'Codes by email are turned on.',
+  'email-codes-off': 'Codes by email are turned off.',
+};
+
+/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
+function field(ctx: Context, name: string): string {
+  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' ? value : '';
+}
+
+function signedIn(ctx: Context): SignedIn {
+  return ctx.state.signedIn as SignedIn;
+}
+
+function seeOther(ctx: Context, location: string): void {
+  ctx.status = 303;
+  ctx.redirect(location);
+}
+
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger }: AccountRouterDependencies): Router {
+  const router = new Router({ prefix: '/account' });
+  const signIn = new AccountSignIn(config.issuer, provider);
+  const notices = new OneTimeNotices(oidc, masterSecret);
+
+  /** Client names for one page view, each looked up once. */
+  function clientNames() {
+    const names = new Map<string, Promise<string>>();
+    return (clientId: string) => {
+      let name = names.get(clientId);
+      if (!name) {
+        name = provider().Client.find(clientId).then((client) => client?.clientName ?? clientId, () => clientId);
+        names.set(clientId, name);
+      }
+      return name;
+    };
+  }
+
+  /**
+   * Lets a request through only with a live account-page session: its cookie intact, the Tessera
+   * session behind it still there, the account still enabled. Otherwise a GET goes to sign in (and
+   * comes back), a POST goes back to the page, which does.
+   */
+  async function requireSignIn(ctx: Context, next: Next) {
+    ctx.set('Cache-Control', 'no-store');
+    const session = signIn.current(ctx);
+    const live = session && await findAccountSession(oidc, session.sub, session.sid);
+    const account = live && await accounts.findBySub(session.sub);
+    if (!session || !live || !account || account.disabled) {
+      signIn.forget(ctx);
+      if (ctx.method === 'GET') {
+        ctx.redirect(await signIn.start(ctx, ctx.originalUrl));
+      } else {
+        seeOther(ctx, '/account');
+      }
+      return;
+    }
+    signIn.remember(ctx, session);
+    ctx.state.signedIn = { session, sessionId: live.id, account } satisfies SignedIn;
+    await next();
+  }
+
+  /** Second factors change only shortly after a sign-in; otherwise the person signs in again first. */
+  async function requireRecentSignIn(ctx: Context, next: Next) {
+    if (signedInRecently(signedIn(ctx).session)) return next();
+    seeOther(ctx, `/account/signin?reauthenticate=1&return=${encodeURIComponent('/account#security')}`);
+  }
+
+  async function showPage(ctx: Context, extra: { errors?: Partial<Record<Section, string>>; values?: Record<string, string> } = {}) {
+    const { account, sessionId, session } = signedIn(ctx);
+    const names = clientNames();
+    const [factors, sessions, apps] = await Promise.all([
+      secondFactors.summary(account.sub),
+      listSessions(oidc, account.sub, sessionId, config.ttl.session, names),
+      listConnectedApps(oidc, account.sub, names).then((list) => list.map((app) => ({ ...app, scopeWords: describeScopes(app.scopes) }))),
+    ]);
+    const done = typeof ctx.query.done === 'string' ? DONE[ctx.query.done] : undefined;
+    await renderPage(ctx, 'account', {
+      title: 'Your account',
+      account,
+      factors,
+      sessions,
+      apps,
+      done,
+      errors: extra.errors ?? {},
+      values: extra.values ?? {},
+      passwordHint: accounts.passwordPolicy.hint,
+      passwordMinLength: accounts.passwordPolicy.minLength,
+      passwordMaxLength: accounts.passwordPolicy.maxLength,
+      recentSignIn: signedInRecently(session),
+    });
+  }
+
+  /** Shows the page again with the refusal next to its form: 400 for a refused input, its own status otherwise. */
+  async function refuse(ctx: Context, section: Section, error: unknown, values?: Record<string, string>) {
+    if (!(error instanceof AppError) || !error.expose) throw error;
+    ctx.status = error.status;
+    await showPage(ctx, { errors: { [section]: error.message }, ...(values && { values }) });
+  }
+
+  router.use(bodyParser({ enableTypes: ['form'], formLimit: '32kb', encoding: 'utf-8' }));
+  router.use(csrfProtection);
+
+  router.get('/signin', async function startSignIn(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.redirect(await signIn.start(ctx, safeReturnPath(ctx.query.return), { reauthenticate: ctx.query.reauthenticate === '1' }));
+  });
+
+  router.get(ACCOUNT_CALLBACK_PATH.slice('/account'.length), async function finishSignIn(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      const { session, returnTo } = await signIn.finish(ctx);
+      logger.info({ sub: session.sub }, 'signed in to the account page');
+      ctx.redirect(returnTo);
+    } catch (error) {
+      if (!isAppError(error, 'ERR_INVALID_INPUT')) throw error;
+      // An old tab whose sign-in another tab already finished: carry on with that one.
+      if (signIn.current(ctx)) return ctx.redirect('/account');
+      ctx.status = 400;
+      await renderPage(ctx, 'account-signin-failed', { title: 'Sign-in did not complete', description: error.message });
+    }
+  });
+
+  router.get('/', requireSignIn, async function showAccount(ctx) {
+    await showPage(ctx);
+  });
+
+  router.post('/profile', requireSignIn, async function saveProfile(ctx) {
+    const { account } = signedIn(ctx);
+    const values = { name: field(ctx, 'name'), givenName: field(ctx, 'given_name'), familyName: field(ctx, 'family_name') };
+    try {
+      await accounts.updateProfile(account.sub, values);
+    } catch (error) {
+      return refuse(ctx, 'profile', error, values);
+    }
+    logger.info({ sub: account.sub }, 'profile updated');
+    seeOther(ctx, '/account?done=profile#profile');
+  });
+
+  router.post('/password', requireSignIn, async function changePassword(ctx) {
+    const { account, sessionId } = signedIn(ctx);
+    const next = field(ctx, 'new_password');
+    try {
+      if (next !== field(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
+      // The same check as signing in: one argon2 verify, and wrong guesses count towards the lockout.
+      await accounts.authenticate(account.email, field(ctx, 'current_password')).catch((error: unknown) => {
+        throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
+      });
+      await accounts.setPassword(account.sub, next);
+    } catch (error) {
+      return refuse(ctx, 'password', error);
+    }
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    logger.info({ sub: account.sub, sessionsEnded: ended }, 'password changed on the account page');
+    seeOther(ctx, '/account?done=password#password');
+  });
+
+  router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
+    const { account, sessionId } = signedIn(ctx);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
+    seeOther(ctx, '/account?done=sessions-ended#sessions');
+  });
+
+  router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {
+    const { account } = signedIn(ctx);
+    const clientId = field(ctx, 'client_id');
+    if (!clientId || !(await revokeApp(provider(), oidc, account.sub, clientId))) {
+      return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.', { status: 404 }));
+    }
+    logger.info({ sub: account.sub, clientId }, 'app access revoked');
+    seeOther(ctx, '/account?done=revoked#apps');
+  });
+
+  // --- Second factors ---
+
+  router.post('/totp/start', requireSignIn, requireRecentSignIn, async function startTotp(ctx) {
+    try {
+      await secondFactors.startTotpEnrolment(signedIn(ctx).account.sub, { restart: true });
+    } catch (error) {
+      return refuse(ctx, 'security', error);
+    }
+    seeOther(ctx, '/account/totp');
+  });
+
+  router.get('/totp', requireSignIn, async function showTotpEnrolment(ctx) {
+    const { account } = signedIn(ctx);
+    // Read-only: only continues an enrolment a POST started.
+    if (!(await secondFactors.summary(account.sub)).totpPending) return ctx.redirect('/account#security');
+    const enrolment = await secondFactors.startTotpEnrolment(account.sub);
+    await renderPage(ctx, 'account-totp', { title: 'Set up an authenticator app', enrolment, error: undefined });
+  });
+
+  router.post('/totp/confirm', requireSignIn, requireRecentSignIn, async function confirmTotp(ctx) {
+    const { account } = signedIn(ctx);
+    const hadFactor = (await secondFactors.summary(account.sub)).enabled;
+    try {
+      await secondFactors.confirmTotp(account.sub, field(ctx, 'code'));
+    } catch (error) {
+      if (!isAppError(error, 'ERR_SECOND_FACTOR_INVALID')) return refuse(ctx, 'security', error);
+      ctx.status = 400;
+      const enrolment = await secondFactors.startTotpEnrolment(account.sub);
+      return renderPage(ctx, 'account-totp', { title: 'Set up an authenticator app', enrolment, error: error.message });
+    }
+    logger.info({ sub: account.sub }, 'authenticator app set up');
+    if (!hadFactor) return showNewRecoveryCodes(ctx, account.sub);
+    seeOther(ctx, '/account?done=totp-on#security');
+  });
+
+  router.post('/totp/remove', requireSignIn, requireRecentSignIn, async function removeTotp(ctx) {
+    const { account } = signedIn(ctx);
+    await secondFactors.disableTotp(account.sub);
+    logger.info({ sub: account.sub }, 'authenticator app removed');
+    seeOther(ctx, '/account?done=totp-off#security');
+  });
+
+  /** Makes ten new codes and sends the browser to the page that shows them, once. */
+  async function showNewRecoveryCodes(ctx: Context, sub: string) {
+    const codes = await secondFactors.generateRecoveryCodes(sub);
+    const id = await notices.put(sub, codes);
+    seeOther(ctx, `/account/recovery-codes?show=${encodeURIComponent(id)}`);
+  }
+
+  router.post('/recovery-codes', requireSignIn, requireRecentSignIn, async function regenerateRecoveryCodes(ctx) {
+    const { account } = signedIn(ctx);
+    if (!(await secondFactors.summary(account.sub)).enabled) {
+      return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.', { status: 409 }));
+    }
+    logger.info({ sub: account.sub }, 'recovery codes regenerated');
+    await showNewRecoveryCodes(ctx, account.sub);
+  });
+
+  router.get('/recovery-codes', requireSignIn, async function showRecoveryCodes(ctx) {
+    const { account } = signedIn(ctx);
+    const codes = typeof ctx.query.show === 'string' ? await notices.take(account.sub, ctx.query.show) : undefined;
+    await renderPage(ctx, 'account-recovery-codes', { title: 'Your recovery codes', codes });
+  });
+
+  router.post('/email-codes/enable', requireSignIn, requireRecentSignIn, async function enableEmailCodes(ctx) {
+    const { account } = signedIn(ctx);
+    const hadFactor = (await secondFactors.summary(account.sub)).enabled;
+    try {
+      if (account.emailVerified) {
+        await secondFactors.enableEmailOtp(account.sub);
+      } else {
+        // An address not yet verified proves itself first: a code goes there.
+        await secondFactors.startEmailOtpEnrolment(account.sub);
+        return seeOther(ctx, '/account/email-codes');
+      }
+    } catch (error) {
+      return refuse(ctx, 'security', error);
+    }
+    logger.info({ sub: account.sub }, 'codes by email turned on');
+    if (!hadFactor) return showNewRecoveryCodes(ctx, account.sub);
+    seeOther(ctx, '/account?done=email-codes-on#security');
+  });
+
+  router.get('/email-codes', requireSignIn, async function showEmailCodeForm(ctx) {
+    await renderPage(ctx, 'account-email-code', { title: 'Turn on codes by email', email: signedIn(ctx).account.email, error: undefined });
+  });
+
+  router.post('/email-codes/confirm', requireSignIn, requireRecentSignIn, async function confirmEmailCodes(ctx) {
+    const { account } = signedIn(ctx);
+    const hadFactor = (await secondFactors.summary(account.sub)).enabled;
+    try {
+      await secondFactors.confirmEmailOtp(account.sub, field(ctx, 'code'));
+    } catch (error) {
+      if (!isAppError(error, 'ERR_SECOND_FACTOR_INVALID')) return refuse(ctx, 'security', error);
+      ctx.status = 400;
+      return renderPage(ctx, 'account-email-code', { title: 'Turn on codes by email', email: account.email, error: error.message });
+    }
+    logger.info({ sub: account.sub }, 'codes by email turned on');
+    if (!hadFactor) return showNewRecoveryCodes(ctx, account.sub);
+    seeOther(ctx, '/account?done=email-codes-on#security');
+  });
+
+  router.post('/email-codes/disable', requireSignIn, requireRecentSignIn, async function disableEmailCodes(ctx) {
+    const { account } = signedIn(ctx);
+    await secondFactors.disableEmailOtp(account.sub);
+    logger.info({ sub: account.sub }, 'codes by email turned off');
+    seeOther(ctx, '/account?done=email-codes-off#security');
+  });
+
+  /** The options for navigator.credentials.create(), as JSON; the page's script asks for them. */
+  router.post('/passkeys/options', requireSignIn, async function passkeyOptions(ctx) {
+    if (!signedInRecently(signedIn(ctx).session)) {
+      ctx.status = 401;
+      ctx.body = { error: 'reauthenticate', error_description: 'Sign in again to add a passkey: reload the page.' };
+      return;
+    }
+    try {
+      ctx.body = await secondFactors.passkeyRegistrationOptions(signedIn(ctx).account.sub);
+    } catch (error) {
+      if (!(error instanceof AppError) || !error.expose) throw error;
+      ctx.status = error.status;
+      ctx.body = { error: error.code.toLowerCase().replace(/^err_/, ''), error_description: error.message };
+    }
+  });
+
+  router.post('/passkeys', requireSignIn, requireRecentSignIn, async function addPasskey(ctx) {
+    const { account } = signedIn(ctx);
+    const hadFactor = (await secondFactors.summary(account.sub)).enabled;
+    try {
+      await secondFactors.verifyPasskeyRegistration(account.sub, field(ctx, 'credential'), field(ctx, 'name'));
+    } catch (error) {
+      return refuse(ctx, 'security', error);
+    }
+    logger.info({ sub: account.sub }, 'passkey added');
+    if (!hadFactor) return showNewRecoveryCodes(ctx, account.sub);
+    seeOther(ctx, '/account?done=passkey-on#security');
+  });
+
+  router.post('/passkeys/remove', requireSignIn, requireRecentSignIn, async function removePasskey(ctx) {
+    const { account } = signedIn(ctx);
+    try {
+      await secondFactors.removePasskey(account.sub, field(ctx, 'credential_id'));
+    } catch (error) {
+      return refuse(ctx, 'security', error);
+    }
+    logger.info({ sub: account.sub }, 'passkey removed');
+    seeOther(ctx, '/account?done=passkey-off#security');
+  });
+
+  return router;
+}
