@@ -269,7 +269,7 @@ test('users list shows accounts without password hashes', async (t) => {
   t.is(users.length, 1);
   t.like(users[0], { sub, email: 'ada@example.com', email_verified: false, name: 'Ada', disabled: false });
   t.false(/hash|argon2/i.test(listed.stdout));
-  t.deepEqual(Object.keys(users[0] ?? {}).sort(), ['created_at', 'disabled', 'email', 'email_verified', 'name', 'sub', 'updated_at']);
+  t.deepEqual(Object.keys(users[0] ?? {}).sort(), ['created_at', 'disabled', 'email', 'email_verified', 'name', 'roles', 'sub', 'updated_at']);
 
   const human = await cli(['users', 'list']);
   t.regex(human.stdout, /^EMAIL\s+SUB\s+STATUS/);
@@ -355,7 +355,7 @@ test('tessera serve answers requests and exits 0 after SIGTERM', async (t) => {
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
 
-  const port = await eventually(async () => /"port":(\d+)/.exec(stdout)?.[1], 20_000);
+  const port = await eventually(async () => /"port":(\d+)/.exec(stdout)?.[1], 60_000);
   t.truthy(port, `the server logged its port; stderr: ${stderr}`);
   const discovery = await fetch(`http://localhost:${port}/.well-known/openid-configuration`);
   t.is(discovery.status, 200);

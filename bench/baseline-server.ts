@@ -1,0 +1,103 @@
+/**
+ * The benchmark's yardstick: a bare oidc-provider with its in-memory adapter and the same protocol
+ * choices as Tessera (RS256, JWT access tokens for the API, PKCE, opaque userinfo tokens, an mTLS
+ * listener for tls_client_auth). Its interactions finish login and consent without any page or
+ * password check, so it shows the protocol's own cost. Run as a child process by bench/run.ts:
+ * it reads its settings from BASELINE_* variables and prints "ready" once listening on https.
+ */
+import https from 'node:https';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+
+const env = process.env;
+const port = Number(env.BASELINE_PORT);
+const issuer = `https://localhost:${port}`;
+const audience = env.BASELINE_AUDIENCE!;
+const redirectUri = env.BASELINE_REDIRECT_URI!;
+
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+
+function certificateOf(ctx: KoaContextWithOIDC): string | undefined {
+  const socket = ctx.req.socket as TLSSocket;
+  const peer = socket.getPeerCertificate?.();
+  return peer?.raw ? new X509Certificate(peer.raw).toString() : undefined;
+}
+
+const configuration: Configuration = {
+  clients: [
+    { client_id: 'bench-machine', client_secret: env.BASELINE_SECRET!, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
+    {
+      client_id: 'bench-mtls', grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+      token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: env.BASELINE_MTLS_SUBJECT!, tls_client_certificate_bound_access_tokens: true,
+    },
+    {
+      client_id: 'bench-rp', client_secret: env.BASELINE_SECRET!, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+      redirect_uris: [redirectUri],
+    },
+  ],
+  jwks: { keys: [{ ...rsa, use: 'sig', kid: 'baseline-rsa' }] as never },
+  cookies: { keys: ['baseline cookie key that is long enough'] },
+  findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.com`, email_verified: true, name: 'Bench Person' }) }),
+  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  pkce: { required: () => true },
+  responseTypes: ['code'],
+  rotateRefreshToken: true,
+  issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+  clientAuthMethods: ['client_secret_basic', 'tls_client_auth', 'none'],
+  interactions: { url: (_ctx, interaction) => `/i/${interaction.uid}` },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (_ctx, client) => (client.grantTypeAllowed('client_credentials') ? audience : undefined!),
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({ scope: 'orders:read', audience, accessTokenTTL: 300, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
+    },
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      getCertificate: certificateOf,
+      certificateAuthorized: (ctx) => Boolean((ctx.req.socket as TLSSocket).authorized),
+      certificateSubjectMatches: () => true,
+    },
+  },
+};
+
+const provider = new Provider(issuer, configuration);
+
+// Offline access normally needs prompt=consent; the baseline flow asks for it explicitly.
+provider.use(async function autoInteractions(ctx, next) {
+  const match = /^\/i\/([\w-]+)$/.exec(ctx.path);
+  if (!match) return next();
+  const details = await provider.interactionDetails(ctx.req, ctx.res);
+  if (details.prompt.name === 'login') {
+    await provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: 'bench-person' } }, { mergeWithLastSubmission: false });
+    return undefined;
+  }
+  const grant = new provider.Grant({ accountId: details.session!.accountId, clientId: String(details.params.client_id) });
+  const missing = details.prompt.details as { missingOIDCScope?: string[] };
+  if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+  await provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+  return undefined;
+});
+
+// One listener that asks for (but does not require) client certificates serves every scenario.
+const server = https.createServer({
+  cert: env.BASELINE_TLS_CERT, key: env.BASELINE_TLS_KEY, ca: env.BASELINE_CLIENT_CA,
+  requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
+}, provider.callback());
+server.listen(port, () => {
+  process.stdout.write(`ready ${(server.address() as AddressInfo).port}\n`);
+});
+process.on('SIGTERM', () => {
+  server.close();
+  process.exit(0);
+});

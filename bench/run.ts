@@ -1,0 +1,325 @@
+/**
+ * `npm run bench`: Tessera against a bare oidc-provider baseline, both started here as child
+ * processes on this machine, scenario by scenario, so each result is a ratio that holds on a noisy
+ * machine. Writes bench/results.json and bench/results.md and prints the table; exits non-zero
+ * when a budget fails.
+ *
+ * BENCH_SECONDS (default 8) sets each scenario's length, BENCH_CONNECTIONS (default 16) the
+ * concurrency.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import * as argon2 from 'argon2';
+import autocannon from 'autocannon';
+
+import { loadConfig } from '../src/config.ts';
+import { createCertificateAuthority, issueCertificate } from '../src/domain/pki.ts';
+import { buildServices } from '../src/services.ts';
+import { openStore } from '../src/store/open-store.ts';
+import { csrfToken, runFlows, VirtualUser, type FlowResult } from './http-flow.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const API = 'https://api.bench.example';
+const REDIRECT = 'http://localhost:9/callback';
+const PASSWORD = 'bench password that is long enough';
+
+interface Target {
+  name: 'tessera' | 'baseline';
+  process: ChildProcess;
+  issuer: string;
+  mtls: string;
+  machine: { id: string; secret: string };
+  mtlsClientId: string;
+  rp: { id: string; secret: string };
+  signIn(user: VirtualUser, index: number): Promise<{ access_token: string; refresh_token: string }>;
+}
+
+interface ScenarioResult {
+  scenario: string;
+  target: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function startChild(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start:\n${output}`)), 30_000);
+    const look = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (ready.test(output)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout!.on('data', look);
+    child.stderr!.on('data', look);
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}:\n${output}`)));
+  });
+}
+
+/** Peak resident set size of a process so far (Linux VmHWM), in MB. */
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+}
+
+/** Password verifies per second on one core with the configured parameters: the sign-in budget's yardstick. */
+async function argon2VerifyRate(): Promise<number> {
+  const hash = await argon2.hash(PASSWORD, { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+  const until = performance.now() + 3000;
+  let count = 0;
+  while (performance.now() < until) {
+    await argon2.verify(hash, PASSWORD);
+    count += 1;
+  }
+  return count / 3;
+}
+
+function pkce() {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+function basic(id: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
+async function cannon(options: autocannon.Options): Promise<Omit<ScenarioResult, 'scenario' | 'target'>> {
+  const result = await autocannon({ connections: CONNECTIONS, duration: SECONDS, ...options });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts + result.non2xx,
+  };
+}
+
+function fromFlow(result: FlowResult): Omit<ScenarioResult, 'scenario' | 'target'> {
+  return { rps: result.rate, p50: result.p50, p99: result.p99, errors: result.errors };
+}
+
+async function exchange(user: VirtualUser, issuer: string, rp: { id: string; secret: string }, callback: string, verifier: string) {
+  const code = new URL(callback).searchParams.get('code');
+  if (!code) throw new Error(`no code in ${callback}`);
+  const response = await user.request(`${issuer}/token`, {
+    form: { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier },
+    headers: { authorization: basic(rp.id, rp.secret) },
+  });
+  if (response.status !== 200) throw new Error(`token: ${response.status} ${response.body}`);
+  return JSON.parse(response.body) as { access_token: string; refresh_token: string };
+}
+
+function authorizeUrl(issuer: string, clientId: string, challenge: string, extra: Record<string, string> = {}): string {
+  const url = new URL(`${issuer}/auth`);
+  const params = {
+    client_id: clientId, response_type: 'code', redirect_uri: REDIRECT, scope: 'openid email offline_access',
+    code_challenge: challenge, code_challenge_method: 'S256', state: randomBytes(8).toString('hex'), ...extra,
+  };
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  return url.href;
+}
+
+/** Tessera's sign-in through its pages: authorize, sign-in form, consent form, code exchange. */
+function tesseraSignIn(issuer: string, rp: { id: string; secret: string }, emails: string[]) {
+  return async (user: VirtualUser, index: number) => {
+    user.clearCookies();
+    const { verifier, challenge } = pkce();
+    let response = await user.request(authorizeUrl(issuer, rp.id, challenge));
+    const login = await user.request(response.location!);
+    response = await user.request(`${response.location}/login`, { form: { _csrf: csrfToken(login.body), email: emails[index]!, password: PASSWORD } });
+    if (response.status !== 303) throw new Error(`login: ${response.status}`);
+    response = await user.request(response.location!);
+    const consent = await user.request(response.location!);
+    response = await user.request(`${response.location}/consent`, { form: { _csrf: csrfToken(consent.body), decision: 'allow' } });
+    response = await user.request(response.location!);
+    return exchange(user, issuer, rp, response.location!, verifier);
+  };
+}
+
+/** The baseline's interactions finish without pages: follow redirects to the callback. */
+function baselineSignIn(issuer: string, rp: { id: string; secret: string }) {
+  return async (user: VirtualUser) => {
+    user.clearCookies();
+    const { verifier, challenge } = pkce();
+    let location = authorizeUrl(issuer, rp.id, challenge, { prompt: 'consent' });
+    while (!location.startsWith(REDIRECT)) {
+      const response = await user.request(location);
+      if (!response.location) throw new Error(`baseline flow stopped at ${location}: ${response.status}`);
+      location = response.location;
+    }
+    return exchange(user, issuer, rp, location, verifier);
+  };
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(path.join(os.tmpdir(), 'tessera-bench-'));
+  const children: ChildProcess[] = [];
+  const stop = () => {
+    for (const child of children) child.kill('SIGTERM');
+  };
+  process.on('exit', stop);
+  try {
+    console.log(`bench: ${os.cpus().length} cores, ${os.cpus()[0]?.model}, Node ${process.version}, ${SECONDS}s per scenario, ${CONNECTIONS} connections`);
+    const serverCa = await createCertificateAuthority({ subject: 'CN=Bench Server CA' });
+    const serverCert = await issueCertificate(serverCa, { subject: 'CN=localhost', sans: { dns: ['localhost'], ip: ['127.0.0.1'] }, usage: 'server' });
+    const clientCa = await createCertificateAuthority({ subject: 'CN=Bench Client CA' });
+    const clientCert = await issueCertificate(clientCa, { subject: 'CN=bench-mtls,O=Bench' });
+    const files = { cert: path.join(work, 'server.pem'), key: path.join(work, 'server-key.pem'), ca: path.join(work, 'client-ca.pem') };
+    writeFileSync(files.cert, serverCert.cert);
+    writeFileSync(files.key, serverCert.key);
+    writeFileSync(files.ca, clientCa.cert);
+
+    const verifyRate = await argon2VerifyRate();
+    console.log(`bench: argon2id (m=19456 KiB, t=2, p=1) verifies on one core: ${verifyRate.toFixed(1)}/s`);
+
+    // Tessera: seed the store first, then start the server on it.
+    const [port, mtlsPort] = [await freePort(), await freePort()];
+    const unlimited = '1000000000/1';
+    const env: Record<string, string> = {
+      NODE_ENV: 'production', PORT: String(port), MTLS_PORT: String(mtlsPort), ISSUER: `https://localhost:${port}`,
+      DATA_DIR: path.join(work, 'data'), CONFIG_DIR: path.join(work, 'config'), LOG_LEVEL: 'warn',
+      TESSERA_SECRET: randomBytes(32).toString('base64url'), TLS_CERT: files.cert, TLS_KEY: files.key, MTLS_CA: files.ca,
+      RATE_LIMIT_SIGNIN_PER_IP: unlimited, RATE_LIMIT_SIGNIN_PER_ACCOUNT: unlimited, RATE_LIMIT_TOKEN_FAILURES_PER_IP: unlimited,
+      RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: unlimited, RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT: unlimited,
+    };
+    const config = loadConfig(env, ROOT);
+    const store = await openStore(config);
+    const services = buildServices(config, store);
+    await services.keys.ensure();
+    await services.resources.create({ audience: API, scopes: ['orders:read'], format: 'jwt', ttlSeconds: 300 });
+    const machine = await services.clients.createMachineClient({ name: 'bench machine', auth: 'client_secret_basic', resources: { [API]: ['orders:read'] } });
+    const mtlsClient = await services.clients.createMachineClient({
+      name: 'bench mtls', auth: 'tls_client_auth', tlsSubjects: [{ type: 'subject_dn', value: 'CN=bench-mtls,O=Bench' }], resources: { [API]: ['orders:read'] },
+    });
+    const rp = await services.clients.createRelyingParty({ name: 'bench rp', redirectUris: [REDIRECT] });
+    const emails = Array.from({ length: CONNECTIONS }, (_, index) => `bench${index}@example.com`);
+    for (const email of emails) await services.accounts.register({ email, password: PASSWORD });
+    await store.close();
+
+    const tesseraProcess = await startChild(['bin/tessera', 'serve'], env, /listening/i);
+    children.push(tesseraProcess);
+    const baselinePort = await freePort();
+    const baselineSecret = randomBytes(32).toString('base64url');
+    const baselineProcess = await startChild(['bench/baseline-server.ts'], {
+      BASELINE_PORT: String(baselinePort), BASELINE_AUDIENCE: API, BASELINE_REDIRECT_URI: REDIRECT,
+      BASELINE_SECRET: baselineSecret, BASELINE_TLS_CERT: serverCert.cert, BASELINE_TLS_KEY: serverCert.key, BASELINE_CLIENT_CA: clientCa.cert,
+      BASELINE_MTLS_SUBJECT: 'CN=bench-mtls,O=Bench',
+    }, /^ready/m);
+    children.push(baselineProcess);
+
+    const tessera: Target = {
+      name: 'tessera', process: tesseraProcess, issuer: `https://localhost:${port}`, mtls: `https://localhost:${mtlsPort}`,
+      machine: { id: machine.client_id, secret: machine.client_secret! }, mtlsClientId: mtlsClient.client_id,
+      rp: { id: rp.client_id, secret: rp.client_secret! },
+      signIn: tesseraSignIn(`https://localhost:${port}`, { id: rp.client_id, secret: rp.client_secret! }, emails),
+    };
+    const baselineIssuer = `https://localhost:${baselinePort}`;
+    const baseline: Target = {
+      name: 'baseline', process: baselineProcess, issuer: baselineIssuer, mtls: baselineIssuer,
+      machine: { id: 'bench-machine', secret: baselineSecret }, mtlsClientId: 'bench-mtls',
+      rp: { id: 'bench-rp', secret: baselineSecret },
+      signIn: baselineSignIn(baselineIssuer, { id: 'bench-rp', secret: baselineSecret }),
+    };
+
+    const results: ScenarioResult[] = [];
+    const tls = { ca: serverCa.cert };
+    for (const target of [baseline, tessera]) {
+      const record = (scenario: string, result: Omit<ScenarioResult, 'scenario' | 'target'>) => {
+        results.push({ scenario, target: target.name, ...result });
+        console.log(`bench: ${target.name.padEnd(8)} ${scenario.padEnd(28)} ${result.rps.toFixed(0).padStart(7)}/s  p50 ${result.p50.toFixed(1)} ms  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors}`);
+      };
+      const form = `grant_type=client_credentials&scope=orders%3Aread&resource=${encodeURIComponent(API)}`;
+      const formHeaders = { 'content-type': 'application/x-www-form-urlencoded' };
+      record('discovery', await cannon({ url: `${target.issuer}/.well-known/openid-configuration`, tlsOptions: tls }));
+      record('jwks', await cannon({ url: `${target.issuer}/jwks`, tlsOptions: tls }));
+      record('client credentials (secret)', await cannon({
+        url: `${target.issuer}/token`, method: 'POST', body: form, tlsOptions: tls,
+        headers: { ...formHeaders, authorization: basic(target.machine.id, target.machine.secret) },
+      }));
+      record('client credentials (mTLS)', await cannon({
+        url: `${target.mtls}/token`, method: 'POST', body: `${form}&client_id=${target.mtlsClientId}`, headers: formHeaders,
+        tlsOptions: { ...tls, cert: clientCert.cert, key: clientCert.key },
+      }));
+
+      const users = Array.from({ length: CONNECTIONS }, () => new VirtualUser(serverCa.cert));
+      record('sign-in flow (password)', fromFlow(await runFlows(users, SECONDS, async (user, index) => {
+        await target.signIn(user, index);
+      })));
+      const tokens = await Promise.all(users.map((user, index) => target.signIn(user, index)));
+      const refreshTokens = tokens.map((token) => token.refresh_token);
+      record('refresh', fromFlow(await runFlows(users, SECONDS, async (user, index) => {
+        const response = await user.request(`${target.issuer}/token`, {
+          form: { grant_type: 'refresh_token', refresh_token: refreshTokens[index]! },
+          headers: { authorization: basic(target.rp.id, target.rp.secret) },
+        });
+        if (response.status !== 200) throw new Error(`refresh: ${response.status} ${response.body}`);
+        refreshTokens[index] = (JSON.parse(response.body) as { refresh_token: string }).refresh_token;
+      })));
+      for (const user of users) user.close();
+      const accessToken = (await target.signIn(new VirtualUser(serverCa.cert), 0)).access_token;
+      record('introspection', await cannon({
+        url: `${target.issuer}/token/introspection`, method: 'POST', body: `token=${accessToken}`, tlsOptions: tls,
+        headers: { ...formHeaders, authorization: basic(target.rp.id, target.rp.secret) },
+      }));
+      record('userinfo', await cannon({ url: `${target.issuer}/me`, headers: { authorization: `Bearer ${accessToken}` }, tlsOptions: tls }));
+    }
+
+    const peak = { tessera: peakRssMb(tesseraProcess.pid!), baseline: peakRssMb(baselineProcess.pid!) };
+    const rate = (scenario: string, target: string) => results.find((r) => r.scenario === scenario && r.target === target)!.rps;
+    const budgets = [
+      { budget: 'client credentials (JWT) >= 90% of baseline', value: rate('client credentials (secret)', 'tessera') / rate('client credentials (secret)', 'baseline'), limit: 0.9 },
+      { budget: 'sign-in flows >= 85% of one core\'s argon2id verifies', value: rate('sign-in flow (password)', 'tessera') / verifyRate, limit: 0.85 },
+      { budget: 'peak RSS under load <= 150 MB', value: peak.tessera, limit: 150, atMost: true },
+    ].map((entry) => ({ ...entry, pass: entry.atMost ? entry.value <= entry.limit : entry.value >= entry.limit }));
+
+    const machineLine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
+    const scenarios = [...new Set(results.map((r) => r.scenario))];
+    const table = [
+      `Machine: ${machineLine}. ${SECONDS} s per scenario, ${CONNECTIONS} connections, TLS on every request, Tessera on SQLite (NODE_ENV=production), both servers single-process.`,
+      '',
+      '| Scenario | Tessera req/s | p50 ms | p99 ms | Baseline req/s | p50 ms | p99 ms | Ratio |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      ...scenarios.map((scenario) => {
+        const t = results.find((r) => r.scenario === scenario && r.target === 'tessera')!;
+        const b = results.find((r) => r.scenario === scenario && r.target === 'baseline')!;
+        return `| ${scenario} | ${t.rps.toFixed(0)} | ${t.p50.toFixed(1)} | ${t.p99.toFixed(1)} | ${b.rps.toFixed(0)} | ${b.p50.toFixed(1)} | ${b.p99.toFixed(1)} | ${(t.rps / b.rps * 100).toFixed(0)}% |`;
+      }),
+      '',
+      `Peak RSS: Tessera ${peak.tessera.toFixed(0)} MB, baseline ${peak.baseline.toFixed(0)} MB. argon2id verifies on one core: ${verifyRate.toFixed(1)}/s (sign-in flows are per second, 8-9 requests each).`,
+      '',
+      '| Budget | Measured | Result |',
+      '|---|---:|---|',
+      ...budgets.map((b) => `| ${b.budget} | ${b.atMost ? `${b.value.toFixed(0)} MB` : `${(b.value * 100).toFixed(0)}%`} | ${b.pass ? 'pass' : 'FAIL'} |`),
+    ].join('\n');
+    writeFileSync(path.join(ROOT, 'bench', 'results.json'), JSON.stringify({ date: new Date().toISOString(), machine: machineLine, seconds: SECONDS, connections: CONNECTIONS, argon2VerifiesPerSecond: verifyRate, peakRssMb: peak, results, budgets }, null, 2));
+    writeFileSync(path.join(ROOT, 'bench', 'results.md'), `${table}\n`);
+    console.log(`\n${table}`);
+    if (budgets.some((b) => !b.pass)) process.exitCode = 1;
+  } finally {
+    stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
