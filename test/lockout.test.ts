@@ -124,7 +124,7 @@ test('an unknown email, a wrong password and a locked account get the same statu
     await server.close();
     removeDir(server.dataDir);
   });
-  const ROUNDS = 7;
+  const ROUNDS = 9;
   const locked = newEmail('locked');
   await register(server, locked);
   for (let i = 0; i < 5; i += 1) await attemptSignIn(server, locked, WRONG);
@@ -161,14 +161,15 @@ test('an unknown email, a wrong password and a locked account get the same statu
   t.is(pages.locked, pages.wrong);
 
   // Each answer costs one argon2id verify (tens of milliseconds) and one store write, whatever the
-  // case. On a shared, loaded 2-core machine single requests jitter a lot, so the assertion is on
-  // medians and generous: every median within 50% of every other. A lock that skipped the verify,
-  // or an unknown email that skipped it, would be several times faster and fail this.
+  // case. On a shared, loaded 2-core machine (CI runs test files in parallel) single requests jitter
+  // a lot, so the assertion is on each case's fastest answer, the one least disturbed by other
+  // work, as benchmarks do: every fastest time within 50% of every other. A lock or an unknown
+  // email that skipped the verify would answer several times faster and fail this.
+  const fastest = Object.fromEntries(Object.entries(timings).map(([name, values]) => [name, Math.min(...values)]));
   const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
-  const medians = Object.fromEntries(Object.entries(timings).map(([name, values]) => [name, median(values)]));
-  t.log('median milliseconds per answer', medians);
-  const values = Object.values(medians);
-  t.true(Math.max(...values) <= Math.min(...values) * 1.5, JSON.stringify(medians));
+  t.log('fastest and median milliseconds per answer', fastest, Object.fromEntries(Object.entries(timings).map(([name, values]) => [name, median(values)])));
+  const values = Object.values(fastest);
+  t.true(Math.max(...values) <= Math.min(...values) * 1.5, JSON.stringify(fastest));
 });
 
 test('a successful sign-in resets the count; a lock ends by itself, and the next one lasts twice as long', async (t) => {
