@@ -206,6 +206,43 @@ export interface RevisionRepository {
   bump(name: RevisionName): Promise<number>;
 }
 
+/** A security event as kept in the audit trail (see domain/audit.ts); never holds a secret. */
+export interface AuditRecord {
+  /** Unique; breaks ties between events of the same millisecond. */
+  id: string;
+  /** A SecurityEventType (domain/events.ts). */
+  type: string;
+  at: Date;
+  sub?: string;
+  clientId?: string;
+  ip?: string;
+  requestId?: string;
+  details?: Record<string, unknown>;
+  /** The end of the retention period: absent on every read from then on. */
+  expiresAt: Date;
+}
+
+export interface AuditQuery {
+  sub?: string;
+  clientId?: string;
+  /** Any of these types. */
+  types?: string[];
+  /** Inclusive. */
+  since?: Date;
+  /** Exclusive. */
+  until?: Date;
+  /** Only events strictly older than this position (at, then id), for paging. */
+  before?: { at: Date; id: string };
+  limit: number;
+}
+
+export interface AuditRepository {
+  /** Stores the records in one write (a transaction, or one insertMany). */
+  append(records: readonly AuditRecord[]): Promise<void>;
+  /** Live records matching every given filter, newest first (at descending, then id descending). */
+  query(query: AuditQuery): Promise<AuditRecord[]>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'mongodb';
   readonly oidc: OidcStore;
