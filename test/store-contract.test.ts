@@ -18,7 +18,9 @@ import { RateLimiterRes } from 'rate-limiter-flexible';
 import { isAppError } from '../src/errors.ts';
 import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
 import { openStore } from '../src/store/open-store.ts';
-import type { Account, AccountChanges, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey } from '../src/store/port.ts';
+import type {
+  Account, AccountChanges, AuditQuery, AuditRecord, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
+} from '../src/store/port.ts';
 import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 
@@ -89,6 +91,10 @@ function key(kid: string, use: StoredKey['use'], createdAt: number): StoredKey {
 
 function resource(audience: string, extra: Partial<Omit<ResourceServerRecord, 'createdAt'>> = {}): Omit<ResourceServerRecord, 'createdAt'> {
   return { audience, scopes: ['read', 'write'], format: 'jwt', ttlSeconds: 600, ...extra };
+}
+
+function auditRecord(id: string, type: string, at: number, extra: Partial<AuditRecord> = {}): AuditRecord {
+  return { id, type, at: new Date(at), expiresAt: new Date(at + 90 * DAY), ...extra };
 }
 
 function retirement(at: number, keepFor: number) {
@@ -911,6 +917,61 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await t.notThrowsAsync(store.close(), 'closing twice is harmless');
   });
 
+  // --- audit trail ------------------------------------------------------------------------------
+
+  it('audit records come back newest first, filtered by account, client, type and time, each field as written', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const t0 = clock.now();
+    const full = auditRecord('e1', 'signin.failed', t0, {
+      sub: 'sub-1', clientId: 'app-1', ip: '192.0.2.1', requestId: 'req-1', details: { reason: 'wrong_password', scopes: ['openid', 'email'], count: 2, ok: false },
+    });
+    await store.audit.append([
+      full,
+      auditRecord('e2', 'signin.succeeded', t0 + SECOND, { sub: 'sub-1', clientId: 'app-2' }),
+      auditRecord('e3', 'client.created', t0 + 2 * SECOND, { clientId: 'app-1' }),
+      auditRecord('e4', 'signin.failed', t0 + 3 * SECOND, { sub: 'sub-2' }),
+    ]);
+    await store.audit.append([]);
+    const ids = async (query: Partial<AuditQuery>) => (await store.audit.query({ limit: 10, ...query })).map((record) => record.id);
+
+    t.deepEqual(await ids({}), ['e4', 'e3', 'e2', 'e1']);
+    t.deepEqual((await store.audit.query({ limit: 10, clientId: 'app-1', types: ['signin.failed'] })), [full]);
+    t.deepEqual(await ids({ sub: 'sub-1' }), ['e2', 'e1']);
+    t.deepEqual(await ids({ clientId: 'app-1' }), ['e3', 'e1']);
+    t.deepEqual(await ids({ types: ['signin.failed', 'client.created'] }), ['e4', 'e3', 'e1']);
+    t.deepEqual(await ids({ since: new Date(t0 + SECOND), until: new Date(t0 + 3 * SECOND) }), ['e3', 'e2'], 'since is inclusive, until exclusive');
+    t.deepEqual(await ids({ sub: 'sub-1', types: ['signin.succeeded'], since: new Date(t0) }), ['e2']);
+    t.deepEqual(await ids({ sub: 'nobody' }), []);
+    t.deepEqual(await ids({ limit: 2 }), ['e4', 'e3']);
+    t.deepEqual(await ids({ limit: 0 }), []);
+  });
+
+  it('audit queries page with a before position; events of the same millisecond are ordered by id', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const t0 = clock.now();
+    await store.audit.append(['a', 'c', 'b', 'd'].map((id) => auditRecord(id, 'token.issued', t0, { sub: 'sub-1' })));
+    await store.audit.append([auditRecord('z', 'token.issued', t0 - SECOND, { sub: 'sub-1' })]);
+    const page = async (before?: { at: Date; id: string }) =>
+      (await store.audit.query({ limit: 2, sub: 'sub-1', ...(before && { before }) })).map((record) => record.id);
+
+    t.deepEqual(await page(), ['d', 'c']);
+    t.deepEqual(await page({ at: new Date(t0), id: 'c' }), ['b', 'a']);
+    t.deepEqual(await page({ at: new Date(t0), id: 'a' }), ['z']);
+    t.deepEqual(await page({ at: new Date(t0 - SECOND), id: 'z' }), []);
+  });
+
+  it('an audit record is absent once its retention period is over', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const t0 = clock.now();
+    await store.audit.append([
+      auditRecord('short', 'signin.failed', t0, { expiresAt: new Date(t0 + DAY) }),
+      auditRecord('long', 'signin.failed', t0, { expiresAt: new Date(t0 + 90 * DAY) }),
+    ]);
+    clock.advance(DAY);
+
+    t.deepEqual((await store.audit.query({ limit: 10 })).map((record) => record.id), ['long']);
+  });
+
   it('everything written survives closing and reopening the store', async (t) => {
     const { store, open, clock } = await setUp(t, createLane);
     const t0 = clock.now();
@@ -1134,6 +1195,26 @@ test('sqlite: expired rate limit counters are purged in the background, live one
   t.deepEqual(remaining(), ['forever:key', 'live:key']);
 });
 
+test('sqlite: audit records past their retention are purged in the background, live ones are kept', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  const clock = manualClock();
+  const store = await openSqliteStore({ file: lane.file, clock: clock.now, purgeIntervalSeconds: 0.02 });
+  t.teardown(() => store.close());
+  await store.audit.append([
+    auditRecord('old', 'signin.failed', clock.now(), { expiresAt: new Date(clock.now() + SECOND) }),
+    auditRecord('new', 'signin.failed', clock.now()),
+  ]);
+  clock.advance(2 * SECOND);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  const remaining = () => (raw.prepare('SELECT id FROM audit_events ORDER BY id').all() as Array<{ id: string }>).map((row) => row.id);
+  for (let waited = 0; remaining().length > 1 && waited < 2000; waited += 20) await delay(20);
+
+  t.deepEqual(remaining(), ['new']);
+});
+
 test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   const lane = await startMongoLane();
   t.teardown(() => lane.stop());
@@ -1157,6 +1238,12 @@ test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   t.like(rateLimits.key_unique, { key: { key: 1 }, unique: true });
   t.like(rateLimits.expire_ttl, { key: { expire: -1 }, expireAfterSeconds: 0 });
   t.like((await indexes('resources')).createdAt_id, { key: { createdAt: 1, _id: 1 } });
+  const audit = await indexes('audit_events');
+  t.like(audit.expiresAt_ttl, { key: { expiresAt: 1 }, expireAfterSeconds: 0 });
+  t.like(audit.at_id, { key: { at: -1, _id: -1 } });
+  t.like(audit.sub_at_id, { key: { sub: 1, at: -1, _id: -1 } });
+  t.like(audit.clientId_at_id, { key: { clientId: 1, at: -1, _id: -1 } });
+  t.like(audit.type_at_id, { key: { type: 1, at: -1, _id: -1 } });
 });
 
 test('mongodb: an account document from before account security reads with empty defaults and takes the atomic operations', async (t) => {

@@ -251,6 +251,7 @@ export interface Store {
   readonly resources: ResourceRepository;
   readonly keys: KeyRepository;
   readonly revisions: RevisionRepository;
+  readonly audit: AuditRepository;
   /**
    * A rate limiter counting in the store, so limits hold across instances. Returns a
    * rate-limiter-flexible limiter (consume/get/delete/penalty) whatever the backend.

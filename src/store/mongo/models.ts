@@ -278,6 +278,42 @@ rateLimitSchema.index({ key: 1 }, { name: 'key_unique', unique: true });
 // Housekeeping only: the limiter compares `expire` with the time itself on every read and write.
 rateLimitSchema.index({ expire: -1 }, { name: 'expire_ttl', expireAfterSeconds: 0 });
 
+/** One security event of the audit trail (see domain/audit.ts). */
+export interface AuditEventDocument {
+  /** The event's id. */
+  _id: string;
+  type: string;
+  at: Date;
+  sub?: string;
+  clientId?: string;
+  ip?: string;
+  requestId?: string;
+  details?: Record<string, unknown>;
+  expiresAt: Date;
+}
+
+const auditEventSchema = new Schema<AuditEventDocument>(
+  {
+    _id: { type: String, required: true },
+    type: { type: String, required: true },
+    at: { type: Date, required: true },
+    sub: { type: String },
+    clientId: { type: String },
+    ip: { type: String },
+    requestId: { type: String },
+    details: { type: Schema.Types.Mixed },
+    expiresAt: { type: Date, required: true },
+  },
+  { ...schemaOptions, collection: 'audit_events' },
+);
+// Newest first, by account, by client, by type, or all: each read has the index that fits it.
+auditEventSchema.index({ at: -1, _id: -1 }, { name: 'at_id' });
+auditEventSchema.index({ sub: 1, at: -1, _id: -1 }, { name: 'sub_at_id', partialFilterExpression: { sub: { $exists: true } } });
+auditEventSchema.index({ clientId: 1, at: -1, _id: -1 }, { name: 'clientId_at_id', partialFilterExpression: { clientId: { $exists: true } } });
+auditEventSchema.index({ type: 1, at: -1, _id: -1 }, { name: 'type_at_id' });
+// The retention period: housekeeping only, reads filter on expiresAt too.
+auditEventSchema.index({ expiresAt: 1 }, { name: 'expiresAt_ttl', expireAfterSeconds: 0 });
+
 export interface StoreModels {
   OidcRecord: Model<OidcRecordDocument>;
   Account: Model<AccountDocument>;
@@ -287,6 +323,7 @@ export interface StoreModels {
   Revision: Model<RevisionDocument>;
   Lock: Model<LockDocument>;
   RateLimit: Model<RateLimitDocument>;
+  AuditEvent: Model<AuditEventDocument>;
 }
 
 /** Binds the schemas to one connection (never to mongoose's global default connection). */
@@ -300,5 +337,6 @@ export function createModels(connection: Connection): StoreModels {
     Revision: connection.model<RevisionDocument>('Revision', revisionSchema),
     Lock: connection.model<LockDocument>('Lock', lockSchema),
     RateLimit: connection.model<RateLimitDocument>('RateLimit', rateLimitSchema),
+    AuditEvent: connection.model<AuditEventDocument>('AuditEvent', auditEventSchema),
   };
 }

@@ -12,6 +12,8 @@ import type {
   Account,
   AccountChanges,
   AccountRepository,
+  AuditRecord,
+  AuditRepository,
   ClientRepository,
   KeyRepository,
   KeyUse,
@@ -32,6 +34,7 @@ import {
   createModels,
   RATE_LIMITS_COLLECTION,
   type AccountDocument,
+  type AuditEventDocument,
   type ClientDocument,
   type KeyDocument,
   type OidcRecordDocument,
@@ -105,7 +108,7 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<Store>
 }
 
 function buildStore(connection: Connection, models: StoreModels, settings: { clock: () => number; transactions: boolean }): Store {
-  const { OidcRecord, Account, Client, Resource, Key, Revision, Lock } = models;
+  const { OidcRecord, Account, Client, Resource, Key, Revision, Lock, AuditEvent } = models;
   const { clock, transactions } = settings;
 
   /** Filter for "not expired": documents without expiresAt never expire. */
@@ -471,6 +474,32 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     },
   };
 
+  const audit: AuditRepository = {
+    async append(records) {
+      if (records.length === 0) return;
+      // Unordered: one event the server refuses must not keep the others out.
+      await AuditEvent.insertMany(records.map(toAuditDocument), { ordered: false });
+    },
+    async query(query) {
+      const filter: Record<string, unknown> = { expiresAt: { $gt: new Date(clock()) } };
+      if (query.sub !== undefined) filter.sub = String(query.sub);
+      if (query.clientId !== undefined) filter.clientId = String(query.clientId);
+      if (query.types !== undefined) filter.type = { $in: query.types.map(String) };
+      const at: Record<string, Date> = {};
+      if (query.since !== undefined) at.$gte = query.since;
+      if (query.until !== undefined) at.$lt = query.until;
+      if (Object.keys(at).length) filter.at = at;
+      if (query.before !== undefined) {
+        filter.$or = [{ at: { $lt: query.before.at } }, { at: query.before.at, _id: { $lt: String(query.before.id) } }];
+      }
+      const limit = Math.max(0, Math.floor(query.limit));
+      // MongoDB reads limit(0) as "no limit"; the port means none.
+      if (limit === 0) return [];
+      const docs = await AuditEvent.find(filter).sort({ at: -1, _id: -1 }).limit(limit).lean().exec();
+      return docs.map(toAuditRecord);
+    },
+  };
+
   let closed = false;
 
   return {
@@ -481,6 +510,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     resources,
     keys,
     revisions,
+    audit,
     rateLimiter(options) {
       // RateLimiterMongo takes a mongoose connection as its storeClient and counts in its database.
       // Indexes come from openMongoStore() (the RateLimit model): the limiter's own creation runs
@@ -685,6 +715,26 @@ function toResource(doc: ResourceDocument): ResourceServerRecord {
   if (doc.name != null) resource.name = doc.name;
   if (doc.scopeRoles?.length) resource.scopeRoles = Object.fromEntries(doc.scopeRoles.map(({ scope, roles }) => [scope, [...roles]]));
   return resource;
+}
+
+function toAuditDocument(record: AuditRecord): AuditEventDocument {
+  const doc: AuditEventDocument = { _id: String(record.id), type: String(record.type), at: record.at, expiresAt: record.expiresAt };
+  if (record.sub !== undefined) doc.sub = String(record.sub);
+  if (record.clientId !== undefined) doc.clientId = String(record.clientId);
+  if (record.ip !== undefined) doc.ip = String(record.ip);
+  if (record.requestId !== undefined) doc.requestId = String(record.requestId);
+  if (record.details !== undefined) doc.details = record.details;
+  return doc;
+}
+
+function toAuditRecord(doc: AuditEventDocument): AuditRecord {
+  const record: AuditRecord = { id: doc._id, type: doc.type, at: doc.at, expiresAt: doc.expiresAt };
+  if (doc.sub != null) record.sub = doc.sub;
+  if (doc.clientId != null) record.clientId = doc.clientId;
+  if (doc.ip != null) record.ip = doc.ip;
+  if (doc.requestId != null) record.requestId = doc.requestId;
+  if (doc.details != null) record.details = doc.details;
+  return record;
 }
 
 function toKeyDocument(key: StoredKey): KeyDocument {

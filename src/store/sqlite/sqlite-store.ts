@@ -11,6 +11,8 @@ import type {
   Account,
   AccountChanges,
   AccountRepository,
+  AuditRecord,
+  AuditRepository,
   ClientRepository,
   KeyRepository,
   KeyUse,
@@ -30,7 +32,7 @@ import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-lim
 
 export interface SqliteStoreOptions {
   file: string;
-  /** How often expired oidc records and rate limit counters are deleted; reads ignore them either way. Default 60. */
+  /** How often expired oidc records, rate limit counters and audit events are deleted; reads ignore them either way. Default 60. */
   purgeIntervalSeconds?: number;
   /** Epoch milliseconds. Tests inject a clock to observe expiry without sleeping. */
   clock?: () => number;
@@ -136,6 +138,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE resources ADD COLUMN scope_roles TEXT;
   `,
+  // 5: the audit trail. Newest-first reads by account, client or type each have their index.
+  `
+  CREATE TABLE IF NOT EXISTS audit_events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    sub TEXT,
+    client_id TEXT,
+    ip TEXT,
+    request_id TEXT,
+    details TEXT,
+    expires_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at, id);
+  CREATE INDEX IF NOT EXISTS audit_events_sub ON audit_events (sub, at, id) WHERE sub IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS audit_events_client ON audit_events (client_id, at, id) WHERE client_id IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (type, at, id);
+  CREATE INDEX IF NOT EXISTS audit_events_expires_at ON audit_events (expires_at);
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -204,6 +225,19 @@ interface ResourceRow {
   /** JSON object of scope to roles, or NULL. */
   scope_roles: string | null;
   created_at: number;
+}
+
+interface AuditRow {
+  id: string;
+  type: string;
+  at: number;
+  sub: string | null;
+  client_id: string | null;
+  ip: string | null;
+  request_id: string | null;
+  /** JSON object, or NULL. */
+  details: string | null;
+  expires_at: number;
 }
 
 interface KeyRow {
@@ -492,6 +526,66 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     },
   };
 
+  // Each combination of filters gets its own statement (prepared once), so every query can use the
+  // index that fits it; `IS NULL OR` conditions in one shared statement would defeat the indexes.
+  const auditQueries = new Map<string, StatementSync>();
+  const audit: AuditRepository = {
+    async append(records) {
+      if (records.length === 0) return;
+      transaction(() => {
+        for (const record of records) {
+          statements.insertAuditEvent.run({
+            id: String(record.id),
+            type: String(record.type),
+            at: record.at.getTime(),
+            sub: optionalString(record.sub),
+            client_id: optionalString(record.clientId),
+            ip: optionalString(record.ip),
+            request_id: optionalString(record.requestId),
+            details: record.details === undefined ? null : JSON.stringify(record.details),
+            expires_at: record.expiresAt.getTime(),
+          });
+        }
+      });
+    },
+    async query(query) {
+      const conditions = ['expires_at > :now'];
+      const parameters: Record<string, string | number> = { now: clock(), limit: Math.max(0, Math.floor(query.limit)) };
+      if (query.sub !== undefined) {
+        conditions.push('sub = :sub');
+        parameters.sub = String(query.sub);
+      }
+      if (query.clientId !== undefined) {
+        conditions.push('client_id = :client_id');
+        parameters.client_id = String(query.clientId);
+      }
+      if (query.types !== undefined) {
+        conditions.push('type IN (SELECT value FROM json_each(:types))');
+        parameters.types = JSON.stringify(query.types.map(String));
+      }
+      if (query.since !== undefined) {
+        conditions.push('at >= :since');
+        parameters.since = query.since.getTime();
+      }
+      if (query.until !== undefined) {
+        conditions.push('at < :until');
+        parameters.until = query.until.getTime();
+      }
+      if (query.before !== undefined) {
+        conditions.push('(at < :before_at OR (at = :before_at AND id < :before_id))');
+        parameters.before_at = query.before.at.getTime();
+        parameters.before_id = String(query.before.id);
+      }
+      const sql = `SELECT ${AUDIT_COLUMNS} FROM audit_events WHERE ${conditions.join(' AND ')} ORDER BY at DESC, id DESC LIMIT :limit`;
+      let statement = auditQueries.get(sql);
+      if (!statement) {
+        statement = db.prepare(sql);
+        auditQueries.set(sql, statement);
+      }
+      return (statement.all(parameters) as unknown as AuditRow[]).map(toAuditRecord);
+    },
+  };
+
   const revisions: RevisionRepository = {
     async get(name) {
       const row = statements.getRevision.get({ name }) as { value: number } | undefined;
@@ -519,6 +613,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
           Number(statements.purgeOidc.run({ now: clock(), limit: PURGE_BATCH }).changes),
           // Wall-clock time, as the limiter counts (see sqlite-rate-limiter.ts).
           Number(rateLimitStatements.purge.run({ now: Date.now(), limit: PURGE_BATCH }).changes),
+          Number(statements.purgeAuditEvents.run({ now: clock(), limit: PURGE_BATCH }).changes),
         );
       } catch {
         // Housekeeping only (reads already ignore expired rows): a busy database just waits for the next round.
@@ -543,6 +638,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     resources,
     keys,
     revisions,
+    audit,
     rateLimiter(limiterOptions) {
       return new SqliteRateLimiter(rateLimitStatements, limiterOptions);
     },
@@ -612,6 +708,7 @@ const UPDATABLE_ACCOUNT_COLUMNS: readonly AccountColumn[] = [
 ];
 const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, created_at';
 const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
+const AUDIT_COLUMNS = 'id, type, at, sub, client_id, ip, request_id, details, expires_at';
 
 function prepareStatements(db: DatabaseSync) {
   const prepare = (sql: string): StatementSync => db.prepare(sql);
@@ -675,6 +772,11 @@ function prepareStatements(db: DatabaseSync) {
     insertKey: prepare(`
       INSERT INTO keys (${KEY_COLUMNS})
       VALUES (:kid, :use, :alg, :public_jwk, :encrypted_private, :created_at, :retired_at, :expires_at)`),
+
+    insertAuditEvent: prepare(`
+      INSERT INTO audit_events (${AUDIT_COLUMNS})
+      VALUES (:id, :type, :at, :sub, :client_id, :ip, :request_id, :details, :expires_at)`),
+    purgeAuditEvents: prepare('DELETE FROM audit_events WHERE rowid IN (SELECT rowid FROM audit_events WHERE expires_at <= :now LIMIT :limit)'),
 
     getRevision: prepare('SELECT value FROM revisions WHERE name = :name'),
     bumpRevision: prepare(`
@@ -816,6 +918,16 @@ function toResource(row: ResourceRow): ResourceServerRecord {
   if (row.name !== null) resource.name = row.name;
   if (row.scope_roles !== null) resource.scopeRoles = JSON.parse(row.scope_roles) as Record<string, string[]>;
   return resource;
+}
+
+function toAuditRecord(row: AuditRow): AuditRecord {
+  const record: AuditRecord = { id: row.id, type: row.type, at: new Date(row.at), expiresAt: new Date(row.expires_at) };
+  if (row.sub !== null) record.sub = row.sub;
+  if (row.client_id !== null) record.clientId = row.client_id;
+  if (row.ip !== null) record.ip = row.ip;
+  if (row.request_id !== null) record.requestId = row.request_id;
+  if (row.details !== null) record.details = JSON.parse(row.details) as Record<string, unknown>;
+  return record;
 }
 
 function toKey(row: KeyRow): StoredKey {
