@@ -14,6 +14,7 @@ import { accountRouter } from './account/router.ts';
 import { registrationApiRouter } from './api/registration.ts';
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
+import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
 import type { SecondFactorService } from './domain/second-factors.ts';
@@ -24,6 +25,9 @@ import { securityHeaders } from './http/security-headers.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
+import { observabilityEndpoints } from './observability/endpoints.ts';
+import { observeRequests } from './observability/http.ts';
+import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import type { OidcStore } from './store/port.ts';
@@ -44,6 +48,11 @@ export interface AppDependencies {
   /** The account page reads a person's sessions and grants, and keeps one-time notices, here. */
   oidc: OidcStore;
   masterSecret: string;
+  /** Security events (sign-ins, consents, changes) the pages emit; the audit trail and metrics listen. */
+  events: SecurityEvents;
+  metrics: Metrics;
+  /** The store's ping, for /readyz. */
+  pingStore(): Promise<void>;
 }
 
 async function requestId(ctx: Context, next: Next) {
@@ -72,13 +81,14 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, events, metrics, pingStore }: AppDependencies): Koa {
   const app = new Koa({ proxy: config.behindTlsProxy });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
 
   app.use(requestId);
+  app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders());
   app.use(seeOtherAfterPost);
   app.use(publicCaching);
@@ -94,14 +104,21 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     if (ctx.path !== '/healthz') return next();
     ctx.body = { status: 'ok' };
   });
+  app.use(observabilityEndpoints({
+    metrics,
+    ping: pingStore,
+    keysLoaded: () => Boolean(host.provider),
+    metricsToken: config.observability.metricsToken,
+    production: config.env === 'production',
+  }));
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
-  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger });
+  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
-  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger });
+  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events });
   app.use(account.routes());
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).

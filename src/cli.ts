@@ -4,6 +4,7 @@
  * (which notices changes by polling store revisions). Expected failures end with one line on stderr
  * and a non-zero exit: 1 for a refused operation or bad configuration, 2 for bad usage.
  */
+import { audit } from './cli/audit.ts';
 import { clientsGroup } from './cli/clients.ts';
 import {
   commandHelp, defineGroup, groupHelp, parseCommandLine, UsageError, type Command, type Group, type Invocation, type Node,
@@ -26,6 +27,7 @@ export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Conne
   users: usersGroup,
   keys: keysGroup,
   pki: pkiGroup,
+  audit,
 });
 
 const HELP_FOOTER = [
@@ -115,6 +117,8 @@ async function execute(command: Command, values: Record<string, unknown>, args: 
   try {
     await command.run(invocation);
   } finally {
+    // What the command did is in the audit trail before the store closes.
+    await opened?.services.close();
     // A failed close must not hide the error that ended the command.
     await opened?.store.close().catch((error: unknown) => {
       process.stderr.write(`tessera: could not close the store cleanly: ${messageOf(error)}\n`);

@@ -59,6 +59,7 @@ export interface Config {
   readonly mail: MailConfig;
   /** Passkeys: the relying party id defaults to the issuer's host name, the origin is the issuer's. */
   readonly webauthn: { readonly rpId: string | undefined; readonly rpName: string };
+  readonly observability: ObservabilityConfig;
 }
 
 /** `points` actions per `seconds`, counted in the store per key. */
@@ -92,6 +93,16 @@ export interface MailConfig {
   /** smtp:// or smtps:// URL; without it, messages are written to DATA_DIR/outbox as .eml files. */
   readonly smtpUrl: string | undefined;
   readonly from: string;
+}
+
+export interface ObservabilityConfig {
+  /**
+   * Bearer token /metrics asks for (METRICS_TOKEN). Without one, /metrics is open outside production
+   * and not served in production: metrics show who signs in how often, which is for operators only.
+   */
+  readonly metricsToken: string | undefined;
+  /** Days an audit event is kept (AUDIT_RETENTION_DAYS). */
+  readonly auditRetentionDays: number;
 }
 
 export interface StaticResource {
@@ -179,6 +190,8 @@ const envSchema = z.object({
   MAIL_FROM: z.string().min(3).default('Tessera <no-reply@localhost>'),
   WEBAUTHN_RP_ID: z.string().min(1).optional(),
   WEBAUTHN_RP_NAME: z.string().min(1).default('Tessera'),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').optional(),
+  AUDIT_RETENTION_DAYS: integer(1, 3650).default(90),
 });
 
 /** `POINTS/SECONDS`, e.g. `10/300` for ten per five minutes. */
@@ -337,6 +350,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     webauthn: { rpId: e.WEBAUTHN_RP_ID, rpName: e.WEBAUTHN_RP_NAME },
+    observability: { metricsToken: e.METRICS_TOKEN, auditRetentionDays: e.AUDIT_RETENTION_DAYS },
   });
 }
 

@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
+import { metricsServed } from './observability/endpoints.ts';
+import { Metrics } from './observability/metrics.ts';
 import { createAdapterClass } from './oidc/adapter.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { buildServices } from './services.ts';
@@ -91,6 +93,10 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
   });
   try {
     const services = buildServices(config, store, logger);
+    const metrics = new Metrics();
+    metrics.subscribe(services.events);
+    metrics.gauge('tessera_audit_events_queued', 'Audit events waiting to be written to the store', () => services.audit.queued);
+    metrics.gauge('tessera_audit_events_dropped', 'Audit events dropped since start because the store could not take them', () => services.audit.dropped);
     if (services.secret.generatedFile) {
       logger.warn({ file: services.secret.generatedFile }, 'using a generated TESSERA_SECRET; set TESSERA_SECRET in production');
     }
@@ -105,6 +111,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       revisions: store.revisions,
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
       logger,
+      events: services.events,
+      metrics,
     });
     host.watch();
     const app = createApp({
@@ -118,8 +126,14 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       secondFactors: services.secondFactors,
       oidc: store.oidc,
       masterSecret: services.secret.value,
+      events: services.events,
+      metrics,
+      pingStore: () => store.ping(),
     });
     services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
+    if (!metricsServed(config.observability.metricsToken, config.env === 'production')) {
+      logger.warn('METRICS_TOKEN is not set: /metrics is not served in production; set it and scrape with Authorization: Bearer METRICS_TOKEN');
+    }
     // The leaked-password list loads in the background, so the first sign-up does not wait for it.
     services.accounts.passwordPolicy.warm().then(
       () => logger.debug({ passwords: services.accounts.passwordPolicy.listStats }, 'leaked-password list loaded'),
@@ -144,6 +158,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
         closing ??= (async () => {
           host.stop();
           await closeAll();
+          // Audit events still queued are written before the store goes.
+          await services.close();
           await store.close();
         })();
         return closing;

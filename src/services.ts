@@ -5,7 +5,9 @@
 import type { Config } from './config.ts';
 import { lockoutMessage } from './domain/account-mail.ts';
 import { AccountService } from './domain/accounts.ts';
+import { AuditService } from './domain/audit.ts';
 import { ClientService } from './domain/clients.ts';
+import { SecurityEvents } from './domain/events.ts';
 import { KeyService } from './domain/keys.ts';
 import { EmailVerification } from './domain/email-verification.ts';
 import { LinkTokens } from './domain/link-tokens.ts';
@@ -20,6 +22,7 @@ import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
+import { currentRequest } from './request-context.ts';
 import type { Store } from './store/port.ts';
 
 export interface Services {
@@ -38,6 +41,12 @@ export interface Services {
   readonly rateLimits: RateLimits;
   /** TOTP, recovery codes, codes by email and passkeys: enrolment, checks, management. */
   readonly secondFactors: SecondFactorService;
+  /** Security events (sign-ins, lockouts, changes to factors, clients, keys...): emit here, listen here. */
+  readonly events: SecurityEvents;
+  /** The audit trail: every security event, kept for AUDIT_RETENTION_DAYS; `audit.query(filter)`. */
+  readonly audit: AuditService;
+  /** Writes what is still queued (audit events); call before closing the store. */
+  close(): Promise<void>;
 }
 
 /** Seconds of clock skew allowed for validators when deciding how long a retired key stays published. */
@@ -45,11 +54,20 @@ const CLOCK_SKEW_SECONDS = 60;
 
 export function buildServices(config: Config, store: Store, logger: Logger = createLogger('silent')): Services {
   const secret = loadMasterSecret(config);
+  const events = new SecurityEvents({
+    context: currentRequest,
+    onListenerError: (error, event) => logger.error({ err: error, event: event.type }, 'a security event listener failed'),
+  });
+  const audit = new AuditService(store.audit, {
+    retentionDays: config.observability.auditRetentionDays,
+    onError: (error, state) => logger.error({ err: error, ...state }, 'could not write audit events; they stay queued'),
+  });
+  audit.subscribe(events);
   // A retired key stays published while anything it signed may still be presented.
   const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_TTL_SECONDS) + CLOCK_SKEW_SECONDS;
   // Clients check their resources exist, and resources create their own clients: tie the knot lazily.
   let resources: ResourceService | undefined;
-  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience));
+  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events);
   resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources);
   const mailer = createMailer(config.mail, config.dataDir);
   const lockout = new LockoutPolicy(store.accounts, { threshold: config.security.lockoutThreshold, seconds: config.security.lockoutSeconds });
@@ -58,18 +76,20 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   lockout.onLocked((account, lockedUntil) => {
     const message = lockoutMessage(account.email, lockedUntil, config.security.lockoutThreshold, `${config.issuer}${FORGOT_PASSWORD_PATH}`);
     logger.warn({ sub: account.sub, lockedUntil }, 'account locked after failed sign-ins');
+    events.emit({ type: 'account.locked', sub: account.sub, details: { lockedUntil: lockedUntil.toISOString() } });
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
   const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
+    events,
   });
   return {
     accounts,
     clients,
     resources,
-    roles: new RoleService(store.accounts),
-    keys: new KeyService(store.keys, secret.value, retainSeconds),
+    roles: new RoleService(store.accounts, events),
+    keys: new KeyService(store.keys, secret.value, retainSeconds, events),
     mailer,
     secret,
     emailVerification: new EmailVerification({
@@ -92,6 +112,10 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       webauthn: config.webauthn,
       emailCodes: Boolean(config.mail.smtpUrl),
       masterSecret: secret.value,
+      events,
     }),
+    events,
+    audit,
+    close: () => audit.close(),
   };
 }

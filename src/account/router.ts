@@ -14,6 +14,7 @@ import type { Provider } from 'oidc-provider';
 
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
+import type { SecurityEvents } from '../domain/events.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
@@ -34,6 +35,7 @@ export interface AccountRouterDependencies {
   oidc: OidcStore;
   masterSecret: string;
   logger: Logger;
+  events: SecurityEvents;
 }
 
 interface SignedIn {
@@ -74,7 +76,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -199,7 +201,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     try {
       if (next !== field(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
       // The same check as signing in: one argon2 verify, and wrong guesses count towards the lockout.
-      await accounts.authenticate(account.email, field(ctx, 'current_password')).catch((error: unknown) => {
+      await accounts.authenticate(account.email, field(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
         throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
       });
       await accounts.setPassword(account.sub, next);
@@ -208,6 +210,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     }
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'password changed on the account page');
+    if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
     seeOther(ctx, '/account?done=password#password');
   });
 
@@ -215,6 +218,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account, sessionId } = signedIn(ctx);
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
+    if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'signed_out_elsewhere' } });
     seeOther(ctx, '/account?done=sessions-ended#sessions');
   });
 
@@ -225,6 +229,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.', { status: 404 }));
     }
     logger.info({ sub: account.sub, clientId }, 'app access revoked');
+    events.emit({ type: 'consent.revoked', sub: account.sub, clientId });
     seeOther(ctx, '/account?done=revoked#apps');
   });
 

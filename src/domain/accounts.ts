@@ -6,6 +6,7 @@ import { z } from 'zod';
 
 import { AppError } from '../errors.ts';
 import type { Account, AccountRepository } from '../store/port.ts';
+import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import { isLocked, type LockoutPolicy } from './lockout.ts';
 import type { PasswordHasher } from './password.ts';
 import { PASSWORD_MAX_LENGTH, passwordLength, type PasswordPolicy } from './password-policy.ts';
@@ -81,12 +82,14 @@ export class AccountService {
   readonly #hasher: PasswordHasher;
   readonly #policy: PasswordPolicy;
   readonly #lockout: LockoutPolicy;
+  readonly #events: SecurityEvents;
 
-  constructor(accounts: AccountRepository, hasher: PasswordHasher, security: { policy: PasswordPolicy; lockout: LockoutPolicy }) {
+  constructor(accounts: AccountRepository, hasher: PasswordHasher, security: { policy: PasswordPolicy; lockout: LockoutPolicy; events?: SecurityEvents }) {
     this.#accounts = accounts;
     this.#hasher = hasher;
     this.#policy = security.policy;
     this.#lockout = security.lockout;
+    this.#events = security.events ?? NO_SECURITY_EVENTS;
   }
 
   /** The rules for new passwords: registration, reset and change all go through it. */
@@ -107,7 +110,7 @@ export class AccountService {
       throw new AppError('ERR_INVALID_INPUT', problems.join('. '));
     }
     const { password, ...profile } = parsed.data;
-    return this.#accounts.create({
+    const account = await this.#accounts.create({
       sub: randomId(16),
       email: profile.email,
       emailVerified: false,
@@ -117,6 +120,8 @@ export class AccountService {
       familyName: profile.familyName,
       disabled: false,
     });
+    this.#events.emit({ type: 'account.created', sub: account.sub });
+    return account;
   }
 
   /**
@@ -125,8 +130,10 @@ export class AccountService {
    * locked one (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
    * A wrong password counts towards the lockout (see lockout.ts); a success resets the count.
    * A hash made with older parameters is upgraded on success.
+   * A failure is a `signin.failed` event saying why (for operators only, never for the person);
+   * `attempt` says where it came from. The typed email is never recorded: people type passwords there.
    */
-  async authenticate(emailInput: string, password: string): Promise<Account> {
+  async authenticate(emailInput: string, password: string, attempt: { clientId?: string; purpose?: 'sign-in' | 'password-change' } = {}): Promise<Account> {
     const account = typeof emailInput === 'string' && emailInput.length <= 254
       ? await this.#accounts.findByEmail(normalizeEmail(emailInput))
       : undefined;
@@ -138,6 +145,13 @@ export class AccountService {
     if (!account || !ok || account.disabled || isLocked(account, now)) {
       // The right password for a locked or disabled account is not a failure to count.
       await this.#lockout.recordFailure(ok ? undefined : account, now);
+      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'wrong_password';
+      this.#events.emit({
+        type: 'signin.failed',
+        ...(account && { sub: account.sub }),
+        ...(attempt.clientId !== undefined && { clientId: attempt.clientId }),
+        details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
+      });
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
     }
     await this.#lockout.recordSuccess(account);
@@ -150,19 +164,23 @@ export class AccountService {
   /**
    * Replaces the password of an account (the policy applies: ERR_INVALID_INPUT with the reason) and
    * lifts any lockout. Which sessions end is the caller's decision (a reset ends them all).
+   * `how` names the security event: `password.changed` or, through a reset link, `password.reset`.
    */
-  async setPassword(sub: string, password: string): Promise<void> {
+  async setPassword(sub: string, password: string, how: 'changed' | 'reset' = 'changed'): Promise<void> {
     const account = await this.#accounts.findBySub(sub);
     if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
     const problem = await this.#policy.check(password, { email: account.email });
     if (problem) throw new AppError('ERR_INVALID_INPUT', problem.message);
     await this.#accounts.update(sub, { passwordHash: await this.#hasher.hash(password), failedSignIns: 0, lockouts: 0, lockedUntil: null });
+    this.#events.emit({ type: how === 'reset' ? 'password.reset' : 'password.changed', sub });
   }
 
   /** Lifts a lockout (`tessera users unlock`). Returns false when no account has that email. */
   async unlock(emailInput: string): Promise<boolean> {
     const account = await this.findByEmail(emailInput);
-    return account ? this.#lockout.unlock(account.sub) : false;
+    const unlocked = account ? await this.#lockout.unlock(account.sub) : false;
+    if (account && unlocked) this.#events.emit({ type: 'account.unlocked', sub: account.sub });
+    return unlocked;
   }
 
   findBySub(sub: string): Promise<Account | undefined> {
@@ -180,7 +198,9 @@ export class AccountService {
   /** Returns false when no account has that email. */
   async setDisabled(emailInput: string, disabled: boolean): Promise<boolean> {
     const account = await this.findByEmail(emailInput);
-    return account ? this.#accounts.update(account.sub, { disabled }) : false;
+    const changed = account ? await this.#accounts.update(account.sub, { disabled }) : false;
+    if (account && changed) this.#events.emit({ type: disabled ? 'account.disabled' : 'account.enabled', sub: account.sub });
+    return changed;
   }
 
   /** The account page's profile form: an empty name clears it. Throws ERR_INVALID_INPUT or ERR_NOT_FOUND. */

@@ -4,7 +4,8 @@
  * at a time (`tessera audit`, the admin API).
  *
  * Recording never fails or slows the request that caused the event: the listener only queues it,
- * and queued events are written in batches shortly after (one transaction, one fsync, for many).
+ * and queued events are written right after, at most one write per FLUSH_INTERVAL_MS: a quiet
+ * server writes each event at once, a busy one in batches (one transaction, one fsync, for many).
  * A write that fails is logged and retried with the next batch; if the store stays away, the queue
  * is bounded and the oldest events are dropped (and counted) rather than memory growing.
  * close() writes what is queued, so a graceful shutdown or a finished CLI command loses nothing.
@@ -47,8 +48,10 @@ export const DEFAULT_AUDIT_PAGE = 100;
 export const MAX_AUDIT_PAGE = 1000;
 /** Events waiting for the store beyond this are dropped, oldest first (a store outage must not exhaust memory). */
 const MAX_QUEUED = 10_000;
-/** Events are written at most this long after they happen, in one batch. */
-const FLUSH_DELAY_MS = 200;
+/** At most one write per interval; events arriving meanwhile wait for the next, as one batch. */
+const FLUSH_INTERVAL_MS = 200;
+/** After a failed write (the store is away), the next try waits this long. */
+const RETRY_AFTER_MS = 1000;
 /** A batch this large is written at once. */
 const FLUSH_BATCH = 500;
 
@@ -64,10 +67,14 @@ export class AuditService {
   readonly #onError: NonNullable<AuditSettings['onError']>;
   #queue: AuditRecord[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #timerDelay = 0;
   #writing: Promise<void> | undefined;
   #dropped = 0;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
+  #lastWriteAt = 0;
+  /** After a failed write, the next is not tried before this (epoch ms). */
+  #retryAt = 0;
 
   constructor(repository: AuditRepository, settings: AuditSettings) {
     this.#repository = repository;
@@ -81,12 +88,17 @@ export class AuditService {
     this.#unsubscribe = events.on((event) => this.record(event));
   }
 
+  /** Events waiting to be written. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   /** Events dropped because the store could not take them in time (since start). */
   get dropped(): number {
     return this.#dropped;
   }
 
-  /** Queues one event; it is written within FLUSH_DELAY_MS. Never throws. */
+  /** Queues one event; it is written within FLUSH_INTERVAL_MS. Never throws. */
   record(event: SecurityEvent): void {
     const at = event.at.getTime();
     this.#queue.push({
@@ -107,13 +119,15 @@ export class AuditService {
       this.#onError(new Error('audit events dropped: the store is not keeping up'), { queued: this.#queue.length, dropped: this.#dropped });
     }
     if (this.#closed) return;
-    if (this.#queue.length >= FLUSH_BATCH) this.#schedule(0);
-    else this.#schedule(FLUSH_DELAY_MS);
+    const earliest = Math.max(this.#retryAt, this.#queue.length >= FLUSH_BATCH ? 0 : this.#lastWriteAt + FLUSH_INTERVAL_MS);
+    this.#schedule(Math.max(0, earliest - Date.now()));
   }
 
+  /** Keeps the earliest of the pending flush and this one. */
   #schedule(delayMs: number): void {
-    if (this.#timer && delayMs > 0) return;
+    if (this.#timer && (delayMs > 0 || this.#timerDelay === 0)) return;
     clearTimeout(this.#timer);
+    this.#timerDelay = delayMs;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.flush();
@@ -128,11 +142,15 @@ export class AuditService {
     if (this.#queue.length === 0) return;
     const batch = this.#queue;
     this.#queue = [];
-    this.#writing = this.#repository.append(batch).catch((error: unknown) => {
+    this.#lastWriteAt = Date.now();
+    this.#writing = this.#repository.append(batch).then(() => {
+      this.#retryAt = 0;
+    }, (error: unknown) => {
       // Put the batch back in front, to be tried with the next one (record() bounds the total).
       this.#queue = [...batch, ...this.#queue];
+      this.#retryAt = Date.now() + RETRY_AFTER_MS;
       this.#onError(error, { queued: this.#queue.length, dropped: this.#dropped });
-      if (this.#queue.length && !this.#closed) this.#schedule(FLUSH_DELAY_MS * 5);
+      if (this.#queue.length && !this.#closed) this.#schedule(RETRY_AFTER_MS);
     }).finally(() => {
       this.#writing = undefined;
     });

@@ -9,6 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.ts';
 import type { ClientRepository, RevisionRepository, StoredClient } from '../store/port.ts';
 import { certificateJwk, parseCertificate, thumbprint, TLS_SUBJECT_METADATA, tlsSubjectProblem, type TlsSubject } from './certificates.ts';
+import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import { randomId } from './random.ts';
 import { roleProblem } from './roles.ts';
 
@@ -102,12 +103,24 @@ export class ClientService {
   #cachedRevision = -1;
 
   readonly #findResource: ResourceLookup;
+  readonly #events: SecurityEvents;
 
-  constructor(clients: ClientRepository, revisions: RevisionRepository, staticClients: readonly Record<string, unknown>[], findResource: ResourceLookup) {
+  constructor(
+    clients: ClientRepository,
+    revisions: RevisionRepository,
+    staticClients: readonly Record<string, unknown>[],
+    findResource: ResourceLookup,
+    events: SecurityEvents = NO_SECURITY_EVENTS,
+  ) {
     this.#clients = clients;
     this.#revisions = revisions;
     this.#static = new Map(staticClients.map((metadata) => [String(metadata.client_id), metadata]));
     this.#findResource = findResource;
+    this.#events = events;
+  }
+
+  #created(clientId: string, kind: 'relying_party' | 'machine' | 'resource_server', name: string): void {
+    this.#events.emit({ type: 'client.created', clientId, details: { kind, name } });
   }
 
   async createRelyingParty(input: NewRelyingParty): Promise<CreatedClient> {
@@ -139,6 +152,7 @@ export class ClientService {
         ...(input.requireMfa && { tessera_require_mfa: true }),
       },
     });
+    this.#created(clientId, 'relying_party', input.name.trim());
     return { client_id: clientId, ...(secret && { client_secret: secret }) };
   }
 
@@ -205,6 +219,7 @@ export class ClientService {
         ...(input.roles?.length && { tessera_roles: [...new Set(input.roles)].sort() }),
       },
     });
+    this.#created(clientId, 'machine', input.name.trim());
     return { client_id: clientId, ...(secret && { client_secret: secret }) };
   }
 
@@ -225,6 +240,7 @@ export class ClientService {
         tessera_resource_server: audience,
       },
     });
+    this.#created(clientId, 'resource_server', `${name} (resource server)`);
     return { client_id: clientId, client_secret: secret };
   }
 
@@ -282,7 +298,9 @@ export class ClientService {
     if (this.#static.has(clientId)) throw new AppError('ERR_CLIENT_INVALID', `${clientId} is configured in config/clients.json; change it there`);
     const stored = await this.#clients.find(clientId);
     if (!stored) throw new AppError('ERR_NOT_FOUND', `No client ${clientId}`, { status: 404 });
-    await this.#clients.update(clientId, change(stored.metadata));
+    const metadata = change(stored.metadata);
+    await this.#clients.update(clientId, metadata);
+    this.#events.emit({ type: 'client.changed', clientId, details: { fields: changedFields(stored.metadata, metadata) } });
   }
 
   async #resourceProblems(resources: Record<string, string[]>): Promise<string[]> {
@@ -310,8 +328,10 @@ export class ClientService {
   }
 
   /** Returns false when no stored client has that id (static clients are changed in config, not here). */
-  delete(clientId: string): Promise<boolean> {
-    return this.#clients.delete(clientId);
+  async delete(clientId: string): Promise<boolean> {
+    const deleted = await this.#clients.delete(clientId);
+    if (deleted) this.#events.emit({ type: 'client.deleted', clientId });
+    return deleted;
   }
 
   /**
@@ -351,6 +371,12 @@ function withoutSubjectMetadata(metadata: Record<string, unknown>): Record<strin
   const stripped = { ...metadata };
   for (const property of Object.values(TLS_SUBJECT_METADATA)) delete stripped[property];
   return stripped;
+}
+
+/** The names of the metadata fields a change touched (names only: values may be secrets or keys). */
+function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  const names = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...names].filter((name) => JSON.stringify(before[name]) !== JSON.stringify(after[name])).sort();
 }
 
 function redact(metadata: Record<string, unknown>): Record<string, unknown> {

@@ -10,6 +10,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 
 import { AppError } from '../errors.ts';
 import type { KeyRepository, StoredKey } from '../store/port.ts';
+import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import { Sealer } from './sealed.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -47,15 +48,17 @@ export class KeyService {
   readonly #keys: KeyRepository;
   readonly #sealer: Sealer;
   readonly #retainSeconds: number;
+  readonly #events: SecurityEvents;
 
   /**
    * @param retainSeconds how long a retired signing key stays published: the longest lifetime of
    *   anything it signs (ID tokens, JWT access tokens) plus clock skew.
    */
-  constructor(keys: KeyRepository, masterSecret: string, retainSeconds: number) {
+  constructor(keys: KeyRepository, masterSecret: string, retainSeconds: number, events: SecurityEvents = NO_SECURITY_EVENTS) {
     this.#keys = keys;
     this.#sealer = new Sealer(masterSecret, 'key encryption');
     this.#retainSeconds = retainSeconds;
+    this.#events = events;
   }
 
   /** Generates whatever is missing on first start: a signing key per family and a cookie key. */
@@ -64,13 +67,17 @@ export class KeyService {
     const add: StoredKey[] = [];
     if (!current.some((key) => key.use === 'sig')) add.push(...(await this.#generateSigningKeys()));
     if (!current.some((key) => key.use === 'cookie')) add.push(this.#generateCookieKey());
-    if (add.length) await this.#keys.rotate(add, this.#retirement());
+    if (add.length) {
+      await this.#keys.rotate(add, this.#retirement());
+      this.#events.emit({ type: 'key.rotated', details: { kids: add.map((key) => key.kid), uses: [...new Set(add.map((key) => key.use))], initial: true } });
+    }
   }
 
   /** Switches signing to fresh keys; the previous ones stay in the JWKS until their tokens have expired. */
   async rotate(): Promise<StoredKey[]> {
     const add = await this.#generateSigningKeys();
     await this.#keys.rotate(add, this.#retirement());
+    this.#events.emit({ type: 'key.rotated', details: { kids: add.map((key) => key.kid), uses: ['sig'] } });
     return add;
   }
 

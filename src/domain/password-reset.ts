@@ -91,7 +91,7 @@ export class PasswordReset {
     const payload = await tokens.redeem(token);
     if (!payload || payload.accountId !== account.sub) return { ok: false, reason: 'invalid_link' };
 
-    await accounts.setPassword(account.sub, password);
+    await accounts.setPassword(account.sub, password, 'reset');
     if (!account.emailVerified) await repository.update(account.sub, { emailVerified: true });
     const sessionsEnded = await endAllSessions(oidc, account.sub);
     await tokens.revokeAll(account.sub);

@@ -8,6 +8,7 @@
 import { AppError } from '../errors.ts';
 import type { AccountRepository } from '../store/port.ts';
 import { normalizeEmail } from './accounts.ts';
+import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 
 /** Letters, digits and `_ . : -`, starting with a letter or digit: safe in a claim, a log line and a shell. */
 const ROLE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
@@ -58,9 +59,11 @@ export function hasRoleLimits(scopeRoles: ScopeRoles | undefined): scopeRoles is
 
 export class RoleService {
   readonly #accounts: AccountRepository;
+  readonly #events: SecurityEvents;
 
-  constructor(accounts: AccountRepository) {
+  constructor(accounts: AccountRepository, events: SecurityEvents = NO_SECURITY_EVENTS) {
     this.#accounts = accounts;
+    this.#events = events;
   }
 
   /** Gives the account a role; returns its roles afterwards. Adding a role it has already changes nothing. */
@@ -72,6 +75,7 @@ export class RoleService {
     if (account.roles.length >= MAX_ROLES) throw new AppError('ERR_INVALID_INPUT', `an account holds at most ${MAX_ROLES} roles`);
     const roles = [...account.roles, role].sort();
     await this.#accounts.update(account.sub, { roles });
+    this.#events.emit({ type: 'role.added', sub: account.sub, details: { role } });
     return roles;
   }
 
@@ -81,6 +85,7 @@ export class RoleService {
     if (!account.roles.includes(role)) return { roles: account.roles, removed: false };
     const roles = account.roles.filter((held) => held !== role);
     await this.#accounts.update(account.sub, { roles });
+    this.#events.emit({ type: 'role.removed', sub: account.sub, details: { role } });
     return { roles, removed: true };
   }
 

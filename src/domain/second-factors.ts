@@ -16,6 +16,7 @@ import QRCode from 'qrcode';
 
 import { AppError } from '../errors.ts';
 import type { Account, AccountRepository, OidcStore, Passkey } from '../store/port.ts';
+import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import type { Mailer } from './mailer.ts';
 import type { PasskeyStorage } from './mfa/assurance.ts';
 import { EmailCodes } from './mfa/email-codes.ts';
@@ -35,6 +36,8 @@ export interface SecondFactorSettings {
   /** Codes by email are offered only when mail really leaves the machine (SMTP_URL). */
   emailCodes: boolean;
   masterSecret: string;
+  /** Where enrolments and removals are announced (second_factor.*, passkey.*, recovery_codes.generated). */
+  events?: SecurityEvents;
 }
 
 export interface TotpEnrolment {
@@ -81,12 +84,14 @@ export class SecondFactorService {
   readonly #totpSealer: Sealer;
   readonly #emailCodes: EmailCodes;
   readonly #passkeys: Passkeys;
+  readonly #events: SecurityEvents;
   /** Sign-ins waiting for their second factor (used by the interaction pages). */
   readonly pendingSignIns: PendingSignIns;
 
   constructor(accounts: AccountRepository, oidc: OidcStore, mailer: Mailer, settings: SecondFactorSettings) {
     this.#accounts = accounts;
     this.#settings = settings;
+    this.#events = settings.events ?? NO_SECURITY_EVENTS;
     this.#totpSealer = new Sealer(settings.masterSecret, 'totp');
     this.#emailCodes = new EmailCodes(oidc, mailer, settings.webauthn.rpName);
     const issuer = new URL(settings.issuer);
@@ -152,6 +157,7 @@ export class SecondFactorService {
       throw new AppError('ERR_SECOND_FACTOR_INVALID', WRONG_CODE, { status: 400 });
     }
     await this.#accounts.update(sub, { totp: { encryptedSecret: account.totp.encryptedSecret, lastStep: step, confirmedAt: new Date() } });
+    this.#events.emit({ type: 'second_factor.added', sub, details: { method: 'totp' } });
   }
 
   /** True for a current code of a confirmed app, once: the same code (or an older one) is refused after. */
@@ -164,8 +170,9 @@ export class SecondFactorService {
   }
 
   async disableTotp(sub: string): Promise<void> {
-    await this.#account(sub);
+    const account = await this.#account(sub);
     await this.#accounts.update(sub, { totp: null });
+    if (account.totp?.confirmedAt) this.#events.emit({ type: 'second_factor.removed', sub, details: { method: 'totp' } });
     await this.#dropRecoveryCodesIfLast(sub);
   }
 
@@ -176,6 +183,7 @@ export class SecondFactorService {
     await this.#account(sub);
     const codes = newRecoveryCodes();
     await this.#accounts.update(sub, { recoveryCodes: codes.map((code) => hashRecoveryCode(sub, normalizeRecoveryCode(code)!)) });
+    this.#events.emit({ type: 'recovery_codes.generated', sub, details: { count: codes.length } });
     return codes;
   }
 
@@ -217,6 +225,7 @@ export class SecondFactorService {
       throw new AppError('ERR_SECOND_FACTOR_INVALID', 'That code is not right, or it expired. Ask for a new one.', { status: 400 });
     }
     await this.#accounts.update(sub, { emailOtp: true, emailVerified: true });
+    this.#events.emit({ type: 'second_factor.added', sub, details: { method: 'email-code' } });
   }
 
   /** Turns codes by email on for an address already verified (e.g. from the account page). */
@@ -227,11 +236,13 @@ export class SecondFactorService {
       throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Verify your email address first.', { status: 409 });
     }
     await this.#accounts.update(sub, { emailOtp: true });
+    this.#events.emit({ type: 'second_factor.added', sub, details: { method: 'email-code' } });
   }
 
   async disableEmailOtp(sub: string): Promise<void> {
-    await this.#account(sub);
+    const account = await this.#account(sub);
     await this.#accounts.update(sub, { emailOtp: false });
+    if (account.emailOtp) this.#events.emit({ type: 'second_factor.removed', sub, details: { method: 'email-code' } });
     await this.#dropRecoveryCodesIfLast(sub);
   }
 
@@ -245,6 +256,7 @@ export class SecondFactorService {
   /** `response` is the browser's PublicKeyCredential as JSON text. */
   async verifyPasskeyRegistration(sub: string, response: unknown, name?: unknown, binding: CeremonyBinding = {}): Promise<PasskeySummary & { storage: PasskeyStorage }> {
     const { passkey, storage } = await this.#passkeys.verifyRegistration(await this.#account(sub), response, name, binding);
+    this.#events.emit({ type: 'passkey.added', sub, details: { name: passkey.name, storage } });
     return { ...summaryOf(passkey), storage };
   }
 
@@ -278,6 +290,8 @@ export class SecondFactorService {
     const remaining = account.passkeys.filter((passkey) => passkey.credentialId !== credentialId);
     if (remaining.length === account.passkeys.length) throw this.#noPasskey();
     await this.#accounts.update(sub, { passkeys: remaining });
+    const removed = account.passkeys.find((passkey) => passkey.credentialId === credentialId);
+    this.#events.emit({ type: 'passkey.removed', sub, details: { name: removed?.name ?? '' } });
     await this.#dropRecoveryCodesIfLast(sub);
   }
 
@@ -285,6 +299,7 @@ export class SecondFactorService {
   async resetAll(sub: string): Promise<void> {
     await this.#account(sub);
     await this.#accounts.update(sub, { totp: null, passkeys: [], emailOtp: false, recoveryCodes: [] });
+    this.#events.emit({ type: 'second_factor.removed', sub, details: { method: 'all' } });
   }
 
   async #account(sub: string): Promise<Account> {

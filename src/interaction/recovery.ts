@@ -13,6 +13,7 @@ import type { Context } from 'koa';
 import { normalizeEmail, type AccountService } from '../domain/accounts.ts';
 import { describeDuration } from '../domain/account-mail.ts';
 import { VERIFY_EMAIL_PATH, type EmailVerification } from '../domain/email-verification.ts';
+import type { SecurityEvents } from '../domain/events.ts';
 import { FORGOT_PASSWORD_PATH, interactionUid, RESET_PASSWORD_PATH, type PasswordReset } from '../domain/password-reset.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
@@ -25,6 +26,7 @@ export interface RecoveryRouterDependencies {
   passwordReset: PasswordReset;
   rateLimits: RateLimits;
   logger: Logger;
+  events: SecurityEvents;
 }
 
 /** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
@@ -43,7 +45,7 @@ function looksLikeEmail(value: string): boolean {
   return email.length <= 254 && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email);
 }
 
-export function recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger }: RecoveryRouterDependencies): Router {
+export function recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events }: RecoveryRouterDependencies): Router {
   const router = new Router();
   const policy = accounts.passwordPolicy;
 
@@ -134,6 +136,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
       return showResetForm(ctx, { token, uid, email: account.email, error: outcome.problem.message });
     }
     logger.info({ sub: outcome.account.sub, sessionsEnded: outcome.sessionsEnded }, 'password reset');
+    if (outcome.sessionsEnded) events.emit({ type: 'session.ended', sub: outcome.account.sub, details: { count: outcome.sessionsEnded, reason: 'password_reset' } });
     ctx.status = 303;
     ctx.redirect(`${RESET_PASSWORD_PATH}/done${uid ? `?uid=${uid}` : ''}`);
   });
@@ -154,6 +157,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     const result = await emailVerification.verify(field(ctx, 'token'));
     if (!result.verified) return showLinkExpired(ctx, 'verification');
     logger.info({ sub: result.account.sub }, 'email verified');
+    events.emit({ type: 'email.verified', sub: result.account.sub });
     ctx.status = 303;
     ctx.redirect(`${VERIFY_EMAIL_PATH}/done`);
   });

@@ -10,6 +10,7 @@ import type { InteractionResults, Provider } from 'oidc-provider';
 
 import { INVALID_CREDENTIALS, type AccountService } from '../domain/accounts.ts';
 import type { EmailVerification } from '../domain/email-verification.ts';
+import type { SecurityEvents } from '../domain/events.ts';
 import { passwordOnly } from '../domain/mfa/assurance.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
@@ -29,6 +30,7 @@ export interface InteractionRouterDependencies {
   rateLimits: RateLimits;
   emailVerification: EmailVerification;
   secondFactors: SecondFactorService;
+  events: SecurityEvents;
 }
 
 /** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
@@ -37,11 +39,11 @@ function field(ctx: Context, name: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors }: InteractionRouterDependencies): Router {
+export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events }: InteractionRouterDependencies): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   // Second factors, enrolment and passkeys (second-factor.ts) share this router's helpers and middleware.
   const mfa = secondFactorSteps({
-    provider, accounts, secondFactors, logger, loadInteraction, finish, clientOf, showLogin,
+    provider, accounts, secondFactors, logger, events, loadInteraction, finish, clientOf, showLogin,
     limitSecondFactor: (ctx, sub) => rateLimits.secondFactor(ctx, sub),
   });
 
@@ -56,6 +58,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     if (interaction.uid !== ctx.params.uid) {
       throw new AppError('ERR_INTERACTION_EXPIRED', 'This sign-in page has expired. Go back to the app and start again.');
     }
+    ctx.state.interactionClientId = typeof interaction.params.client_id === 'string' ? interaction.params.client_id : undefined;
     return interaction;
   }
 
@@ -70,8 +73,19 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     };
   }
 
+  /** Every completed sign-in (password, second factor, passkey, new account) passes here: one `signin.succeeded`. */
   async function finish(ctx: Context, result: InteractionResults): Promise<void> {
     const returnTo = await provider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    const login = result.login as { accountId?: unknown; amr?: unknown } | undefined;
+    if (typeof login?.accountId === 'string') {
+      const clientId = ctx.state.interactionClientId as string | undefined;
+      events.emit({
+        type: 'signin.succeeded',
+        sub: login.accountId,
+        ...(clientId !== undefined && { clientId }),
+        details: { amr: Array.isArray(login.amr) ? login.amr.map(String) : [] },
+      });
+    }
     ctx.status = 303;
     ctx.redirect(returnTo);
   }
@@ -144,7 +158,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     const email = field(ctx, 'email');
     await rateLimits.signIn(ctx, email);
     try {
-      const account = await accounts.authenticate(email, field(ctx, 'password'));
+      const account = await accounts.authenticate(email, field(ctx, 'password'), { clientId: String(interaction.params.client_id) });
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'sign-in succeeded');
       await mfa.afterPassword(ctx, interaction, account);
     } catch (error) {
@@ -196,6 +210,11 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     const decision = field(ctx, 'decision');
     if (decision === 'deny') {
       logger.info({ sub: interaction.session?.accountId, clientId: interaction.params.client_id }, 'consent denied');
+      events.emit({
+        type: 'consent.denied',
+        ...(typeof interaction.session?.accountId === 'string' && { sub: interaction.session.accountId }),
+        clientId: String(interaction.params.client_id),
+      });
       return finish(ctx, { error: 'access_denied', error_description: 'The person declined to grant access' });
     }
     if (decision !== 'allow') throw new AppError('ERR_INVALID_INPUT', 'Choose Allow or Deny.');
@@ -216,6 +235,16 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     }
     const grantId = await grant.save();
     logger.info({ sub: accountId, clientId }, 'consent given');
+    events.emit({
+      type: 'consent.given',
+      ...(typeof accountId === 'string' && { sub: accountId }),
+      clientId,
+      details: {
+        scopes: details.missingOIDCScope ?? [],
+        claims: details.missingOIDCClaims ?? [],
+        resources: Object.entries(details.missingResourceScopes ?? {}).map(([indicator, scopes]) => `${indicator} ${scopes.join(' ')}`),
+      },
+    });
     await finish(ctx, { consent: { grantId } });
   });
 

@@ -12,6 +12,7 @@ import type { Context } from 'koa';
 import type { InteractionResults, Provider } from 'oidc-provider';
 
 import type { AccountService } from '../domain/accounts.ts';
+import type { SecurityEvents } from '../domain/events.ts';
 import {
   multiFactorRequired,
   passwordlessPasskey,
@@ -38,6 +39,7 @@ export interface SecondFactorStepsDependencies {
   accounts: AccountService;
   secondFactors: SecondFactorService;
   logger: Logger;
+  events: SecurityEvents;
   /** The interaction router's own helpers, so these steps load and finish interactions the same way. */
   loadInteraction(ctx: Context): Promise<Interaction>;
   finish(ctx: Context, result: InteractionResults): Promise<void>;
@@ -79,7 +81,12 @@ function maskEmail(email: string): string {
 }
 
 export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFactorSteps {
-  const { provider, accounts, secondFactors, logger, loadInteraction, finish, clientOf, showLogin, limitSecondFactor } = deps;
+  const { provider, accounts, secondFactors, logger, events, loadInteraction, finish, clientOf, showLogin, limitSecondFactor } = deps;
+
+  /** A second factor or passkey that did not prove who is signing in (`sub` when known). */
+  function refused(interaction: Interaction, sub: string | undefined, factor: SecondFactorMethod, reason: string): void {
+    events.emit({ type: 'signin.failed', ...(sub !== undefined && { sub }), clientId: String(interaction.params.client_id), details: { reason, factor } });
+  }
   const pending = secondFactors.pendingSignIns;
   const base = (uid: string) => `/interaction/${uid}`;
 
@@ -185,6 +192,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       return complete(ctx, interaction, withSecondFactor(signIn.amr, method), method);
     }
     logger.info({ sub: signIn.sub, method }, 'second factor refused');
+    refused(interaction, signIn.sub, method, 'wrong_second_factor');
     ctx.status = 401;
     await showSecondFactor(ctx, interaction, account, { method, error: wrong, sent: method === 'email-code' });
   }
@@ -295,6 +303,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
         return await complete(ctx, interaction, withSecondFactor(signIn.amr, 'passkey', result.storage), 'a passkey');
       } catch (error) {
         if (!isRefusal(error)) throw error;
+        refused(interaction, signIn.sub, 'passkey', 'wrong_second_factor');
         ctx.status = error.status;
         await showSecondFactor(ctx, interaction, account, { method: 'passkey', error: error.message });
       }
@@ -320,6 +329,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       } catch (error) {
         if (!isRefusal(error)) throw error;
         logger.info({ clientId: interaction.params.client_id }, 'passkey sign-in refused');
+        refused(interaction, undefined, 'passkey', 'passkey_refused');
         ctx.status = error.status;
         await showLogin(ctx, interaction, { error: error.message });
       }

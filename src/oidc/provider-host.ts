@@ -13,9 +13,12 @@ import { Provider } from 'oidc-provider';
 import { ConfigError, type Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { ClientService } from '../domain/clients.ts';
+import type { SecurityEvents } from '../domain/events.ts';
 import type { KeyMaterial, KeyService } from '../domain/keys.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { observeProvider } from '../observability/provider-events.ts';
 import type { RevisionRepository } from '../store/port.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
@@ -32,6 +35,9 @@ export interface ProviderHostDependencies {
   revisions: RevisionRepository;
   adapter: AdapterConstructor;
   logger: Logger;
+  /** Token issuance and revocation become security events and metrics (observability/provider-events.ts). */
+  events?: SecurityEvents | undefined;
+  metrics?: Metrics | undefined;
 }
 
 export class ProviderHost {
@@ -127,6 +133,7 @@ export class ProviderHost {
     }));
     provider.proxy = config.behindTlsProxy;
     extendProvider(provider);
+    observeProvider(provider, this.#deps);
     provider.on('server_error', (ctx, error) => logger.error({ err: error, requestId: ctx.state?.requestId }, 'oidc-provider server error'));
     this.#provider = provider;
     this.#middleware = compose(provider.middleware as Middleware[]);

@@ -6,6 +6,8 @@ import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import type { DestinationStream } from 'pino';
+
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/main.ts';
@@ -20,6 +22,8 @@ export interface TestServerOptions {
   clients?: Record<string, unknown>[];
   /** Reuse a directory (for restart tests); a fresh temporary one otherwise. */
   dataDir?: string;
+  /** Where the server's log goes (at LOG_LEVEL, silent unless `env` sets it); stdout otherwise. */
+  logDestination?: DestinationStream;
 }
 
 export interface TestServer extends RunningServer {
@@ -67,7 +71,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...options.env,
   };
   const config = loadConfig(env);
-  const server = await startServer(config, createLogger(config.logLevel));
+  const server = await startServer(config, createLogger(config.logLevel, options.logDestination));
   const effective = Object.freeze({ ...config, issuer: server.issuer, port: server.port });
   return {
     ...server,
@@ -78,9 +82,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     cliEnv: { ...env, PORT: String(server.port) },
     async withServices(fn) {
       const store = await openStore(effective);
+      const services = buildServices(effective, store);
       try {
-        return await fn(buildServices(effective, store), store);
+        return await fn(services, store);
       } finally {
+        await services.close();
         await store.close();
       }
     },

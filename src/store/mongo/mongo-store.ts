@@ -477,8 +477,14 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
   const audit: AuditRepository = {
     async append(records) {
       if (records.length === 0) return;
-      // Unordered: one event the server refuses must not keep the others out.
-      await AuditEvent.insertMany(records.map(toAuditDocument), { ordered: false });
+      try {
+        // Unordered: one event the server refuses must not keep the others out.
+        await AuditEvent.insertMany(records.map(toAuditDocument), { ordered: false });
+      } catch (error) {
+        // A batch retried after a partial failure meets the events that did get in: those are written.
+        const writeErrors = (error as { writeErrors?: unknown }).writeErrors;
+        if (!Array.isArray(writeErrors) || writeErrors.length === 0 || !writeErrors.every((writeError) => errorCode(writeError) === 11000 || errorCode((writeError as { err?: unknown }).err) === 11000)) throw error;
+      }
     },
     async query(query) {
       const filter: Record<string, unknown> = { expiresAt: { $gt: new Date(clock()) } };
