@@ -4,56 +4,18 @@
  * the RP signed in. A second browser context with JavaScript disabled signs the same person in,
  * proving the pages need no script. Chromium is required: without it this test fails, it never skips.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 import test, { type ExecutionContext } from 'ava';
 import { chromium, type Browser, type Page, type Response } from 'playwright-core';
 
 import { startDemoRp, type RunningDemoRp } from '../examples/demo/rp.ts';
+import { CHROMIUM_ARGS, findChromium, freePort } from './helpers/browser.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
-function findChromium(): string | undefined {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-  for (const candidate of candidates) {
-    if (candidate && existsSync(candidate)) return candidate;
-  }
-  for (const name of ['chromium', 'chromium-browser']) {
-    try {
-      const found = execFileSync('which', [name], { encoding: 'utf8' }).trim();
-      if (found) return found;
-    } catch {
-      // not on PATH; try the next name
-    }
-  }
-  return undefined;
-}
 
-/** Asks the kernel for a free port; the RP's redirect URI must be registered before Tessera starts. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 interface Stack {
   server: TestServer;

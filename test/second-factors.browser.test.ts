@@ -5,10 +5,7 @@
  * protocol), use recovery codes, and sign in with a passkey alone. Chromium is required: without it
  * these tests fail, they never skip.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import net from 'node:net';
 
 import test, { type ExecutionContext } from 'ava';
 import * as OTPAuth from 'otpauth';
@@ -16,45 +13,12 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 
 import { startDemoRp, type RunningDemoRp } from '../examples/demo/rp.ts';
 import { ACR_MULTI_FACTOR } from '../src/domain/mfa/assurance.ts';
+import { CHROMIUM_ARGS, findChromium, freePort } from './helpers/browser.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
 /** The same launch as test/browser.test.ts. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
-function findChromium(): string | undefined {
-  for (const candidate of [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser']) {
-    if (candidate && existsSync(candidate)) return candidate;
-  }
-  for (const name of ['chromium', 'chromium-browser']) {
-    try {
-      const found = execFileSync('which', [name], { encoding: 'utf8' }).trim();
-      if (found) return found;
-    } catch {
-      // not on PATH; try the next name
-    }
-  }
-  return undefined;
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 let server: TestServer;
 let rp: RunningDemoRp;
