@@ -72,13 +72,24 @@ export function redact<T>(value: T, depth = 0): T {
     // An error's `code` is its kind (ERR_..., ECONNREFUSED), not an authorization code.
     const next = REDACTED.has(key) && !(isError && key === 'code') ? CENSOR : redact(current, depth + 1);
     if (next === current) continue;
-    // Errors keep their prototype, message and stack (own, non-enumerable) in the copy.
-    copy ??= isError
-      ? Object.defineProperties(Object.create(prototype as object) as Record<string, unknown>, Object.getOwnPropertyDescriptors(value))
-      : { ...record };
+    copy ??= isError ? copyOfError(value) : { ...record };
     copy[key] = next;
   }
   return (copy ?? value) as T;
+}
+
+/** Same prototype, message, stack and cause (own, non-enumerable; V8's stack is an accessor read here). */
+function copyOfError(error: Error): Record<string, unknown> {
+  const copy = Object.create(Object.getPrototypeOf(error) as object) as Record<string, unknown>;
+  for (const name of Object.getOwnPropertyNames(error)) {
+    Object.defineProperty(copy, name, {
+      value: (error as unknown as Record<string, unknown>)[name],
+      enumerable: Object.prototype.propertyIsEnumerable.call(error, name),
+      writable: true,
+      configurable: true,
+    });
+  }
+  return copy;
 }
 
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {

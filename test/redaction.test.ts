@@ -12,6 +12,7 @@ import { Writable } from 'node:stream';
 import test from 'ava';
 import * as oidc from 'openid-client';
 
+import { redact } from '../src/log.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { linkIn, startMailCatcher } from './helpers/mail-catcher.ts';
 import { discover, newPerson, signIn, staticClient, submit } from './helpers/relying-party.ts';
@@ -159,4 +160,38 @@ test('no password, client secret, code or token of real flows appears in the log
   t.true(access.some((line) => line.requestId === failure?.requestId && line.route === '/interaction/:uid/login' && line.status === 401));
   // Lines outside any request (startup) have none.
   t.is(parsed.find((line) => String(line.msg).startsWith('Tessera is listening'))?.requestId, undefined);
+});
+
+test('redact censors secret keys at any depth, keeps an error\'s code, message and stack, and never changes what it was given', (t) => {
+  const error = Object.assign(new Error('the store said no'), { code: 'ERR_STORE_UNAVAILABLE', token: 'abc' });
+  const given = {
+    sub: 'sub-1',
+    password: 'hunter2 hunter2',
+    params: { code: 'an-authorization-code', scope: 'openid', nested: { refresh_token: 'rt', deeper: { client_secret: 'cs' } } },
+    list: [{ access_token: 'at' }, 'plain'],
+    headers: { authorization: 'Bearer x', cookie: 'a=b', accept: 'text/html' },
+    err: error,
+    at: new Date(0),
+  };
+  const snapshot = structuredClone({ ...given, err: undefined });
+  const result = redact(given);
+
+  t.deepEqual({ ...result, err: undefined }, {
+    sub: 'sub-1',
+    password: '[redacted]',
+    params: { code: '[redacted]', scope: 'openid', nested: { refresh_token: '[redacted]', deeper: { client_secret: '[redacted]' } } },
+    list: [{ access_token: '[redacted]' }, 'plain'],
+    headers: { authorization: '[redacted]', cookie: '[redacted]', accept: 'text/html' },
+    err: undefined,
+    at: new Date(0),
+  });
+  t.true(result.err instanceof Error);
+  t.is(result.err.message, 'the store said no');
+  t.is(result.err.stack, error.stack);
+  t.is((result.err as Error & { code: string }).code, 'ERR_STORE_UNAVAILABLE');
+  t.is((result.err as Error & { token: string }).token, '[redacted]');
+  t.deepEqual({ ...given, err: undefined }, snapshot, 'the logged object is unchanged');
+  t.is(error.token, 'abc');
+  const clean = { method: 'GET', path: '/token', status: 200 };
+  t.is(redact(clean), clean, 'nothing to censor: the same object, no copy');
 });
