@@ -4,11 +4,9 @@
  * cli.test.ts, the real bin/tessera runs in a child process on a temporary installation, and
  * effects are checked through a second invocation, the domain services or a running server.
  */
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import * as jose from 'jose';
 
@@ -18,31 +16,10 @@ import { clientSecretMatches } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate } from '../src/domain/pki.ts';
 import { buildServices, type Services } from '../src/services.ts';
 import { openStore } from '../src/store/open-store.ts';
+import { runCli, type CliResult } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
-const BIN = fileURLToPath(new URL('../bin/tessera', import.meta.url));
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(env: Record<string, string>, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** A fresh, empty Tessera installation, and helpers that run the CLI against it. */
 function installation(t: { teardown(fn: () => void): void }) {

@@ -4,8 +4,6 @@
  * email or a wrong password), told to the owner by email over a real SMTP server, and lifted by
  * `tessera users unlock`.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import test from 'ava';
@@ -16,9 +14,9 @@ import { startInstancePair, type StoreKind } from './helpers/instance-pair.ts';
 import { attemptSignIn, normalizedPage, openLoginForm, postLogin } from './helpers/login-form.ts';
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { staticClient } from './helpers/relying-party.ts';
+import { runCli } from './helpers/cli.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
-const BIN = fileURLToPath(new URL('../bin/tessera', import.meta.url));
 const PASSWORD = 'correct horse battery staple';
 const WRONG = 'not the right password at all';
 
@@ -42,17 +40,6 @@ function isSignedIn(page: { status: number; headers: Headers }): boolean {
   return page.status === 303 && !(page.headers.get('location') ?? '').includes('error=');
 }
 
-function runCli(env: Record<string, string>, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 test('each lockout lasts twice as long as the one before, up to a day', (t) => {
   const settings = { threshold: 5, seconds: 300 };
