@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import Koa, { type Context, type Next } from 'koa';
+import Koa, { type Context, type Middleware, type Next } from 'koa';
 import send from 'koa-send';
 import views from 'koa-views';
 
@@ -53,6 +53,8 @@ export interface AppDependencies {
   metrics: Metrics;
   /** The store's ping, for /readyz. */
   pingStore(): Promise<void>;
+  /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
+  adminApi?: Middleware | undefined;
 }
 
 async function requestId(ctx: Context, next: Next) {
@@ -81,7 +83,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, events, metrics, pingStore }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore }: AppDependencies): Koa {
   const app = new Koa({ proxy: config.behindTlsProxy });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
@@ -126,6 +128,8 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
   }
   app.use(clientCertificates(config.tls, logger));
+  // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
+  if (adminApi) app.use(adminApi);
   app.use(rateLimits.clientFailures());
   app.use(host.middleware());
   return app;

@@ -4,6 +4,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -50,6 +51,8 @@ export interface Config {
   readonly refreshReuseGraceSeconds: number;
   /** How often a running server looks for key and client changes made elsewhere (CLI, other instances). */
   readonly storePollSeconds: number;
+  /** Worker processes `tessera serve` runs (WORKERS; default one per core); 1 runs no cluster at all. */
+  readonly workers: number;
   /** Static clients from config/clients.json, as oidc-provider metadata. */
   readonly staticClients: readonly Record<string, unknown>[];
   /** Static resource servers from config/resources.json. */
@@ -84,9 +87,13 @@ export interface SecurityConfig {
     /** Failed token requests (bad client credentials or grants) per address and per client id. */
     readonly tokenFailuresPerIp: RateLimit;
     readonly tokenFailuresPerClient: RateLimit;
+    /** Admin API requests refused for a missing or bad access token, per address. */
+    readonly adminFailuresPerIp: RateLimit;
   };
   /** POST /api/accounts for first-party apps. */
   readonly registrationApi: boolean;
+  /** The admin API under /admin/api, and its built-in resource server `${issuer}/admin/api`. */
+  readonly adminApi: boolean;
 }
 
 export interface MailConfig {
@@ -167,6 +174,7 @@ const envSchema = z.object({
   PASSWORD_RESET_TTL: seconds(1800, 86_400),
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
+  WORKERS: integer(1, 256).optional(),
   TLS_CERT: z.string().min(1).optional(),
   TLS_KEY: z.string().min(1).optional(),
   MTLS_PORT: integer(0, 65_535).optional(),
@@ -186,6 +194,8 @@ const envSchema = z.object({
   RATE_LIMIT_TOKEN_FAILURES_PER_IP: rateLimit('60/300'),
   RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: rateLimit('30/300'),
   REGISTRATION_API: z.stringbool().default(true),
+  ADMIN_API: z.stringbool().default(true),
+  RATE_LIMIT_ADMIN_FAILURES_PER_IP: rateLimit('30/300'),
   SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must start with smtp:// or smtps://').optional(),
   MAIL_FROM: z.string().min(3).default('Tessera <no-reply@localhost>'),
   WEBAUTHN_RP_ID: z.string().min(1).optional(),
@@ -329,6 +339,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
+    workers: e.WORKERS ?? availableParallelism(),
     staticClients: clients.success ? clients.data : [],
     staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }) })),
     tls,
@@ -345,8 +356,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         secondFactorPerAccount: e.RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT,
         tokenFailuresPerIp: e.RATE_LIMIT_TOKEN_FAILURES_PER_IP,
         tokenFailuresPerClient: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT,
+        adminFailuresPerIp: e.RATE_LIMIT_ADMIN_FAILURES_PER_IP,
       },
       registrationApi: e.REGISTRATION_API,
+      adminApi: e.ADMIN_API,
     },
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     webauthn: { rpId: e.WEBAUTHN_RP_ID, rpName: e.WEBAUTHN_RP_NAME },

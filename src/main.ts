@@ -6,6 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
+import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -129,6 +130,18 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      adminApi: config.security.adminApi ? adminApi({
+        config,
+        logger,
+        services,
+        provider: () => host.provider,
+        refresh: () => host.refresh(),
+        oidc: store.oidc,
+        keys: store.keys,
+        revisions: store.revisions,
+        events: services.events,
+        audit: services.audit,
+      }) : undefined,
     });
     services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     if (!metricsServed(config.observability.metricsToken, config.env === 'production')) {

@@ -2,6 +2,7 @@
  * Builds the domain services from configuration and an open store. The server and the CLI both
  * call this, so they share one set of rules for accounts, clients and keys.
  */
+import { adminResource } from './admin/resource.ts';
 import type { Config } from './config.ts';
 import { lockoutMessage } from './domain/account-mail.ts';
 import { AccountService } from './domain/accounts.ts';
@@ -68,7 +69,9 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   // Clients check their resources exist, and resources create their own clients: tie the knot lazily.
   let resources: ResourceService | undefined;
   const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events);
-  resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources);
+  // The admin API is a resource server of Tessera's own (admin/resource.ts), there whenever the API is.
+  const builtInResources = config.security.adminApi ? [adminResource(config.issuer)] : [];
+  resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources, builtInResources);
   const mailer = createMailer(config.mail, config.dataDir);
   const lockout = new LockoutPolicy(store.accounts, { threshold: config.security.lockoutThreshold, seconds: config.security.lockoutSeconds });
   // The owner hears of each lockout once; the mail goes out in the background, so the failed

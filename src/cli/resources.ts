@@ -105,6 +105,9 @@ const remove = defineCommand({
   async run({ values, args: [audience = ''], config, services }) {
     const { resources, clients } = await services();
     if (!(await resources.delete(audience))) {
+      if (resources.builtIns().some((resource) => resource.audience === audience)) {
+        throw new AppError('ERR_RESOURCE_INVALID', `resource server ${audience} is Tessera's own admin API; ADMIN_API=false turns it off`);
+      }
       const isStatic = (await resources.list()).some((resource) => resource.audience === audience && resource.source === 'config');
       throw new AppError('ERR_NOT_FOUND', isStatic
         ? `resource server ${audience} is defined in ${path.join(config.configDir, 'resources.json')}; remove it there`

@@ -191,8 +191,9 @@ export class AccountService {
     return this.#accounts.findByEmail(normalizeEmail(emailInput));
   }
 
-  list(): Promise<Account[]> {
-    return this.#accounts.list();
+  /** Oldest first; `offset` and `limit` page through them (the admin API). */
+  list(options?: { limit?: number; offset?: number }): Promise<Account[]> {
+    return this.#accounts.list(options);
   }
 
   /** Returns false when no account has that email. */

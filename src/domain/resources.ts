@@ -3,7 +3,7 @@
  * static ones from config/resources.json and ones created with the CLI. Each gets a client of its
  * own for introspection and revocation of the tokens issued for it.
  */
-import type { StaticResource } from '../config.ts';
+import { ConfigError, type StaticResource } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { ResourceRepository, ResourceServerRecord, RevisionRepository } from '../store/port.ts';
 import type { ClientService, CreatedClient } from './clients.ts';
@@ -50,18 +50,24 @@ export class ResourceService {
   readonly #revisions: RevisionRepository;
   readonly #clients: ClientService;
   readonly #static: Map<string, ResourceServer>;
+  /** Tessera's own APIs (the admin API): always there, never created, changed or deleted. */
+  readonly #builtIn: Map<string, ResourceServer>;
   #cache = new Map<string, ResourceServer | undefined>();
   #cachedRevision = -1;
 
-  constructor(resources: ResourceRepository, revisions: RevisionRepository, clients: ClientService, staticResources: readonly StaticResource[]) {
+  constructor(resources: ResourceRepository, revisions: RevisionRepository, clients: ClientService, staticResources: readonly StaticResource[], builtIn: readonly StaticResource[] = []) {
     this.#resources = resources;
     this.#revisions = revisions;
     this.#clients = clients;
-    this.#static = new Map(staticResources.map(({ scopeRoles, ...resource }) => [resource.audience, {
+    const toServer = ({ scopeRoles, ...resource }: StaticResource): [string, ResourceServer] => [resource.audience, {
       ...resource,
       scopes: [...resource.scopes],
       ...(scopeRoles && { scopeRoles: normalizeScopeRoles(scopeRoles) }),
-    }]));
+    }];
+    this.#builtIn = new Map(builtIn.map(toServer));
+    const reserved = staticResources.filter((resource) => this.#builtIn.has(resource.audience));
+    if (reserved.length) throw new ConfigError(reserved.map((resource) => `resources.json: ${resource.audience} is reserved for Tessera's own API`));
+    this.#static = new Map(staticResources.map(toServer));
   }
 
   /**
@@ -70,6 +76,7 @@ export class ResourceService {
    */
   async create(input: NewResourceServer): Promise<ResourceServer & { client: CreatedClient }> {
     const problems = resourceProblems(input);
+    if (this.#builtIn.has(input.audience)) problems.push(`${input.audience} is reserved for Tessera's own API`);
     if (this.#static.has(input.audience)) problems.push(`${input.audience} is already configured in config/resources.json`);
     if (problems.length) throw new AppError('ERR_RESOURCE_INVALID', problems.join('; '));
     const resource: ResourceServer = {
@@ -90,6 +97,11 @@ export class ResourceService {
     }
   }
 
+  /** Tessera's own APIs, which `list` leaves out: they are not the operator's to change. */
+  builtIns(): ResourceServer[] {
+    return [...this.#builtIn.values()];
+  }
+
   async list(): Promise<Array<ResourceServer & { source: 'config' | 'store' }>> {
     const stored = await this.#resources.list();
     return [
@@ -104,6 +116,7 @@ export class ResourceService {
    * Returns false when no stored resource has that audience.
    */
   async delete(audience: string): Promise<boolean> {
+    if (this.#builtIn.has(audience)) return false;
     if (!(await this.#resources.delete(audience))) return false;
     for (const client of await this.#clients.list()) {
       if (client.source === 'store' && client.metadata.tessera_resource_server === audience) await this.#clients.delete(client.client_id);
@@ -113,6 +126,8 @@ export class ResourceService {
 
   /** Served from memory on the token path; dropped when the resources revision moves (see refresh). */
   async find(audience: string): Promise<ResourceServer | undefined> {
+    const builtIn = this.#builtIn.get(audience);
+    if (builtIn) return builtIn;
     const configured = this.#static.get(audience);
     if (configured) return configured;
     if (this.#cache.has(audience)) return this.#cache.get(audience);

@@ -183,6 +183,21 @@ export class RateLimits {
   }
 
   /**
+   * Admin API (admin/authentication.ts): only requests refused for a missing or bad token count, per
+   * address, so an operator's scripts cost no store writes. An address over the limit is answered
+   * 429 before its token is looked at; finding out is a read.
+   */
+  async adminBlockedFor(ctx: Context): Promise<number> {
+    return this.#blockedFor('adminFailuresPerIp', addressKey(this.address(ctx)));
+  }
+
+  async adminFailure(ctx: Context): Promise<void> {
+    await this.#consume(['adminFailuresPerIp', addressKey(this.address(ctx))]).catch((error: unknown) => {
+      if (!(error instanceof RateLimitedError)) throw error;
+    });
+  }
+
+  /**
    * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address and
    * per client that exists, so a successful token request stays free of store writes. A request
    * from an address or for a client already over its limit is answered 429 before any credential

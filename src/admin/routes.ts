@@ -1,0 +1,630 @@
+/**
+ * Every admin API endpoint, in one table: users (with their sessions and grants), clients,
+ * resource servers, keys and audit events. Each entry names its schemas (schemas.ts) and answers
+ * through the same domain services as the CLI, so the rules are the same whichever an operator uses.
+ */
+import { endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../account/activity.ts';
+import { normalizeEmail, registrationSchema } from '../domain/accounts.ts';
+import { isLocked } from '../domain/lockout.ts';
+import { randomId } from '../domain/random.ts';
+import type { Account } from '../store/port.ts';
+import type { AdminApiDependencies } from './dependencies.ts';
+import { AdminApiError, conflict, invalidRequest, notFound } from './errors.ts';
+import { decodeCursor, encodeCursor, pageOf } from './pagination.ts';
+import { defineRoute, type Route } from './route-table.ts';
+import * as schemas from './schemas.ts';
+import { auditEventView, clientKind, clientView, resourceView, sessionHandle, sessionView, userDetailsView, userView } from './views.ts';
+
+// --- Users ---
+
+async function findUser(deps: AdminApiDependencies, sub: string): Promise<Account> {
+  const account = await deps.services.accounts.findBySub(sub);
+  if (!account) throw notFound('There is no user with this sub');
+  return account;
+}
+
+async function userDetails(deps: AdminApiDependencies, sub: string) {
+  const account = await findUser(deps, sub);
+  return userDetailsView(account, await deps.services.secondFactors.summary(sub));
+}
+
+function brief(deps: AdminApiDependencies, account: Account) {
+  return userView(account, deps.services.secondFactors.hasSecondFactor(account));
+}
+
+/** Accounts read per store round trip while filtering, and at most per request (a page may come back short, with a cursor). */
+const SCAN_BATCH = 200;
+const MAX_SCANNED = 5000;
+
+const listUsers = defineRoute({
+  method: 'get',
+  path: '/users',
+  operationId: 'listUsers',
+  tag: 'Users',
+  summary: 'List users, oldest first; find them by email, part of it, role or status',
+  description: `With \`q\`, \`role\` or \`status\`, at most ${MAX_SCANNED} users are looked at per request: a page can then hold fewer than \`limit\` items and still have a \`next_cursor\`.`,
+  ...schemas.listUsers,
+  async handle({ query, deps }) {
+    const now = new Date();
+    const needle = query.q?.trim().normalize('NFC').toLowerCase();
+    const matches = (account: Account) =>
+      (!needle || account.email.includes(needle))
+      && (!query.role || account.roles.includes(query.role))
+      && (!query.status || query.status === (account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'active'));
+
+    if (query.email !== undefined) {
+      if (query.cursor !== undefined) throw invalidRequest('An email finds at most one user: there is no next page', { cursor: 'Not with email' });
+      const account = await deps.services.accounts.findByEmail(query.email);
+      return { items: account && matches(account) ? [brief(deps, account)] : [] };
+    }
+    const start = decodeCursor(query.cursor);
+    if (!needle && !query.role && !query.status) {
+      const accounts = await deps.services.accounts.list({ offset: start, limit: query.limit + 1 });
+      return {
+        items: accounts.slice(0, query.limit).map((account) => brief(deps, account)),
+        ...(accounts.length > query.limit && { next_cursor: encodeCursor(start + query.limit) }),
+      };
+    }
+    const items: Account[] = [];
+    let offset = start;
+    for (;;) {
+      const batch = await deps.services.accounts.list({ offset, limit: SCAN_BATCH });
+      for (const [index, account] of batch.entries()) {
+        if (!matches(account)) continue;
+        items.push(account);
+        if (items.length === query.limit) return { items: items.map((found) => brief(deps, found)), next_cursor: encodeCursor(offset + index + 1) };
+      }
+      offset += batch.length;
+      if (batch.length < SCAN_BATCH) return { items: items.map((found) => brief(deps, found)) };
+      if (offset - start >= MAX_SCANNED) return { items: items.map((found) => brief(deps, found)), next_cursor: encodeCursor(offset) };
+    }
+  },
+});
+
+const getUser = defineRoute({
+  method: 'get',
+  path: '/users/{sub}',
+  operationId: 'getUser',
+  tag: 'Users',
+  summary: 'A user, with their second factors (never their secrets)',
+  errors: [404],
+  ...schemas.getUser,
+  handle: ({ params, deps }) => userDetails(deps, params.sub),
+});
+
+const WIRE_NAMES: Record<string, string> = { givenName: 'given_name', familyName: 'family_name' };
+
+const createUser = defineRoute({
+  method: 'post',
+  path: '/users',
+  operationId: 'createUser',
+  tag: 'Users',
+  summary: 'Create a user',
+  description: [
+    'The password policy is the registration page\'s. Without a password, the person is mailed a link to choose one',
+    '(a password reset link); with one, they are mailed a link to confirm their address, as after registering.',
+  ].join(' '),
+  status: 201,
+  errors: [409, 413, 415],
+  ...schemas.createUser,
+  async handle({ body, deps, note }) {
+    const { accounts, roles, passwordReset, emailVerification } = deps.services;
+    const shape = registrationSchema.safeParse({ email: body.email, password: body.password ?? '', name: body.name, givenName: body.given_name, familyName: body.family_name });
+    const fields: Record<string, string> = {};
+    for (const issue of shape.success ? [] : shape.error.issues) fields[WIRE_NAMES[String(issue.path[0])] ?? String(issue.path[0] ?? '_')] ??= issue.message;
+    if (body.password !== undefined) {
+      const problem = await accounts.passwordPolicy.check(body.password, { email: shape.success ? shape.data.email : normalizeEmail(body.email) });
+      if (problem) fields.password = problem.message;
+    }
+    if (Object.keys(fields).length) throw invalidRequest(Object.values(fields).join('. '), fields);
+
+    // No password given: a long random one nobody knows, until the person chooses theirs through the link.
+    const account = await accounts.register({
+      email: body.email,
+      password: body.password ?? randomId(32),
+      name: body.name,
+      givenName: body.given_name,
+      familyName: body.family_name,
+    });
+    note({ created_sub: account.sub });
+    for (const role of body.roles ?? []) await roles.add(account.email, role);
+    if (body.password === undefined) {
+      await passwordReset.request(account.email);
+    } else {
+      emailVerification.send(account).catch((error: unknown) => deps.logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
+    }
+    return { ...brief(deps, await findUser(deps, account.sub)), password_link_sent: body.password === undefined };
+  },
+});
+
+const updateUser = defineRoute({
+  method: 'patch',
+  path: '/users/{sub}',
+  operationId: 'updateUser',
+  tag: 'Users',
+  summary: 'Disable or enable a user, or change their names',
+  description: 'A disabled user cannot sign in, their sessions stop counting as signed in and their refresh tokens stop working; access tokens already issued run out within their lifetime.',
+  errors: [404, 413, 415],
+  ...schemas.updateUser,
+  async handle({ params, body, deps }) {
+    const account = await findUser(deps, params.sub);
+    if (body.disabled !== undefined && body.disabled !== account.disabled) await deps.services.accounts.setDisabled(account.email, body.disabled);
+    if (body.name !== undefined || body.given_name !== undefined || body.family_name !== undefined) {
+      // updateProfile replaces all three names; a field not sent keeps its value, null clears it.
+      const keep = (sent: string | null | undefined, current: string | undefined) => (sent === undefined ? current : sent ?? undefined);
+      await deps.services.accounts.updateProfile(account.sub, {
+        name: keep(body.name, account.name),
+        givenName: keep(body.given_name, account.givenName),
+        familyName: keep(body.family_name, account.familyName),
+      });
+    }
+    return userDetails(deps, account.sub);
+  },
+});
+
+const unlockUser = defineRoute({
+  method: 'delete',
+  path: '/users/{sub}/lockout',
+  operationId: 'unlockUser',
+  tag: 'Users',
+  summary: 'Lift a lockout after failed sign-ins, and start the count over',
+  errors: [404],
+  ...schemas.unlockUser,
+  async handle({ params, deps }) {
+    const account = await findUser(deps, params.sub);
+    await deps.services.accounts.unlock(account.email);
+  },
+});
+
+const resetSecondFactors = defineRoute({
+  method: 'delete',
+  path: '/users/{sub}/second-factors',
+  operationId: 'resetSecondFactors',
+  tag: 'Users',
+  summary: 'Remove every second factor of a user who lost them',
+  description: 'Authenticator app, passkeys, codes by email and recovery codes. The user then signs in with their password alone, and apps that require a second factor ask them to set one up. Make sure of who is asking first.',
+  errors: [404],
+  ...schemas.resetSecondFactors,
+  async handle({ params, deps }) {
+    await findUser(deps, params.sub);
+    await deps.services.secondFactors.resetAll(params.sub);
+  },
+});
+
+const addRole = defineRoute({
+  method: 'put',
+  path: '/users/{sub}/roles/{role}',
+  operationId: 'addRole',
+  tag: 'Users',
+  summary: 'Give a user a role (adding one they hold changes nothing)',
+  description: 'Tokens already issued keep what they carry; the next sign-in or refresh sees the change. The admin API itself checks the admin role at every request.',
+  errors: [404],
+  ...schemas.addRole,
+  async handle({ params, deps }) {
+    const account = await findUser(deps, params.sub);
+    return { roles: await deps.services.roles.add(account.email, params.role) };
+  },
+});
+
+const removeRole = defineRoute({
+  method: 'delete',
+  path: '/users/{sub}/roles/{role}',
+  operationId: 'removeRole',
+  tag: 'Users',
+  summary: 'Take a role away from a user (taking one they do not hold changes nothing)',
+  errors: [404],
+  ...schemas.removeRole,
+  async handle({ params, deps }) {
+    const account = await findUser(deps, params.sub);
+    return { roles: (await deps.services.roles.remove(account.email, params.role)).roles };
+  },
+});
+
+// --- Sessions and grants ---
+
+const sameId = async (clientId: string) => clientId;
+
+async function sessionsOf(deps: AdminApiDependencies, sub: string) {
+  return (await deps.oidc.findByAccountId('Session', sub)).filter(({ payload }) => payload.accountId === sub);
+}
+
+async function endSessionById(deps: AdminApiDependencies, id: string): Promise<void> {
+  const session = await deps.provider().Session.find(id);
+  if (session) await session.destroy();
+  else await deps.oidc.destroy('Session', id);
+}
+
+const listUserSessions = defineRoute({
+  method: 'get',
+  path: '/users/{sub}/sessions',
+  operationId: 'listSessions',
+  tag: 'Sessions and grants',
+  summary: 'Where a user is signed in, most recently active first',
+  errors: [404],
+  ...schemas.listSessions,
+  async handle({ params, query, deps }) {
+    await findUser(deps, params.sub);
+    return pageOf(await listSessions(deps.oidc, params.sub, '', deps.config.ttl.session, sameId), query, sessionView);
+  },
+});
+
+const endSession = defineRoute({
+  method: 'delete',
+  path: '/users/{sub}/sessions/{session_id}',
+  operationId: 'endSession',
+  tag: 'Sessions and grants',
+  summary: 'Sign a user out of one session: that browser must sign in again',
+  errors: [404],
+  ...schemas.endSession,
+  async handle({ params, deps }) {
+    await findUser(deps, params.sub);
+    const session = (await sessionsOf(deps, params.sub)).find(({ id }) => sessionHandle(id) === params.session_id);
+    if (!session) throw notFound('The user has no session with this id');
+    await endSessionById(deps, session.id);
+  },
+});
+
+const endAllSessions = defineRoute({
+  method: 'delete',
+  path: '/users/{sub}/sessions',
+  operationId: 'endAllSessions',
+  tag: 'Sessions and grants',
+  summary: 'Sign a user out everywhere',
+  description: 'Apps keep the tokens they hold; revoke their grants to end those too.',
+  errors: [404],
+  ...schemas.endAllSessions,
+  async handle({ params, deps, note }) {
+    await findUser(deps, params.sub);
+    // endOtherSessions keeps the one whose id it is given: none here.
+    const ended = await endOtherSessions(deps.provider(), deps.oidc, params.sub, '');
+    note({ ended });
+    return { ended };
+  },
+});
+
+const listGrants = defineRoute({
+  method: 'get',
+  path: '/users/{sub}/grants',
+  operationId: 'listGrants',
+  tag: 'Sessions and grants',
+  summary: 'The apps a user let in, and what each may do',
+  errors: [404],
+  ...schemas.listGrants,
+  async handle({ params, query, deps }) {
+    await findUser(deps, params.sub);
+    const clientName = (clientId: string) => deps.provider().Client.find(clientId).then((client) => client?.clientName ?? clientId, () => clientId);
+    const apps = await listConnectedApps(deps.oidc, params.sub, clientName);
+    return pageOf(apps, query, (app) => ({
+      client_id: app.clientId,
+      client_name: app.name,
+      scopes: app.scopes,
+      resources: app.resources,
+      ...(app.firstGrantedAt && { granted_at: app.firstGrantedAt.toISOString() }),
+    }));
+  },
+});
+
+const revokeGrant = defineRoute({
+  method: 'delete',
+  path: '/users/{sub}/grants/{client_id}',
+  operationId: 'revokeGrant',
+  tag: 'Sessions and grants',
+  summary: 'Withdraw everything a user granted an app',
+  description: 'Its grants, and the refresh tokens, stored access tokens and codes issued under them. JWT access tokens are not stored and run out within their lifetime.',
+  errors: [404],
+  ...schemas.revokeGrant,
+  async handle({ params, deps }) {
+    await findUser(deps, params.sub);
+    if (!(await revokeApp(deps.provider(), deps.oidc, params.sub, params.client_id))) throw notFound('The user granted this client nothing');
+  },
+});
+
+// --- Clients ---
+
+async function findClient(deps: AdminApiDependencies, clientId: string) {
+  const configured = deps.services.clients.staticClients().find((metadata) => metadata.client_id === clientId);
+  if (configured) return { client_id: clientId, source: 'config' as const, metadata: configured };
+  const stored = await deps.services.clients.findMetadata(clientId);
+  if (!stored) throw notFound('There is no client with this client_id');
+  return { client_id: clientId, source: 'store' as const, metadata: stored };
+}
+
+function refuseConfigured(deps: AdminApiDependencies, clientId: string): void {
+  if (deps.services.clients.staticClients().some((metadata) => metadata.client_id === clientId)) {
+    throw conflict('This client is configured in clients.json; change it there');
+  }
+}
+
+const listClients = defineRoute({
+  method: 'get',
+  path: '/clients',
+  operationId: 'listClients',
+  tag: 'Clients',
+  summary: 'Relying parties, machine clients and resource servers\' clients, from clients.json and the store',
+  ...schemas.listClients,
+  async handle({ query, deps }) {
+    const all = (await deps.services.clients.list())
+      .filter((client) => (!query.kind || clientKind(client.metadata) === query.kind) && (!query.source || client.source === query.source));
+    return pageOf(all, query, clientView);
+  },
+});
+
+const getClient = defineRoute({
+  method: 'get',
+  path: '/clients/{client_id}',
+  operationId: 'getClient',
+  tag: 'Clients',
+  summary: 'A client (never its secret)',
+  errors: [404],
+  ...schemas.getClient,
+  handle: async ({ params, deps }) => clientView(await findClient(deps, params.client_id)),
+});
+
+const createClient = defineRoute({
+  method: 'post',
+  path: '/clients',
+  operationId: 'createClient',
+  tag: 'Clients',
+  summary: 'Register a relying party or a machine client; answers with its client secret, once',
+  description: [
+    '`kind: relying_party`: the authorization code flow with PKCE. `kind: machine`: the client credentials grant for the',
+    'given resource servers and scopes, authenticating with `auth` (a generated secret by default). The same rules as',
+    '`tessera clients create`. A generated secret is in this answer and nowhere else: Tessera keeps only its hash.',
+  ].join(' '),
+  status: 201,
+  errors: [409, 413, 415],
+  ...schemas.createClient,
+  async handle({ body, deps, note }) {
+    const { clients } = deps.services;
+    const created = body.kind === 'relying_party'
+      ? await clients.createRelyingParty({
+        name: body.name,
+        redirectUris: body.redirect_uris,
+        postLogoutRedirectUris: body.post_logout_redirect_uris,
+        public: body.public,
+        requirePar: body.require_par,
+        requireDpop: body.require_dpop,
+        firstParty: body.first_party,
+        requireMfa: body.require_mfa,
+      })
+      : await clients.createMachineClient({
+        name: body.name,
+        auth: body.auth,
+        tlsSubjects: body.tls_subjects,
+        certificates: body.certificates,
+        ...(body.jwks && { jwks: body.jwks }),
+        ...(body.jwks_uri !== undefined && { jwksUri: body.jwks_uri }),
+        resources: body.resources,
+        requireDpop: body.require_dpop,
+        roles: body.roles,
+      });
+    note({ created_client_id: created.client_id });
+    return { ...clientView(await findClient(deps, created.client_id)), ...(created.client_secret && { client_secret: created.client_secret }) };
+  },
+});
+
+const deleteClient = defineRoute({
+  method: 'delete',
+  path: '/clients/{client_id}',
+  operationId: 'deleteClient',
+  tag: 'Clients',
+  summary: 'Delete a client kept in the store',
+  errors: [404, 409],
+  ...schemas.deleteClient,
+  async handle({ params, deps }) {
+    refuseConfigured(deps, params.client_id);
+    if (!(await deps.services.clients.delete(params.client_id))) throw notFound('There is no client with this client_id');
+  },
+});
+
+async function credentialsOf(deps: AdminApiDependencies, clientId: string) {
+  const view = clientView(await findClient(deps, clientId));
+  return { ...(view.thumbprints && { thumbprints: view.thumbprints }), ...(view.tls_subjects && { tls_subjects: view.tls_subjects }) };
+}
+
+const addCertificate = defineRoute({
+  method: 'post',
+  path: '/clients/{client_id}/certificates',
+  operationId: 'addCertificate',
+  tag: 'Clients',
+  summary: 'Register another certificate for a self_signed_tls_client_auth client (for rotation)',
+  status: 201,
+  errors: [404, 409, 413, 415],
+  ...schemas.addCertificate,
+  async handle({ params, body, deps, note }) {
+    refuseConfigured(deps, params.client_id);
+    const { thumbprint } = await deps.services.clients.addCertificate(params.client_id, body.certificate);
+    note({ thumbprint });
+    await deps.refresh();
+    return { thumbprint, ...(await credentialsOf(deps, params.client_id)) };
+  },
+});
+
+const removeCertificate = defineRoute({
+  method: 'delete',
+  path: '/clients/{client_id}/certificates/{thumbprint}',
+  operationId: 'removeCertificate',
+  tag: 'Clients',
+  summary: 'Remove a certificate by its x5t#S256 thumbprint (not the last one)',
+  errors: [404, 409],
+  ...schemas.removeCertificate,
+  async handle({ params, deps }) {
+    refuseConfigured(deps, params.client_id);
+    await deps.services.clients.removeCertificate(params.client_id, params.thumbprint);
+  },
+});
+
+const addTlsSubject = defineRoute({
+  method: 'post',
+  path: '/clients/{client_id}/tls-subjects',
+  operationId: 'addTlsSubject',
+  tag: 'Clients',
+  summary: 'Register another subject DN or SAN for a tls_client_auth client (for rotation)',
+  status: 201,
+  errors: [404, 409, 413, 415],
+  ...schemas.addTlsSubject,
+  async handle({ params, body, deps }) {
+    refuseConfigured(deps, params.client_id);
+    await deps.services.clients.addTlsSubject(params.client_id, body);
+    await deps.refresh();
+    return credentialsOf(deps, params.client_id);
+  },
+});
+
+const removeTlsSubject = defineRoute({
+  method: 'delete',
+  path: '/clients/{client_id}/tls-subjects',
+  operationId: 'removeTlsSubject',
+  tag: 'Clients',
+  summary: 'Remove a subject DN or SAN (not the last one), named by the type and value query parameters',
+  errors: [404, 409],
+  ...schemas.removeTlsSubject,
+  async handle({ params, query, deps }) {
+    refuseConfigured(deps, params.client_id);
+    await deps.services.clients.removeTlsSubject(params.client_id, query);
+  },
+});
+
+// --- Resource servers ---
+
+async function allResources(deps: AdminApiDependencies) {
+  const { resources, clients } = deps.services;
+  const introspectors = new Map<string, string>();
+  for (const client of await clients.list()) {
+    const audience = client.metadata.tessera_resource_server;
+    if (typeof audience === 'string' && !introspectors.has(audience)) introspectors.set(audience, client.client_id);
+  }
+  const all = [...resources.builtIns().map((resource) => ({ ...resource, source: 'builtin' as const })), ...await resources.list()];
+  return all.map((resource) => resourceView(resource, introspectors.get(resource.audience)));
+}
+
+const listResources = defineRoute({
+  method: 'get',
+  path: '/resources',
+  operationId: 'listResources',
+  tag: 'Resource servers',
+  summary: 'Resource servers: built in (the admin API), from resources.json, and from the store',
+  ...schemas.listResources,
+  handle: async ({ query, deps }) => pageOf(await allResources(deps), query, (resource) => resource),
+});
+
+const getResource = defineRoute({
+  method: 'get',
+  path: '/resources/{audience}',
+  operationId: 'getResource',
+  tag: 'Resource servers',
+  summary: 'A resource server, by its audience (percent-encoded)',
+  errors: [404],
+  ...schemas.getResource,
+  async handle({ params, deps }) {
+    const found = (await allResources(deps)).find((resource) => resource.audience === params.audience);
+    if (!found) throw notFound('There is no resource server with this audience');
+    return found;
+  },
+});
+
+const createResource = defineRoute({
+  method: 'post',
+  path: '/resources',
+  operationId: 'createResource',
+  tag: 'Resource servers',
+  summary: 'Register a resource server; answers with its introspection client\'s secret, once',
+  status: 201,
+  errors: [409, 413, 415],
+  ...schemas.createResource,
+  async handle({ body, deps }) {
+    const created = await deps.services.resources.create({
+      audience: body.audience,
+      scopes: body.scopes,
+      name: body.name,
+      format: body.format,
+      ttlSeconds: body.ttl,
+      scopeRoles: body.scope_roles,
+    });
+    return { ...resourceView({ ...created, source: 'store' }, created.client.client_id), client_secret: created.client.client_secret! };
+  },
+});
+
+const deleteResource = defineRoute({
+  method: 'delete',
+  path: '/resources/{audience}',
+  operationId: 'deleteResource',
+  tag: 'Resource servers',
+  summary: 'Delete a resource server kept in the store, and its introspection client',
+  description: 'Clients allowed it keep the allowance, and get no tokens for it unless it is created again.',
+  errors: [404, 409],
+  ...schemas.deleteResource,
+  async handle({ params, deps }) {
+    const existing = (await allResources(deps)).find((resource) => resource.audience === params.audience);
+    if (existing?.source === 'builtin') throw conflict('This resource server is built into Tessera');
+    if (existing?.source === 'config') throw conflict('This resource server is configured in resources.json; change it there');
+    if (!(await deps.services.resources.delete(params.audience))) throw notFound('There is no resource server with this audience');
+  },
+});
+
+// --- Keys ---
+
+const listKeys = defineRoute({
+  method: 'get',
+  path: '/keys',
+  operationId: 'listKeys',
+  tag: 'Keys',
+  summary: 'Signing and cookie keys with their status (never their private parts)',
+  ...schemas.listKeys,
+  handle: async ({ query, deps }) => pageOf(await deps.services.keys.list(), query, (key) => key),
+});
+
+const rotateKeys = defineRoute({
+  method: 'post',
+  path: '/keys/rotate',
+  operationId: 'rotateKeys',
+  tag: 'Keys',
+  summary: 'Sign with new keys; the old ones stay published until their tokens expire',
+  description: 'This instance switches at once; others within STORE_POLL_SECONDS.',
+  ...schemas.rotateKeys,
+  async handle({ deps, note }) {
+    const { keys } = deps.services;
+    const before = (await keys.list()).filter((key) => key.use === 'sig' && key.status === 'current');
+    await keys.rotate();
+    await keys.ensure();
+    const after = await keys.list();
+    const current = after.filter((key) => key.use === 'sig' && key.status === 'current').map((key) => key.kid);
+    const retired = before.filter((old) => after.some((key) => key.kid === old.kid && key.status === 'retired')).map((key) => key.kid);
+    note({ current: current.join(' ') });
+    return { current, retired };
+  },
+});
+
+// --- Audit events ---
+
+const listAuditEvents = defineRoute({
+  method: 'get',
+  path: '/audit-events',
+  operationId: 'listAuditEvents',
+  tag: 'Audit events',
+  summary: 'Security events, newest first, by account, client, type and time',
+  errors: [503],
+  ...schemas.listAuditEvents,
+  async handle({ query, deps }) {
+    if (!deps.audit) throw new AdminApiError(503, 'temporarily_unavailable', 'The audit trail is not available in this instance');
+    const page = await deps.audit.query({
+      limit: query.limit,
+      ...(query.cursor !== undefined && { before: query.cursor }),
+      ...(query.sub !== undefined && { sub: query.sub }),
+      ...(query.client_id !== undefined && { clientId: query.client_id }),
+      ...(query.type !== undefined && { type: query.type }),
+      ...(query.since !== undefined && { since: new Date(query.since) }),
+      ...(query.until !== undefined && { until: new Date(query.until) }),
+    });
+    return { items: page.events.map(auditEventView), ...(page.next && { next_cursor: page.next }) };
+  },
+});
+
+export const ADMIN_ROUTES: readonly Route[] = [
+  listUsers, createUser, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
+  listUserSessions, endAllSessions, endSession, listGrants, revokeGrant,
+  listClients, createClient, getClient, deleteClient, addCertificate, removeCertificate, addTlsSubject, removeTlsSubject,
+  listResources, createResource, getResource, deleteResource,
+  listKeys, rotateKeys,
+  listAuditEvents,
+];
