@@ -111,6 +111,7 @@ test('security events land in the store and tessera audit finds them by account,
   t.true(issued.every((event) => event.sub === aliceSub && event.details?.refreshToken === true && event.details?.idToken === true));
   t.deepEqual((await audit(['--client', machine.client_id, '--type', 'token.issued'])).events, []);
   t.deepEqual((await audit(['--client', machine.client_id])).events.map((event) => event.type), ['client.created']);
+  t.like((await audit(['--type', 'resource.created'])).events, [{ details: { audience: API, scopes: ['orders:read'], format: 'jwt' } }]);
 
   // By type: the lockout, and the attempt refused because of it.
   const locked = (await audit(['--type', 'account.locked'])).events;

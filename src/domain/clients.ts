@@ -119,6 +119,11 @@ export class ClientService {
     this.#events = events;
   }
 
+  /** The bus this service announces on; resource servers (resources.ts) announce on the same one. */
+  get events(): SecurityEvents {
+    return this.#events;
+  }
+
   #created(clientId: string, kind: 'relying_party' | 'machine' | 'resource_server', name: string): void {
     this.#events.emit({ type: 'client.created', clientId, details: { kind, name } });
   }

@@ -90,6 +90,7 @@ export class ResourceService {
     await this.#resources.create(resource);
     try {
       const client = await this.#clients.createResourceServerClient(resource.audience, resource.name ?? resource.audience);
+      this.#clients.events.emit({ type: 'resource.created', details: { audience: resource.audience, scopes: resource.scopes, format: resource.format } });
       return { ...resource, client };
     } catch (error) {
       await this.#resources.delete(resource.audience);
@@ -121,6 +122,7 @@ export class ResourceService {
     for (const client of await this.#clients.list()) {
       if (client.source === 'store' && client.metadata.tessera_resource_server === audience) await this.#clients.delete(client.client_id);
     }
+    this.#clients.events.emit({ type: 'resource.deleted', details: { audience } });
     return true;
   }
 
