@@ -113,8 +113,15 @@ export class Metrics {
 
   /** The exposition text: this process's, or in a cluster worker the sum over every worker. */
   async render(): Promise<string> {
-    if (cluster.isWorker && process.send) {
-      const summed = await askPrimary().catch(() => undefined);
+    if (cluster.isWorker && process.send && primaryAggregates !== false) {
+      const summed = await askPrimary().then((text) => {
+        primaryAggregates = true;
+        return text;
+      }, () => {
+        // A primary that never answered does not aggregate (it never called servePrimaryMetrics): stop asking.
+        primaryAggregates ??= false;
+        return undefined;
+      });
       if (summed !== undefined) return summed;
     }
     return this.registry.metrics();
@@ -131,6 +138,8 @@ function answerPrimary(registry: Registry): void {
 }
 
 let nextRequest = 0;
+/** Whether this worker's primary answers metrics requests; unknown until it first does or does not. */
+let primaryAggregates: boolean | undefined;
 
 function askPrimary(): Promise<string> {
   const id = `${process.pid}:${nextRequest++}`;
