@@ -31,6 +31,21 @@ function time(name: string, value: string | undefined): Date | undefined {
   return parsed;
 }
 
+/** Words joined by ", " into lines of at most `width` characters. */
+function wrap(words: readonly string[], width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of words) {
+    if (line && line.length + word.length + 2 > width) {
+      lines.push(`${line},`);
+      line = word;
+    } else {
+      line = line ? `${line}, ${word}` : word;
+    }
+  }
+  return line ? [...lines, line] : lines;
+}
+
 function summary(event: AuditEvent): string {
   return Object.entries(event.details ?? {})
     .map(([name, value]) => `${name}=${Array.isArray(value) ? value.join(',') : String(value)}`)
@@ -45,7 +60,8 @@ export const audit = defineCommand({
     'kept for AUDIT_RETENTION_DAYS (90 by default). Filters combine; a page holds --limit events, and',
     'the cursor printed after a full page continues with older ones (--before CURSOR).',
     '',
-    `Types: ${SECURITY_EVENT_TYPES.join(', ')}.`,
+    'Types:',
+    ...wrap(SECURITY_EVENT_TYPES, 96).map((line) => `  ${line}`),
   ].join('\n'),
   options: {
     email: { type: 'string', placeholder: 'EMAIL', description: 'Events about the account with this email' },
