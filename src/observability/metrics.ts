@@ -37,6 +37,8 @@ export class Metrics {
   readonly #requestDuration: Histogram<'route' | 'status'>;
   /** One histogram child per route and status class, so a request costs a Map lookup, not label hashing. */
   readonly #durationByRoute = new Map<string, Observer>();
+  /** Likewise per grant type and client: the token endpoint is the hottest path there is. */
+  readonly #tokensByClient = new Map<string, { inc(): void }>();
   #unsubscribe: (() => void) | undefined;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -92,7 +94,15 @@ export class Metrics {
   }
 
   tokenIssued(grantType: string, clientId: string): void {
-    this.#tokensIssued.inc({ grant_type: grantType, client_id: clientId });
+    const key = `${grantType} ${clientId}`;
+    let counter = this.#tokensByClient.get(key);
+    if (!counter) {
+      counter = this.#tokensIssued.labels({ grant_type: grantType, client_id: clientId });
+      // Deleted clients leave their entry behind; bound the cache, not the series.
+      if (this.#tokensByClient.size > 10_000) this.#tokensByClient.clear();
+      this.#tokensByClient.set(key, counter);
+    }
+    counter.inc();
   }
 
   /** `route` must come from a fixed set (route names, router patterns), never from the URL itself. */
