@@ -15,6 +15,7 @@ import * as oidc from 'openid-client';
 import type { SecurityEventType } from '../src/domain/events.ts';
 import { runCli, runCliJson } from './helpers/cli.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
+import { startMongoLane } from './helpers/mongo-lane.ts';
 import { discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
@@ -181,4 +182,24 @@ test('tessera audit refuses an unknown type, a bad time, a bad cursor and both -
   const empty = await runCli(server.cliEnv, ['audit', '--type', 'account.locked']);
   t.is(empty.code, 0);
   t.is(empty.stdout, 'No events match.\n');
+});
+
+test('on MongoDB too, events from the server and the command line are found by account and type', async (t) => {
+  const lane = await startMongoLane();
+  const server = await startTestServer({ clients: [staticClient()], env: { MONGODB_URI: lane.uri, LOCKOUT_THRESHOLD: '2' } });
+  t.teardown(async () => {
+    await server.close();
+    await lane.stop();
+    removeDir(server.dataDir);
+  });
+  const person = newPerson();
+  const sub = await server.withServices(async ({ accounts }) => (await accounts.register({ email: person.email, password: person.password })).sub);
+  for (let i = 0; i < 2; i += 1) t.is((await attemptSignIn(server, person.email, WRONG)).status, 401);
+  await runCliJson(server.cliEnv, ['users', 'unlock', person.email]);
+  await waitForEvent(server, 'account.locked');
+
+  const events = (await runCliJson<Page>(server.cliEnv, ['audit', '--email', person.email])).events;
+  t.deepEqual(events.map((event) => event.type), ['account.unlocked', 'account.locked', 'signin.failed', 'signin.failed', 'account.created'], 'newest first; a lockout after the failure that caused it');
+  t.true(events.every((event) => event.sub === sub));
+  t.like((await runCliJson<Page>(server.cliEnv, ['audit', '--type', 'account.locked'])).events, [{ sub }]);
 });

@@ -144,14 +144,15 @@ export class AccountService {
     const now = new Date();
     if (!account || !ok || account.disabled || isLocked(account, now)) {
       // The right password for a locked or disabled account is not a failure to count.
-      await this.#lockout.recordFailure(ok ? undefined : account, now);
       const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'wrong_password';
+      // Before the failure is counted: a lockout it causes is announced after it.
       this.#events.emit({
         type: 'signin.failed',
         ...(account && { sub: account.sub }),
         ...(attempt.clientId !== undefined && { clientId: attempt.clientId }),
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
+      await this.#lockout.recordFailure(ok ? undefined : account, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
     }
     await this.#lockout.recordSuccess(account);

@@ -102,7 +102,7 @@ export class AuditService {
   record(event: SecurityEvent): void {
     const at = event.at.getTime();
     this.#queue.push({
-      id: randomId(12),
+      id: nextId(),
       type: event.type,
       at: event.at,
       ...(event.sub !== undefined && { sub: event.sub }),
@@ -200,6 +200,17 @@ export class AuditService {
     const last = page.at(-1);
     return { events: page, ...(records.length > limit && last && { next: cursorOf(last) }) };
   }
+}
+
+let sequence = 0;
+
+/**
+ * Unique (random suffix) and, within this process, increasing: events of the same millisecond keep
+ * the order they happened in (a failed sign-in before the lockout it caused).
+ */
+function nextId(): string {
+  sequence += 1;
+  return `${sequence.toString(36).padStart(8, '0')}${randomId(9)}`;
 }
 
 function toEvent(record: AuditRecord): AuditEvent {
