@@ -960,6 +960,15 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await page({ at: new Date(t0 - SECOND), id: 'z' }), []);
   });
 
+  it('appending audit records again (a retried batch) keeps one copy of each', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const first = auditRecord('a1', 'signin.failed', clock.now());
+    await store.audit.append([first]);
+    await store.audit.append([first, auditRecord('a2', 'signin.failed', clock.now() + SECOND)]);
+
+    t.deepEqual((await store.audit.query({ limit: 10 })).map((record) => record.id), ['a2', 'a1']);
+  });
+
   it('an audit record is absent once its retention period is over', async (t) => {
     const { store, clock } = await setUp(t, createLane);
     const t0 = clock.now();

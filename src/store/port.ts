@@ -237,7 +237,7 @@ export interface AuditQuery {
 }
 
 export interface AuditRepository {
-  /** Stores the records in one write (a transaction, or one insertMany). */
+  /** Stores the records in one write (a transaction, or one bulk write); a record whose id is already stored is left as it is, so a retried batch is harmless. */
   append(records: readonly AuditRecord[]): Promise<void>;
   /** Live records matching every given filter, newest first (at descending, then id descending). */
   query(query: AuditQuery): Promise<AuditRecord[]>;

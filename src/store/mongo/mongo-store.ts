@@ -477,14 +477,12 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
   const audit: AuditRepository = {
     async append(records) {
       if (records.length === 0) return;
-      try {
-        // Unordered: one event the server refuses must not keep the others out.
-        await AuditEvent.insertMany(records.map(toAuditDocument), { ordered: false });
-      } catch (error) {
-        // A batch retried after a partial failure meets the events that did get in: those are written.
-        const writeErrors = (error as { writeErrors?: unknown }).writeErrors;
-        if (!Array.isArray(writeErrors) || writeErrors.length === 0 || !writeErrors.every((writeError) => errorCode(writeError) === 11000 || errorCode((writeError as { err?: unknown }).err) === 11000)) throw error;
-      }
+      // Upserts that only ever insert: a batch retried after a partial failure (or a lost answer)
+      // leaves one copy of each event. Unordered: one refused event must not keep the others out.
+      await AuditEvent.bulkWrite(records.map((record) => {
+        const { _id, ...fields } = toAuditDocument(record);
+        return { updateOne: { filter: { _id }, update: { $setOnInsert: fields }, upsert: true } };
+      }), { ordered: false });
     },
     async query(query) {
       const filter: Record<string, unknown> = { expiresAt: { $gt: new Date(clock()) } };

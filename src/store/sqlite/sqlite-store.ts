@@ -775,7 +775,8 @@ function prepareStatements(db: DatabaseSync) {
 
     insertAuditEvent: prepare(`
       INSERT INTO audit_events (${AUDIT_COLUMNS})
-      VALUES (:id, :type, :at, :sub, :client_id, :ip, :request_id, :details, :expires_at)`),
+      VALUES (:id, :type, :at, :sub, :client_id, :ip, :request_id, :details, :expires_at)
+      ON CONFLICT (id) DO NOTHING`),
     purgeAuditEvents: prepare('DELETE FROM audit_events WHERE rowid IN (SELECT rowid FROM audit_events WHERE expires_at <= :now LIMIT :limit)'),
 
     getRevision: prepare('SELECT value FROM revisions WHERE name = :name'),
