@@ -16,6 +16,8 @@ export type AppErrorCode =
   | 'ERR_CERTIFICATE_INVALID'
   | 'ERR_SECRET'
   | 'ERR_STORE_UNAVAILABLE'
+  /** `tessera serve` with WORKERS > 1: the workers could not start, or did not stop cleanly. */
+  | 'ERR_WORKERS'
   | 'ERR_INTERACTION_EXPIRED'
   | 'ERR_RATE_LIMITED'
   /** A second-factor code or passkey answer was wrong, expired or already used. */

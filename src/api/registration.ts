@@ -10,7 +10,8 @@
  * (prompt=create) instead.
  *
  * Every answer is JSON: 201 {sub, email, email_verified}; 400 {error, error_description, fields?};
- * 401 invalid_client; 409 email_taken; 413, 415; 429 with Retry-After. Nothing a caller sends makes a 500.
+ * 401 invalid_client; 409 email_taken; 413, 415; 429 with Retry-After; 503 with Retry-After while the
+ * store is unreachable. Nothing a caller sends makes a 500.
  */
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -24,6 +25,7 @@ import type { EmailVerification } from '../domain/email-verification.ts';
 import { isAppError } from '../errors.ts';
 import { RateLimitedError, type RateLimits } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
+import { STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
 
 export const REGISTRATION_API_PATH = '/api/accounts';
 const BODY_LIMIT = '16kb';
@@ -100,6 +102,12 @@ function jsonErrors(logger: Logger) {
       } else if (caught instanceof RateLimitedError) {
         answer = new ApiError(429, 'rate_limited', error.message ?? 'Too many requests', {
           headers: { 'Retry-After': String(caught.retryAfterSeconds) },
+        });
+      } else if (error.status === 503) {
+        // The store is unreachable (store/outage.ts): over by itself, so the app is told when to retry.
+        logger.warn({ err: caught, requestId: ctx.state.requestId }, 'store unavailable');
+        answer = new ApiError(503, 'temporarily_unavailable', 'The service is briefly unavailable. Try again in a few seconds.', {
+          headers: { 'Retry-After': String(STORE_RETRY_AFTER_SECONDS) },
         });
       } else if (error.status === 413) {
         answer = new ApiError(413, 'request_too_large', `The body is limited to ${BODY_LIMIT}`);

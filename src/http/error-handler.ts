@@ -7,6 +7,7 @@
 import type { Context, Middleware, Next } from 'koa';
 
 import type { Logger } from '../log.ts';
+import { STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
 import { renderPage } from './render.ts';
 
 interface HttpishError {
@@ -32,6 +33,14 @@ export function errorHandler(logger: Logger): Middleware {
     } catch (caught) {
       const error = (caught ?? {}) as HttpishError;
       const status = error.status ?? error.statusCode ?? 500;
+      // The store is unreachable (ERR_STORE_UNAVAILABLE, or oidc-provider's temporarily_unavailable
+      // from the adapter): not a bug, and over by itself; the client is told when to come back.
+      if (status === 503) {
+        logger.warn({ err: caught, requestId: ctx.state.requestId }, 'store unavailable');
+        ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+        await respond(ctx, 503, 'temporarily_unavailable', 'The service is briefly unavailable. Please try again in a few seconds.');
+        return;
+      }
       const exposed = status < 500 && error.expose !== false;
       if (!exposed) logger.error({ err: caught, requestId: ctx.state.requestId }, 'unhandled error');
       if (exposed && typeof error.retryAfterSeconds === 'number') ctx.set('Retry-After', String(error.retryAfterSeconds));

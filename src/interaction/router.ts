@@ -53,6 +53,8 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     try {
       interaction = await provider().interactionDetails(ctx.req, ctx.res);
     } catch (error) {
+      // A store outage is not an expired page: it answers 503 and the same page works again later.
+      if ((error as { status?: unknown }).status === 503) throw error;
       throw new AppError('ERR_INTERACTION_EXPIRED', 'This sign-in page has expired. Go back to the app and start again.', { cause: error });
     }
     if (interaction.uid !== ctx.params.uid) {

@@ -19,8 +19,9 @@ import type { ResourceService } from '../domain/resources.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { observeProvider } from '../observability/provider-events.ts';
+import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
 import type { RevisionRepository } from '../store/port.ts';
-import type { AdapterConstructor } from './adapter.ts';
+import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
 import { extendProvider } from './internals.ts';
 
@@ -49,9 +50,12 @@ export class ProviderHost {
   #app: Koa | undefined;
   #cookieKeys: string[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** The services oidc-provider's hooks call, answering a store outage as temporarily_unavailable. */
+  readonly #facing: { accounts: AccountService; resources: ResourceService };
 
   private constructor(deps: ProviderHostDependencies) {
     this.#deps = deps;
+    this.#facing = { accounts: providerFacing(deps.accounts), resources: providerFacing(deps.resources) };
   }
 
   static async start(deps: ProviderHostDependencies): Promise<ProviderHost> {
@@ -80,11 +84,21 @@ export class ProviderHost {
     return this.#provider;
   }
 
-  /** Koa middleware that hands the request to whichever provider is current. */
+  /**
+   * Koa middleware that hands the request to whichever provider is current. A store outage answers
+   * 503 with Retry-After, also when it surfaced somewhere oidc-provider can only call a server_error.
+   */
   middleware(): Middleware {
     const current = () => this.#middleware;
     return async function oidcProvider(ctx, next) {
       await current()(ctx, next);
+      if (ctx.state.storeUnavailable === true && ctx.status === 500) {
+        ctx.status = 503;
+        if ((ctx.body as { error?: unknown } | undefined)?.error === 'server_error') {
+          ctx.body = { error: 'temporarily_unavailable', error_description: 'The service is briefly unavailable. Try again in a few seconds.' };
+        }
+      }
+      if (ctx.status === 503) ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
     };
   }
 
@@ -121,7 +135,8 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, accounts, clients, resources, adapter, logger, mtlsBaseUrl } = this.#deps;
+    const { config, clients, adapter, logger, mtlsBaseUrl } = this.#deps;
+    const { accounts, resources } = this.#facing;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
       accounts,
@@ -134,7 +149,14 @@ export class ProviderHost {
     provider.proxy = config.behindTlsProxy;
     extendProvider(provider);
     observeProvider(provider, this.#deps);
-    provider.on('server_error', (ctx, error) => logger.error({ err: error, requestId: ctx.state?.requestId }, 'oidc-provider server error'));
+    provider.on('server_error', (ctx, error) => {
+      if (isStoreUnavailable(error)) {
+        if (ctx.state) ctx.state.storeUnavailable = true;
+        logger.warn({ err: error, requestId: ctx.state?.requestId }, 'store unavailable');
+        return;
+      }
+      logger.error({ err: error, requestId: ctx.state?.requestId }, 'oidc-provider server error');
+    });
     this.#provider = provider;
     this.#middleware = compose(provider.middleware as Middleware[]);
     this.#cookieKeys = material.cookieKeys;

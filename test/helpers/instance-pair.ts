@@ -16,13 +16,22 @@ export interface InstancePair {
   close(): Promise<void>;
 }
 
-export async function startInstancePair(kind: StoreKind, env: Record<string, string> = {}): Promise<InstancePair> {
+export interface InstancePairOptions {
+  /**
+   * Both instances publish A's issuer, as instances behind one load balancer publish the balancer's:
+   * tokens from either carry the same `iss`. (Each still listens on its own port.)
+   */
+  sharedIssuer?: boolean;
+}
+
+export async function startInstancePair(kind: StoreKind, env: Record<string, string> = {}, options: InstancePairOptions = {}): Promise<InstancePair> {
   const clients = [staticClient()];
+  const issuerOf = (a: TestServer): Record<string, string> => (options.sharedIssuer ? { ISSUER: a.issuer } : {});
   if (kind === 'sqlite') {
     const dataDir = makeTempDir();
     // One after the other: the first creates the file, the keys and the development secret.
     const a = await startTestServer({ dataDir, clients, env });
-    const b = await startTestServer({ dataDir, clients, env });
+    const b = await startTestServer({ dataDir, clients, env: { ...env, ...issuerOf(a) } });
     return {
       a,
       b,
@@ -35,7 +44,7 @@ export async function startInstancePair(kind: StoreKind, env: Record<string, str
   const lane = await startMongoLane();
   const shared = { ...env, MONGODB_URI: lane.uri, TESSERA_SECRET: randomBytes(32).toString('base64url') };
   const a = await startTestServer({ clients, env: shared });
-  const b = await startTestServer({ clients, env: shared });
+  const b = await startTestServer({ clients, env: { ...shared, ...issuerOf(a) } });
   return {
     a,
     b,

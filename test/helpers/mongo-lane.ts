@@ -15,6 +15,17 @@ export interface MongoLane {
   stop(): Promise<void>;
 }
 
+/** A private emulator that can be frozen, for outage tests. */
+export interface PausableMongoLane extends MongoLane {
+  /**
+   * Freezes the emulator (SIGSTOP): its connections stay open but nothing answers, as in a network
+   * partition. (Killing it would lose its data: the emulator keeps everything in memory.)
+   */
+  pause(): void;
+  /** Thaws it (SIGCONT): it answers again, with all its data. */
+  resume(): void;
+}
+
 const EMULATOR_PACKAGE = '@jongodb/memory-server-bin-linux-x64-gnu';
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -82,7 +93,15 @@ function emulatorBinary(): string {
   }
 }
 
-async function startEmulator(database: string): Promise<MongoLane> {
+/**
+ * Always a private emulator, even when MONGODB_URI names a shared server: an outage test must not
+ * stop a server other tests (or people) use.
+ */
+export async function startPausableEmulator(): Promise<PausableMongoLane> {
+  return startEmulator(`tessera_test_${randomBytes(6).toString('hex')}`);
+}
+
+async function startEmulator(database: string): Promise<PausableMongoLane> {
   // --port=0 lets the kernel pick a free port and the emulator prints the one it got, so there is
   // no window in which another process could take a port we probed.
   const child = spawn(emulatorBinary(), ['--host=127.0.0.1', '--port=0', `--database=${database}`], {
@@ -126,8 +145,16 @@ async function startEmulator(database: string): Promise<MongoLane> {
 
   return {
     uri,
+    pause() {
+      child.kill('SIGSTOP');
+    },
+    resume() {
+      child.kill('SIGCONT');
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      // A frozen process would not act on SIGTERM.
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
       await exited;

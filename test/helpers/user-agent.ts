@@ -21,6 +21,11 @@ export class UserAgent {
     this.#ca = options.ca;
   }
 
+  /** The Cookie header this agent would send, for requests made around it (raw bodies, property tests). */
+  cookieHeader(): string {
+    return [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+  }
+
   /** Requests a URL without following redirects. */
   async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Page> {
     const headers = new Headers(init.headers);

@@ -29,6 +29,7 @@ import type {
   StoredKey,
   TotpFactor,
 } from '../port.ts';
+import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 import {
   createModels,
@@ -43,10 +44,17 @@ import {
   type StoreModels,
   type TotpDocument,
 } from './models.ts';
+import { isMongoUnavailable } from './mongo-errors.ts';
 
 export interface MongoStoreOptions {
   uri: string;
   serverSelectionTimeoutMS?: number;
+  /**
+   * Longest wait for one store call on a request path (default 3000 ms). Past it the call fails with
+   * ERR_STORE_UNAVAILABLE, and the request with 503, even while the driver is still waiting for a
+   * server that stopped answering (store/outage.ts).
+   */
+  operationTimeoutMS?: number;
   /**
    * Whether multi-document writes run in transactions. Left undefined, the deployment is asked
    * (replica sets and mongos have them, a standalone mongod does not); false forces the ordered
@@ -58,6 +66,8 @@ export interface MongoStoreOptions {
 }
 
 const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources'];
+/** Tessera's requests make single-document, indexed calls of a few milliseconds; 3 s means the store is gone. */
+const DEFAULT_OPERATION_TIMEOUT_MS = 3_000;
 /** A rotation takes milliseconds; the lease only bounds how long a crashed holder blocks the others. */
 const LOCK_LEASE_MS = 10_000;
 const LOCK_WAIT_MS = 15_000;
@@ -78,6 +88,13 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<Store>
     // Fail fast instead of queueing operations while disconnected; the driver still retries server selection.
     bufferCommands: false,
     serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 10_000,
+    // A server that stops answering (a partition, a frozen host) is noticed in seconds, not the
+    // defaults' 30 s and more: the monitor asks every 2 s and gives up after 3 s, then the pool is
+    // cleared and waiting operations fail instead of hanging. Polling, not the streaming monitor,
+    // whose awaited replies would hide a silent server for a whole heartbeat more.
+    serverMonitoringMode: 'poll',
+    heartbeatFrequencyMS: 2_000,
+    connectTimeoutMS: 3_000,
     // Payloads are JSON-shaped; an undefined property must vanish as it does in JSON, not become null.
     ignoreUndefined: true,
     // An acknowledged write must survive a failover. MongoDB's implicit default is already majority
@@ -104,7 +121,12 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<Store>
     throw storeUnavailableError('Cannot prepare the MongoDB collections and indexes.', error);
   }
 
-  return buildStore(connection, models, { clock, transactions });
+  // The rotation lock waits for other rotations on its own bounded schedule (LOCK_WAIT_MS).
+  return guardStore(buildStore(connection, models, { clock, transactions }), {
+    isUnavailable: isMongoUnavailable,
+    deadlineMs: options.operationTimeoutMS ?? DEFAULT_OPERATION_TIMEOUT_MS,
+    unbounded: ['keys.rotate'],
+  });
 }
 
 function buildStore(connection: Connection, models: StoreModels, settings: { clock: () => number; transactions: boolean }): Store {

@@ -27,7 +27,9 @@ import type {
   StoredClient,
   StoredKey,
 } from '../port.ts';
+import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
+import { isSqliteUnavailable } from './sqlite-errors.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
 export interface SqliteStoreOptions {
@@ -630,7 +632,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   const purgeTimer = setInterval(purgeExpired, purgeIntervalMs);
   purgeTimer.unref();
 
-  return {
+  // Busy, full or closed: 503 with Retry-After rather than a 500 (store/outage.ts).
+  return guardStore({
     kind: 'sqlite',
     oidc,
     accounts,
@@ -661,7 +664,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }
       db.close();
     },
-  };
+  }, { isUnavailable: isSqliteUnavailable });
 }
 
 function configure(db: DatabaseSync): void {

@@ -1,0 +1,23 @@
+/**
+ * Which SQLite failures mean "the database cannot be used right now": another process held the
+ * write lock past the busy timeout (several workers or instances on one file), the disk is full or
+ * failing, or the store was already closed (a request finishing during shutdown). A request meeting
+ * one gets 503 with Retry-After (store/outage.ts); anything else (a constraint, a bug) stays as it is.
+ */
+
+/** Primary result codes (https://sqlite.org/rescode.html); node:sqlite reports extended ones in `errcode`. */
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_NOMEM = 7;
+const SQLITE_IOERR = 10;
+const SQLITE_FULL = 13;
+const SQLITE_CANTOPEN = 14;
+const UNAVAILABLE_CODES = new Set([SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN]);
+
+export function isSqliteUnavailable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, errcode, message } = error as { code?: unknown; errcode?: unknown; message?: unknown };
+  if (code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number') return UNAVAILABLE_CODES.has(errcode & 0xff);
+  // node:sqlite on a closed database.
+  return code === 'ERR_INVALID_STATE' && typeof message === 'string' && /database is not open|statement has been finalized/i.test(message);
+}
