@@ -52,11 +52,15 @@ const MAX_QUEUED = 10_000;
 const FLUSH_INTERVAL_MS = 200;
 /** After a failed write (the store is away), the next try waits this long. */
 const RETRY_AFTER_MS = 1000;
+/** The longest close() waits for the store to take what is queued. */
+const CLOSE_TIMEOUT_MS = 5000;
 /** A batch this large is written at once. */
 const FLUSH_BATCH = 500;
 
 export interface AuditSettings {
   retentionDays: number;
+  /** How long close() waits for the store; CLOSE_TIMEOUT_MS by default. */
+  closeTimeoutMs?: number;
   /** Told about failed writes and dropped events; must not throw. */
   onError?: (error: unknown, details: { queued: number; dropped: number }) => void;
 }
@@ -65,6 +69,7 @@ export class AuditService {
   readonly #repository: AuditRepository;
   readonly #retentionMs: number;
   readonly #onError: NonNullable<AuditSettings['onError']>;
+  readonly #closeTimeoutMs: number;
   #queue: AuditRecord[] = [];
   #timer: NodeJS.Timeout | undefined;
   #timerDelay = 0;
@@ -80,6 +85,7 @@ export class AuditService {
     this.#repository = repository;
     this.#retentionMs = settings.retentionDays * 86_400_000;
     this.#onError = settings.onError ?? (() => undefined);
+    this.#closeTimeoutMs = settings.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
   }
 
   /** Records every event emitted on the bus from now on. */
@@ -157,14 +163,28 @@ export class AuditService {
     await this.#writing;
   }
 
-  /** Stops listening and writes what is queued. */
+  /**
+   * Stops listening and writes what is queued, waiting at most closeTimeoutMs: a store that is
+   * away must not hold up a shutdown (what could not be written is reported as dropped).
+   */
   async close(): Promise<void> {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.flush();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.#closeTimeoutMs);
+      timer.unref();
+    });
+    const gaveUp = await Promise.race([this.flush().then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (gaveUp || this.#queue.length) {
+      this.#dropped += this.#queue.length;
+      this.#onError(new Error('audit events not written before closing'), { queued: this.#queue.length, dropped: this.#dropped });
+      this.#queue = [];
+    }
   }
 
   /**
