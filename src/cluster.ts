@@ -18,6 +18,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Config } from './config.ts';
 import { AppError } from './errors.ts';
 import type { Logger } from './log.ts';
+import { servePrimaryMetrics } from './observability/metrics.ts';
 
 /** Primary to worker: finish in-flight requests and exit. */
 export const SHUTDOWN_MESSAGE = 'tessera:shutdown';
@@ -42,6 +43,8 @@ interface Slot {
  * workers cannot start at all, or did not stop cleanly.
  */
 export function runPrimary(config: Pick<Config, 'workers'>, logger: Logger, options: { graceMs: number }): Promise<void> {
+  // A scrape of /metrics reaching any worker is answered with the sum over all of them.
+  servePrimaryMetrics();
   const slots: Slot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: undefined, readyAt: undefined, quickDeaths: 0, restartTimer: undefined }));
   let everReady = false;
   let stopping = false;

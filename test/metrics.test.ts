@@ -15,7 +15,8 @@ import { observabilityEndpoints } from '../src/observability/endpoints.ts';
 import { Metrics } from '../src/observability/metrics.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
-import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { killIfRunning, listeningUrl, spawnServer, type LogLine } from './helpers/spawned-server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
 
 const API = 'https://api.example.com';
@@ -147,4 +148,39 @@ test('/readyz answers 503 with Retry-After when the store fails or does not answ
   store = 'up';
   await new Promise((resolve) => setTimeout(resolve, 1100));
   t.is((await fetch(url)).status, 200);
+});
+
+/** A GET on a connection of its own, so the cluster's primary hands each to the next worker. */
+function getOnNewConnection(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { agent: false, timeout: 5000 }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    request.on('timeout', () => request.destroy(new Error(`no answer from ${url} within 5 s`)));
+    request.on('error', reject);
+  });
+}
+
+test('with WORKERS=2, a scrape reaching either worker counts the requests of both', async (t) => {
+  const dataDir = makeTempDir();
+  const server = spawnServer({ dataDir, env: { WORKERS: '2' } });
+  t.teardown(() => {
+    killIfRunning(server);
+    removeDir(dataDir);
+  });
+  const url = await listeningUrl(server);
+  const ready = (line: LogLine) => line.msg === 'worker ready';
+  await server.waitForLine((line) => server.lines.filter(ready).length >= 2 && ready(line), 'two workers ready');
+
+  const served = new Set<unknown>();
+  for (let i = 0; i < 20; i += 1) t.is((await getOnNewConnection(`${url}/healthz`)).status, 200);
+  for (const line of server.lines) if (line.msg === 'request' && line.route === '/healthz') served.add(line.pid);
+  t.is(served.size, 2, 'both workers answered some of them');
+  for (let i = 0; i < 4; i += 1) {
+    const scrape = await getOnNewConnection(`${url}/metrics`);
+    t.is(scrape.status, 200);
+    t.is(samples(scrape.body).get('tessera_http_request_duration_seconds_count{route="/healthz",status="2xx"}'), 20);
+  }
 });
