@@ -16,9 +16,9 @@ import type { SecurityEventType } from '../src/domain/events.ts';
 import { runCli, runCliJson } from './helpers/cli.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
-import { discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
+import { discover, newPerson, RP_HOME, signIn, staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
-import { UserAgent } from './helpers/user-agent.ts';
+import { readForm, UserAgent } from './helpers/user-agent.ts';
 
 const API = 'https://api.example.com';
 const WRONG = 'not the right password at all';
@@ -73,9 +73,14 @@ test('security events land in the store and tessera audit finds them by account,
   // People: a wrong password, a sign-in with consent and a code exchange, a refresh, a revocation.
   t.is((await attemptSignIn(server, alice.email, WRONG)).status, 401);
   const rp = await discover(server.issuer, rpClient);
-  const { tokens, callback } = await signIn(rp, new UserAgent(), alice);
+  const browser = new UserAgent();
+  const { tokens, callback } = await signIn(rp, browser, alice);
   const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
   await oidc.tokenRevocation(rp, refreshed.refresh_token!);
+  // And signs out at the RP (RP-initiated logout, confirmed on Tessera's page).
+  const confirm = await browser.follow(oidc.buildEndSessionUrl(rp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: RP_HOME }).href, RP_HOME);
+  const logout = readForm(confirm.body, 'session/end/confirm');
+  t.is((await browser.follow(new URL(logout.action, confirm.url).href, RP_HOME, { form: { ...logout.fields, logout: 'yes' } })).status, 303);
   // Bob locks himself out (threshold 2), then tries once more while locked.
   for (let i = 0; i < 3; i += 1) t.is((await attemptSignIn(server, bob.email, WRONG)).status, 401);
   // Machine tokens: counted in /metrics, never recorded one by one.
@@ -86,7 +91,7 @@ test('security events land in the store and tessera audit finds them by account,
   const midpoint = new Date();
   const created = await runCliJson<{ client_id: string; client_secret: string }>(server.cliEnv, ['clients', 'create', '--name', 'Audited app', '--redirect-uri', 'https://app.example.com/cb']);
   await runCliJson(server.cliEnv, ['keys', 'rotate']);
-  await waitForEvent(server, 'token.revoked');
+  await waitForEvent(server, 'session.ended');
   await waitForEvent(server, 'account.locked');
 
   // By account: everything about alice, newest first.
@@ -94,7 +99,7 @@ test('security events land in the store and tessera audit finds them by account,
   t.true(aliceEvents.every((event) => event.sub === aliceSub));
   t.deepEqual(
     aliceEvents.map((event) => event.type).reverse(),
-    ['account.created', 'signin.failed', 'signin.succeeded', 'consent.given', 'token.issued', 'token.issued', 'token.revoked'],
+    ['account.created', 'signin.failed', 'signin.succeeded', 'consent.given', 'token.issued', 'token.issued', 'token.revoked', 'session.ended'],
   );
   const times = aliceEvents.map((event) => Date.parse(event.at));
   t.deepEqual(times, [...times].sort((a, b) => b - a), 'newest first');
@@ -105,6 +110,7 @@ test('security events land in the store and tessera audit finds them by account,
   t.like(aliceEvents.find((event) => event.type === 'signin.succeeded'), { client_id: 'test-rp', details: { amr: ['pwd'] } });
   t.like(aliceEvents.find((event) => event.type === 'consent.given'), { client_id: 'test-rp', details: { scopes: ['openid', 'profile', 'email', 'offline_access'] } });
   t.like(aliceEvents.find((event) => event.type === 'token.revoked'), { client_id: 'test-rp', details: { tokenType: 'refresh_token', reason: 'revocation_endpoint' } });
+  t.like(aliceEvents.find((event) => event.type === 'session.ended'), { client_id: 'test-rp', details: { reason: 'signed_out' } });
 
   // By client and type: the code exchange and the refresh; machine tokens are not there.
   const issued = (await audit(['--client', 'test-rp', '--type', 'token.issued'])).events;
