@@ -23,7 +23,15 @@ USER node
 VOLUME ["/data"]
 
 EXPOSE 3000
+# Liveness: the process answers (/healthz touches nothing else). Over https when Tessera terminates
+# TLS itself (the certificate is for the public name, not 127.0.0.1, so it is not verified here).
+# Orchestrators that route traffic should probe /readyz (store reachable, keys loaded) as well.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const m = process.env.TLS_CERT ? require('node:https') : require('node:http'); m.get({ host: '127.0.0.1', port: process.env.PORT || 3000, path: '/healthz', rejectUnauthorized: false, timeout: 4000 }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1)).on('timeout', () => process.exit(1))"]
 
+# WORKERS (unset) means one worker process per CPU the container may use: Node reads the cgroup CPU
+# quota, so `--cpus=2` gives two. SIGTERM (docker stop) finishes in-flight requests first: give it
+# more than the default 10 s (`docker stop -t 30`, compose's stop_grace_period), or requests still
+# running at 10 s are cut off.
+STOPSIGNAL SIGTERM
 CMD ["node", "bin/tessera", "serve"]
