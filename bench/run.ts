@@ -198,6 +198,8 @@ async function main(): Promise<void> {
     const unlimited = '1000000000/1';
     const env: Record<string, string> = {
       NODE_ENV: 'production', PORT: String(port), MTLS_PORT: String(mtlsPort), ISSUER: `https://localhost:${port}`,
+      // One process, as the budgets say (WORKERS defaults to one per core); its pid is the one measured.
+      WORKERS: '1',
       DATA_DIR: path.join(work, 'data'), CONFIG_DIR: path.join(work, 'config'), LOG_LEVEL: 'info',
       TESSERA_SECRET: randomBytes(32).toString('base64url'), TLS_CERT: files.cert, TLS_KEY: files.key, MTLS_CA: files.ca,
       RATE_LIMIT_SIGNIN_PER_IP: unlimited, RATE_LIMIT_SIGNIN_PER_ACCOUNT: unlimited, RATE_LIMIT_TOKEN_FAILURES_PER_IP: unlimited,
