@@ -106,7 +106,10 @@ test('while MongoDB answers nothing, requests get 503 with Retry-After within se
     {
       kind: 'sign-in form',
       send: async () => {
-        const page = await loginForm.agent.request(loginForm.action, { form: { ...loginForm.fields, email: 'nobody@example.com', password: 'not the password at all' } });
+        const page = await loginForm.agent.request(loginForm.action, {
+          form: { ...loginForm.fields, email: 'nobody@example.com', password: 'not the password at all' },
+          headers: { accept: 'text/html,application/xhtml+xml' },
+        });
         return new Response(page.body, { status: page.status, headers: page.headers });
       },
       // Unknown email: the form is shown again with 401, as without an outage.
@@ -168,6 +171,11 @@ test('while MongoDB answers nothing, requests get 503 with Retry-After within se
   const unavailable = answers.filter((answer) => answer.status === 503 || answer.location?.includes('error=temporarily_unavailable'));
   for (const probe of probes) {
     t.true(unavailable.some((answer) => answer.kind === probe.kind), `${probe.kind} reports the outage`);
+  }
+  for (const answer of unavailable.filter((entry) => entry.status === 503)) {
+    // Machines get OAuth's JSON error, people a page saying to come back.
+    if (answer.kind === 'sign-in form') t.regex(answer.body, /briefly unavailable/, 'a page for people');
+    else if (answer.kind !== 'readyz') t.is((JSON.parse(answer.body) as { error?: string }).error, 'temporarily_unavailable', `${answer.kind}: ${answer.body.slice(0, 200)}`);
   }
   const authorizationAnswers = answers.filter((answer) => answer.kind === 'authorization' && answer.status !== 503);
   for (const answer of authorizationAnswers) {

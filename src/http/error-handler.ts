@@ -38,7 +38,9 @@ export function errorHandler(logger: Logger): Middleware {
       if (status === 503) {
         logger.warn({ err: caught, requestId: ctx.state.requestId }, 'store unavailable');
         ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
-        await respond(ctx, 503, 'temporarily_unavailable', 'The service is briefly unavailable. Please try again in a few seconds.');
+        // JSON unless HTML is asked for: most callers here without an Accept header are API clients
+        // (the token endpoint's rate limit reads the store before oidc-provider has the request).
+        await respond(ctx, 503, 'temporarily_unavailable', 'The service is briefly unavailable. Please try again in a few seconds.', 'json');
         return;
       }
       const exposed = status < 500 && error.expose !== false;
@@ -56,9 +58,10 @@ export function errorHandler(logger: Logger): Middleware {
   };
 }
 
-async function respond(ctx: Context, status: number, error: string, description: string): Promise<void> {
+async function respond(ctx: Context, status: number, error: string, description: string, prefer: 'html' | 'json' = 'html'): Promise<void> {
   ctx.status = status;
-  if (ctx.accepts('html', 'json') === 'json') {
+  const format = prefer === 'html' ? ctx.accepts('html', 'json') : ctx.accepts('json', 'html');
+  if (format === 'json') {
     ctx.body = { error, error_description: description };
     return;
   }
