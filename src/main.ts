@@ -57,6 +57,39 @@ async function listen(server: Listener, port: number, host: string | undefined):
   return (server.address() as AddressInfo).port;
 }
 
+type RequestHandler = (request: http.IncomingMessage, response: http.ServerResponse) => void;
+
+/**
+ * Requests that arrive after listen() but before the app is ready: they wait and are handed over in
+ * order once it is, or get 503 if startup fails. Without this they would get no answer at all, and
+ * a restarted cluster worker receives connections as soon as it listens, while its store still opens.
+ */
+function waitingRoom(listeners: readonly Listener[]) {
+  let waiting: Array<[http.IncomingMessage, http.ServerResponse]> = [];
+  const refuse = (response: http.ServerResponse) => {
+    response.writeHead(503, { 'Retry-After': '5', 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+    response.end('Tessera is not ready; try again in a few seconds.\n');
+  };
+  let admit: RequestHandler = (request, response) => waiting.push([request, response]);
+  const wait: RequestHandler = (request, response) => admit(request, response);
+  for (const listener of listeners) listener.on('request', wait);
+  return {
+    open(callback: RequestHandler) {
+      for (const listener of listeners) {
+        listener.off('request', wait);
+        listener.on('request', callback);
+      }
+      for (const [request, response] of waiting) callback(request, response);
+      waiting = [];
+    },
+    refuseWaiting() {
+      admit = (_request, response) => refuse(response);
+      for (const [, response] of waiting) refuse(response);
+      waiting = [];
+    },
+  };
+}
+
 function closeListener(server: Listener): Promise<void> {
   return new Promise<void>((resolve) => {
     server.close(() => resolve());
@@ -69,7 +102,11 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
   const server = createListener(baseConfig, { requestClientCertificates: false });
   const mtlsServer = baseConfig.tls.mtlsPort === undefined ? undefined : createListener(baseConfig, { requestClientCertificates: true });
   const listeners = [server, ...(mtlsServer ? [mtlsServer] : [])];
-  const closeAll = () => Promise.all(listeners.map((listener) => listener.listening && closeListener(listener)));
+  const room = waitingRoom(listeners);
+  const closeAll = () => {
+    room.refuseWaiting();
+    return Promise.all(listeners.map((listener) => listener.listening && closeListener(listener)));
+  };
   let port: number;
   let mtlsPort: number | undefined;
   try {
@@ -152,8 +189,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       () => logger.debug({ passwords: services.accounts.passwordPolicy.listStats }, 'leaked-password list loaded'),
       (error: unknown) => logger.error({ err: error }, 'could not load the leaked-password list'),
     );
-    const callback = app.callback();
-    for (const listener of listeners) listener.on('request', callback);
+    room.open(app.callback());
     logger.info({ issuer: config.issuer, store: store.kind, port, mtlsUrl }, `Tessera is listening; discovery at ${config.issuer}/.well-known/openid-configuration`);
     logger.info({ mail: services.mailer.destination }, config.mail.smtpUrl
       ? `mail goes over SMTP to ${services.mailer.destination}`
