@@ -5,11 +5,17 @@
  * when a budget fails.
  *
  * BENCH_SECONDS (default 8) sets each scenario's length, BENCH_CONNECTIONS (default 16) the
- * concurrency.
+ * concurrency. For finding costs: BENCH_ONLY=jwks,refresh runs only the scenarios whose names
+ * contain one of the words (results.md is then left alone), BENCH_TARGETS=tessera runs one target,
+ * BENCH_PROFILE=DIR starts both servers with --cpu-prof (and --heap-prof with BENCH_HEAP_PROFILE=1)
+ * writing to DIR/tessera and DIR/baseline (bench/profile-summary.ts reads them), and
+ * BENCH_NODE_OPTIONS adds Node options to both servers alike (BENCH_TESSERA_NODE_OPTIONS to Tessera
+ * alone, to try out the settings bin/tessera gives it). Tessera logs at info, an access log line per
+ * request as in production.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +33,9 @@ import { csrfToken, runFlows, VirtualUser, type FlowResult } from './http-flow.t
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const ONLY = process.env.BENCH_ONLY?.split(',').map((word) => word.trim()).filter(Boolean);
+const TARGETS = process.env.BENCH_TARGETS?.split(',').map((word) => word.trim()).filter(Boolean);
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined;
 const API = 'https://api.bench.example';
 const REDIRECT = 'http://localhost:9/callback';
 const PASSWORD = 'bench password that is long enough';
@@ -49,6 +58,13 @@ interface ScenarioResult {
   p50: number;
   p99: number;
   errors: number;
+  /** Share of one core used by the server and by this load generator during the scenario. */
+  serverCpu?: number;
+  /** The same for the server's main (JavaScript) thread alone. */
+  serverMainThreadCpu?: number;
+  generatorCpu?: number;
+  /** Highest resident set size of the server sampled during the scenario (every 100 ms), MB. */
+  rssMb?: number;
 }
 
 async function freePort(): Promise<number> {
@@ -60,14 +76,36 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * NODE_OPTIONS for both servers: BENCH_NODE_OPTIONS (for experiments, applied to both alike) and,
+ * under BENCH_PROFILE, CPU (and heap) profiles written when the server exits.
+ */
+function serverNodeOptions(name: string): Record<string, string> {
+  const options = [process.env.NODE_OPTIONS, process.env.BENCH_NODE_OPTIONS, name === 'tessera' ? process.env.BENCH_TESSERA_NODE_OPTIONS : undefined];
+  if (PROFILE_DIR) {
+    const dir = path.join(PROFILE_DIR, name);
+    options.push(`--cpu-prof --cpu-prof-dir=${dir}`);
+    if (process.env.BENCH_HEAP_PROFILE) options.push(`--heap-prof --heap-prof-dir=${dir}`);
+  }
+  const joined = options.filter(Boolean).join(' ');
+  return joined ? { NODE_OPTIONS: joined } : {};
+}
+
 function startChild(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
+    // Only the start-up output is kept (to find the ready line, or to explain a failure); once the
+    // server is up its log (an access log line per request) is read and dropped, so the bench
+    // process does not grow a string per request while it is also the load generator.
     let output = '';
+    let started = false;
     const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start:\n${output}`)), 30_000);
     const look = (chunk: Buffer) => {
+      if (started) return;
       output += chunk.toString();
       if (ready.test(output)) {
+        started = true;
+        output = '';
         clearTimeout(timer);
         resolve(child);
       }
@@ -78,10 +116,41 @@ function startChild(args: string[], env: Record<string, string>, ready: RegExp):
   });
 }
 
+/** SIGTERM, then wait (a profiled server writes its profile on the way out). */
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, 20_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Current resident set size of a process (Linux VmRSS), in MB. */
+function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
 /** Peak resident set size of a process so far (Linux VmHWM), in MB. */
 function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+}
+
+/**
+ * CPU seconds a process has used so far (utime + stime from /proc, in clock ticks of 1/100 s): all
+ * its threads, or with `mainThread` only the one that runs JavaScript (the event loop), whose time
+ * does not include waiting for a core, unlike a profile's samples.
+ */
+function cpuSeconds(pid: number, mainThread = false): number {
+  const fields = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Password verifies per second on one core with the configured parameters: the sign-in budget's yardstick. */
@@ -111,7 +180,7 @@ async function cannon(options: autocannon.Options): Promise<Omit<ScenarioResult,
     rps: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
-    errors: result.errors + result.timeouts + result.non2xx,
+    errors: result.errors + result.timeouts + result.non2xx + result.mismatches,
   };
 }
 
@@ -176,7 +245,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'tessera-bench-'));
   const children: ChildProcess[] = [];
   const stop = () => {
-    for (const child of children) child.kill('SIGTERM');
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
   };
   process.on('exit', stop);
   try {
@@ -219,14 +288,14 @@ async function main(): Promise<void> {
     for (const email of emails) await services.accounts.register({ email, password: PASSWORD });
     await store.close();
 
-    const tesseraProcess = await startChild(['bin/tessera', 'serve'], env, /listening/i);
+    const tesseraProcess = await startChild(['bin/tessera', 'serve'], { ...env, ...serverNodeOptions('tessera') }, /listening/i);
     children.push(tesseraProcess);
     const baselinePort = await freePort();
     const baselineSecret = randomBytes(32).toString('base64url');
     const baselineProcess = await startChild(['bench/baseline-server.ts'], {
       BASELINE_PORT: String(baselinePort), BASELINE_AUDIENCE: API, BASELINE_REDIRECT_URI: REDIRECT,
       BASELINE_SECRET: baselineSecret, BASELINE_TLS_CERT: serverCert.cert, BASELINE_TLS_KEY: serverCert.key, BASELINE_CLIENT_CA: clientCa.cert,
-      BASELINE_MTLS_SUBJECT: 'CN=bench-mtls,O=Bench',
+      BASELINE_MTLS_SUBJECT: 'CN=bench-mtls,O=Bench', ...serverNodeOptions('baseline'),
     }, /^ready/m);
     children.push(baselineProcess);
 
@@ -246,45 +315,124 @@ async function main(): Promise<void> {
 
     const results: ScenarioResult[] = [];
     const tls = { ca: serverCa.cert };
-    for (const target of [baseline, tessera]) {
-      const record = (scenario: string, result: Omit<ScenarioResult, 'scenario' | 'target'>) => {
-        results.push({ scenario, target: target.name, ...result });
-        console.log(`bench: ${target.name.padEnd(8)} ${scenario.padEnd(28)} ${result.rps.toFixed(0).padStart(7)}/s  p50 ${result.p50.toFixed(1)} ms  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors}`);
-      };
-      const form = `grant_type=client_credentials&scope=orders%3Aread&resource=${encodeURIComponent(API)}`;
-      const formHeaders = { 'content-type': 'application/x-www-form-urlencoded' };
-      record('discovery', await cannon({ url: `${target.issuer}/.well-known/openid-configuration`, tlsOptions: tls }));
-      record('jwks', await cannon({ url: `${target.issuer}/jwks`, tlsOptions: tls }));
-      record('client credentials (secret)', await cannon({
-        url: `${target.issuer}/token`, method: 'POST', body: form, tlsOptions: tls,
-        headers: { ...formHeaders, authorization: basic(target.machine.id, target.machine.secret) },
-      }));
-      record('client credentials (mTLS)', await cannon({
-        url: `${target.mtls}/token`, method: 'POST', body: `${form}&client_id=${target.mtlsClientId}`, headers: formHeaders,
-        tlsOptions: { ...tls, cert: clientCert.cert, key: clientCert.key },
-      }));
-
+    const form = `grant_type=client_credentials&scope=orders%3Aread&resource=${encodeURIComponent(API)}`;
+    const formHeaders = { 'content-type': 'application/x-www-form-urlencoded' };
+    /**
+     * Tokens for the refresh, introspection and userinfo scenarios, through each target's own sign-in,
+     * fetched right before the scenario: the baseline's in-memory adapter is an LRU of 1,000 entries,
+     * and a token issued before the refresh scenario is evicted by it (then introspection answers a
+     * cheap `active: false` and userinfo a 401).
+     */
+    const refreshTokensOf = async (target: Target) => {
       const users = Array.from({ length: CONNECTIONS }, () => new VirtualUser(serverCa.cert));
-      record('sign-in flow (password)', fromFlow(await runFlows(users, SECONDS, async (user, index) => {
-        await target.signIn(user, index);
-      })));
-      const tokens = await Promise.all(users.map((user, index) => target.signIn(user, index)));
-      const refreshTokens = tokens.map((token) => token.refresh_token);
-      record('refresh', fromFlow(await runFlows(users, SECONDS, async (user, index) => {
-        const response = await user.request(`${target.issuer}/token`, {
-          form: { grant_type: 'refresh_token', refresh_token: refreshTokens[index]! },
-          headers: { authorization: basic(target.rp.id, target.rp.secret) },
-        });
-        if (response.status !== 200) throw new Error(`refresh: ${response.status} ${response.body}`);
-        refreshTokens[index] = (JSON.parse(response.body) as { refresh_token: string }).refresh_token;
-      })));
-      for (const user of users) user.close();
-      const accessToken = (await target.signIn(new VirtualUser(serverCa.cert), 0)).access_token;
-      record('introspection', await cannon({
-        url: `${target.issuer}/token/introspection`, method: 'POST', body: `token=${accessToken}`, tlsOptions: tls,
-        headers: { ...formHeaders, authorization: basic(target.rp.id, target.rp.secret) },
-      }));
-      record('userinfo', await cannon({ url: `${target.issuer}/me`, headers: { authorization: `Bearer ${accessToken}` }, tlsOptions: tls }));
+      try {
+        return (await Promise.all(users.map((user, index) => target.signIn(user, index)))).map((token) => token.refresh_token);
+      } finally {
+        for (const user of users) user.close();
+      }
+    };
+    const accessTokenOf = async (target: Target) => {
+      const user = new VirtualUser(serverCa.cert);
+      try {
+        return (await target.signIn(user, 0)).access_token;
+      } finally {
+        user.close();
+      }
+    };
+    const flows = async (flow: (user: VirtualUser, index: number) => Promise<void>) => {
+      const users = Array.from({ length: CONNECTIONS }, () => new VirtualUser(serverCa.cert));
+      try {
+        return fromFlow(await runFlows(users, SECONDS, flow));
+      } finally {
+        for (const user of users) user.close();
+      }
+    };
+    const scenarios: Array<{ name: string; run(target: Target): Promise<Omit<ScenarioResult, 'scenario' | 'target'>> }> = [
+      { name: 'discovery', run: (target) => cannon({ url: `${target.issuer}/.well-known/openid-configuration`, tlsOptions: tls }) },
+      { name: 'jwks', run: (target) => cannon({ url: `${target.issuer}/jwks`, tlsOptions: tls }) },
+      {
+        name: 'client credentials (secret)',
+        run: (target) => cannon({
+          url: `${target.issuer}/token`, method: 'POST', body: form, tlsOptions: tls,
+          headers: { ...formHeaders, authorization: basic(target.machine.id, target.machine.secret) },
+        }),
+      },
+      {
+        name: 'client credentials (mTLS)',
+        run: (target) => cannon({
+          url: `${target.mtls}/token`, method: 'POST', body: `${form}&client_id=${target.mtlsClientId}`, headers: formHeaders,
+          tlsOptions: { ...tls, cert: clientCert.cert, key: clientCert.key },
+        }),
+      },
+      { name: 'sign-in flow (password)', run: (target) => flows(async (user, index) => void await target.signIn(user, index)) },
+      {
+        name: 'refresh',
+        async run(target) {
+          const refreshTokens = await refreshTokensOf(target);
+          return flows(async (user, index) => {
+            const response = await user.request(`${target.issuer}/token`, {
+              form: { grant_type: 'refresh_token', refresh_token: refreshTokens[index]! },
+              headers: { authorization: basic(target.rp.id, target.rp.secret) },
+            });
+            if (response.status !== 200) throw new Error(`refresh: ${response.status} ${response.body}`);
+            refreshTokens[index] = (JSON.parse(response.body) as { refresh_token: string }).refresh_token;
+          });
+        },
+      },
+      {
+        name: 'introspection',
+        async run(target) {
+          const accessToken = await accessTokenOf(target);
+          return cannon({
+            url: `${target.issuer}/token/introspection`, method: 'POST', body: `token=${accessToken}`, tlsOptions: tls,
+            // An unknown token is a cheap 200 too; only an active answer counts.
+            verifyBody: (body) => String(body).includes('"active":true'),
+            headers: { ...formHeaders, authorization: basic(target.rp.id, target.rp.secret) },
+          });
+        },
+      },
+      {
+        name: 'userinfo',
+        async run(target) {
+          const accessToken = await accessTokenOf(target);
+          return cannon({ url: `${target.issuer}/me`, headers: { authorization: `Bearer ${accessToken}` }, tlsOptions: tls });
+        },
+      },
+    ];
+    // Scenario by scenario, both targets back to back, so both see the same moment of a noisy machine.
+    const targets = [baseline, tessera].filter((target) => !TARGETS || TARGETS.includes(target.name));
+    // Monotonic-clock windows (microseconds, the clock V8 profiles use) so profile-summary.ts can cut a profile by scenario.
+    const windows: Array<{ target: string; scenario: string; from: number; to: number; requests: number }> = [];
+    const now = () => Number(process.hrtime.bigint() / 1000n);
+    for (const scenario of scenarios.filter((entry) => !ONLY || ONLY.some((word) => entry.name.includes(word)))) {
+      for (const target of targets) {
+        const pid = target.process.pid!;
+        const [serverBefore, mainBefore, generatorBefore, started, from] = [cpuSeconds(pid), cpuSeconds(pid, true), process.cpuUsage(), performance.now(), now()];
+        let rss = rssMb(pid);
+        const sampler = setInterval(() => {
+          rss = Math.max(rss, rssMb(pid));
+        }, 100);
+        const result = await scenario.run(target).finally(() => clearInterval(sampler));
+        windows.push({ target: target.name, scenario: scenario.name, from, to: now(), requests: Math.round(result.rps * (performance.now() - started) / 1000) });
+        const elapsed = (performance.now() - started) / 1000;
+        const generator = process.cpuUsage(generatorBefore);
+        const measured: ScenarioResult = {
+          scenario: scenario.name, target: target.name, ...result,
+          serverCpu: (cpuSeconds(pid) - serverBefore) / elapsed,
+          serverMainThreadCpu: (cpuSeconds(pid, true) - mainBefore) / elapsed,
+          generatorCpu: (generator.user + generator.system) / 1e6 / elapsed,
+          rssMb: rss,
+        };
+        results.push(measured);
+        console.log(`bench: ${target.name.padEnd(8)} ${scenario.name.padEnd(28)} ${result.rps.toFixed(0).padStart(7)}/s  p50 ${result.p50.toFixed(1)} ms  p99 ${result.p99.toFixed(1)} ms  errors ${result.errors}  `
+          + `server ${(measured.serverCpu! * 100).toFixed(0)}% cpu, ${(measured.serverCpu! * 1000 / result.rps).toFixed(2)} cpu-ms/req (main thread ${(measured.serverMainThreadCpu! * 1000 / result.rps).toFixed(2)}); generator ${(measured.generatorCpu! * 100).toFixed(0)}% cpu; rss up to ${rss.toFixed(0)} MB`);
+      }
+    }
+    if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
+    if (PROFILE_DIR) writeFileSync(path.join(PROFILE_DIR, 'windows.json'), JSON.stringify(windows, null, 2));
+    if (ONLY || TARGETS) {
+      console.log(`bench: peak RSS ${targets.map((target) => `${target.name} ${peakRssMb(target.process.pid!).toFixed(0)} MB`).join(', ')}; partial run (BENCH_ONLY/BENCH_TARGETS), results files left alone`);
+      return;
     }
 
     const peak = { tessera: peakRssMb(tesseraProcess.pid!), baseline: peakRssMb(baselineProcess.pid!) };
@@ -296,13 +444,13 @@ async function main(): Promise<void> {
     ].map((entry) => ({ ...entry, pass: entry.atMost ? entry.value <= entry.limit : entry.value >= entry.limit }));
 
     const machineLine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
-    const scenarios = [...new Set(results.map((r) => r.scenario))];
+    const scenarioNames = [...new Set(results.map((r) => r.scenario))];
     const table = [
       `Machine: ${machineLine}. ${SECONDS} s per scenario, ${CONNECTIONS} connections, TLS on every request, Tessera on SQLite (NODE_ENV=production), both servers single-process.`,
       '',
       '| Scenario | Tessera req/s | p50 ms | p99 ms | Baseline req/s | p50 ms | p99 ms | Ratio |',
       '|---|---:|---:|---:|---:|---:|---:|---:|',
-      ...scenarios.map((scenario) => {
+      ...scenarioNames.map((scenario) => {
         const t = results.find((r) => r.scenario === scenario && r.target === 'tessera')!;
         const b = results.find((r) => r.scenario === scenario && r.target === 'baseline')!;
         return `| ${scenario} | ${t.rps.toFixed(0)} | ${t.p50.toFixed(1)} | ${t.p99.toFixed(1)} | ${b.rps.toFixed(0)} | ${b.p50.toFixed(1)} | ${b.p99.toFixed(1)} | ${(t.rps / b.rps * 100).toFixed(0)}% |`;
@@ -319,7 +467,7 @@ async function main(): Promise<void> {
     console.log(`\n${table}`);
     if (budgets.some((b) => !b.pass)) process.exitCode = 1;
   } finally {
-    stop();
+    await Promise.all(children.map(stopChild));
     rmSync(work, { recursive: true, force: true });
   }
 }

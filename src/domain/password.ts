@@ -2,16 +2,49 @@
  * Password hashing with argon2id. The verify is the one deliberate cost of a login, so it runs
  * exactly once per attempt: against the account's hash, or against a decoy hash when there is no
  * account, so an unknown email costs the same time as a wrong password.
+ *
+ * Each hash or verify holds `memoryKiB` (19 MiB by default) for its duration, and argon2 runs them
+ * on libuv's thread pool, four at a time, whatever the core count. At most one per core runs at once
+ * here (the rest wait their turn, in order): with more than that, throughput does not grow (argon2
+ * is CPU-bound) but memory does, and the threads also starve the event loop of its core.
  */
+import { availableParallelism } from 'node:os';
+
 import * as argon2 from 'argon2';
 
 import type { Argon2Parameters } from '../config.ts';
 
+/** A counting semaphore: `run` starts `work` once fewer than `limit` are running, first come first served. */
+export class Semaphore {
+  readonly #limit: number;
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#limit = Math.max(1, Math.floor(limit));
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#running += 1;
+    try {
+      return await work();
+    } finally {
+      // The slot passes straight to the next in line, so a newcomer cannot overtake it.
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running -= 1;
+    }
+  }
+}
+
 export class PasswordHasher {
   readonly #options: { type: typeof argon2.argon2id; memoryCost: number; timeCost: number; parallelism: number };
+  readonly #slots: Semaphore;
   #decoy: Promise<string> | undefined;
 
-  constructor(parameters: Argon2Parameters) {
+  constructor(parameters: Argon2Parameters, concurrency = availableParallelism()) {
+    this.#slots = new Semaphore(concurrency);
     this.#options = {
       type: argon2.argon2id,
       memoryCost: parameters.memoryKiB,
@@ -21,13 +54,13 @@ export class PasswordHasher {
   }
 
   hash(password: string): Promise<string> {
-    return argon2.hash(password, this.#options);
+    return this.#slots.run(() => argon2.hash(password, this.#options));
   }
 
   /** Never throws on a malformed stored hash: that is a failed verification, not a server error. */
   async verify(hash: string, password: string): Promise<boolean> {
     try {
-      return await argon2.verify(hash, password);
+      return await this.#slots.run(() => argon2.verify(hash, password));
     } catch {
       return false;
     }

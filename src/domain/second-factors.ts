@@ -12,8 +12,6 @@
  * ERR_SECOND_FACTOR_UNAVAILABLE (not possible now, e.g. already set up, 409), ERR_NOT_FOUND.
  * Callers rate-limit checks per account.
  */
-import QRCode from 'qrcode';
-
 import { AppError } from '../errors.ts';
 import type { Account, AccountRepository, OidcStore, Passkey } from '../store/port.ts';
 import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
@@ -140,6 +138,8 @@ export class SecondFactorService {
       await this.#accounts.update(sub, { totp: { encryptedSecret: this.#totpSealer.seal(secret, sub), lastStep: 0 } });
     }
     const otpauthUri = totpUri(secret, { issuer: this.#settings.webauthn.rpName, account: account.email });
+    // Loaded at the first enrolment, not at startup: most requests never draw a QR code.
+    const { default: QRCode } = await import('qrcode');
     const qrDataUrl = await QRCode.toDataURL(otpauthUri, { errorCorrectionLevel: 'M', margin: 2, width: 240 });
     return { secret, formattedSecret: formatTotpSecret(secret), otpauthUri, qrDataUrl };
   }

@@ -7,7 +7,6 @@
  * Which address a request comes from is decided in one place, clientAddress(): the socket's peer,
  * unless that peer is a trusted proxy (TRUSTED_PROXIES), whose X-Forwarded-For is then believed.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { isIP, type BlockList } from 'node:net';
 
@@ -95,15 +94,17 @@ interface ClientGate {
   check(clientId: string): Promise<boolean>;
 }
 
-const clientGates = new AsyncLocalStorage<ClientGate>();
+/** Where limitFailedClientRequests leaves the request's gate, in ctx.state. */
+const CLIENT_GATE = Symbol('tessera.clientGate');
 
 /**
  * Whether the client about to authenticate may try (see oidc/internals.ts, which asks this before
- * oidc-provider looks the client up). Only the first lookup of a request is the client
- * authenticating; later ones (the client of an introspected token) are not gated.
+ * oidc-provider looks the client up, with oidc-provider's current request context). Only the first
+ * lookup of a request is the client authenticating; later ones (the client of an introspected
+ * token) are not gated.
  */
-export async function clientMayAuthenticate(clientId: string): Promise<boolean> {
-  const gate = clientGates.getStore();
+export async function clientMayAuthenticate(ctx: { state?: object } | undefined, clientId: string): Promise<boolean> {
+  const gate = (ctx?.state as Record<symbol, ClientGate | undefined> | undefined)?.[CLIENT_GATE];
   if (!gate || gate.checked) return true;
   gate.checked = true;
   return gate.check(clientId);
@@ -111,11 +112,27 @@ export async function clientMayAuthenticate(clientId: string): Promise<boolean> 
 
 type LimitName = keyof SecurityConfig['rateLimits'];
 
+/**
+ * How long this process believes the store's "not over the limit" answer for a key before asking
+ * again. Without it every token request would read the store twice (address and client), a round
+ * trip each with MongoDB; with it, traffic that does not fail costs one read per key per second.
+ * Counting is unchanged (every failure is written to the store at once), and a failure counted
+ * here forgets the answers for its keys, so this process sees its own over-limit keys at once and
+ * another instance's at most this long after they went over.
+ */
+const CLEAR_ANSWER_MS = 1000;
+/** Keys come from the outside (addresses, client ids): past this many remembered answers, start over. */
+const CLEAR_ANSWERS_MAX = 10_000;
+
 export class RateLimits {
   readonly #settings: SecurityConfig['rateLimits'];
   readonly #store: Pick<Store, 'rateLimiter'>;
   readonly #proxies: BlockList;
   readonly #limiters = new Map<LimitName, RateLimiterAbstract>();
+  /** A connection's address when its peer is not a trusted proxy: it cannot change, so it is worked out once. */
+  readonly #directPeers = new WeakMap<object, string>();
+  /** Per limit, key -> until when (epoch ms) a "not blocked" answer is believed; see CLEAR_ANSWER_MS. */
+  readonly #clearUntil = new Map<LimitName, Map<string, number>>();
 
   constructor(settings: SecurityConfig['rateLimits'], trustedProxies: readonly string[], store: Pick<Store, 'rateLimiter'>) {
     this.#settings = settings;
@@ -132,6 +149,14 @@ export class RateLimits {
 
   /** The client address the limits count, after trusted proxies. */
   address(ctx: Pick<Context, 'req' | 'get'>): string {
+    const { socket } = ctx.req;
+    const known = this.#directPeers.get(socket);
+    if (known !== undefined) return known;
+    const peer = normalizeAddress(socket.remoteAddress);
+    if (peer !== undefined && !isTrusted(this.#proxies, peer)) {
+      this.#directPeers.set(socket, peer);
+      return peer;
+    }
     return clientAddress(ctx, this.#proxies);
   }
 
@@ -147,6 +172,7 @@ export class RateLimits {
 
   /** Counts one action against every given limit; throws RateLimitedError if any is exceeded. */
   async #consume(...counts: Array<[LimitName, string]>): Promise<void> {
+    for (const [name, key] of counts) this.#clearUntil.get(name)?.delete(key);
     const results = await Promise.allSettled(counts.map(([name, key]) => this.#limiter(name).consume(key)));
     let waitMs = 0;
     for (const result of results) {
@@ -159,8 +185,19 @@ export class RateLimits {
 
   /** Milliseconds until `key` may act again under `name`, or 0; a read, never a write. */
   async #blockedFor(name: LimitName, key: string): Promise<number> {
+    let clear = this.#clearUntil.get(name);
+    if (!clear) {
+      clear = new Map();
+      this.#clearUntil.set(name, clear);
+    }
+    if ((clear.get(key) ?? 0) > Date.now()) return 0;
     const state = await this.#limiter(name).get(key);
-    return state && state.consumedPoints >= this.#settings[name].points ? Math.max(state.msBeforeNext, 1) : 0;
+    const waitMs = state && state.consumedPoints >= this.#settings[name].points ? Math.max(state.msBeforeNext, 1) : 0;
+    if (waitMs === 0) {
+      if (clear.size >= CLEAR_ANSWERS_MAX) clear.clear();
+      clear.set(key, Date.now() + CLEAR_ANSWER_MS);
+    }
+    return waitMs;
   }
 
   /** Every sign-in attempt counts, per address and per (normalised) email, known or not. */
@@ -219,7 +256,8 @@ export class RateLimits {
           return gate.blockedMs === 0;
         },
       };
-      await clientGates.run(gate, next);
+      (ctx.state as Record<symbol, ClientGate>)[CLIENT_GATE] = gate;
+      await next();
       if (gate.blockedMs) return tooManyClientRequests(ctx, gate.blockedMs);
 
       if ((ctx.status === 400 || ctx.status === 401) && (ctx.body as { error?: unknown } | undefined)?.error !== 'use_dpop_nonce') {

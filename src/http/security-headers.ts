@@ -29,8 +29,29 @@ export function securityHeaders(): Middleware {
     crossOriginResourcePolicy: { policy: 'cross-origin' },
   }) as unknown as Middleware;
 
+  // Helmet works out the same headers for every request; koa-helmet re-runs it through a promise
+  // each time. They are taken once here (helmet sets them synchronously) and set as they are.
+  const fixed: Array<[string, string | string[]]> = [];
+  const removed: string[] = [];
+  const recorder = {
+    setHeader(name: string, value: string | number | readonly string[]) {
+      fixed.push([name, Array.isArray(value) ? [...value] : String(value)]);
+    },
+    removeHeader(name: string) {
+      removed.push(name);
+    },
+    getHeader: () => undefined,
+  };
+  void headers({ req: { headers: {}, method: 'GET', url: '/' }, res: recorder } as unknown as Context, async () => {});
+  if (!fixed.some(([name]) => name.toLowerCase() === 'content-security-policy')) {
+    throw new Error('koa-helmet changed: its headers could not be taken at startup');
+  }
+
   return async function securityHeadersMiddleware(ctx: Context, next: Next) {
-    if (ctx.secure) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
-    await headers(ctx, next);
+    const { res } = ctx;
+    for (const [name, value] of fixed) res.setHeader(name, value);
+    for (const name of removed) res.removeHeader(name);
+    if (ctx.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    await next();
   };
 }

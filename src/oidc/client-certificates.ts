@@ -3,12 +3,12 @@
  * listener, or a header set by a TLS-terminating proxy that is on the trusted list. A header from
  * anywhere else is ignored, so nobody can claim a certificate by sending a header.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { X509Certificate } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
 
 import type { Context, Middleware, Next } from 'koa';
+import { Provider } from 'oidc-provider';
 
 import type { TlsConfig } from '../config.ts';
 import { isCurrentlyValid, parseBundle, toPem } from '../domain/certificates.ts';
@@ -112,25 +112,34 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     }
   }
 
-  return async function clientCertificate(ctx: Context, next: Next) {
-    const presented = fromTls(ctx) ?? fromProxy(ctx);
-    if (presented && !isCurrentlyValid(presented.certificate) && ctx.method === 'POST' && CLIENT_AUTH_PATHS.has(ctx.path)) {
-      ctx.status = 401;
-      ctx.body = { error: 'invalid_client', error_description: 'the client certificate is expired or not yet valid' };
-      return;
+  return function clientCertificate(ctx: Context, next: Next) {
+    // Read from the TLS session (or the proxy's header) and parsed only when something asks: most
+    // requests never do, and on the mTLS listener parsing costs more than the rest of a token request.
+    let presented: PresentedCertificate | undefined | null = null;
+    const lookUp = () => (presented === null ? (presented = fromTls(ctx) ?? fromProxy(ctx)) : presented);
+    if (ctx.method === 'POST' && CLIENT_AUTH_PATHS.has(ctx.path)) {
+      const certificate = lookUp();
+      if (certificate && !isCurrentlyValid(certificate.certificate)) {
+        ctx.status = 401;
+        ctx.body = { error: 'invalid_client', error_description: 'the client certificate is expired or not yet valid' };
+        return Promise.resolve();
+      }
     }
-    ctx.state.clientCertificate = presented;
-    await requestCertificate.run(presented, next);
+    (ctx.state as Record<symbol, unknown>)[LOOK_UP] = lookUp;
+    return next();
   };
 }
 
-/** The certificate of the request being handled, for code that has no Koa context (token models). */
-const requestCertificate = new AsyncLocalStorage<PresentedCertificate | undefined>();
+const LOOK_UP = Symbol('tessera.clientCertificate');
 
+/**
+ * The certificate of the request being handled, for code that has no Koa context (token models):
+ * oidc-provider keeps the request's context while it handles one (`Provider.ctx`).
+ */
 export function currentCertificate(): PresentedCertificate | undefined {
-  return requestCertificate.getStore();
+  return presentedCertificate(Provider.ctx as { state?: Record<string, unknown> } | undefined);
 }
 
-export function presentedCertificate(ctx: { state?: Record<string, unknown> }): PresentedCertificate | undefined {
-  return ctx.state?.clientCertificate as PresentedCertificate | undefined;
+export function presentedCertificate(ctx: { state?: Record<string, unknown> } | undefined): PresentedCertificate | undefined {
+  return (ctx?.state as Record<symbol, (() => PresentedCertificate | undefined) | undefined> | undefined)?.[LOOK_UP]?.();
 }

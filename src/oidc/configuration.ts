@@ -35,8 +35,36 @@ const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'ro
 
 type ClientLike = { clientId: string; metadata(): ClientMetadata; clientAuthMethod?: string };
 
+/**
+ * oidc-provider's `client.metadata()` rebuilds the whole metadata object (every property, snake_cased)
+ * on each call, and the token path asks it several times per request. A Client never changes once
+ * built (a changed client is a new instance), so its metadata is built once; callers only read it.
+ */
+const metadataByClient = new WeakMap<object, ClientMetadata>();
+
+function metadataOf(client: ClientLike): ClientMetadata {
+  let metadata = metadataByClient.get(client);
+  if (!metadata) {
+    metadata = client.metadata();
+    metadataByClient.set(client, metadata);
+  }
+  return metadata;
+}
+
 function allowedResources(client: ClientLike): Record<string, string[]> {
-  return (client.metadata().tessera_resources as Record<string, string[]> | undefined) ?? {};
+  return (metadataOf(client).tessera_resources as Record<string, string[]> | undefined) ?? {};
+}
+
+const allowedScopesByClient = new WeakMap<object, Set<string>>();
+
+/** Every scope a client may ask for at any of its resources (built once per client, like its metadata). */
+function allowedScopes(client: ClientLike): Set<string> {
+  let scopes = allowedScopesByClient.get(client);
+  if (!scopes) {
+    scopes = new Set(Object.values(allowedResources(client)).flat());
+    allowedScopesByClient.set(client, scopes);
+  }
+  return scopes;
 }
 
 /**
@@ -46,7 +74,7 @@ function allowedResources(client: ClientLike): Record<string, string[]> {
  */
 async function holderRoles(accounts: AccountService, ctx: KoaContextWithOIDC, client: ClientLike, machine: boolean): Promise<string[] | undefined> {
   if (machine) {
-    const roles = client.metadata().tessera_roles;
+    const roles = metadataOf(client).tessera_roles;
     return Array.isArray(roles) ? roles.map(String) : undefined;
   }
   const sub = ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId;
@@ -69,7 +97,7 @@ async function resourceServerInfo(resources: ResourceService, accounts: AccountS
   const allowed = allowedResources(client);
   const clientScopes = allowed[indicator];
   if (!clientScopes) throw new errors.InvalidTarget(`this client may not request tokens for ${indicator}`);
-  const everyAllowedScope = new Set(Object.values(allowed).flat());
+  const everyAllowedScope = allowedScopes(client);
   const params = ctx.oidc.params as Record<string, unknown> | undefined;
   const machine = ctx.oidc.route === 'token' && params?.grant_type === 'client_credentials';
   const permitted = resource.scopes.filter((scope) => clientScopes.includes(scope));
@@ -98,12 +126,35 @@ async function resourceServerInfo(resources: ResourceService, accounts: AccountS
 }
 
 /**
+ * oidc-provider asks for a resource server's info more than once while handling one token request
+ * (checking the resource, then issuing); the answer cannot change within a request, so it is worked
+ * out once per request, resource and client.
+ */
+const RESOURCE_INFO = Symbol('tessera.resourceServerInfo');
+
+function resourceServerInfoOnce(resources: ResourceService, accounts: AccountService, ctx: KoaContextWithOIDC, indicator: string, client: ClientLike) {
+  const state = ctx.state as Record<symbol, Map<string, ReturnType<typeof resourceServerInfo>> | undefined>;
+  let known = state[RESOURCE_INFO];
+  if (!known) {
+    known = new Map();
+    state[RESOURCE_INFO] = known;
+  }
+  const key = `${client.clientId} ${indicator}`;
+  let info = known.get(key);
+  if (!info) {
+    info = resourceServerInfo(resources, accounts, ctx, indicator, client);
+    known.set(key, info);
+  }
+  return info;
+}
+
+/**
  * A client may introspect or revoke a token issued to itself, and a resource server's own client
  * may introspect and revoke the tokens issued for that resource server. Nobody else may.
  */
 function mayInspect(client: ClientLike, token: { clientId?: string; aud?: string | string[] }): boolean {
   if (token.clientId === client.clientId) return client.clientAuthMethod !== 'none';
-  const audience = client.metadata().tessera_resource_server;
+  const audience = metadataOf(client).tessera_resource_server;
   const tokenAudiences = Array.isArray(token.aud) ? token.aud : [token.aud];
   return typeof audience === 'string' && tokenAudiences.includes(audience);
 }
@@ -160,7 +211,7 @@ function interactionPrompts(): interactionPolicy.Prompt[] {
     ctx.oidc.session?.accountId && !ctx.oidc.account ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
   policy.get('login')!.checks.push(new Check(SECOND_FACTOR_REASON, 'a second factor is required', 'login_required', (ctx) =>
     ctx.oidc.session?.accountId && ctx.oidc.acr !== ACR_MULTI_FACTOR
-      && multiFactorRequired(ctx.oidc.client?.metadata() as Record<string, unknown> | undefined, ctx.oidc.params as Record<string, unknown>)
+      && multiFactorRequired(ctx.oidc.client && metadataOf(ctx.oidc.client as unknown as ClientLike) as Record<string, unknown>, ctx.oidc.params as Record<string, unknown>)
       ? Check.REQUEST_PROMPT
       : Check.NO_NEED_TO_PROMPT));
   policy.unshift(new Prompt({ name: 'create', requestable: true }));
@@ -299,7 +350,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
           return audiences.length === 1 && client.grantTypeAllowed('client_credentials') ? audiences[0]! : undefined!;
         },
         useGrantedResource: () => true,
-        getResourceServerInfo: (ctx, indicator, client) => resourceServerInfo(resources, accounts, ctx, indicator, client as unknown as ClientLike),
+        getResourceServerInfo: (ctx, indicator, client) => resourceServerInfoOnce(resources, accounts, ctx, indicator, client as unknown as ClientLike),
       },
       mTLS: {
         enabled: true,
@@ -316,7 +367,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
         certificateSubjectMatches(ctx, property, expected) {
           const presented = presentedCertificate(ctx);
           if (!presented) return false;
-          const registered = ctx.oidc.client?.metadata().tessera_tls_subjects as TlsSubject[] | undefined;
+          const registered = (ctx.oidc.client && metadataOf(ctx.oidc.client as unknown as ClientLike).tessera_tls_subjects) as TlsSubject[] | undefined;
           const type = Object.entries(TLS_SUBJECT_METADATA).find(([, name]) => name === property)?.[0] as TlsSubjectType | undefined;
           const subjects = registered?.length ? registered : type ? [{ type, value: expected }] : [];
           return subjects.some((subject) => subjectMatches(presented.certificate, subject));

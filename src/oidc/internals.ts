@@ -3,7 +3,7 @@
  * upgrade of oidc-provider is checked here and nowhere else. Each hook says why it exists.
  * (Checked against oidc-provider 9.13.)
  */
-import type { Provider } from 'oidc-provider';
+import { Provider } from 'oidc-provider';
 
 import { clientSecretMatches } from '../domain/clients.ts';
 import { clientMayAuthenticate } from '../http/rate-limit.ts';
@@ -20,6 +20,7 @@ interface IdTokenLike {
 interface OidcContextLike { params?: { scope?: unknown; prompt?: unknown }; route?: string }
 
 export function extendProvider(provider: Provider): void {
+  reusedClientInstances(provider);
   hashedClientSecrets(provider);
   atHashAtTokenEndpoint(provider);
   offlineAccessAsksConsent(provider);
@@ -49,6 +50,35 @@ function sessionUserAgent(provider: Provider): void {
 }
 
 /**
+ * For a client that comes from the adapter, oidc-provider hashes the JSON of its metadata (SHA-256)
+ * on every lookup to find the Client it built from the same metadata before: a measurable share of a
+ * client_credentials request. The adapter serves metadata from ClientService's cache, the same object
+ * until the client changes, so the Client built from that object is remembered against it (a
+ * WeakMap: a changed client arrives as a new object and is built afresh, the old one is collected).
+ * Whatever the original lookup answers the first time (a static client of that id included) is what
+ * later lookups answer.
+ */
+function reusedClientInstances(provider: Provider): void {
+  const Client = provider.Client as unknown as {
+    find(id: string, ...rest: unknown[]): Promise<unknown>;
+    adapter: { find(id: string): Promise<unknown> };
+  };
+  const find = Client.find.bind(Client);
+  const built = new WeakMap<object, unknown>();
+  Client.find = async function findReusingInstances(id: string, ...rest: unknown[]) {
+    if (typeof id !== 'string' || !id) return find(id, ...rest);
+    const metadata = await Client.adapter.find(id);
+    if (!metadata || typeof metadata !== 'object') return find(id, ...rest);
+    let client = built.get(metadata);
+    if (client === undefined) {
+      client = await find(id, ...rest);
+      if (client !== undefined) built.set(metadata, client);
+    }
+    return client;
+  };
+}
+
+/**
  * A client over its limit of failed requests (http/rate-limit.ts) must not get to try its
  * credentials, but oidc-provider reads the client_id from the body only after its own body parsing.
  * The first client lookup of a request is the authentication's, so it is asked there: a blocked
@@ -58,7 +88,7 @@ function rateLimitedClientAuthentication(provider: Provider): void {
   const Client = provider.Client as unknown as { find(id: string, ...rest: unknown[]): Promise<unknown> };
   const find = Client.find.bind(Client);
   Client.find = async function findUnlessRateLimited(id: string, ...rest: unknown[]) {
-    if (typeof id === 'string' && !(await clientMayAuthenticate(id))) return undefined;
+    if (typeof id === 'string' && !(await clientMayAuthenticate(Provider.ctx, id))) return undefined;
     return find(id, ...rest);
   };
 }

@@ -6,21 +6,23 @@
  * Credentials are discoverable (resident), so a passkey can sign someone in without an email: the
  * authenticator returns the user handle, which is the account's `sub`.
  */
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { z } from 'zod';
 
 import { AppError } from '../../errors.ts';
 import type { Account, AccountRepository, OidcStore, Passkey } from '../../store/port.ts';
 import type { PasskeyStorage } from './assurance.ts';
+
+// Loaded at the first passkey ceremony, not at startup: it is the largest library Tessera has
+// (about 5 MB of a server's memory), and most servers never see a passkey.
+const webauthn = () => import('@simplewebauthn/server');
 
 const CHALLENGE_MODEL = 'WebAuthnChallenge';
 const CEREMONY_SECONDS = 300;
@@ -133,7 +135,7 @@ export class Passkeys {
     if (account.passkeys.length >= MAX_PASSKEYS) {
       throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', `An account can have at most ${MAX_PASSKEYS} passkeys; remove one first.`, { status: 409 });
     }
-    const options = await generateRegistrationOptions({
+    const options = await (await webauthn()).generateRegistrationOptions({
       rpName: this.#settings.rpName,
       rpID: this.#settings.rpId,
       userName: account.email,
@@ -156,7 +158,7 @@ export class Passkeys {
     if (!record || record.purpose !== 'register' || record.sub !== account.sub || record.uid !== binding.uid) throw refused();
     let verification: Awaited<ReturnType<typeof verifyRegistrationResponse>>;
     try {
-      verification = await verifyRegistrationResponse({
+      verification = await (await webauthn()).verifyRegistrationResponse({
         response,
         expectedChallenge: challenge,
         expectedOrigin: this.#settings.origin,
@@ -192,7 +194,7 @@ export class Passkeys {
    */
   async authenticationOptions(account: Account | undefined, binding: CeremonyBinding): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const userVerification = account ? 'preferred' : 'required';
-    const options = await generateAuthenticationOptions({
+    const options = await (await webauthn()).generateAuthenticationOptions({
       rpID: this.#settings.rpId,
       timeout: CEREMONY_SECONDS * 1000,
       userVerification,
@@ -218,7 +220,7 @@ export class Passkeys {
 
     let verification: Awaited<ReturnType<typeof verifyAuthenticationResponse>>;
     try {
-      verification = await verifyAuthenticationResponse({
+      verification = await (await webauthn()).verifyAuthenticationResponse({
         response,
         expectedChallenge: challenge,
         expectedOrigin: this.#settings.origin,
