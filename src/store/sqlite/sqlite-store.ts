@@ -297,9 +297,65 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     return row.value;
   }
 
+  /**
+   * Group commit for oidc-provider's writes, the hot ones (a sign-in makes about sixteen: interactions,
+   * sessions, grant, code, tokens; a refresh three). With synchronous=FULL every commit waits for the
+   * disk, and DatabaseSync holds the event loop while it does: one commit per write made the disk
+   * the limit of sign-ins and refreshes (profiled with bench/run.ts: about 1 ms a write under load,
+   * most of a sign-in's event-loop time). Writes issued during one turn of the event loop are queued
+   * and run together in one transaction right after it (setImmediate): one fsync for all of them.
+   * Each write's promise settles after that COMMIT, so nothing is acknowledged before it is on disk,
+   * as before; a write that fails fails alone (a savepoint each). Until its promise settles a write
+   * is not visible to reads; oidc-provider awaits every write before it goes on.
+   */
+  let pendingWrites: Array<{ run(): void; resolve(): void; reject(error: unknown): void }> = [];
+
+  function groupCommitted(run: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (pendingWrites.length === 0) setImmediate(flushWrites);
+      pendingWrites.push({ run, resolve, reject });
+    });
+  }
+
+  function flushWrites(): void {
+    const writes = pendingWrites;
+    pendingWrites = [];
+    if (writes.length === 0) return;
+    if (writes.length === 1) {
+      try {
+        writes[0]!.run();
+        writes[0]!.resolve();
+      } catch (error) {
+        writes[0]!.reject(error);
+      }
+      return;
+    }
+    const failures = new Map<number, unknown>();
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      writes.forEach((write, index) => {
+        db.exec('SAVEPOINT oidc_write');
+        try {
+          write.run();
+          db.exec('RELEASE oidc_write');
+        } catch (error) {
+          db.exec('ROLLBACK TO oidc_write');
+          db.exec('RELEASE oidc_write');
+          failures.set(index, error);
+        }
+      });
+      db.exec('COMMIT');
+    } catch (error) {
+      if (db.isTransaction) db.exec('ROLLBACK');
+      for (const write of writes) write.reject(error);
+      return;
+    }
+    writes.forEach((write, index) => (failures.has(index) ? write.reject(failures.get(index)) : write.resolve()));
+  }
+
   const oidc: OidcStore = {
-    async upsert(model, id, payload, expiresInSeconds) {
-      statements.upsertOidc.run({
+    upsert(model, id, payload, expiresInSeconds) {
+      const parameters = {
         model: String(model),
         id: String(id),
         payload: JSON.stringify(payload),
@@ -310,7 +366,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         account_id: typeof payload.accountId === 'string' ? payload.accountId : null,
         consumed: typeof payload.consumed === 'number' ? payload.consumed : null,
         expires_at: expiresInSeconds === undefined ? null : clock() + expiresInSeconds * 1000,
-      });
+      };
+      return groupCommitted(() => statements.upsertOidc.run(parameters));
     },
     async find(model, id) {
       return toPayload(statements.findOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
@@ -323,15 +380,18 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         statements.findOidcByUserCode.get({ model: String(model), user_code: String(userCode), now: clock() }) as OidcRow | undefined,
       );
     },
-    async consume(model, id) {
+    consume(model, id) {
       const now = clock();
-      statements.consumeOidc.run({ model: String(model), id: String(id), now, consumed: Math.floor(now / 1000) });
+      const parameters = { model: String(model), id: String(id), now, consumed: Math.floor(now / 1000) };
+      return groupCommitted(() => statements.consumeOidc.run(parameters));
     },
-    async destroy(model, id) {
-      statements.destroyOidc.run({ model: String(model), id: String(id) });
+    destroy(model, id) {
+      const parameters = { model: String(model), id: String(id) };
+      return groupCommitted(() => statements.destroyOidc.run(parameters));
     },
-    async revokeByGrantId(model, grantId) {
-      statements.revokeOidcByGrantId.run({ model: String(model), grant_id: String(grantId) });
+    revokeByGrantId(model, grantId) {
+      const parameters = { model: String(model), grant_id: String(grantId) };
+      return groupCommitted(() => statements.revokeOidcByGrantId.run(parameters));
     },
     async findByAccountId(model, accountId) {
       const rows = statements.findOidcByAccountId.all({ model: String(model), account_id: String(accountId), now: clock() }) as unknown as Array<
@@ -656,6 +716,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       if (closed) return;
       closed = true;
       clearInterval(purgeTimer);
+      // Writes still queued for this turn's group commit are committed (and acknowledged) first.
+      flushWrites();
       try {
         // Recommended by SQLite for long-lived connections: refreshes planner statistics cheaply.
         db.exec('PRAGMA optimize');
