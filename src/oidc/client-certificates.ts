@@ -36,9 +36,24 @@ export function trustedProxyList(entries: readonly string[]): BlockList {
   return list;
 }
 
+/**
+ * A TLS 1.3 connection's client certificate cannot change (1.3 has no renegotiation), so it is read
+ * and parsed once per connection: on the mTLS listener that was most of a token request's cost
+ * (the detailed peer certificate and two parses, every request of a keep-alive connection).
+ */
+const byConnection = new WeakMap<object, PresentedCertificate | undefined>();
+
 function fromTls(ctx: Context): PresentedCertificate | undefined {
   const socket = ctx.req.socket as Partial<TLSSocket>;
   if (!socket.encrypted || typeof socket.getPeerCertificate !== 'function') return undefined;
+  if (byConnection.has(socket)) return byConnection.get(socket);
+  const presented = readPeerCertificate(socket);
+  if (socket.getProtocol?.() === 'TLSv1.3') byConnection.set(socket, presented);
+  return presented;
+}
+
+function readPeerCertificate(socket: Partial<TLSSocket>): PresentedCertificate | undefined {
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
   const peer = socket.getPeerCertificate(true) as DetailedPeerCertificate | PeerCertificate;
   if (!peer?.raw) return undefined;
   const chain: X509Certificate[] = [];

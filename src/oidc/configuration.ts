@@ -4,6 +4,8 @@
  * code flow only, PKCE S256 for every client, exact redirect URI matching, single-use codes,
  * rotating refresh tokens with reuse detection, `iss` in authorization responses.
  */
+import type { X509Certificate } from 'node:crypto';
+
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors, interactionPolicy } from 'oidc-provider';
 
@@ -18,7 +20,7 @@ import type { ResourceService } from '../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../domain/roles.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
-import { presentedCertificate } from './client-certificates.ts';
+import { presentedCertificate, type PresentedCertificate } from './client-certificates.ts';
 
 export interface ConfigurationDependencies {
   config: Config;
@@ -146,6 +148,24 @@ function resourceServerInfoOnce(resources: ResourceService, accounts: AccountSer
     known.set(key, info);
   }
   return info;
+}
+
+/**
+ * Checking a certificate's chain verifies signatures, the largest cost of an mTLS token request.
+ * A connection presents the same certificate object for its life (client-certificates.ts), so its
+ * answer is kept for a minute: long enough for a keep-alive connection's requests, short enough that
+ * a CA's certificate running out of validity is noticed (the leaf's own validity is checked at
+ * every request anyway).
+ */
+const CHAIN_ANSWER_MS = 60_000;
+const chainAnswers = new WeakMap<object, { ok: boolean; until: number }>();
+
+function chainsToClientCa(presented: PresentedCertificate, clientCas: readonly X509Certificate[]): boolean {
+  const known = chainAnswers.get(presented);
+  if (known && known.until > Date.now()) return known.ok;
+  const ok = chainsTo(presented.certificate, clientCas, presented.chain);
+  chainAnswers.set(presented, { ok, until: Date.now() + CHAIN_ANSWER_MS });
+  return ok;
 }
 
 /**
@@ -360,7 +380,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
         getCertificate: (ctx) => presentedCertificate(ctx)?.pem,
         certificateAuthorized(ctx) {
           const presented = presentedCertificate(ctx);
-          return Boolean(presented && chainsTo(presented.certificate, clientCas, presented.chain));
+          return Boolean(presented && chainsToClientCa(presented, clientCas));
         },
         // Every subject registered for the client counts, not only the one oidc-provider names:
         // that is what lets a client move to a new certificate without downtime.
