@@ -22,7 +22,7 @@ import { errorHandler } from './http/error-handler.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
-import { installViews } from './http/views.ts';
+import { viewsMiddleware } from './http/views.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
@@ -98,10 +98,9 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
-  // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
-  installViews(app, { root: VIEWS_DIR, cache: config.env === 'production' });
-
   app.use(requestId);
+  // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
+  app.use(viewsMiddleware({ root: VIEWS_DIR, cache: config.env === 'production' }));
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders());
   app.use(seeOtherAfterPost);
