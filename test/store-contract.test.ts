@@ -233,10 +233,12 @@ function defineContract(name: string, createLane: LaneFactory): void {
   it('a record expires by the real clock when the store has no injected clock', async (t) => {
     const { open } = await setUp(t, createLane);
     const store = await open({});
-    await store.oidc.upsert('Interaction', 'real-time', { uid: 'real-time' }, 1);
+    // Three seconds of life: long enough that a loaded CI machine still reads it back in time.
+    const written = Date.now();
+    await store.oidc.upsert('Interaction', 'real-time', { uid: 'real-time' }, 3);
     t.truthy(await store.oidc.find('Interaction', 'real-time'));
 
-    await delay(1100);
+    await delay(Math.max(0, written + 3100 - Date.now()));
     t.is(await store.oidc.find('Interaction', 'real-time'), undefined);
     t.is(await store.oidc.findByUid('Interaction', 'real-time'), undefined);
   });
