@@ -448,13 +448,17 @@ async function main(): Promise<void> {
     const table = [
       `Machine: ${machineLine}. ${SECONDS} s per scenario, ${CONNECTIONS} connections, TLS on every request, Tessera on SQLite (NODE_ENV=production), both servers single-process.`,
       '',
-      '| Scenario | Tessera req/s | p50 ms | p99 ms | Baseline req/s | p50 ms | p99 ms | Ratio |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      '| Scenario | Tessera req/s | p50 ms | p99 ms | Baseline req/s | p50 ms | p99 ms | Ratio | CPU ms/req, Tessera / baseline | Tessera RSS MB |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...scenarioNames.map((scenario) => {
         const t = results.find((r) => r.scenario === scenario && r.target === 'tessera')!;
         const b = results.find((r) => r.scenario === scenario && r.target === 'baseline')!;
-        return `| ${scenario} | ${t.rps.toFixed(0)} | ${t.p50.toFixed(1)} | ${t.p99.toFixed(1)} | ${b.rps.toFixed(0)} | ${b.p50.toFixed(1)} | ${b.p99.toFixed(1)} | ${(t.rps / b.rps * 100).toFixed(0)}% |`;
+        const cpu = (r: ScenarioResult) => (r.serverCpu! * 1000 / r.rps).toFixed(2);
+        return `| ${scenario} | ${t.rps.toFixed(0)} | ${t.p50.toFixed(1)} | ${t.p99.toFixed(1)} | ${b.rps.toFixed(0)} | ${b.p50.toFixed(1)} | ${b.p99.toFixed(1)} | ${(t.rps / b.rps * 100).toFixed(0)}% | ${cpu(t)} / ${cpu(b)} | ${t.rssMb!.toFixed(0)} |`;
       }),
+      '',
+      'CPU ms/req: the server\'s CPU time (all threads) per request or flow during the scenario, less sensitive than req/s to other load on the machine. Tessera RSS: the highest resident set size sampled during the scenario.',
+      `Load generator (this process, on the same 2 cores): at most ${(Math.max(...results.map((r) => r.generatorCpu ?? 0)) * 100).toFixed(0)}% of one core in any scenario.`,
       '',
       `Peak RSS: Tessera ${peak.tessera.toFixed(0)} MB, baseline ${peak.baseline.toFixed(0)} MB. argon2id verifies on one core: ${verifyRate.toFixed(1)}/s (sign-in flows are per second, 8-9 requests each).`,
       '',
