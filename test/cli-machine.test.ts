@@ -16,7 +16,7 @@ import { clientSecretMatches } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate } from '../src/domain/pki.ts';
 import { buildServices, type Services } from '../src/services.ts';
 import { openStore } from '../src/store/open-store.ts';
-import { runCli, type CliResult } from './helpers/cli.ts';
+import { eventually, runCli, singleErrorLine } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
 
@@ -57,21 +57,6 @@ function installation(t: { teardown(fn: () => void): void }) {
   };
 }
 
-/** Exactly one line on stderr, and nothing that looks like a stack trace. */
-function singleErrorLine(result: CliResult): string {
-  const lines = result.stderr.split('\n').filter(Boolean);
-  if (lines.length !== 1 || /^\s+at /m.test(result.stderr)) throw new Error(`expected one line on stderr, got: ${JSON.stringify(result.stderr)}`);
-  return lines[0] ?? '';
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 interface ListedClient {
   client_id: string;

@@ -12,6 +12,7 @@ import test from 'ava';
 import { loadConfig } from '../src/config.ts';
 import { buildServices, type Services } from '../src/services.ts';
 import { openStore } from '../src/store/open-store.ts';
+import { eventually, singleErrorLine } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tessera', import.meta.url));
@@ -73,21 +74,6 @@ function installation(t: { teardown(fn: () => void): void }) {
   };
 }
 
-/** Exactly one line on stderr, and nothing that looks like a stack trace. */
-function singleErrorLine(result: CliResult): string {
-  const lines = result.stderr.split('\n').filter(Boolean);
-  if (lines.length !== 1 || /^\s+at /m.test(result.stderr)) throw new Error(`expected one line on stderr, got: ${JSON.stringify(result.stderr)}`);
-  return lines[0] ?? '';
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -345,7 +331,8 @@ test('a configuration error exits 1 with one line per problem and no stack trace
 test('tessera serve answers requests and exits 0 after SIGTERM', async (t) => {
   const { env } = installation(t);
   const child = spawn(process.execPath, [BIN, 'serve'], {
-    env: { PATH: process.env.PATH ?? '', ...env, PORT: '0', LOG_LEVEL: 'info' },
+    // One process: cluster mode has tests of its own (scale-out.test.ts).
+    env: { PATH: process.env.PATH ?? '', ...env, PORT: '0', LOG_LEVEL: 'info', WORKERS: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));

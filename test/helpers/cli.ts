@@ -35,3 +35,20 @@ export async function runCliJson<T>(env: Record<string, string>, args: string[])
   if (result.code !== 0) throw new Error(`tessera ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
 }
+
+/** Exactly one line on stderr, and nothing that looks like a stack trace. */
+export function singleErrorLine(result: CliResult): string {
+  const lines = result.stderr.split('\n').filter(Boolean);
+  if (lines.length !== 1 || /^\s+at /m.test(result.stderr)) throw new Error(`expected one line on stderr, got: ${JSON.stringify(result.stderr)}`);
+  return lines[0] ?? '';
+}
+
+/** Polls until `probe` gives a value or the time is up (then undefined). */
+export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
