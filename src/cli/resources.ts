@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 
+import { resourceView } from '../admin/views.ts';
 import { DEFAULT_RESOURCE_TTL_SECONDS, MAX_RESOURCE_TTL_SECONDS } from '../domain/resources.ts';
 import { AppError } from '../errors.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
@@ -79,16 +80,8 @@ const list = defineCommand({
       const audience = client.metadata.tessera_resource_server;
       if (typeof audience === 'string' && !introspectors.has(audience)) introspectors.set(audience, client.client_id);
     }
-    const rows = (await resources.list()).map((resource) => ({
-      audience: resource.audience,
-      ...(resource.name && { name: resource.name }),
-      scopes: resource.scopes,
-      format: resource.format,
-      ttl: resource.ttlSeconds,
-      ...(resource.scopeRoles && { scope_roles: resource.scopeRoles }),
-      source: resource.source,
-      ...(introspectors.has(resource.audience) && { client_id: introspectors.get(resource.audience) }),
-    }));
+    // The same public shape as the admin API's GET /resources.
+    const rows = (await resources.list()).map((resource) => resourceView(resource, introspectors.get(resource.audience)));
     if (values.json) return printJson(rows);
     if (!rows.length) return printLines('No resource servers yet. Create one with "tessera resources create".');
     printTable(
