@@ -17,9 +17,12 @@ RUN npm ci --omit=dev && npm cache clean --force
 # app cannot modify its own code.
 COPY . .
 
-# Runs as the image's unprivileged `node` user; only DATA_DIR is writable.
-RUN mkdir -p /data && chown node:node /data
+# Runs as the image's unprivileged `node` user; only DATA_DIR and the compile cache are writable.
+RUN mkdir -p /data node_modules/.cache/tessera-compile && chown node:node /data node_modules/.cache/tessera-compile
 USER node
+# Node's compile cache filled at build time with every module (bin/compile-cache.js): the server
+# starts from compiled code and never loads Node's TypeScript stripper (about 17 MB it would keep).
+RUN node --input-type=module -e "const cache = await import('/app/bin/compile-cache.js'); await cache.warmCompileCache(cache.enableCompileCache());"
 VOLUME ["/data"]
 
 EXPOSE 3000

@@ -53,6 +53,12 @@ export interface Config {
   readonly storePollSeconds: number;
   /** Worker processes `tessera serve` runs (WORKERS; default one per core); 1 runs no cluster at all. */
   readonly workers: number;
+  /**
+   * Threads in libuv's pool (UV_THREADPOOL_SIZE, which bin/tessera sets for `serve`; libuv's default
+   * is 4): they sign tokens, hash passwords and do file I/O. Password hashing never takes more of them
+   * than this at once.
+   */
+  readonly threadPoolSize: number;
   /** Static clients from config/clients.json, as oidc-provider metadata. */
   readonly staticClients: readonly Record<string, unknown>[];
   /** Static resource servers from config/resources.json. */
@@ -175,6 +181,7 @@ const envSchema = z.object({
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
   WORKERS: integer(1, 256).optional(),
+  UV_THREADPOOL_SIZE: integer(1, 1024).optional(),
   TLS_CERT: z.string().min(1).optional(),
   TLS_KEY: z.string().min(1).optional(),
   MTLS_PORT: integer(0, 65_535).optional(),
@@ -340,6 +347,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
     workers: e.WORKERS ?? availableParallelism(),
+    threadPoolSize: e.UV_THREADPOOL_SIZE ?? 4,
     staticClients: clients.success ? clients.data : [],
     staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }) })),
     tls,

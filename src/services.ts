@@ -2,6 +2,8 @@
  * Builds the domain services from configuration and an open store. The server and the CLI both
  * call this, so they share one set of rules for accounts, clients and keys.
  */
+import { availableParallelism } from 'node:os';
+
 import { adminResource } from './admin/resource.ts';
 import type { Config } from './config.ts';
 import { lockoutMessage } from './domain/account-mail.ts';
@@ -82,7 +84,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     events.emit({ type: 'account.locked', sub: account.sub, details: { lockedUntil: lockedUntil.toISOString() } });
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
-  const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2), {
+  const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
     events,

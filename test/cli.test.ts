@@ -4,7 +4,8 @@
  * invocation, through the store via the domain services, or through a running server.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
@@ -16,6 +17,7 @@ import { eventually, singleErrorLine } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tessera', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 interface CliResult {
   code: number | null;
@@ -330,9 +332,10 @@ test('a configuration error exits 1 with one line per problem and no stack trace
 
 test('tessera serve answers requests and exits 0 after SIGTERM', async (t) => {
   const { env } = installation(t);
+  const compileCache = path.join(env.DATA_DIR!, 'compile-cache');
   const child = spawn(process.execPath, [BIN, 'serve'], {
     // One process: cluster mode has tests of its own (scale-out.test.ts).
-    env: { PATH: process.env.PATH ?? '', ...env, PORT: '0', LOG_LEVEL: 'info', WORKERS: '1' },
+    env: { PATH: process.env.PATH ?? '', ...env, PORT: '0', LOG_LEVEL: 'info', WORKERS: '1', TESSERA_COMPILE_CACHE: compileCache },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));
@@ -347,6 +350,17 @@ test('tessera serve answers requests and exits 0 after SIGTERM', async (t) => {
   const discovery = await fetch(`http://localhost:${port}/.well-known/openid-configuration`);
   t.is(discovery.status, 200);
   t.is(((await discovery.json()) as { issuer: string }).issuer, `http://localhost:${port}`);
+
+  // Before it served, the process filled the compile cache with every module of src/ (so the server
+  // that replaced it loads no TypeScript stripper), and it runs with a thread pool of the spare cores.
+  const sources = readdirSync(path.join(ROOT, 'src'), { recursive: true }).filter((file) => String(file).endsWith('.ts'));
+  const cached = readdirSync(compileCache, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile());
+  t.true(cached.some((entry) => entry.name.startsWith('tessera-src-')), 'the cache records the source tree it holds');
+  t.true(cached.length > sources.length, `${cached.length} cache entries for ${sources.length} modules of src/`);
+  if (existsSync(`/proc/${child.pid}/environ`)) {
+    const environment = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
+    t.true(environment.includes(`UV_THREADPOOL_SIZE=${Math.max(1, availableParallelism() - 1)}`), environment.filter((line) => line.startsWith('UV_')).join());
+  }
 
   child.kill('SIGTERM');
   t.is(await exited, 0, stderr);

@@ -4,9 +4,11 @@
  * account, so an unknown email costs the same time as a wrong password.
  *
  * Each hash or verify holds `memoryKiB` (19 MiB by default) for its duration, and argon2 runs them
- * on libuv's thread pool, four at a time, whatever the core count. At most one per core runs at once
- * here (the rest wait their turn, in order): with more than that, throughput does not grow (argon2
- * is CPU-bound) but memory does, and the threads also starve the event loop of its core.
+ * on libuv's thread pool. At most `concurrency` run at once here (the rest wait their turn, in
+ * order): the server passes the smaller of the core count and the pool's size. With more than one
+ * per core, throughput does not grow (argon2 is CPU-bound) but memory does, and the threads starve
+ * the event loop of its core; and with as many as the pool has threads queued in it, a token
+ * signature waits behind every one of them instead of the next to finish.
  */
 import { availableParallelism } from 'node:os';
 
