@@ -2,7 +2,6 @@
  * The Koa application: security headers, request ids, error pages, the interaction pages, and
  * oidc-provider for every protocol endpoint. `createApp` never listens, so tests start it on port 0.
  */
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,35 +57,35 @@ export interface AppDependencies {
   adminApi?: Middleware | undefined;
 }
 
-async function requestId(ctx: Context, next: Next) {
-  const incoming = ctx.get('X-Request-Id');
-  ctx.state.requestId = /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
-  ctx.set('X-Request-Id', ctx.state.requestId);
-  await next();
-}
-
 /** RFC 9700 section 4.12: a redirect answering a POST must be 303, or the browser may re-POST the form (with credentials) to the target. */
 async function seeOtherAfterPost(ctx: Context, next: Next) {
   await next();
   if (ctx.method === 'POST' && (ctx.status === 302 || ctx.status === 307)) ctx.status = 303;
 }
 
-/** Discovery and JWKS are public, change rarely, and are fetched by every RP and resource server: let them cache. */
-async function publicCaching(ctx: Context, next: Next) {
-  await next();
-  if (ctx.method === 'GET' && ctx.status === 200 && (ctx.path === '/jwks' || ctx.path === '/.well-known/openid-configuration')) {
-    ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
-  }
-}
-
 /**
  * oidc-provider's endpoints that machines call in volume (every token, introspection and userinfo
- * request, every RP's discovery and JWKS fetch). Nothing between the error middleware and
- * oidc-provider has anything at these paths (static files, pages, routers, Tessera's own APIs), so
- * their requests skip it: profiling showed the routers' matching alone at several percent of a
- * client_credentials request. The rest of the protocol (authorization, logout) takes the long way.
+ * request, every RP's discovery and JWKS fetch). They answer JSON, never a page, and nothing after
+ * the error middleware has anything at these paths (views, static files, pages, routers, Tessera's
+ * own APIs), so their requests skip all of it: profiling showed the routers' matching alone at
+ * several percent of a client_credentials request, and every middleware layer costs a promise and an
+ * allocation or two. The rest of the protocol (authorization, logout) takes the long way.
  */
 const PROTOCOL_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/me', '/request', '/jwks', '/.well-known/openid-configuration']);
+/** Public, change rarely, fetched by every RP and resource server: let them cache. */
+const PUBLIC_DOCUMENTS = new Set(['/jwks', '/.well-known/openid-configuration']);
+
+const isProtocolPath = (ctx: Context) => PROTOCOL_PATHS.has(ctx.path);
+
+function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>): Middleware {
+  return async function protocolEndpoint(ctx, next) {
+    if (!PROTOCOL_PATHS.has(ctx.path)) return next();
+    await protocol(ctx);
+    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENTS.has(ctx.path)) {
+      ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
+    }
+  };
+}
 
 async function assets(ctx: Context, next: Next) {
   if (!ctx.path.startsWith('/assets/') || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
@@ -98,19 +97,15 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
-  app.use(requestId);
-  // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
-  app.use(viewsMiddleware({ root: VIEWS_DIR, cache: config.env === 'production' }));
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders());
-  app.use(seeOtherAfterPost);
-  app.use(publicCaching);
-  app.use(errorHandler(logger));
+  app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
   const endOfChain = async () => {};
-  app.use(function protocolEndpoints(ctx, next) {
-    return PROTOCOL_PATHS.has(ctx.path) ? protocol(ctx, endOfChain) : next();
-  });
+  app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
+  // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
+  app.use(viewsMiddleware({ root: VIEWS_DIR, cache: config.env === 'production' }));
+  app.use(seeOtherAfterPost);
   app.use(assets);
 
   app.use(async function home(ctx, next) {

@@ -23,12 +23,17 @@ interface HttpishError {
   retryAfterSeconds?: number;
 }
 
-export function errorHandler(logger: Logger): Middleware {
+export interface ErrorHandlerOptions {
+  /** Requests whose errors are always JSON (protocol endpoints: no page is ever rendered there). */
+  answersJson?(ctx: Context): boolean;
+}
+
+export function errorHandler(logger: Logger, { answersJson = () => false }: ErrorHandlerOptions = {}): Middleware {
   return async function handleErrors(ctx: Context, next: Next) {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
-        await respond(ctx, 404, 'not_found', 'There is nothing at this address.');
+        await respond(ctx, 404, 'not_found', 'There is nothing at this address.', answersJson(ctx) ? 'only json' : 'html');
       }
     } catch (caught) {
       const error = (caught ?? {}) as HttpishError;
@@ -40,7 +45,7 @@ export function errorHandler(logger: Logger): Middleware {
         ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
         // JSON unless HTML is asked for: most callers here without an Accept header are API clients
         // (the token endpoint's rate limit reads the store before oidc-provider has the request).
-        await respond(ctx, 503, 'temporarily_unavailable', 'The service is briefly unavailable. Please try again in a few seconds.', 'json');
+        await respond(ctx, 503, 'temporarily_unavailable', 'The service is briefly unavailable. Please try again in a few seconds.', answersJson(ctx) ? 'only json' : 'json');
         return;
       }
       const exposed = status < 500 && error.expose !== false;
@@ -53,14 +58,15 @@ export function errorHandler(logger: Logger): Middleware {
         exposed
           ? (error.error_description ?? error.message ?? 'The request was not valid.')
           : 'Something went wrong on our side. Please try again.',
+        answersJson(ctx) ? 'only json' : 'html',
       );
     }
   };
 }
 
-async function respond(ctx: Context, status: number, error: string, description: string, prefer: 'html' | 'json' = 'html'): Promise<void> {
+async function respond(ctx: Context, status: number, error: string, description: string, prefer: 'html' | 'json' | 'only json' = 'html'): Promise<void> {
   ctx.status = status;
-  const format = prefer === 'html' ? ctx.accepts('html', 'json') : ctx.accepts('json', 'html');
+  const format = prefer === 'only json' ? 'json' : prefer === 'html' ? ctx.accepts('html', 'json') : ctx.accepts('json', 'html');
   if (format === 'json') {
     ctx.body = { error, error_description: description };
     return;

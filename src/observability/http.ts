@@ -5,6 +5,8 @@
  * reset links travel; the route label is a name from a fixed set, never the URL (ids in paths would
  * make one time series per id).
  */
+import { randomUUID } from 'node:crypto';
+
 import type { Context, Middleware, Next } from 'koa';
 
 import type { Logger } from '../log.ts';
@@ -14,6 +16,8 @@ import type { Metrics } from './metrics.ts';
 /** Paths Tessera serves outside oidc-provider and the routers, each its own route label. */
 const FIXED_ROUTES = new Set(['/', '/healthz', '/readyz', '/metrics']);
 const MAX_LOGGED_PATH = 200;
+/** An X-Request-Id from the caller (a proxy, a client) is kept when it is this sane; else a fresh UUID. */
+const SANE_REQUEST_ID = /^[\w.-]{1,64}$/;
 
 /** Set by the routers: oidc-provider's names its route, @koa/router records the pattern that matched. */
 interface RoutedContext {
@@ -43,12 +47,19 @@ export interface RequestObservationDependencies {
   address(ctx: Context): string;
 }
 
-/** Mounted right after the request id is set; everything after it runs inside the request's context. */
+/**
+ * The first middleware: gives the request its id (`ctx.state.requestId`, echoed as X-Request-Id), and
+ * everything after it runs inside the request's context.
+ */
 export function observeRequests({ logger, metrics, address }: RequestObservationDependencies): Middleware {
   return async function observeRequest(ctx: Context, next: Next) {
     const started = performance.now();
+    const incoming = ctx.get('X-Request-Id');
+    const requestId = SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
     let ip: string | undefined;
-    const context = { requestId: String(ctx.state.requestId), ip: () => (ip ??= address(ctx)) };
+    const context = { requestId, ip: () => (ip ??= address(ctx)) };
     let status = 500;
     try {
       await runInRequest(context, next);
