@@ -10,12 +10,13 @@
  * BENCH_PROFILE=DIR starts both servers with --cpu-prof (and --heap-prof with BENCH_HEAP_PROFILE=1)
  * writing to DIR/tessera and DIR/baseline (bench/profile-summary.ts reads them), and
  * BENCH_NODE_OPTIONS adds Node options to both servers alike (BENCH_TESSERA_NODE_OPTIONS to Tessera
- * alone, to try out the settings bin/tessera gives it). Tessera logs at info, an access log line per
- * request as in production.
+ * alone, to try out the settings bin/tessera gives it), and BENCH_SERVER_LOGS=DIR keeps both servers'
+ * output in DIR/tessera.log and DIR/baseline-server.log (with --trace-gc, for instance). Tessera logs
+ * at info, an access log line per request as in production.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +37,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((word) => word.trim()).filter(Boolean);
 const TARGETS = process.env.BENCH_TARGETS?.split(',').map((word) => word.trim()).filter(Boolean);
 const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined;
+const SERVER_LOG_DIR = process.env.BENCH_SERVER_LOGS ? path.resolve(process.env.BENCH_SERVER_LOGS) : undefined;
 const API = 'https://api.bench.example';
 const REDIRECT = 'http://localhost:9/callback';
 const PASSWORD = 'bench password that is long enough';
@@ -91,28 +93,35 @@ function serverNodeOptions(name: string): Record<string, string> {
   return joined ? { NODE_OPTIONS: joined } : {};
 }
 
-function startChild(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts a server with its output (stdout and stderr) going to a file, as a production server's goes
+ * to a log collector: the bench process, which is also the load generator, never reads a line of it
+ * while measuring, and a slow reader cannot hold up the server's writes. The file is in `logDir`
+ * (BENCH_SERVER_LOGS keeps it); the server is up when `ready` matches what it has written.
+ */
+function startChild(args: string[], env: Record<string, string>, ready: RegExp, logDir: string): Promise<ChildProcess> {
+  mkdirSync(logDir, { recursive: true });
+  const logFile = path.join(logDir, `${path.basename(args[0]!, '.ts')}.log`);
+  const fd = openSync(logFile, 'w');
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const output = () => readFileSync(logFile, 'utf8').slice(0, 20_000);
   return new Promise((resolve, reject) => {
-    // Only the start-up output is kept (to find the ready line, or to explain a failure); once the
-    // server is up its log (an access log line per request) is read and dropped, so the bench
-    // process does not grow a string per request while it is also the load generator.
-    let output = '';
-    let started = false;
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start:\n${output}`)), 30_000);
-    const look = (chunk: Buffer) => {
-      if (started) return;
-      output += chunk.toString();
-      if (ready.test(output)) {
-        started = true;
-        output = '';
-        clearTimeout(timer);
+    const started = Date.now();
+    const poll = setInterval(() => {
+      if (ready.test(output())) {
+        clearInterval(poll);
         resolve(child);
+      } else if (Date.now() - started > 30_000) {
+        clearInterval(poll);
+        child.kill('SIGKILL');
+        reject(new Error(`${args.join(' ')} did not start:\n${output()}`));
       }
-    };
-    child.stdout!.on('data', look);
-    child.stderr!.on('data', look);
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}:\n${output}`)));
+    }, 100);
+    child.once('exit', (code) => {
+      clearInterval(poll);
+      reject(new Error(`${args.join(' ')} exited with ${code}:\n${output()}`));
+    });
   });
 }
 
@@ -288,7 +297,7 @@ async function main(): Promise<void> {
     for (const email of emails) await services.accounts.register({ email, password: PASSWORD });
     await store.close();
 
-    const tesseraProcess = await startChild(['bin/tessera', 'serve'], { ...env, ...serverNodeOptions('tessera') }, /listening/i);
+    const tesseraProcess = await startChild(['bin/tessera', 'serve'], { ...env, ...serverNodeOptions('tessera') }, /listening/i, SERVER_LOG_DIR ?? work);
     children.push(tesseraProcess);
     const baselinePort = await freePort();
     const baselineSecret = randomBytes(32).toString('base64url');
@@ -296,7 +305,7 @@ async function main(): Promise<void> {
       BASELINE_PORT: String(baselinePort), BASELINE_AUDIENCE: API, BASELINE_REDIRECT_URI: REDIRECT,
       BASELINE_SECRET: baselineSecret, BASELINE_TLS_CERT: serverCert.cert, BASELINE_TLS_KEY: serverCert.key, BASELINE_CLIENT_CA: clientCa.cert,
       BASELINE_MTLS_SUBJECT: 'CN=bench-mtls,O=Bench', ...serverNodeOptions('baseline'),
-    }, /^ready/m);
+    }, /^ready/m, SERVER_LOG_DIR ?? work);
     children.push(baselineProcess);
 
     const tessera: Target = {
