@@ -14,9 +14,8 @@ import { loadConfig } from '../src/config.ts';
 import { chainsTo, subjectMatches, thumbprint } from '../src/domain/certificates.ts';
 import { clientSecretMatches } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate } from '../src/domain/pki.ts';
-import { buildServices, type Services } from '../src/services.ts';
-import { openStore } from '../src/store/open-store.ts';
-import { eventually, runCli, singleErrorLine } from './helpers/cli.ts';
+import type { Services } from '../src/services.ts';
+import { eventually, runCli, singleErrorLine, withServices } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
 
@@ -45,15 +44,7 @@ function installation(t: { teardown(fn: () => void): void }) {
       writeFileSync(file, content);
       return file;
     },
-    async withServices<T>(fn: (services: Services) => Promise<T>): Promise<T> {
-      const config = loadConfig(env);
-      const store = await openStore(config);
-      try {
-        return await fn(buildServices(config, store));
-      } finally {
-        await store.close();
-      }
-    },
+    withServices: <T>(fn: (services: Services) => Promise<T>) => withServices(env, fn),
   };
 }
 

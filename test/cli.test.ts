@@ -10,21 +10,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 
-import { loadConfig } from '../src/config.ts';
-import { buildServices, type Services } from '../src/services.ts';
-import { openStore } from '../src/store/open-store.ts';
-import { eventually, singleErrorLine } from './helpers/cli.ts';
+import type { Services } from '../src/services.ts';
+import { eventually, runCli, singleErrorLine, withServices } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tessera', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface CliOptions {
   input?: string;
@@ -32,28 +23,6 @@ interface CliOptions {
   env?: Record<string, string>;
 }
 
-/** Runs bin/tessera with only the given environment (plus PATH), so nothing from the test run leaks in. */
-function runCli(env: Record<string, string>, args: string[], input?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
-}
-
-/** A fresh, empty Tessera installation: its own data and config directories. */
 function installation(t: { teardown(fn: () => void): void }) {
   const dataDir = makeTempDir('tessera-cli-');
   const configDir = path.join(dataDir, 'config');
@@ -64,15 +33,7 @@ function installation(t: { teardown(fn: () => void): void }) {
     env,
     cli: (args: string[], options: CliOptions = {}) => runCli(options.env ?? env, args, options.input),
     /** The domain services on the same store, as the server would see them. */
-    async withServices<T>(fn: (services: Services) => Promise<T>): Promise<T> {
-      const config = loadConfig(env);
-      const store = await openStore(config);
-      try {
-        return await fn(buildServices(config, store));
-      } finally {
-        await store.close();
-      }
-    },
+    withServices: <T>(fn: (services: Services) => Promise<T>) => withServices(env, fn),
   };
 }
 

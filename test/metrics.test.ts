@@ -16,7 +16,7 @@ import { Metrics } from '../src/observability/metrics.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
-import { killIfRunning, listeningUrl, spawnServer, type LogLine } from './helpers/spawned-server.ts';
+import { killIfRunning, listeningUrl, spawnServer, workersReady } from './helpers/spawned-server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
 
 const API = 'https://api.example.com';
@@ -171,8 +171,7 @@ test('with WORKERS=2, a scrape reaching either worker counts the requests of bot
     removeDir(dataDir);
   });
   const url = await listeningUrl(server);
-  const ready = (line: LogLine) => line.msg === 'worker ready';
-  await server.waitForLine((line) => server.lines.filter(ready).length >= 2 && ready(line), 'two workers ready');
+  await workersReady(server, 2);
 
   const served = new Set<unknown>();
   for (let i = 0; i < 20; i += 1) t.is((await getOnNewConnection(`${url}/healthz`)).status, 200);

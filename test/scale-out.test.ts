@@ -12,7 +12,7 @@ import { runCliJson } from './helpers/cli.ts';
 import { startInstancePair, type StoreKind } from './helpers/instance-pair.ts';
 import { authorizationRequest, authorize, discover, newPerson, RP_CALLBACK, signIn, staticClient, type AuthorizationRequest } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir, type TestServer } from './helpers/server.ts';
-import { killIfRunning, listeningUrl, spawnServer, type LogLine } from './helpers/spawned-server.ts';
+import { killIfRunning, listeningUrl, spawnServer, workersReady, type LogLine } from './helpers/spawned-server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
 
 const client = staticClient();
@@ -131,8 +131,7 @@ test('WORKERS=2 serve runs two workers on one port, restarts one that dies, and 
   });
   const url = await listeningUrl(server);
   const ready = (line: LogLine) => line.msg === 'worker ready';
-  await server.waitForLine((line) => server.lines.filter(ready).length >= 2 && ready(line), 'two workers ready');
-  const pids = new Set(server.lines.filter(ready).map((line) => line.pid));
+  const pids = new Set((await workersReady(server, 2)).map((line) => line.pid));
   t.is(pids.size, 2, 'two worker processes');
   t.false(pids.has(server.pid), 'the primary serves nothing itself');
 

@@ -12,7 +12,8 @@ import type { ResourceServer } from '../domain/resources.ts';
 import type { SecondFactorSummary } from '../domain/second-factors.ts';
 import type { Account } from '../store/port.ts';
 
-export function userView(account: Account, secondFactor: boolean) {
+/** An account as the admin API and `tessera users list` show it. */
+export function accountView(account: Account) {
   return {
     sub: account.sub,
     email: account.email,
@@ -22,11 +23,15 @@ export function userView(account: Account, secondFactor: boolean) {
     ...(account.familyName && { family_name: account.familyName }),
     disabled: account.disabled,
     roles: [...(account.roles ?? [])],
+    /** Set while sign-in is blocked after failed attempts (`users unlock` lifts it). */
     ...(isLocked(account) && { locked_until: account.lockedUntil!.toISOString() }),
-    second_factor: secondFactor,
     created_at: account.createdAt.toISOString(),
     updated_at: account.updatedAt.toISOString(),
   };
+}
+
+export function userView(account: Account, secondFactor: boolean) {
+  return { ...accountView(account), second_factor: secondFactor };
 }
 
 export function userDetailsView(account: Account, factors: SecondFactorSummary) {

@@ -2,9 +2,9 @@
  * `tessera users ...`: accounts. Passwords come from stdin only: an argument would sit in shell
  * history and in every `ps` listing.
  */
+import { accountView } from '../admin/views.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError, isAppError } from '../errors.ts';
-import type { Account } from '../store/port.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
 import { printJson, printLines, printTable } from './output.ts';
 
@@ -24,24 +24,6 @@ async function readPasswordFromStdin(): Promise<string> {
   }
   const text = Buffer.concat(chunks).toString('utf8');
   return text.replace(/\r?\n$/, '');
-}
-
-/** What a user looks like outside Tessera: claim-style names, and never the password hash. */
-function publicView(account: Account) {
-  return {
-    sub: account.sub,
-    email: account.email,
-    email_verified: account.emailVerified,
-    name: account.name,
-    given_name: account.givenName,
-    family_name: account.familyName,
-    disabled: account.disabled,
-    roles: [...account.roles],
-    /** Set while sign-in is blocked after failed attempts (`users unlock` lifts it). */
-    locked_until: account.lockedUntil && account.lockedUntil.getTime() > Date.now() ? account.lockedUntil.toISOString() : undefined,
-    created_at: account.createdAt.toISOString(),
-    updated_at: account.updatedAt.toISOString(),
-  };
 }
 
 const create = defineCommand({
@@ -81,7 +63,7 @@ const list = defineCommand({
   summary: 'List users (password hashes are never shown)',
   options: { json: JSON_OPTION },
   async run({ values, services }) {
-    const users = (await (await services()).accounts.list()).map(publicView);
+    const users = (await (await services()).accounts.list()).map(accountView);
     if (values.json) return printJson(users);
     if (!users.length) return printLines('No users yet. Create one with "tessera users create".');
     printTable(

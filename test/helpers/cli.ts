@@ -5,28 +5,46 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+import { loadConfig } from '../../src/config.ts';
+import { buildServices, type Services } from '../../src/services.ts';
+import { openStore } from '../../src/store/open-store.ts';
+
 const BIN = fileURLToPath(new URL('../../bin/tessera', import.meta.url));
 
 export interface CliResult {
   code: number | null;
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
 
-export function runCli(env: Record<string, string>, args: string[]): Promise<CliResult> {
+/** Runs bin/tessera with only the given environment (plus PATH), so nothing from the test run leaks in; `input` goes to its stdin. */
+export function runCli(env: Record<string, string>, args: string[], input?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      resolve({ code, signal, stdout, stderr });
     });
+    child.stdin.end(input ?? '');
   });
+}
+
+/** The domain services on the store the environment names, as the server and the CLI would see them. */
+export async function withServices<T>(env: Record<string, string>, fn: (services: Services) => Promise<T>): Promise<T> {
+  const config = loadConfig(env);
+  const store = await openStore(config);
+  try {
+    return await fn(buildServices(config, store));
+  } finally {
+    await store.close();
+  }
 }
 
 /** Runs a command that must succeed with --json and returns what it printed. */

@@ -123,6 +123,13 @@ export async function listeningUrl(server: SpawnedServer): Promise<string> {
   return `http://localhost:${String(line.port)}`;
 }
 
+/** Waits until `count` workers have said they are ready (cluster mode) and returns those lines. */
+export async function workersReady(server: SpawnedServer, count: number): Promise<LogLine[]> {
+  const ready = (line: LogLine) => line.msg === 'worker ready';
+  await server.waitForLine((line) => ready(line) && server.lines.filter(ready).length >= count, `${count} workers ready`);
+  return server.lines.filter(ready);
+}
+
 /** Ends the process if a test left it running (SIGKILL: whatever it was doing no longer matters). */
 export function killIfRunning(server: SpawnedServer): void {
   if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
