@@ -98,7 +98,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
-  app.use(securityHeaders());
+  app.use(securityHeaders(isProtocolPath));
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
   const endOfChain = async () => {};

@@ -52,6 +52,23 @@ test('interaction pages send a strict CSP without inline scripts, deny framing a
   t.regex(page.body, /name="_csrf"/);
 });
 
+test('protocol endpoints answer JSON with the API set of security headers: nothing may load or frame it, no sniffing, no referrer', async (t) => {
+  const answers = [
+    await fetch(`${server.url}/.well-known/openid-configuration`),
+    await fetch(`${server.url}/jwks`),
+    await fetch(`${server.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' }),
+  ];
+  for (const response of answers) {
+    const what = `${response.url} (${response.status})`;
+    t.regex(response.headers.get('content-type') ?? '', /^application\/(jwk-set\+)?json/, what);
+    t.is(response.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'", what);
+    t.is(response.headers.get('x-content-type-options'), 'nosniff', what);
+    t.is(response.headers.get('x-frame-options'), 'DENY', what);
+    t.is(response.headers.get('referrer-policy'), 'no-referrer', what);
+    t.is(response.headers.get('cross-origin-opener-policy'), null, `${what}: no document-only headers`);
+  }
+});
+
 test('HSTS is sent when Tessera is served over https behind a declared TLS proxy', async (t) => {
   const behindProxy = await startTestServer({ env: { BEHIND_TLS_PROXY: 'true' } });
   t.teardown(async () => {

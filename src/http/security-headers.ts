@@ -1,13 +1,29 @@
 /**
- * Security headers for every response, pages and protocol endpoints alike. The CSP allows no inline
- * script at all (oidc-provider adds a hash for its own form_post script when it needs one).
+ * Security headers for every response. Pages get helmet's full set; the CSP allows no inline script
+ * at all (oidc-provider adds a hash for its own form_post script when it needs one), and
  * `form-action` is deliberately absent: after a form POST the browser follows redirects to the
  * relying party's origin, and Chrome applies form-action to that whole redirect chain.
+ *
+ * Protocol endpoints that only ever answer JSON (token, introspection, JWKS, discovery...) get the
+ * set OWASP's REST Security Cheat Sheet gives APIs instead: nothing may load or frame the answer,
+ * no sniffing, no referrer. The document-only headers (cross-origin isolation, DNS prefetch, IE's
+ * download and XSS switches) mean nothing on a JSON answer, and these are the responses machines
+ * fetch thousands of times a second: half the header bytes of a token response were those.
  */
 import type { Context, Middleware, Next } from 'koa';
 import helmet from 'koa-helmet';
 
-export function securityHeaders(): Middleware {
+const API_HEADERS: ReadonlyArray<[string, string]> = [
+  ['Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'"],
+  ['X-Content-Type-Options', 'nosniff'],
+  ['X-Frame-Options', 'DENY'],
+  ['Referrer-Policy', 'no-referrer'],
+];
+
+const HSTS = 'max-age=31536000; includeSubDomains';
+
+/** `answersOnlyJson`: requests whose answer is never a page (the protocol endpoints above). */
+export function securityHeaders(answersOnlyJson: (ctx: Context) => boolean = () => false): Middleware {
   const headers = helmet({
     contentSecurityPolicy: {
       useDefaults: false,
@@ -47,11 +63,15 @@ export function securityHeaders(): Middleware {
     throw new Error('koa-helmet changed: its headers could not be taken at startup');
   }
 
-  return async function securityHeadersMiddleware(ctx: Context, next: Next) {
+  return function securityHeadersMiddleware(ctx: Context, next: Next) {
     const { res } = ctx;
-    for (const [name, value] of fixed) res.setHeader(name, value);
-    for (const name of removed) res.removeHeader(name);
-    if (ctx.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
-    await next();
+    if (answersOnlyJson(ctx)) {
+      for (const [name, value] of API_HEADERS) res.setHeader(name, value);
+    } else {
+      for (const [name, value] of fixed) res.setHeader(name, value);
+      for (const name of removed) res.removeHeader(name);
+    }
+    if (ctx.secure) res.setHeader('Strict-Transport-Security', HSTS);
+    return next();
   };
 }
