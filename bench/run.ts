@@ -275,7 +275,6 @@ async function main(): Promise<void> {
     writeFileSync(files.key, serverCert.key);
     writeFileSync(files.ca, clientCa.cert);
 
-
     // Tessera: seed the store first, then start the server on it.
     const [port, mtlsPort] = [await freePort(), await freePort()];
     const unlimited = '1000000000/1';
