@@ -9,9 +9,10 @@
  * - A worker that dies is restarted, after a delay that doubles with each quick death (0.5 s up to
  *   30 s) and resets once a worker has run for a while. A worker that fails before any worker was
  *   ever ready is a startup error (a port in use, a bad certificate file): the primary stops.
- * - SIGTERM or SIGINT asks every worker to shut down gracefully (by message: a terminal's Ctrl-C also
- *   reaches the workers directly, and a second signal must still mean "now"); the primary exits
- *   when they all have. A second signal, or workers still running after the grace period, kills them.
+ * - SIGTERM or SIGINT asks every worker to shut down gracefully (by message; a worker takes a signal
+ *   of its own, such as a terminal's Ctrl-C or systemd's stop reaching every process, as the same
+ *   request); the primary exits when they all have. A second signal to the primary, or workers still
+ *   running after the grace period, kills them.
  */
 import cluster, { type Worker } from 'node:cluster';
 

@@ -14,7 +14,7 @@ import test from 'ava';
 import { startPausableEmulator } from './helpers/mongo-lane.ts';
 import { staticClient } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir } from './helpers/server.ts';
-import { killIfRunning, listeningUrl, spawnServer } from './helpers/spawned-server.ts';
+import { killIfRunning, listeningUrl, spawnServer, workersReady } from './helpers/spawned-server.ts';
 
 const BACKEND_SECRET = 'first-party-backend-secret-with-plenty-of-entropy';
 
@@ -29,6 +29,39 @@ function connect(url: string, timeoutMs = 15_000): Promise<number> {
   });
 }
 
+/**
+ * A registration (through the first-party registration API) whose body arrives slowly: the request
+ * is in flight, and hashing afterwards, for as long as the test waits before `finish`.
+ */
+function slowRegistration(url: string, email: string) {
+  const body = Buffer.from(JSON.stringify({ email, password: 'a passphrase to register with during shutdown' }));
+  let answered = false;
+  const request = http.request(`${url}/api/accounts`, {
+    method: 'POST',
+    agent: false,
+    headers: { 'content-type': 'application/json', 'content-length': body.length, authorization: `Basic ${btoa(`backend:${BACKEND_SECRET}`)}` },
+  });
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    request.on('response', (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => {
+        answered = true;
+        resolve({ status: response.statusCode ?? 0, body: text });
+      });
+    });
+    request.on('error', reject);
+  });
+  request.write(body.subarray(0, 10));
+  return {
+    answered: () => answered,
+    finish() {
+      request.end(body.subarray(10));
+      return answer;
+    },
+  };
+}
+
 test('on SIGTERM a request in flight completes, new connections are refused, the store is closed and the exit code is 0', async (t) => {
   const dataDir = makeTempDir();
   t.teardown(() => removeDir(dataDir));
@@ -40,27 +73,8 @@ test('on SIGTERM a request in flight completes, new connections are refused, the
   const url = await listeningUrl(server);
   t.is(await connect(url), 200);
 
-  // A registration whose body arrives slowly: the request is in flight for as long as the test says.
   const email = `slow.${Date.now()}@example.com`;
-  const body = Buffer.from(JSON.stringify({ email, password: 'a passphrase to register with during shutdown' }));
-  let slowDone = false;
-  const request = http.request(`${url}/api/accounts`, {
-    method: 'POST',
-    agent: false,
-    headers: { 'content-type': 'application/json', 'content-length': body.length, authorization: `Basic ${btoa(`backend:${BACKEND_SECRET}`)}` },
-  });
-  const slow = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    request.on('response', (response) => {
-      let text = '';
-      response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-      response.on('end', () => {
-        slowDone = true;
-        resolve({ status: response.statusCode ?? 0, body: text });
-      });
-    });
-    request.on('error', reject);
-  });
-  request.write(body.subarray(0, 10));
+  const slow = slowRegistration(url, email);
   await new Promise((resolve) => setTimeout(resolve, 300));
   const signalledAt = Date.now();
   server.child.kill('SIGTERM');
@@ -70,12 +84,11 @@ test('on SIGTERM a request in flight completes, new connections are refused, the
   const refused = await t.throwsAsync(connect(url));
   // Refused, or reset when the connection reached the backlog in the instant the listener closed.
   t.true(['ECONNREFUSED', 'ECONNRESET'].includes(String((refused as NodeJS.ErrnoException).code)), String(refused));
-  t.false(slowDone, 'the slow request was still in flight when new connections were refused');
+  t.false(slow.answered(), 'the slow request was still in flight when new connections were refused');
 
   // The rest of the body, well after the signal: the request is still served.
   await new Promise((resolve) => setTimeout(resolve, 500));
-  request.end(body.subarray(10));
-  const answer = await slow;
+  const answer = await slow.finish();
   t.is(answer.status, 201, answer.body);
   const answeredAfterMs = Date.now() - signalledAt;
   const { code } = await server.exited;
@@ -98,6 +111,38 @@ test('on SIGTERM a request in flight completes, new connections are refused, the
   t.is(duplicate.status, 409);
   again.child.kill('SIGTERM');
   t.is((await again.exited).code, 0);
+});
+
+test('with workers, a SIGTERM sent to every process at once (systemd, pkill) is one request to stop: the request in flight completes and the exit code is 0', async (t) => {
+  const dataDir = makeTempDir();
+  t.teardown(() => removeDir(dataDir));
+  const server = spawnServer({
+    dataDir,
+    env: { WORKERS: '2' },
+    clients: [staticClient({ client_id: 'backend', client_secret: BACKEND_SECRET, tessera_first_party: true })],
+  });
+  t.teardown(() => killIfRunning(server));
+  const workers = (await workersReady(server, 2)).map((line) => Number(line.pid));
+  const url = await listeningUrl(server);
+  const slow = slowRegistration(url, `slow.workers.${Date.now()}@example.com`);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+
+  // The primary's message reaches the workers first, the signal sent to each of them right after:
+  // systemd's default stop, and `pkill -f "tessera serve"`, signal the whole group that way.
+  server.child.kill('SIGTERM');
+  await server.waitForLine((line) => line.msg === 'shutting down: finishing in-flight requests' && line.signal === 'primary', 'a worker shutting down');
+  for (const pid of workers) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // Already gone: it had nothing in flight.
+    }
+  }
+
+  const answer = await slow.finish();
+  t.is(answer.status, 201, answer.body);
+  const { code } = await server.exited;
+  t.is(code, 0, `${server.output()}\n${server.lines.filter((line) => line.msg !== 'request').map((line) => JSON.stringify(line)).join('\n')}`);
 });
 
 function freePort(): Promise<number> {

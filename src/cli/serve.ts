@@ -1,6 +1,7 @@
 /**
  * `tessera serve`: the server in the foreground until SIGTERM or SIGINT, then a graceful close
- * (in-flight requests finish, the store closes). A second signal stops at once.
+ * (in-flight requests finish, the store closes). A second signal stops at once (with workers, a
+ * second signal to the primary).
  * With WORKERS > 1 this process becomes the primary of that many workers (cluster.ts), each of which
  * runs this same command and is told to stop by message.
  */
@@ -32,11 +33,17 @@ export const serve = defineCommand({
       const stop = (signal: NodeJS.Signals | 'primary') => {
         if (stopping) return;
         stopping = true;
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
-        const force = () => process.exit(1);
-        process.once('SIGTERM', force);
-        process.once('SIGINT', force);
+        // A second signal means "now" for a process on its own. A worker keeps treating signals as
+        // the same request: the one that follows the primary's message is usually the same stop
+        // (Ctrl-C signals the terminal's whole process group, systemd and pkill every process), and
+        // a second signal to the primary already kills its workers.
+        if (!cluster.isWorker) {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          const force = () => process.exit(1);
+          process.once('SIGTERM', force);
+          process.once('SIGINT', force);
+        }
         resolve(signal);
       };
       process.on('SIGTERM', stop);
