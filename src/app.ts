@@ -140,7 +140,6 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(clientCertificates(config.tls, logger));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);
-  app.use(rateLimits.clientFailures());
   app.use(host.middleware());
   return app;
 }

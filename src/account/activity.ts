@@ -51,8 +51,20 @@ export async function findAccountSession(oidc: OidcStore, sub: string, sid: stri
 
 export type ClientNames = (clientId: string) => Promise<string>;
 
+/** The account's sessions, as the store keeps them. */
+export async function accountSessions(oidc: OidcStore, sub: string): Promise<Array<{ id: string; payload: OidcPayload }>> {
+  return (await oidc.findByAccountId('Session', sub)).filter(({ payload }) => payload.accountId === sub);
+}
+
+/** Ends one session: through oidc-provider when it can load it (its own bookkeeping runs), else straight in the store. */
+export async function destroySession(provider: Provider, oidc: OidcStore, id: string): Promise<void> {
+  const session = await provider.Session.find(id);
+  if (session) await session.destroy();
+  else await oidc.destroy('Session', id);
+}
+
 export async function listSessions(oidc: OidcStore, sub: string, currentId: string, sessionTtlSeconds: number, clientName: ClientNames): Promise<SessionView[]> {
-  const sessions = (await oidc.findByAccountId('Session', sub)).filter(({ payload }) => payload.accountId === sub);
+  const sessions = await accountSessions(oidc, sub);
   const views = await Promise.all(sessions.map(async ({ id, payload }) => {
     const exp = typeof payload.exp === 'number' ? payload.exp : undefined;
     const clientIds = Object.keys(authorizationsOf(payload)).filter((clientId) => clientId !== ACCOUNT_CLIENT_ID);
@@ -74,11 +86,7 @@ export async function listSessions(oidc: OidcStore, sub: string, currentId: stri
 /** Ends every session of the account but `keepId`: those browsers must sign in again. Returns how many ended. */
 export async function endOtherSessions(provider: Provider, oidc: OidcStore, sub: string, keepId: string): Promise<number> {
   const others = (await oidc.findByAccountId('Session', sub)).filter(({ id }) => id !== keepId);
-  for (const { id } of others) {
-    const session = await provider.Session.find(id);
-    if (session) await session.destroy();
-    else await oidc.destroy('Session', id);
-  }
+  for (const { id } of others) await destroySession(provider, oidc, id);
   return others.length;
 }
 

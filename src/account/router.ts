@@ -18,6 +18,7 @@ import type { SecurityEvents } from '../domain/events.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
+import { formField } from '../http/form.ts';
 import { renderPage } from '../http/render.ts';
 import { describeScopes } from '../interaction/scopes.ts';
 import type { Logger } from '../log.ts';
@@ -60,12 +61,6 @@ const DONE: Record<string, string> = {
   'email-codes-on': 'Codes by email are turned on.',
   'email-codes-off': 'Codes by email are turned off.',
 };
-
-/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
-function field(ctx: Context, name: string): string {
-  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
-  return typeof value === 'string' ? value : '';
-}
 
 function signedIn(ctx: Context): SignedIn {
   return ctx.state.signedIn as SignedIn;
@@ -185,7 +180,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   router.post('/profile', requireSignIn, async function saveProfile(ctx) {
     const { account } = signedIn(ctx);
-    const values = { name: field(ctx, 'name'), givenName: field(ctx, 'given_name'), familyName: field(ctx, 'family_name') };
+    const values = { name: formField(ctx, 'name'), givenName: formField(ctx, 'given_name'), familyName: formField(ctx, 'family_name') };
     try {
       await accounts.updateProfile(account.sub, values);
     } catch (error) {
@@ -197,11 +192,11 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   router.post('/password', requireSignIn, async function changePassword(ctx) {
     const { account, sessionId } = signedIn(ctx);
-    const next = field(ctx, 'new_password');
+    const next = formField(ctx, 'new_password');
     try {
-      if (next !== field(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
+      if (next !== formField(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
       // The same check as signing in: one argon2 verify, and wrong guesses count towards the lockout.
-      await accounts.authenticate(account.email, field(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
+      await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
         throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
       });
       await accounts.setPassword(account.sub, next);
@@ -224,7 +219,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {
     const { account } = signedIn(ctx);
-    const clientId = field(ctx, 'client_id');
+    const clientId = formField(ctx, 'client_id');
     if (!clientId || !(await revokeApp(provider(), oidc, account.sub, clientId))) {
       return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.', { status: 404 }));
     }
@@ -256,7 +251,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account } = signedIn(ctx);
     const hadFactor = (await secondFactors.summary(account.sub)).enabled;
     try {
-      await secondFactors.confirmTotp(account.sub, field(ctx, 'code'));
+      await secondFactors.confirmTotp(account.sub, formField(ctx, 'code'));
     } catch (error) {
       if (!isAppError(error, 'ERR_SECOND_FACTOR_INVALID')) return refuse(ctx, 'security', error);
       ctx.status = 400;
@@ -324,7 +319,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account } = signedIn(ctx);
     const hadFactor = (await secondFactors.summary(account.sub)).enabled;
     try {
-      await secondFactors.confirmEmailOtp(account.sub, field(ctx, 'code'));
+      await secondFactors.confirmEmailOtp(account.sub, formField(ctx, 'code'));
     } catch (error) {
       if (!isAppError(error, 'ERR_SECOND_FACTOR_INVALID')) return refuse(ctx, 'security', error);
       ctx.status = 400;
@@ -362,7 +357,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account } = signedIn(ctx);
     const hadFactor = (await secondFactors.summary(account.sub)).enabled;
     try {
-      await secondFactors.verifyPasskeyRegistration(account.sub, field(ctx, 'credential'), field(ctx, 'name'));
+      await secondFactors.verifyPasskeyRegistration(account.sub, formField(ctx, 'credential'), formField(ctx, 'name'));
     } catch (error) {
       return refuse(ctx, 'security', error);
     }
@@ -374,7 +369,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   router.post('/passkeys/remove', requireSignIn, requireRecentSignIn, async function removePasskey(ctx) {
     const { account } = signedIn(ctx);
     try {
-      await secondFactors.removePasskey(account.sub, field(ctx, 'credential_id'));
+      await secondFactors.removePasskey(account.sub, formField(ctx, 'credential_id'));
     } catch (error) {
       return refuse(ctx, 'security', error);
     }

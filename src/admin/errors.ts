@@ -8,6 +8,7 @@ import type { Context } from 'koa';
 import { isAppError } from '../errors.ts';
 import { RateLimitedError } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
+import { STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
 
 export type AdminErrorCode =
   | 'invalid_request'
@@ -60,7 +61,7 @@ function fromAppError(error: unknown): AdminApiError | undefined {
   if (!isAppError(error)) return undefined;
   switch (error.code) {
     case 'ERR_STORE_UNAVAILABLE':
-      return new AdminApiError(503, 'temporarily_unavailable', 'The store is not reachable right now. Try again shortly.', { headers: { 'Retry-After': '5' } });
+      return new AdminApiError(503, 'temporarily_unavailable', 'The store is not reachable right now. Try again shortly.', { headers: { 'Retry-After': String(STORE_RETRY_AFTER_SECONDS) } });
     case 'ERR_NOT_FOUND':
       return notFound(error.message);
     case 'ERR_EMAIL_TAKEN':

@@ -164,7 +164,7 @@ export function adminApi(deps: AdminApiDependencies): Middleware {
     revisions: deps.revisions,
     accounts: services.accounts,
     async clientMetadata(clientId) {
-      return services.clients.staticClients().find((metadata) => metadata.client_id === clientId) ?? services.clients.findMetadata(clientId);
+      return services.clients.staticClient(clientId) ?? services.clients.findMetadata(clientId);
     },
     rateLimits: services.rateLimits,
   });

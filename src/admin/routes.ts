@@ -3,7 +3,7 @@
  * resource servers, keys and audit events. Each entry names its schemas (schemas.ts) and answers
  * through the same domain services as the CLI, so the rules are the same whichever an operator uses.
  */
-import { endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../account/activity.ts';
+import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../account/activity.ts';
 import { normalizeEmail, registrationSchema } from '../domain/accounts.ts';
 import { isLocked } from '../domain/lockout.ts';
 import { randomId } from '../domain/random.ts';
@@ -224,16 +224,6 @@ const removeRole = defineRoute({
 
 const sameId = async (clientId: string) => clientId;
 
-async function sessionsOf(deps: AdminApiDependencies, sub: string) {
-  return (await deps.oidc.findByAccountId('Session', sub)).filter(({ payload }) => payload.accountId === sub);
-}
-
-async function endSessionById(deps: AdminApiDependencies, id: string): Promise<void> {
-  const session = await deps.provider().Session.find(id);
-  if (session) await session.destroy();
-  else await deps.oidc.destroy('Session', id);
-}
-
 const listUserSessions = defineRoute({
   method: 'get',
   path: '/users/{sub}/sessions',
@@ -258,9 +248,9 @@ const endSession = defineRoute({
   ...schemas.endSession,
   async handle({ params, deps }) {
     await findUser(deps, params.sub);
-    const session = (await sessionsOf(deps, params.sub)).find(({ id }) => sessionHandle(id) === params.session_id);
+    const session = (await accountSessions(deps.oidc, params.sub)).find(({ id }) => sessionHandle(id) === params.session_id);
     if (!session) throw notFound('The user has no session with this id');
-    await endSessionById(deps, session.id);
+    await destroySession(deps.provider(), deps.oidc, session.id);
   },
 });
 
@@ -322,7 +312,7 @@ const revokeGrant = defineRoute({
 // --- Clients ---
 
 async function findClient(deps: AdminApiDependencies, clientId: string) {
-  const configured = deps.services.clients.staticClients().find((metadata) => metadata.client_id === clientId);
+  const configured = deps.services.clients.staticClient(clientId);
   if (configured) return { client_id: clientId, source: 'config' as const, metadata: configured };
   const stored = await deps.services.clients.findMetadata(clientId);
   if (!stored) throw notFound('There is no client with this client_id');
@@ -330,7 +320,7 @@ async function findClient(deps: AdminApiDependencies, clientId: string) {
 }
 
 function refuseConfigured(deps: AdminApiDependencies, clientId: string): void {
-  if (deps.services.clients.staticClients().some((metadata) => metadata.client_id === clientId)) {
+  if (deps.services.clients.staticClient(clientId)) {
     throw conflict('This client is configured in clients.json; change it there');
   }
 }
@@ -489,11 +479,7 @@ const removeTlsSubject = defineRoute({
 
 async function allResources(deps: AdminApiDependencies) {
   const { resources, clients } = deps.services;
-  const introspectors = new Map<string, string>();
-  for (const client of await clients.list()) {
-    const audience = client.metadata.tessera_resource_server;
-    if (typeof audience === 'string' && !introspectors.has(audience)) introspectors.set(audience, client.client_id);
-  }
+  const introspectors = await clients.introspectionClients();
   const all = [...resources.builtIns().map((resource) => ({ ...resource, source: 'builtin' as const })), ...await resources.list()];
   return all.map((resource) => resourceView(resource, introspectors.get(resource.audience)));
 }

@@ -2,6 +2,7 @@
  * `tessera audit`: the audit trail, newest first, filtered by account, client, type and time. One
  * page per run; `--before` with the printed cursor continues with older events.
  */
+import { auditEventView } from '../admin/views.ts';
 import { DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, type AuditEvent } from '../domain/audit.ts';
 import { isSecurityEventType, SECURITY_EVENT_TYPES, type SecurityEventType } from '../domain/events.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
@@ -10,19 +11,6 @@ import { defineCommand, JSON_OPTION, UsageError } from './command.ts';
 import { printJson, printLines, printTable } from './output.ts';
 
 /** An event as the CLI (and scripts reading its JSON) see it: snake_case, times in ISO 8601. */
-function publicView(event: AuditEvent) {
-  return {
-    id: event.id,
-    type: event.type,
-    at: event.at.toISOString(),
-    sub: event.sub,
-    client_id: event.clientId,
-    ip: event.ip,
-    request_id: event.requestId,
-    details: event.details,
-  };
-}
-
 function time(name: string, value: string | undefined): Date | undefined {
   if (value === undefined) return undefined;
   // ISO 8601 with a date at least; a bare date means midnight UTC.
@@ -102,7 +90,7 @@ export const audit = defineCommand({
       ...(values.limit !== undefined && { limit: Number(values.limit) }),
       ...(values.before !== undefined && { before: values.before }),
     });
-    const events = page.events.map(publicView);
+    const events = page.events.map(auditEventView);
     if (values.json) return printJson({ events, ...(page.next && { next: page.next }) });
     if (!events.length) return printLines('No events match.');
     printTable(

@@ -233,7 +233,7 @@ const remove = defineCommand({
   async run({ values, args: [clientId = ''], config, services }) {
     const { clients } = await services();
     if (!(await clients.delete(clientId))) {
-      const isStatic = clients.staticClients().some((metadata) => metadata.client_id === clientId);
+      const isStatic = clients.staticClient(clientId) !== undefined;
       throw new AppError('ERR_NOT_FOUND', isStatic
         ? `client ${clientId} is defined in ${path.join(config.configDir, 'clients.json')}; remove it there`
         : `no client with id ${clientId}`, { status: 404 });

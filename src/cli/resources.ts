@@ -75,11 +75,7 @@ const list = defineCommand({
   options: { json: JSON_OPTION },
   async run({ values, services }) {
     const { resources, clients } = await services();
-    const introspectors = new Map<string, string>();
-    for (const client of await clients.list()) {
-      const audience = client.metadata.tessera_resource_server;
-      if (typeof audience === 'string' && !introspectors.has(audience)) introspectors.set(audience, client.client_id);
-    }
+    const introspectors = await clients.introspectionClients();
     // The same public shape as the admin API's GET /resources.
     const rows = (await resources.list()).map((resource) => resourceView(resource, introspectors.get(resource.audience)));
     if (values.json) return printJson(rows);

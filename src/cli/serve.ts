@@ -18,9 +18,8 @@ export const serve = defineCommand({
   options: {},
   async run({ config }) {
     if (config.workers > 1 && cluster.isPrimary) {
-      const [{ runPrimary }, { servePrimaryMetrics }] = await Promise.all([import('../cluster.ts'), import('../observability/metrics.ts')]);
-      // A scrape reaching any worker answers with the sum over all of them, which the primary collects.
-      servePrimaryMetrics();
+      // runPrimary also answers the workers' /metrics with the sum over all of them.
+      const { runPrimary } = await import('../cluster.ts');
       // Past the workers' own grace period, so a worker's forced stop is its own decision first.
       await runPrimary(config, createLogger(config.logLevel), { graceMs: SHUTDOWN_GRACE_MS + 5_000 });
       return;

@@ -365,6 +365,21 @@ export class ClientService {
   staticClients(): Record<string, unknown>[] {
     return [...this.#static.values()];
   }
+
+  /** Resource server audience -> the client_id of its introspection client (the first one, should there be several). */
+  async introspectionClients(): Promise<Map<string, string>> {
+    const byAudience = new Map<string, string>();
+    for (const client of await this.list()) {
+      const audience = client.metadata.tessera_resource_server;
+      if (typeof audience === 'string' && !byAudience.has(audience)) byAudience.set(audience, client.client_id);
+    }
+    return byAudience;
+  }
+
+  /** The metadata of the client with this id in config/clients.json, if it is one of them. */
+  staticClient(clientId: string): Record<string, unknown> | undefined {
+    return this.#static.get(clientId);
+  }
 }
 
 /** oidc-provider wants exactly one tls_client_auth_* property; the full list lives in tessera_tls_subjects. */

@@ -18,7 +18,7 @@ import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import type { Mailer } from './mailer.ts';
 import type { PasskeyStorage } from './mfa/assurance.ts';
 import { EmailCodes } from './mfa/email-codes.ts';
-import { Passkeys, passkeyName, type CeremonyBinding, type PasskeyAuthentication, type PasskeySettings } from './mfa/passkeys.ts';
+import { Passkeys, type CeremonyBinding, type PasskeyAuthentication, type PasskeySettings } from './mfa/passkeys.ts';
 import { PendingSignIns } from './mfa/pending-sign-ins.ts';
 import { hashRecoveryCode, newRecoveryCodes, normalizeRecoveryCode } from './mfa/recovery-codes.ts';
 import { formatTotpSecret, matchTotpStep, newTotpSecret, normalizeTotpCode, totpUri } from './mfa/totp.ts';
@@ -270,19 +270,6 @@ export class SecondFactorService {
   /** Throws ERR_SECOND_FACTOR_INVALID unless the answer is a fresh signature by a registered passkey. */
   verifyPasskeyAuthentication(response: unknown, binding: CeremonyBinding): Promise<PasskeyAuthentication> {
     return this.#passkeys.verifyAuthentication(response, binding);
-  }
-
-  async listPasskeys(sub: string): Promise<PasskeySummary[]> {
-    return (await this.#account(sub)).passkeys.map(summaryOf);
-  }
-
-  async renamePasskey(sub: string, credentialId: string, name: unknown): Promise<void> {
-    const account = await this.#account(sub);
-    if (!account.passkeys.some((passkey) => passkey.credentialId === credentialId)) throw this.#noPasskey();
-    const others = account.passkeys.filter((passkey) => passkey.credentialId !== credentialId);
-    await this.#accounts.update(sub, {
-      passkeys: account.passkeys.map((passkey) => passkey.credentialId === credentialId ? { ...passkey, name: passkeyName(name, others) } : passkey),
-    });
   }
 
   async removePasskey(sub: string, credentialId: string): Promise<void> {

@@ -17,7 +17,7 @@ import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { trustedProxyList } from '../oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS, trustedProxyList } from '../oidc/client-certificates.ts';
 import type { Store } from '../store/port.ts';
 
 /** A refused request; the error middleware answers 429 with `Retry-After: retryAfterSeconds`. */
@@ -85,8 +85,6 @@ function identifierKey(value: string): string {
   return createHash('sha256').update(value).digest('base64url');
 }
 
-/** Endpoints that authenticate a client; failures there are what a secret-guesser produces. */
-const CLIENT_AUTHENTICATING_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
 
 interface ClientGate {
   checked: boolean;

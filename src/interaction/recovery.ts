@@ -16,6 +16,7 @@ import { VERIFY_EMAIL_PATH, type EmailVerification } from '../domain/email-verif
 import type { SecurityEvents } from '../domain/events.ts';
 import { FORGOT_PASSWORD_PATH, interactionUid, RESET_PASSWORD_PATH, type PasswordReset } from '../domain/password-reset.ts';
 import { csrfProtection } from '../http/csrf.ts';
+import { formField } from '../http/form.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
@@ -27,12 +28,6 @@ export interface RecoveryRouterDependencies {
   rateLimits: RateLimits;
   logger: Logger;
   events: SecurityEvents;
-}
-
-/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
-function field(ctx: Context, name: string): string {
-  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
-  return typeof value === 'string' ? value : '';
 }
 
 function queryField(ctx: Context, name: string): string {
@@ -91,8 +86,8 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
   });
 
   router.post(FORGOT_PASSWORD_PATH, csrfProtection, async function requestPasswordReset(ctx) {
-    const uid = interactionUid(field(ctx, 'uid'));
-    const email = field(ctx, 'email');
+    const uid = interactionUid(formField(ctx, 'uid'));
+    const email = formField(ctx, 'email');
     if (!looksLikeEmail(email)) {
       ctx.status = 400;
       return showForgot(ctx, { uid, email, error: 'Enter the email address of your account' });
@@ -120,12 +115,12 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
   });
 
   router.post(RESET_PASSWORD_PATH, csrfProtection, async function resetPassword(ctx) {
-    const token = field(ctx, 'token');
-    const uid = interactionUid(field(ctx, 'uid'));
-    const password = field(ctx, 'password');
+    const token = formField(ctx, 'token');
+    const uid = interactionUid(formField(ctx, 'uid'));
+    const password = formField(ctx, 'password');
     const account = await passwordReset.peek(token);
     if (!account) return showLinkExpired(ctx, 'reset', uid);
-    if (password !== field(ctx, 'password_confirmation')) {
+    if (password !== formField(ctx, 'password_confirmation')) {
       ctx.status = 400;
       return showResetForm(ctx, { token, uid, email: account.email, error: 'The two passwords do not match' });
     }
@@ -154,7 +149,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
   });
 
   router.post(VERIFY_EMAIL_PATH, csrfProtection, async function verifyEmail(ctx) {
-    const result = await emailVerification.verify(field(ctx, 'token'));
+    const result = await emailVerification.verify(formField(ctx, 'token'));
     if (!result.verified) return showLinkExpired(ctx, 'verification');
     logger.info({ sub: result.account.sub }, 'email verified');
     events.emit({ type: 'email.verified', sub: result.account.sub });

@@ -15,6 +15,7 @@ import { passwordOnly } from '../domain/mfa/assurance.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
+import { formField } from '../http/form.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
@@ -31,12 +32,6 @@ export interface InteractionRouterDependencies {
   emailVerification: EmailVerification;
   secondFactors: SecondFactorService;
   events: SecurityEvents;
-}
-
-/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
-function field(ctx: Context, name: string): string {
-  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
-  return typeof value === 'string' ? value : '';
 }
 
 export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events }: InteractionRouterDependencies): Router {
@@ -157,10 +152,10 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   router.post('/login', async function submitLogin(ctx) {
     const interaction = await loadInteraction(ctx);
     if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
-    const email = field(ctx, 'email');
+    const email = formField(ctx, 'email');
     await rateLimits.signIn(ctx, email);
     try {
-      const account = await accounts.authenticate(email, field(ctx, 'password'), { clientId: String(interaction.params.client_id) });
+      const account = await accounts.authenticate(email, formField(ctx, 'password'), { clientId: String(interaction.params.client_id) });
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'sign-in succeeded');
       await mfa.afterPassword(ctx, interaction, account);
     } catch (error) {
@@ -177,13 +172,13 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     // Every attempt counts: the "already exists" answer must not become a fast way to list accounts.
     await rateLimits.registration(ctx);
     const values = {
-      email: field(ctx, 'email'),
-      name: field(ctx, 'name'),
-      givenName: field(ctx, 'given_name'),
-      familyName: field(ctx, 'family_name'),
+      email: formField(ctx, 'email'),
+      name: formField(ctx, 'name'),
+      givenName: formField(ctx, 'given_name'),
+      familyName: formField(ctx, 'family_name'),
     };
-    const password = field(ctx, 'password');
-    if (password !== field(ctx, 'password_confirmation')) {
+    const password = formField(ctx, 'password');
+    if (password !== formField(ctx, 'password_confirmation')) {
       ctx.status = 400;
       return showRegister(ctx, interaction, { values, error: 'The two passwords do not match' });
     }
@@ -209,7 +204,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   router.post('/consent', async function submitConsent(ctx) {
     const interaction = await loadInteraction(ctx);
     if (interaction.prompt.name !== 'consent') throw new AppError('ERR_INVALID_INPUT', 'There is nothing to consent to yet.');
-    const decision = field(ctx, 'decision');
+    const decision = formField(ctx, 'decision');
     if (decision === 'deny') {
       logger.info({ sub: interaction.session?.accountId, clientId: interaction.params.client_id }, 'consent denied');
       events.emit({

@@ -25,6 +25,7 @@ import {
 } from '../domain/mfa/assurance.ts';
 import type { PendingSignIn, SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
+import { formField } from '../http/form.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
 import type { Account } from '../store/port.ts';
@@ -68,12 +69,6 @@ const STAGE_PATHS: Record<PendingSignIn['stage'], string> = {
   'enrol': '/enrol',
   'done': '/enrol/recovery-codes',
 };
-
-/** Form fields arrive as strings, arrays (repeated fields) or not at all; only a single string counts. */
-function field(ctx: Context, name: string): string {
-  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
-  return typeof value === 'string' ? value : '';
-}
 
 function maskEmail(email: string): string {
   const [local = '', domain = ''] = email.split('@');
@@ -187,7 +182,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
     if (!loaded) return;
     const { interaction, signIn, account } = loaded;
     await limitSecondFactor(ctx, signIn.sub);
-    if (await check(signIn.sub, field(ctx, 'code'))) {
+    if (await check(signIn.sub, formField(ctx, 'code'))) {
       if (method === 'recovery-code') logger.warn({ sub: signIn.sub }, 'a recovery code was used to sign in');
       return complete(ctx, interaction, withSecondFactor(signIn.amr, method), method);
     }
@@ -299,7 +294,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       if (!loaded) return;
       const { interaction, signIn, account } = loaded;
       try {
-        const result = await secondFactors.verifyPasskeyAuthentication(field(ctx, 'credential'), { sub: signIn.sub, uid: interaction.uid });
+        const result = await secondFactors.verifyPasskeyAuthentication(formField(ctx, 'credential'), { sub: signIn.sub, uid: interaction.uid });
         return await complete(ctx, interaction, withSecondFactor(signIn.amr, 'passkey', result.storage), 'a passkey');
       } catch (error) {
         if (!isRefusal(error)) throw error;
@@ -321,7 +316,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       const interaction = await loadInteraction(ctx);
       if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       try {
-        const result = await secondFactors.verifyPasskeyAuthentication(field(ctx, 'credential'), { uid: interaction.uid });
+        const result = await secondFactors.verifyPasskeyAuthentication(formField(ctx, 'credential'), { uid: interaction.uid });
         const assurance = passwordlessPasskey(result.storage);
         logger.info({ sub: result.sub, clientId: interaction.params.client_id, amr: assurance.amr }, 'sign-in succeeded with a passkey');
         await pending.discard(interaction.uid);
@@ -353,7 +348,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       const { interaction, signIn, account } = loaded;
       await limitSecondFactor(ctx, signIn.sub);
       try {
-        await secondFactors.confirmTotp(signIn.sub, field(ctx, 'code'));
+        await secondFactors.confirmTotp(signIn.sub, formField(ctx, 'code'));
       } catch (error) {
         if (!isRefusal(error)) throw error;
         ctx.status = error.status;
@@ -374,7 +369,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       const { interaction, signIn, account } = loaded;
       let storage: PasskeyStorage;
       try {
-        ({ storage } = await secondFactors.verifyPasskeyRegistration(signIn.sub, field(ctx, 'credential'), field(ctx, 'name'), { uid: interaction.uid }));
+        ({ storage } = await secondFactors.verifyPasskeyRegistration(signIn.sub, formField(ctx, 'credential'), formField(ctx, 'name'), { uid: interaction.uid }));
       } catch (error) {
         if (!isRefusal(error)) throw error;
         ctx.status = error.status;
@@ -410,7 +405,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       const { interaction, signIn, account } = loaded;
       await limitSecondFactor(ctx, signIn.sub);
       try {
-        await secondFactors.confirmEmailOtp(signIn.sub, field(ctx, 'code'));
+        await secondFactors.confirmEmailOtp(signIn.sub, formField(ctx, 'code'));
       } catch (error) {
         if (!isRefusal(error)) throw error;
         ctx.status = error.status;

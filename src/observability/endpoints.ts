@@ -13,6 +13,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 
 import type { Context, Middleware, Next } from 'koa';
 
+import { withDeadline } from '../store/outage.ts';
 import type { Metrics } from './metrics.ts';
 
 export const READY_TIMEOUT_MS = 1000;
@@ -46,7 +47,7 @@ export function observabilityEndpoints({ metrics, ping, keysLoaded, metricsToken
     const now = Date.now();
     if (cached && now - cached.at < READY_CACHE_MS) return cached.readiness;
     const check = (async (): Promise<Readiness> => {
-      const store = await withTimeout(ping(), READY_TIMEOUT_MS).then(() => 'ok' as const, () => 'unreachable' as const);
+      const store = await withDeadline(ping(), READY_TIMEOUT_MS, () => new Error(`no answer within ${READY_TIMEOUT_MS} ms`)).then(() => 'ok' as const, () => 'unreachable' as const);
       const keys = keysLoaded() ? 'ok' as const : 'missing' as const;
       return { ready: store === 'ok' && keys === 'ok', checks: { store, keys } };
     })();
@@ -91,11 +92,3 @@ function bearerMatches(header: string, expected: Buffer): boolean {
   return match !== null && timingSafeEqual(digest(match[1]!), expected);
 }
 
-function withTimeout<T>(work: Promise<T>, milliseconds: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${milliseconds} ms`)), milliseconds);
-    timer.unref();
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}

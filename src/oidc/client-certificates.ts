@@ -22,8 +22,11 @@ export interface PresentedCertificate {
   readonly source: 'tls' | 'proxy';
 }
 
-/** Endpoints where a certificate authenticates a client; an expired one is refused there outright. */
-const CLIENT_AUTH_PATHS = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
+/**
+ * Endpoints that authenticate a client (a secret, an assertion or a certificate): an expired
+ * certificate is refused there outright, and failures there count against rate limits.
+ */
+export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
 
 export function trustedProxyList(entries: readonly string[]): BlockList {
   const list = new BlockList();
@@ -132,7 +135,7 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     // requests never do, and on the mTLS listener parsing costs more than the rest of a token request.
     let presented: PresentedCertificate | undefined | null = null;
     const lookUp = () => (presented === null ? (presented = fromTls(ctx) ?? fromProxy(ctx)) : presented);
-    if (ctx.method === 'POST' && CLIENT_AUTH_PATHS.has(ctx.path)) {
+    if (ctx.method === 'POST' && CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) {
       const certificate = lookUp();
       if (certificate && !isCurrentlyValid(certificate.certificate)) {
         ctx.status = 401;

@@ -56,13 +56,8 @@ export function guardStore<S extends Store>(store: S, options: GuardOptions): S 
       if (!(result instanceof Promise)) return result;
       const settled = result.catch((error: unknown) => convert(error, what));
       if (deadlineMs === undefined) return settled as R;
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(storeUnavailableError(`The store did not answer within ${deadlineMs} ms (${what}).`)), deadlineMs);
-      });
-      // The abandoned call still settles later (the driver's own timeouts end it); its outcome is dropped.
-      settled.catch(() => undefined);
-      return Promise.race([settled, deadline]).finally(() => clearTimeout(timer)) as R;
+      // An abandoned call still settles later (the driver's own timeouts end it); its outcome is dropped.
+      return withDeadline(settled, deadlineMs, () => storeUnavailableError(`The store did not answer within ${deadlineMs} ms (${what}).`)) as R;
     };
   }
 
@@ -107,4 +102,14 @@ export function guardStore<S extends Store>(store: S, options: GuardOptions): S 
     }
   }
   return guarded as S;
+}
+
+/** `work`, or a rejection with `timeoutError()` once `milliseconds` pass first (the timer never keeps the process alive). */
+export function withDeadline<T>(work: Promise<T>, milliseconds: number, timeoutError: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timeoutError()), milliseconds);
+    timer.unref();
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

@@ -101,9 +101,12 @@ export interface Passkey {
 /** What registration must give; everything else starts empty. */
 export type NewAccount = Pick<Account, 'sub' | 'email' | 'emailVerified' | 'passwordHash' | 'name' | 'givenName' | 'familyName' | 'disabled'> & Partial<Pick<Account, 'roles'>>;
 
-type MutableAccountField =
-  | 'passwordHash' | 'disabled' | 'emailVerified' | 'roles' | 'failedSignIns' | 'lockouts' | 'recoveryCodes' | 'passkeys' | 'emailOtp';
-type ClearableAccountField = 'name' | 'givenName' | 'familyName' | 'lockedUntil' | 'totp';
+/** Account fields update() may set (so nothing else, such as sub, email or createdAt, slips in through a cast). */
+export const MUTABLE_ACCOUNT_FIELDS = ['passwordHash', 'disabled', 'emailVerified', 'roles', 'failedSignIns', 'lockouts', 'recoveryCodes', 'passkeys', 'emailOtp'] as const;
+/** Optional account fields update() may also clear with `null`; every other field refuses null rather than guess what it would mean. */
+export const CLEARABLE_ACCOUNT_FIELDS = ['name', 'givenName', 'familyName', 'lockedUntil', 'totp'] as const;
+type MutableAccountField = typeof MUTABLE_ACCOUNT_FIELDS[number];
+export type ClearableAccountField = typeof CLEARABLE_ACCOUNT_FIELDS[number];
 
 export type AccountChanges = { [K in MutableAccountField]?: Account[K] } & { [K in ClearableAccountField]?: Account[K] | null };
 

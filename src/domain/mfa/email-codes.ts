@@ -8,6 +8,7 @@ import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 
 import type { OidcStore } from '../../store/port.ts';
 import type { Mailer } from '../mailer.ts';
+import { normalizeTotpCode } from './totp.ts';
 
 const MODEL = 'EmailCode';
 export const EMAIL_CODE_TTL_SECONDS = 600;
@@ -26,12 +27,6 @@ interface StoredCode {
 
 function digest(sub: string, code: string): string {
   return createHash('sha256').update(`tessera email code\0${sub}\0${code}`).digest('base64url');
-}
-
-export function normalizeEmailCode(input: unknown): string | undefined {
-  if (typeof input !== 'string' || input.length > 20) return undefined;
-  const digits = input.replace(/[\s-]/g, '');
-  return /^\d{6}$/.test(digits) ? digits : undefined;
 }
 
 export class EmailCodes {
@@ -65,7 +60,8 @@ export class EmailCodes {
 
   /** True once for the right code; a wrong guess uses up one of the code's attempts. */
   async verify(sub: string, input: unknown, purpose: EmailCodePurpose): Promise<boolean> {
-    const code = normalizeEmailCode(input);
+    // Typed like an authenticator's code: six digits, spaces and dashes allowed.
+    const code = normalizeTotpCode(input);
     if (!code) return false;
     const stored = await this.#oidc.take(MODEL, sub) as StoredCode | undefined;
     if (!stored || stored.purpose !== purpose) {

@@ -29,6 +29,7 @@ import type {
   StoredKey,
   TotpFactor,
 } from '../port.ts';
+import { CLEARABLE_ACCOUNT_FIELDS, MUTABLE_ACCOUNT_FIELDS } from '../port.ts';
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 import {
@@ -621,23 +622,18 @@ function isDuplicateKey(error: unknown, field?: string): boolean {
   return typeof details.message === 'string' && details.message.includes(field);
 }
 
-/** The fields update() may change, so nothing else (sub, email, createdAt) can slip in through a cast. */
-const MUTABLE_ACCOUNT_FIELDS: ReadonlyArray<keyof AccountChanges> = [
-  'passwordHash', 'disabled', 'emailVerified', 'name', 'givenName', 'familyName', 'roles',
-  'failedSignIns', 'lockedUntil', 'lockouts', 'totp', 'recoveryCodes', 'passkeys', 'emailOtp',
-];
-/** Fields that `null` clears; every other field refuses null rather than guess what it would mean. */
-const CLEARABLE_ACCOUNT_FIELDS = new Set<keyof AccountChanges>(['name', 'givenName', 'familyName', 'lockedUntil', 'totp']);
+const UPDATABLE_ACCOUNT_FIELDS: ReadonlyArray<keyof AccountChanges> = [...MUTABLE_ACCOUNT_FIELDS, ...CLEARABLE_ACCOUNT_FIELDS];
+const CLEARABLE = new Set<keyof AccountChanges>(CLEARABLE_ACCOUNT_FIELDS);
 
 /** Turns port changes into $set/$unset: undefined leaves a field alone, null removes an optional one. */
 function accountUpdate(changes: AccountChanges): { set: Record<string, unknown>; unset: Record<string, ''> } {
   const set: Record<string, unknown> = {};
   const unset: Record<string, ''> = {};
-  for (const field of MUTABLE_ACCOUNT_FIELDS) {
+  for (const field of UPDATABLE_ACCOUNT_FIELDS) {
     const value: unknown = changes[field];
     if (value === undefined) continue;
     if (value === null) {
-      if (!CLEARABLE_ACCOUNT_FIELDS.has(field)) throw new TypeError(`The account field ${field} cannot be cleared.`);
+      if (!CLEARABLE.has(field)) throw new TypeError(`The account field ${field} cannot be cleared.`);
       unset[field] = '';
       continue;
     }

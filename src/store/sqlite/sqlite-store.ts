@@ -13,6 +13,7 @@ import type {
   AccountRepository,
   AuditRecord,
   AuditRepository,
+  ClearableAccountField,
   ClientRepository,
   KeyRepository,
   KeyUse,
@@ -912,14 +913,14 @@ function toStoredPasskey(passkey: Passkey): StoredPasskey {
   return stored;
 }
 
-/** The optional fields `null` clears, with their columns; every other field refuses null rather than guess what it would mean. */
-const CLEARABLE_ACCOUNT_FIELDS: Partial<Record<keyof AccountChanges, readonly AccountColumn[]>> = {
+/** The columns of each field `null` clears (the port's CLEARABLE_ACCOUNT_FIELDS); every other field refuses null. */
+const CLEARED_COLUMNS: Partial<Record<keyof AccountChanges, readonly AccountColumn[]>> = {
   name: ['name'],
   givenName: ['given_name'],
   familyName: ['family_name'],
   lockedUntil: ['locked_until'],
   totp: ['totp_encrypted_secret', 'totp_confirmed_at', 'totp_last_step'],
-};
+} satisfies Record<ClearableAccountField, readonly AccountColumn[]>;
 
 /**
  * The parameters of the updateAccount statement: `undefined` leaves a column alone (flag 0), `null`
@@ -959,7 +960,7 @@ function accountUpdateParameters(changes: AccountChanges): Record<string, string
     const value = changes[field];
     if (value === undefined) continue;
     if (value === null) {
-      const columns = CLEARABLE_ACCOUNT_FIELDS[field];
+      const columns = CLEARED_COLUMNS[field];
       if (columns === undefined) throw new TypeError(`The account field ${field} cannot be cleared.`);
       for (const column of columns) write(column, null);
       continue;
