@@ -5,7 +5,7 @@
  * effects are checked through a second invocation, the domain services or a running server.
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import * as jose from 'jose';
@@ -14,40 +14,8 @@ import { loadConfig } from '../src/config.ts';
 import { chainsTo, subjectMatches, thumbprint } from '../src/domain/certificates.ts';
 import { clientSecretMatches } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate } from '../src/domain/pki.ts';
-import type { Services } from '../src/services.ts';
-import { eventually, runCli, singleErrorLine, withServices } from './helpers/cli.ts';
-import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
-
-
-
-/** A fresh, empty Tessera installation, and helpers that run the CLI against it. */
-function installation(t: { teardown(fn: () => void): void }) {
-  const dataDir = makeTempDir('tessera-cli-machine-');
-  const configDir = path.join(dataDir, 'config');
-  mkdirSync(configDir);
-  t.teardown(() => removeDir(dataDir));
-  const env: Record<string, string> = { NODE_ENV: 'test', LOG_LEVEL: 'silent', DATA_DIR: dataDir, CONFIG_DIR: configDir };
-  const cli = (args: string[]) => runCli(env, args);
-  return {
-    env,
-    dataDir,
-    cli,
-    /** Runs a command that must succeed with --json and returns what it printed. */
-    async json<T>(args: string[]): Promise<T> {
-      const result = await cli([...args, '--json']);
-      if (result.code !== 0) throw new Error(`tessera ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
-      return JSON.parse(result.stdout) as T;
-    },
-    /** Writes a file into the installation's directory and returns its path. */
-    file(name: string, content: string): string {
-      const file = path.join(dataDir, name);
-      writeFileSync(file, content);
-      return file;
-    },
-    withServices: <T>(fn: (services: Services) => Promise<T>) => withServices(env, fn),
-  };
-}
-
+import { cliInstallation, eventually, runCli, singleErrorLine } from './helpers/cli.ts';
+import { removeDir, startTestServer } from './helpers/server.ts';
 
 interface ListedClient {
   client_id: string;
@@ -76,7 +44,7 @@ function basic(clientId: string, secret: string): string {
 }
 
 test('tessera --help lists the resources, clients certs and pki commands, and clients create --help shows both forms', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   const usage = await cli(['--help']);
   t.is(usage.code, 0);
   for (const command of ['resources create', 'resources list', 'resources delete', 'clients certs add', 'clients certs remove', 'pki init', 'pki issue', 'pki server-cert']) {
@@ -92,7 +60,7 @@ test('tessera --help lists the resources, clients certs and pki commands, and cl
 });
 
 test('resources create --json prints the audience, scopes, format, ttl and its client\'s secret once; list and delete follow', async (t) => {
-  const { cli, json, withServices } = installation(t);
+  const { cli, json, withServices } = cliInstallation(t);
   const created = await cli(['resources', 'create', '--audience', ORDERS, '--scope', 'orders:read', '--scope', 'orders:write', '--format', 'opaque', '--ttl', '600', '--name', 'Orders', '--json']);
   t.is(created.code, 0, created.stderr);
   t.is(created.stderr, '');
@@ -130,7 +98,7 @@ test('resources create --json prints the audience, scopes, format, ttl and its c
 });
 
 test('resources create refuses bad input and writes nothing', async (t) => {
-  const { cli, json } = installation(t);
+  const { cli, json } = cliInstallation(t);
   await json(['resources', 'create', '--audience', ORDERS, '--scope', 'read']);
   const refused: [string[], number, RegExp][] = [
     [['--audience', 'not a uri', '--scope', 'read'], 1, /is not an absolute URI/],
@@ -187,7 +155,7 @@ test('a client_secret_basic machine client gets a token and the resource server\
 });
 
 test('clients create --grant client_credentials --auth tls_client_auth registers every subject given, the resources and DPoP', async (t) => {
-  const { cli, json } = installation(t);
+  const { cli, json } = cliInstallation(t);
   await withResources(json);
   const created = await cli([
     'clients', 'create', '--name', 'Svc', '--grant', 'client_credentials', '--auth', 'tls_client_auth',
@@ -221,7 +189,7 @@ test('clients create --grant client_credentials --auth tls_client_auth registers
 });
 
 test('clients create --auth self_signed_tls_client_auth registers each --cert by its x5t#S256 thumbprint', async (t) => {
-  const { json, file } = installation(t);
+  const { json, file } = cliInstallation(t);
   await withResources(json);
   const first = await createSelfSignedCertificate({ subject: 'CN=svc-1' });
   const second = await createSelfSignedCertificate({ subject: 'CN=svc-2' });
@@ -237,7 +205,7 @@ test('clients create --auth self_signed_tls_client_auth registers each --cert by
 });
 
 test('clients create --auth private_key_jwt takes a public JWK set file or a JWKS URI', async (t) => {
-  const { json, file } = installation(t);
+  const { json, file } = cliInstallation(t);
   await withResources(json);
   const { publicKey } = await jose.generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'svc-key-1', alg: 'ES256' };
@@ -257,7 +225,7 @@ test('clients create --auth private_key_jwt takes a public JWK set file or a JWK
 });
 
 test('with several --resource values each --scope goes to every resource that offers it', async (t) => {
-  const { cli, json } = installation(t);
+  const { cli, json } = cliInstallation(t);
   await withResources(json);
   const created = await json<{ client_id: string; client_secret: string }>([
     'clients', 'create', '--name', 'Both', '--grant', 'client_credentials', '--auth', 'client_secret_basic',
@@ -274,7 +242,7 @@ test('with several --resource values each --scope goes to every resource that of
 });
 
 test('refused machine clients exit 1 with one line and write nothing', async (t) => {
-  const { cli, json, file } = installation(t);
+  const { cli, json, file } = cliInstallation(t);
   await withResources(json);
   const { privateKey, publicKey } = await jose.generateKeyPair('ES256', { extractable: true });
   const cert = file('svc.pem', (await createSelfSignedCertificate({ subject: 'CN=svc' })).cert);
@@ -312,7 +280,7 @@ test('refused machine clients exit 1 with one line and write nothing', async (t)
 });
 
 test('mixing the options of different client kinds or methods is bad usage: exit 2, nothing written', async (t) => {
-  const { cli, json, file } = installation(t);
+  const { cli, json, file } = cliInstallation(t);
   await withResources(json);
   const cert = file('svc.pem', (await createSelfSignedCertificate({ subject: 'CN=svc' })).cert);
   const cases: [string[], RegExp][] = [
@@ -341,7 +309,7 @@ test('mixing the options of different client kinds or methods is bad usage: exit
 });
 
 test('relying parties gain --require-par and --require-dpop, and --grant authorization_code names the default form', async (t) => {
-  const { json } = installation(t);
+  const { json } = cliInstallation(t);
   const strict = await json<{ client_id: string; client_secret: string }>([
     'clients', 'create', '--name', 'Strict', '--grant', 'authorization_code', '--redirect-uri', 'https://rp.example/cb', '--require-par', '--require-dpop',
   ]);
@@ -357,7 +325,7 @@ test('relying parties gain --require-par and --require-dpop, and --grant authori
 });
 
 test('clients certs add and remove rotate a self-signed client\'s certificates, and the last one stays', async (t) => {
-  const { cli, json, file } = installation(t);
+  const { cli, json, file } = cliInstallation(t);
   await withResources(json);
   const old = await createSelfSignedCertificate({ subject: 'CN=svc-old' });
   const next = await createSelfSignedCertificate({ subject: 'CN=svc-new' });
@@ -405,7 +373,7 @@ test('clients certs add and remove rotate a self-signed client\'s certificates, 
 });
 
 test('clients certs add and remove rotate a tls_client_auth client\'s subjects, one per call', async (t) => {
-  const { cli, json, file } = installation(t);
+  const { cli, json, file } = cliInstallation(t);
   await withResources(json);
   const { client_id: clientId } = await json<{ client_id: string }>([
     'clients', 'create', '--name', 'Subjects', '--grant', 'client_credentials', '--auth', 'tls_client_auth', '--tls-subject-dn', 'CN=svc,O=Old', '--resource', ORDERS, '--scope', 'read',
@@ -443,7 +411,7 @@ test('clients certs add and remove rotate a tls_client_auth client\'s subjects, 
 });
 
 test('pki init creates a CA once; pki issue writes a client certificate that chains to it and matches its thumbprint', async (t) => {
-  const { cli, json, dataDir } = installation(t);
+  const { cli, json, dataDir } = cliInstallation(t);
   const out = path.join(dataDir, 'svc-cert');
   const early = await cli(['pki', 'issue', '--client-id', 'svc', '--out', out]);
   t.is(early.code, 1);
@@ -500,7 +468,7 @@ test('pki init creates a CA once; pki issue writes a client certificate that cha
 });
 
 test('pki server-cert writes a server certificate for localhost signed by the local CA', async (t) => {
-  const { cli, json, dataDir, env } = installation(t);
+  const { cli, json, dataDir, env } = cliInstallation(t);
   const out = path.join(dataDir, 'tls');
   const early = await cli(['pki', 'server-cert', '--out', out]);
   t.is(early.code, 1);

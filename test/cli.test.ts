@@ -4,44 +4,22 @@
  * invocation, through the store via the domain services, or through a running server.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 
-import type { Services } from '../src/services.ts';
-import { eventually, runCli, singleErrorLine, withServices } from './helpers/cli.ts';
-import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
+import { cliInstallation, eventually, runCli, singleErrorLine } from './helpers/cli.ts';
+import { removeDir, startTestServer } from './helpers/server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tessera', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-interface CliOptions {
-  input?: string;
-  /** Replaces the environment of the context's data directory (for a running server's `cliEnv`). */
-  env?: Record<string, string>;
-}
-
-function installation(t: { teardown(fn: () => void): void }) {
-  const dataDir = makeTempDir('tessera-cli-');
-  const configDir = path.join(dataDir, 'config');
-  mkdirSync(configDir);
-  t.teardown(() => removeDir(dataDir));
-  const env: Record<string, string> = { NODE_ENV: 'test', LOG_LEVEL: 'silent', DATA_DIR: dataDir, CONFIG_DIR: configDir };
-  return {
-    env,
-    cli: (args: string[], options: CliOptions = {}) => runCli(options.env ?? env, args, options.input),
-    /** The domain services on the same store, as the server would see them. */
-    withServices: <T>(fn: (services: Services) => Promise<T>) => withServices(env, fn),
-  };
-}
-
-
 const PASSWORD = 'correct horse battery staple';
 
 test('tessera --help and tessera help print the usage on stdout and exit 0', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   for (const args of [['--help'], ['help'], ['-h']]) {
     const result = await cli(args);
     t.is(result.code, 0, args.join(' '));
@@ -58,7 +36,7 @@ test('tessera --help and tessera help print the usage on stdout and exit 0', asy
 });
 
 test('bad usage exits 2 with one line that names the problem', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /^tessera: unknown command "frobnicate"/],
     [['clients', 'frobnicate'], /^tessera: unknown command "clients frobnicate"/],
@@ -76,7 +54,7 @@ test('bad usage exits 2 with one line that names the problem', async (t) => {
 });
 
 test('clients create --json prints the client id and a 256-bit secret that later commands never show', async (t) => {
-  const { cli, withServices } = installation(t);
+  const { cli, withServices } = cliInstallation(t);
   const created = await cli([
     'clients', 'create', '--name', 'Shop', '--redirect-uri', 'https://shop.example/cb', '--redirect-uri', 'http://localhost:8080/cb',
     '--post-logout-redirect-uri', 'https://shop.example/bye', '--json',
@@ -112,7 +90,7 @@ test('clients create --json prints the client id and a 256-bit secret that later
 });
 
 test('clients create without --json prints the id and the secret for a person to copy', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   const created = await cli(['clients', 'create', '--name', 'Shop', '--redirect-uri', 'https://shop.example/cb']);
   t.is(created.code, 0, created.stderr);
   t.regex(created.stdout, /^client_id: +\S{22}$/m);
@@ -120,7 +98,7 @@ test('clients create without --json prints the id and the secret for a person to
 });
 
 test('a public client is created without a secret and authenticates with none', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   const created = await cli(['clients', 'create', '--name', 'SPA', '--redirect-uri', 'http://localhost:5173/cb', '--public', '--json']);
   t.is(created.code, 0, created.stderr);
   const output = JSON.parse(created.stdout) as Record<string, unknown>;
@@ -131,7 +109,7 @@ test('a public client is created without a secret and authenticates with none', 
 });
 
 test('an invalid redirect URI exits 1 with one line and writes nothing', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   const result = await cli(['clients', 'create', '--name', 'Evil', '--redirect-uri', 'https://ok.example/cb', '--redirect-uri', 'http://evil.example/cb', '--json']);
   t.is(result.code, 1);
   t.is(result.stdout, '');
@@ -141,7 +119,7 @@ test('an invalid redirect URI exits 1 with one line and writes nothing', async (
 });
 
 test('clients delete removes a stored client, and an unknown id exits 1 with one line', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   const { client_id: clientId } = JSON.parse((await cli(['clients', 'create', '--name', 'Old', '--redirect-uri', 'https://old.example/cb', '--json'])).stdout) as { client_id: string };
   const deleted = await cli(['clients', 'delete', clientId]);
   t.is(deleted.code, 0, deleted.stderr);
@@ -158,7 +136,7 @@ test('clients delete removes a stored client, and an unknown id exits 1 with one
 });
 
 test('users create reads the password from stdin, strips one trailing newline and prints the sub', async (t) => {
-  const { cli, withServices } = installation(t);
+  const { cli, withServices } = cliInstallation(t);
   const created = await cli(['users', 'create', '--email', 'Ada@Example.com', '--password-stdin', '--name', 'Ada Lovelace', '--json'], { input: `${PASSWORD}\n` });
   t.is(created.code, 0, created.stderr);
   t.is(created.stderr, '');
@@ -181,7 +159,7 @@ test('users create reads the password from stdin, strips one trailing newline an
 });
 
 test('users create refuses a taken email, a short password and a password given any way but stdin', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   t.is((await cli(['users', 'create', '--email', 'ada@example.com', '--password-stdin'], { input: PASSWORD })).code, 0);
 
   const taken = await cli(['users', 'create', '--email', ' ADA@example.com', '--password-stdin', '--json'], { input: PASSWORD });
@@ -209,7 +187,7 @@ test('users create refuses a taken email, a short password and a password given 
 });
 
 test('users list shows accounts without password hashes', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   t.deepEqual(JSON.parse((await cli(['users', 'list', '--json'])).stdout), []);
   const { sub } = JSON.parse((await cli(['users', 'create', '--email', 'ada@example.com', '--password-stdin', '--name', 'Ada', '--json'], { input: PASSWORD })).stdout) as { sub: string };
   const listed = await cli(['users', 'list', '--json']);
@@ -227,7 +205,7 @@ test('users list shows accounts without password hashes', async (t) => {
 });
 
 test('users disable stops sign-in, users enable restores it, and an unknown email exits 1', async (t) => {
-  const { cli, withServices } = installation(t);
+  const { cli, withServices } = cliInstallation(t);
   await cli(['users', 'create', '--email', 'ada@example.com', '--password-stdin'], { input: PASSWORD });
 
   const disabled = await cli(['users', 'disable', 'ADA@example.com']);
@@ -246,7 +224,7 @@ test('users disable stops sign-in, users enable restores it, and an unknown emai
 });
 
 test('keys rotate generates the first keys, then replaces the current ones and keeps the old ones listed as retired', async (t) => {
-  const { cli } = installation(t);
+  const { cli } = cliInstallation(t);
   t.deepEqual(JSON.parse((await cli(['keys', 'list', '--json'])).stdout), []);
 
   const first = await cli(['keys', 'rotate', '--json']);
@@ -278,7 +256,7 @@ test('keys rotate generates the first keys, then replaces the current ones and k
 });
 
 test('a configuration error exits 1 with one line per problem and no stack trace', async (t) => {
-  const { cli, env } = installation(t);
+  const { cli, env } = cliInstallation(t);
   const result = await cli(['clients', 'list', '--json'], { env: { ...env, PORT: 'abc' } });
   t.is(result.code, 1);
   t.is(result.stdout, '');
@@ -292,7 +270,7 @@ test('a configuration error exits 1 with one line per problem and no stack trace
 });
 
 test('tessera serve answers requests and exits 0 after SIGTERM', async (t) => {
-  const { env } = installation(t);
+  const { env } = cliInstallation(t);
   const compileCache = path.join(env.DATA_DIR!, 'compile-cache');
   const child = spawn(process.execPath, [BIN, 'serve'], {
     // One process: cluster mode has tests of its own (scale-out.test.ts).

@@ -4,9 +4,10 @@
  */
 import test from 'ava';
 
-import { authorizationRequest, discover, newPerson, RP_CALLBACK, signIn, staticClient } from './helpers/relying-party.ts';
+import { openLoginForm } from './helpers/login-form.ts';
+import { authorizationRequest, discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
-import { readForm, UserAgent, type Page } from './helpers/user-agent.ts';
+import { UserAgent } from './helpers/user-agent.ts';
 import type * as oidc from 'openid-client';
 
 let server: TestServer;
@@ -22,20 +23,12 @@ test.after.always(async () => {
   if (server) removeDir(server.dataDir);
 });
 
-/** Opens the login page of a fresh authorization request. */
-async function loginPage(agent = new UserAgent()): Promise<{ agent: UserAgent; page: Page; action: string; fields: Record<string, string> }> {
-  const request = await authorizationRequest(config);
-  const page = await agent.follow(request.url.href, RP_CALLBACK);
-  const form = readForm(page.body, '/login');
-  return { agent, page, action: new URL(form.action, page.url).href, fields: form.fields };
-}
-
 function assertNoLeak(t: { notRegex(value: string, pattern: RegExp, message?: string): void }, body: string) {
   t.notRegex(body, /\n\s+at [\w.<>]+ \(|node_modules|\.ts:\d+/, 'no stack trace or source path');
 }
 
 test('interaction pages send a strict CSP without inline scripts, deny framing and send no referrer', async (t) => {
-  const { page } = await loginPage();
+  const { page } = await openLoginForm(server);
   t.is(page.status, 200);
   const csp = page.headers.get('content-security-policy') ?? '';
   t.regex(csp, /default-src 'self'/);
@@ -80,7 +73,7 @@ test('HSTS is sent when Tessera is served over https behind a declared TLS proxy
 });
 
 test('a sign-in form posted without or with a wrong CSRF token is refused with 403 and a readable page', async (t) => {
-  const { agent, action, fields } = await loginPage();
+  const { agent, action, fields } = await openLoginForm(server);
   const { _csrf: _token, ...withoutToken } = fields;
   for (const form of [withoutToken, { ...fields, _csrf: 'forged' }]) {
     const page = await agent.request(action, { form: { ...form, email: 'a@example.com', password: 'whatever password' } });
@@ -91,7 +84,7 @@ test('a sign-in form posted without or with a wrong CSRF token is refused with 4
 });
 
 test('a registration posted with a wrong CSRF token creates no account', async (t) => {
-  const { agent, action, fields } = await loginPage();
+  const { agent, action, fields } = await openLoginForm(server);
   const person = newPerson();
   const page = await agent.request(action.replace(/\/login$/, '/register'), {
     form: { ...fields, _csrf: 'forged', email: person.email, password: person.password, password_confirmation: person.password },
@@ -101,8 +94,8 @@ test('a registration posted with a wrong CSRF token creates no account', async (
 });
 
 test('a CSRF token from another browser is refused', async (t) => {
-  const mine = await loginPage();
-  const theirs = await loginPage();
+  const mine = await openLoginForm(server);
+  const theirs = await openLoginForm(server);
   const page = await mine.agent.request(mine.action, { form: { ...mine.fields, _csrf: theirs.fields._csrf!, email: 'a@example.com', password: 'x'.repeat(12) } });
   t.is(page.status, 403);
 });
@@ -117,7 +110,7 @@ test('registration refuses bad input with a clear message and writes nothing', a
     [{ email: person.email, password: person.password, password_confirmation: person.password, name: 'n'.repeat(101) }, 400, /limited to 100 characters/],
   ];
   for (const [values, status, message] of cases) {
-    const { agent, action, fields } = await loginPage();
+    const { agent, action, fields } = await openLoginForm(server);
     const page = await agent.request(action.replace(/\/login$/, '/register'), { form: { ...fields, ...values } });
     t.is(page.status, status, JSON.stringify(values).slice(0, 80));
     t.regex(page.body, message);
@@ -130,7 +123,7 @@ test('registering an email that already has an account is refused with 409 and k
   const person = newPerson();
   await signIn(config, new UserAgent(), person, { register: true });
   const before = await server.withServices((services) => services.accounts.findByEmail(person.email));
-  const { agent, action, fields } = await loginPage();
+  const { agent, action, fields } = await openLoginForm(server);
   const page = await agent.request(action.replace(/\/login$/, '/register'), {
     form: { ...fields, email: person.email.toUpperCase(), password: 'another long password', password_confirmation: 'another long password' },
   });
@@ -141,14 +134,14 @@ test('registering an email that already has an account is refused with 409 and k
 });
 
 test('an oversized form post is refused with 413', async (t) => {
-  const { agent, action, fields } = await loginPage();
+  const { agent, action, fields } = await openLoginForm(server);
   const page = await agent.request(action, { form: { ...fields, email: 'a@example.com', password: 'x'.repeat(64 * 1024) } });
   t.is(page.status, 413);
   assertNoLeak(t, page.body);
 });
 
 test('repeated or odd form fields are treated as invalid input, not as a server error', async (t) => {
-  const { agent, action, fields } = await loginPage();
+  const { agent, action, fields } = await openLoginForm(server);
   const body = new URLSearchParams({ ...fields });
   body.append('email', 'a@example.com');
   body.append('email', 'b@example.com');

@@ -11,6 +11,7 @@ import path from 'node:path';
 
 import test from 'ava';
 
+import { freePort } from './helpers/browser.ts';
 import { startPausableEmulator } from './helpers/mongo-lane.ts';
 import { staticClient } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir } from './helpers/server.ts';
@@ -144,16 +145,6 @@ test('with workers, a SIGTERM sent to every process at once (systemd, pkill) is 
   const { code } = await server.exited;
   t.is(code, 0, `${server.output()}\n${server.lines.filter((line) => line.msg !== 'request').map((line) => JSON.stringify(line)).join('\n')}`);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer().listen(0, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-    probe.on('error', reject);
-  });
-}
 
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {

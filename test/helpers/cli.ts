@@ -3,11 +3,14 @@
  * store (its `cliEnv`).
  */
 import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { loadConfig } from '../../src/config.ts';
 import { buildServices, type Services } from '../../src/services.ts';
 import { openStore } from '../../src/store/open-store.ts';
+import { makeTempDir, removeDir } from './server.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tessera', import.meta.url));
 
@@ -52,6 +55,30 @@ export async function runCliJson<T>(env: Record<string, string>, args: string[])
   const result = await runCli(env, [...args, '--json']);
   if (result.code !== 0) throw new Error(`tessera ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
+}
+
+/** A fresh, empty Tessera installation (removed at the test's end), and the CLI run against it. */
+export function cliInstallation(t: { teardown(fn: () => void): void }, prefix = 'tessera-cli-') {
+  const dataDir = makeTempDir(prefix);
+  const configDir = path.join(dataDir, 'config');
+  mkdirSync(configDir);
+  t.teardown(() => removeDir(dataDir));
+  const env: Record<string, string> = { NODE_ENV: 'test', LOG_LEVEL: 'silent', DATA_DIR: dataDir, CONFIG_DIR: configDir };
+  return {
+    env,
+    dataDir,
+    /** `options.env` replaces the installation's environment (for a running server's `cliEnv`). */
+    cli: (args: string[], options: { input?: string; env?: Record<string, string> } = {}) => runCli(options.env ?? env, args, options.input),
+    json: <T>(args: string[]) => runCliJson<T>(env, args),
+    /** Writes a file into the installation's directory and returns its path. */
+    file(name: string, content: string): string {
+      const file = path.join(dataDir, name);
+      writeFileSync(file, content);
+      return file;
+    },
+    /** The domain services on the same store, as the server would see them. */
+    withServices: <T>(fn: (services: Services) => Promise<T>) => withServices(env, fn),
+  };
 }
 
 /** Exactly one line on stderr, and nothing that looks like a stack trace. */
