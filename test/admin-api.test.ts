@@ -498,7 +498,8 @@ test('clients: a relying party is created with its secret shown once, read and l
   t.true(items(listed).some((client) => client.client_id === id));
   t.false(JSON.stringify(listed.body).includes(String(created.body.client_secret)));
   t.false(JSON.stringify(await api('GET', '/clients?limit=200')).includes('test-rp-secret'), 'not even a static client\'s plaintext secret');
-  t.true(items(await api('GET', '/clients?source=config')).every((client) => client.source === 'config'));
+  const configured = items(await api('GET', '/clients?source=config'));
+  t.true(configured.length > 0 && configured.every((client) => client.source === 'config'));
 
   t.is((await api('DELETE', `/clients/${id}`)).status, 204);
   t.is((await api('GET', `/clients/${id}`)).status, 404);
@@ -611,6 +612,25 @@ test('every admin write is an admin.action event in the audit trail, queried by 
   t.is(next.status, 200);
   t.is((await api('GET', '/audit-events?type=no.such.type')).status, 400);
   t.is((await api('GET', '/audit-events?since=yesterday')).status, 400);
+});
+
+test('audit events are found by time: since is inclusive, until exclusive, and a range without events is empty', async (t) => {
+  const before = new Date(Date.now() - 1000).toISOString();
+  const person = await registered();
+  const found = await waitFor(async () => {
+    const answer = await api('GET', `/audit-events?type=admin.action&sub=${person.sub}&since=${before}`);
+    return items(answer).length >= 1 ? items(answer) : undefined;
+  });
+  t.true(found.every((event) => String(event.at) >= before));
+  const query = (range: string) => api('GET', `/audit-events?type=admin.action&sub=${person.sub}&${range}`).then(items);
+  // The oldest of them: \`since\` its own time still finds it, \`until\` its time does not.
+  const oldest = String(found.at(-1)!.at);
+  t.is((await query(`since=${oldest}`)).length, found.length);
+  t.is((await query(`until=${oldest}`)).length, 0);
+  t.is((await query(`until=${before}`)).length, 0);
+  const later = new Date(Date.now() + 60_000).toISOString();
+  t.is((await query(`since=${later}`)).length, 0);
+  t.is((await query(`since=${before}&until=${later}`)).length, found.length);
 });
 
 // --- Hostile input ---

@@ -2,8 +2,8 @@
  * Hostile input at every public endpoint, generated (fast-check): malformed, oversized and
  * adversarial OAuth parameters, form posts, JSON bodies (MongoDB operator injection included),
  * unicode tricks (RTL override, NUL, lone surrogates, overlong and invalid UTF-8), header injection
- * and malformed cookies. Whatever arrives, no answer is a 5xx and none shows a stack trace or a path
- * inside the server. On the embedded store, and on MongoDB (where operator injection would bite)
+ * and malformed cookies, and the admin API's writes and queries with a real admin token. Whatever
+ * arrives, no answer is a 5xx and none shows a stack trace or a path inside the server. On the embedded store, and on MongoDB (where operator injection would bite)
  * with fewer runs. A failure prints the seed and the shrunk input that caused it.
  */
 import net from 'node:net';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import fc from 'fast-check';
 
+import { runCliJson } from './helpers/cli.ts';
 import { openLoginForm } from './helpers/login-form.ts';
 import { startMongoLane, type MongoLane } from './helpers/mongo-lane.ts';
 import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
@@ -253,6 +254,31 @@ const properties: Record<string, Property> = {
     }), { numRuns: runs });
   },
 
+  async 'the admin API with an admin token, with operator injection, wrong types and malformed JSON'(client, runs) {
+    const token = await adminToken(client.server);
+    const admin = `${client.server.issuer}/admin/api`;
+    const sub = (await (await fetch(`${admin}/users`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: `admin.property.${Date.now()}@example.com`, password: 'a long enough admin-made passphrase' }),
+    })).json() as { sub: string }).sub;
+    const writes = fc.constantFrom('POST /users', `PATCH /users/${sub}`, 'POST /clients', 'POST /resources', `PUT /users/${sub}/roles/x`, `POST /clients/x/tls-subjects`);
+    const field = fc.constantFrom('email', 'password', 'name', 'roles', 'disabled', 'email_verified', 'kind', 'auth', 'redirect_uris', 'resources', 'jwks', 'audience',
+      'scopes', 'scope_roles', 'format', 'ttl', 'type', 'value', '$where', '__proto__', 'constructor', 'email.$gt');
+    const body = fc.oneof(registrationBody, fc.dictionary(field, jsonish).map((value) => JSON.stringify(value)));
+    const reads = fc.tuple(fc.constantFrom('/users', '/clients', '/resources', '/audit-events', `/users/${sub}/sessions`, `/users/${sub}/grants`),
+      encodedPairs(['limit', 'cursor', 'email', 'sub', 'client_id', 'type', 'since', 'until', 'source', 'q'])).map(([route, query]) => `${route}?${query}`);
+    await fc.assert(fc.asyncProperty(fc.oneof(writes.map((write) => ({ write })), reads.map((read) => ({ read }))), body, async (target, sent) => {
+      const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+      if ('read' in target) {
+        assertSafe(await client.send(`/admin/api${target.read}`, { headers }));
+        return;
+      }
+      const [method, route] = target.write.split(' ') as [string, string];
+      assertSafe(await client.send(`/admin/api${route}`, { method, headers, body: typeof sent === 'string' ? sent : Buffer.from(sent) }));
+    }), { numRuns: runs });
+  },
+
   async 'malformed cookies and odd headers on the pages and the account area'(client, runs) {
     const config = await discover(client.server.issuer);
     const authorization = (await authorizationRequest(config)).url;
@@ -292,6 +318,28 @@ const properties: Record<string, Property> = {
       }), { numRuns: runs });
   },
 };
+
+/** An access token for the admin API, from a machine client made with `tessera clients create` (one per server). */
+const adminTokens = new WeakMap<TestServer, Promise<string>>();
+function adminToken(server: TestServer): Promise<string> {
+  let token = adminTokens.get(server);
+  if (!token) {
+    token = (async () => {
+      const admin = `${server.issuer}/admin/api`;
+      const machine = await runCliJson<{ client_id: string; client_secret: string }>(server.cliEnv,
+        ['clients', 'create', '--name', 'Property robot', '--grant', 'client_credentials', '--resource', admin, '--scope', 'admin', '--role', 'admin']);
+      const response = await fetch(`${server.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${btoa(`${machine.client_id}:${machine.client_secret}`)}` },
+        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'admin', resource: admin }),
+      });
+      if (response.status !== 200) throw new Error(`no admin token: ${response.status} ${await response.text()}`);
+      return (await response.json() as { access_token: string }).access_token;
+    })();
+    adminTokens.set(server, token);
+  }
+  return token;
+}
 
 // ---------------------------------------------------------------------------------------------
 
