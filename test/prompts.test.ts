@@ -92,6 +92,25 @@ test('prompt=create opens the registration page and ends at the app signed in as
   t.is((await redeem(rp, silent, again)).sub, claims.sub);
 });
 
+test('prompt=create lets a person who already has an account sign in instead', async (t) => {
+  const { person, sub } = await registeredAndSignedIn();
+  const agent = new UserAgent();
+  const request = await authorizationRequest(rp, { prompt: 'create' });
+  let page = await agent.follow(request.url.href, RP_CALLBACK);
+  page = await submit(agent, page, '/register', { email: person.email, password: person.password, password_confirmation: person.password });
+  t.is(page.status, 409);
+  const signInLink = /href="([^"]*\/login)"/.exec(page.body)?.[1];
+  t.truthy(signInLink, 'the registration page links to the sign-in form');
+  page = await agent.request(new URL(signInLink!, page.url).href);
+  t.is(heading(page), 'Sign in');
+  page = await submit(agent, page, '/login', { email: person.email, password: person.password });
+  // offline_access always asks for consent; after it, neither page comes back.
+  t.is(heading(page), 'Test RP wants to access your account');
+  page = await submit(agent, page, '/consent', { decision: 'allow' });
+  t.true(isRedirectToApp(page), `expected the app, got ${page.status} ${heading(page) ?? page.body.slice(0, 300)}`);
+  t.is((await redeem(rp, request, page)).sub, sub);
+});
+
 test('prompt=none answers login_required without a session, consent_required without a grant, and a code with both', async (t) => {
   const anonymous = await authorizationRequest(rp, { prompt: 'none' });
   const refused = await new UserAgent().request(anonymous.url.href);

@@ -159,6 +159,15 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     return showRegister(ctx, interaction);
   });
 
+  // The registration page's "Sign in" link: under prompt=create the interaction's own page is the registration form.
+  router.get('/login', async function showSignIn(ctx) {
+    const interaction = await loadInteraction(ctx);
+    ctx.set('Cache-Control', 'no-store');
+    if (interaction.prompt.name === 'consent') return showConsent(ctx, interaction);
+    if (interaction.prompt.name === 'login' && await mfa.stepUp(ctx, interaction)) return;
+    return showLogin(ctx, interaction);
+  });
+
   router.post('/login', async function submitLogin(ctx) {
     const interaction = await loadInteraction(ctx);
     if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
