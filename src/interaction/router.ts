@@ -56,6 +56,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
       throw new AppError('ERR_INTERACTION_EXPIRED', 'This sign-in page has expired. Go back to the app and start again.');
     }
     ctx.state.interactionClientId = typeof interaction.params.client_id === 'string' ? interaction.params.client_id : undefined;
+    ctx.state.interactionPrompt = interaction.prompt.name;
     return interaction;
   }
 
@@ -70,9 +71,18 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     };
   }
 
-  /** Every completed sign-in (password, second factor, passkey, new account) passes here: one `signin.succeeded`. */
+  /**
+   * Every finished step (password, second factor, passkey, new account, consent) passes here; each
+   * completed sign-in emits one `signin.succeeded`.
+   *
+   * One authorization request often takes two interactions (sign in, then consent), and on each
+   * return oidc-provider checks every prompt the request named (prompt=create, prompt=login) against
+   * the result. So the result is merged with the earlier interaction's (oidc-provider's default,
+   * `lastSubmission`): replacing it made consent drop `create` and `login`, and the registration or
+   * sign-in page came back in a loop. Error results are never merged.
+   */
   async function finish(ctx: Context, result: InteractionResults): Promise<void> {
-    const returnTo = await provider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    const returnTo = await provider().interactionResult(ctx.req, ctx.res, recorded(result, ctx.state.interactionPrompt as string | undefined));
     const login = result.login as { accountId?: unknown; amr?: unknown } | undefined;
     if (typeof login?.accountId === 'string') {
       const clientId = ctx.state.interactionClientId as string | undefined;
@@ -149,6 +159,15 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     return showRegister(ctx, interaction);
   });
 
+  // The registration page's "Sign in" link: under prompt=create the interaction's own page is the registration form.
+  router.get('/login', async function showSignIn(ctx) {
+    const interaction = await loadInteraction(ctx);
+    ctx.set('Cache-Control', 'no-store');
+    if (interaction.prompt.name === 'consent') return showConsent(ctx, interaction);
+    if (interaction.prompt.name === 'login' && await mfa.stepUp(ctx, interaction)) return;
+    return showLogin(ctx, interaction);
+  });
+
   router.post('/login', async function submitLogin(ctx) {
     const interaction = await loadInteraction(ctx);
     if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
@@ -186,8 +205,8 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
       const account = await accounts.register({ ...values, password });
       logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'account registered');
       emailVerification.send(account).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
-      // `create` satisfies a prompt=create request; `login` signs the new person in.
-      await finish(ctx, { create: {}, login: { accountId: account.sub, ...passwordOnly() } } as InteractionResults);
+      // Under prompt=create, finish also records `create` as resolved (see recorded()).
+      await finish(ctx, { login: { accountId: account.sub, ...passwordOnly() } });
     } catch (error) {
       if (isAppError(error, 'ERR_INVALID_INPUT')) {
         ctx.status = 400;
@@ -252,6 +271,22 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
 
   mfa.register(router);
   return router;
+}
+
+/**
+ * What an interaction result must carry beyond the step's own answer:
+ * - a sign-in (new account, password, passkey, second factor) on the `create` prompt resolves
+ *   prompt=create: the person registered, or had an account and chose to sign in instead;
+ * - the time of the sign-in, because the merged login is applied again when a later step (consent)
+ *   finishes, and must not move `auth_time` to that moment.
+ */
+function recorded(result: InteractionResults, prompt: string | undefined): InteractionResults {
+  if (!result.login) return result;
+  return {
+    ...result,
+    login: { ts: Math.floor(Date.now() / 1000), ...result.login },
+    ...(prompt === 'create' && { create: {} }),
+  };
 }
 
 /** Claim names from a `claims` request parameter (already validated by oidc-provider). */

@@ -62,6 +62,11 @@ export interface SecondFactorSteps {
   register(router: Router): void;
 }
 
+/** A sign-in is under way on the login prompt, or on prompt=create's page for someone who has an account already. */
+function signingIn(interaction: Interaction): boolean {
+  return interaction.prompt.name === 'login' || interaction.prompt.name === 'create';
+}
+
 const METHOD_ORDER: SecondFactorMethod[] = ['totp', 'passkey', 'email-code', 'recovery-code'];
 
 const STAGE_PATHS: Record<PendingSignIn['stage'], string> = {
@@ -123,7 +128,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
   async function loadPending(ctx: Context, stage: PendingSignIn['stage']): Promise<{ interaction: Interaction; signIn: PendingSignIn; account: Account } | undefined> {
     const interaction = await loadInteraction(ctx);
     ctx.set('Cache-Control', 'no-store');
-    if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+    if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
     const signIn = await pending.find(interaction.uid);
     const account = signIn && await accounts.findBySub(signIn.sub);
     // The passkey script asks for JSON: a redirect to an HTML page would only confuse it.
@@ -307,14 +312,14 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
     // Passwordless: a discoverable passkey names its account (the user handle) and proves both factors.
     router.post('/passkey/options', async function passwordlessOptions(ctx) {
       const interaction = await loadInteraction(ctx);
-      if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+      if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       ctx.set('Cache-Control', 'no-store');
       ctx.body = await secondFactors.passkeyAuthenticationOptions(undefined, { uid: interaction.uid });
     });
 
     router.post('/passkey', async function submitPasswordlessPasskey(ctx) {
       const interaction = await loadInteraction(ctx);
-      if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+      if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       try {
         const result = await secondFactors.verifyPasskeyAuthentication(formField(ctx, 'credential'), { uid: interaction.uid });
         const assurance = passwordlessPasskey(result.storage);
