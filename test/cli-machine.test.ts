@@ -254,6 +254,7 @@ test('refused machine clients exit 1 with one line and write nothing', async (t)
     [['--resource', ORDERS, '--resource', 'https://unknown.example.com', '--scope', 'read'], /no resource server https:\/\/unknown\.example\.com/],
     [['--auth', 'tls_client_auth', '--resource', ORDERS, '--scope', 'read'], /tls_client_auth needs a subject DN or SAN/],
     [['--auth', 'tls_client_auth', '--tls-subject-dn', 'svc', '--resource', ORDERS, '--scope', 'read'], /svc is not a distinguished name/],
+    [['--auth', 'tls_client_auth', '--tls-subject-dn', 'CN=svc;O=Org', '--resource', ORDERS, '--scope', 'read'], /CN=svc;O=Org is not a distinguished name .*unescaped ;/],
     [['--auth', 'tls_client_auth', '--tls-san-ip', '300.1.1.1', '--resource', ORDERS, '--scope', 'read'], /300\.1\.1\.1 is not an IP address/],
     [['--auth', 'self_signed_tls_client_auth', '--resource', ORDERS, '--scope', 'read'], /self_signed_tls_client_auth needs a certificate/],
     [['--auth', 'self_signed_tls_client_auth', '--cert', file('garbage.pem', 'not a certificate\n'), '--resource', ORDERS, '--scope', 'read'], /--cert .*garbage\.pem is not a PEM-encoded X\.509 certificate/],

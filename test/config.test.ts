@@ -87,3 +87,9 @@ test('a static client with metadata oidc-provider rejects stops server startup w
   const error = await t.throwsAsync(startTestServer({ clients: [{ client_id: 'broken', client_secret: 'x'.repeat(40), redirect_uris: ['http://localhost:9/cb'], grant_types: ['password'] }] }), { instanceOf: ConfigError });
   t.regex(error!.message, /^Configuration error: .*clients\.json: client broken: .*grant_types/m);
 });
+
+test('a static tls_client_auth client with an unparsable subject DN stops startup with one line naming it', async (t) => {
+  const client = { client_id: 'mtls-bad', redirect_uris: ['https://rp.example.com/cb'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: 'CN=svc;O=Org' };
+  const error = await t.throwsAsync(startTestServer({ clients: [client] }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client mtls-bad: CN=svc;O=Org is not a distinguished name .*unescaped ;/m);
+});

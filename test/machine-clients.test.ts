@@ -183,6 +183,17 @@ test('tls_client_auth fails with invalid_client without a certificate, with anot
   }
 });
 
+test('a certificate whose one CN holds an escaped comma does not pass for the client registered as CN=svc,O=Test', async (t) => {
+  // Its subject prints as "CN=svc\\,O=Test": one attribute, whose value is the text "svc,O=Test".
+  const lookalike = await issueCertificate(f.clientCa, { subject: 'CN=svc\\,O=Test' });
+  const refused = await mtlsToken(f.svc.clientId, lookalike);
+  t.is(refused.status, 401);
+  t.is(refused.json<{ error: string }>().error, 'invalid_client');
+  const multiValued = await issueCertificate(f.clientCa, { subject: 'CN=svc+O=Test' });
+  t.is((await mtlsToken(f.svc.clientId, multiValued)).status, 401, 'one multi-valued RDN is not two RDNs');
+  t.is((await mtlsToken(f.svc.clientId, f.svc.cert)).status, 200, 'the real certificate still does');
+});
+
 test('self_signed_tls_client_auth fails with invalid_client for an unregistered or expired certificate', async (t) => {
   const unregistered = await createSelfSignedCertificate({ subject: 'CN=self-signed-svc' });
   const response = await mtlsToken(f.selfSigned.clientId, unregistered);

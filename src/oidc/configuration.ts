@@ -12,7 +12,7 @@ import { errors, interactionPolicy } from 'oidc-provider';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from '../account/client.ts';
 import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
-import { chainsTo, parseBundle, subjectMatches, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
+import { chainsTo, parseBundle, subjectMatches, tlsSubjectProblem, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
 import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
@@ -211,6 +211,22 @@ function validateTesseraMetadata(key: string, value: unknown): void {
   }
 }
 
+/**
+ * What registration refuses is refused in config/clients.json too, at startup, one line per problem:
+ * a subject DN that does not parse (it would match no certificate, or once did match the wrong ones).
+ */
+function staticClientProblems(client: Record<string, unknown>, _config: Config): string[] {
+  const where = `clients.json: client ${String(client.client_id)}`;
+  const subjects: TlsSubject[] = [
+    ...(typeof client.tls_client_auth_subject_dn === 'string' ? [{ type: 'subject_dn' as const, value: client.tls_client_auth_subject_dn }] : []),
+    ...(Array.isArray(client.tessera_tls_subjects) ? client.tessera_tls_subjects as TlsSubject[] : []),
+  ];
+  return subjects
+    .map((subject) => (subject && typeof subject.value === 'string' ? tlsSubjectProblem(subject) : undefined))
+    .filter((problem): problem is string => Boolean(problem))
+    .map((problem) => `${where}: ${problem}`);
+}
+
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 
 /**
@@ -243,6 +259,8 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
   if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
     throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
   }
+  const staticProblems = staticClients.flatMap((client) => staticClientProblems(client, config));
+  if (staticProblems.length) throw new ConfigError(staticProblems);
   return {
     adapter,
     clients: [...staticClients, accountClientMetadata(config.issuer)] as unknown as Configuration['clients'],
