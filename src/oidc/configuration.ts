@@ -18,6 +18,7 @@ import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../domain/roles.ts';
+import { providerCookieNames } from '../http/cookie-names.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { presentedCertificate, type PresentedCertificate } from './client-certificates.ts';
@@ -227,6 +228,15 @@ function staticClientProblems(client: Record<string, unknown>, _config: Config):
     .map((problem) => `${where}: ${problem}`);
 }
 
+/**
+ * oidc-provider's cookie names are fixed at start, so they take their prefixes only when every
+ * browser request will arrive over TLS: an https ISSUER that Tessera terminates itself, or one a TLS
+ * proxy fronts (BEHIND_TLS_PROXY). Elsewhere a prefixed cookie would lack Secure and be dropped.
+ */
+export function cookiesOverTls(config: Config): boolean {
+  return config.issuer.startsWith('https:') && (Boolean(config.tls.cert) || config.behindTlsProxy);
+}
+
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 
 /**
@@ -266,6 +276,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
     clients: [...staticClients, accountClientMetadata(config.issuer)] as unknown as Configuration['clients'],
     jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
+      names: providerCookieNames(cookiesOverTls(config)),
       keys: keys.cookieKeys,
       long: { signed: true, httpOnly: true, sameSite: 'lax' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
