@@ -13,7 +13,7 @@ import { ACCOUNT_CLIENT_ID, accountClientMetadata } from '../account/client.ts';
 import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
 import { chainsTo, parseBundle, subjectMatches, tlsSubjectProblem, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
-import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
+import { jwksUriProblem, TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
@@ -214,18 +214,19 @@ function validateTesseraMetadata(key: string, value: unknown): void {
 
 /**
  * What registration refuses is refused in config/clients.json too, at startup, one line per problem:
- * a subject DN that does not parse (it would match no certificate, or once did match the wrong ones).
+ * a subject DN that does not parse (it would match no certificate, or once did match the wrong ones),
+ * and in production a jwks_uri on a loopback or private address.
  */
-function staticClientProblems(client: Record<string, unknown>, _config: Config): string[] {
+function staticClientProblems(client: Record<string, unknown>, config: Config): string[] {
   const where = `clients.json: client ${String(client.client_id)}`;
   const subjects: TlsSubject[] = [
     ...(typeof client.tls_client_auth_subject_dn === 'string' ? [{ type: 'subject_dn' as const, value: client.tls_client_auth_subject_dn }] : []),
     ...(Array.isArray(client.tessera_tls_subjects) ? client.tessera_tls_subjects as TlsSubject[] : []),
   ];
-  return subjects
-    .map((subject) => (subject && typeof subject.value === 'string' ? tlsSubjectProblem(subject) : undefined))
-    .filter((problem): problem is string => Boolean(problem))
-    .map((problem) => `${where}: ${problem}`);
+  const problems = subjects.map((subject) => (subject && typeof subject.value === 'string' ? tlsSubjectProblem(subject) : undefined));
+  const jwksProblem = typeof client.jwks_uri === 'string' ? jwksUriProblem(client.jwks_uri, config.env === 'production') : undefined;
+  problems.push(jwksProblem && `jwks_uri: ${jwksProblem}`);
+  return problems.filter((problem): problem is string => Boolean(problem)).map((problem) => `${where}: ${problem}`);
 }
 
 /**
