@@ -255,6 +255,20 @@ test('a client only gets the scopes it was allowed: asking for more fails with i
   t.is(unknownResource.json<{ error: string }>().error, 'invalid_target');
 });
 
+test('a machine client asking for openid or another OpenID Connect scope gets invalid_scope, not a token without it', async (t) => {
+  for (const scope of ['openid orders:read', 'orders:read offline_access', 'openid']) {
+    const response = await mtlsToken(f.svc.clientId, f.svc.cert, { scope });
+    t.is(response.status, 400, scope);
+    t.like(response.json<{ error: string; error_description: string }>(), { error: 'invalid_scope', error_description: 'OpenID Connect scopes need a signed-in person, and the client credentials grant has none' }, scope);
+  }
+  // svc is allowed two resources, so without `resource` no resource server is chosen for it.
+  const withoutResource = await request(`${f.tls.mtlsUrl}/token`, {
+    form: { grant_type: 'client_credentials', client_id: f.svc.clientId, scope: 'openid' }, cert: f.svc.cert.cert, key: f.svc.cert.key, ca: f.serverCa.cert,
+  });
+  t.is(withoutResource.status, 400, withoutResource.text);
+  t.is(withoutResource.json<{ error: string }>().error, 'invalid_scope');
+});
+
 test('a bound access token is refused at userinfo without its certificate and accepted with it', async (t) => {
   const { rpCert } = f;
   const agent = new UserAgent({ ca: f.serverCa.cert });

@@ -87,9 +87,23 @@ async function holderRoles(accounts: AccountService, ctx: KoaContextWithOIDC, cl
 }
 
 /**
+ * OpenID Connect scopes (openid, profile, offline_access...) are about a signed-in person, and the
+ * client credentials grant has none: asking for one there is invalid_scope, where oidc-provider
+ * would issue a token carrying `openid` (or, with a resource, silently drop it). Checked both
+ * where a resource is named (resourceServerInfo) and where none is (defaultResource).
+ */
+function refusePersonScopes(ctx: KoaContextWithOIDC): void {
+  const params = ctx.oidc.params as Record<string, unknown> | undefined;
+  if (ctx.oidc.route !== 'token' || params?.grant_type !== 'client_credentials' || typeof params.scope !== 'string') return;
+  const personScopes = params.scope.split(' ').filter((scope) => OIDC_SCOPES.has(scope));
+  if (personScopes.length) throw new errors.InvalidScope('OpenID Connect scopes need a signed-in person, and the client credentials grant has none', personScopes.join(' '));
+}
+
+/**
  * Which access tokens a client may get for a resource server: only the scopes both the resource
  * offers and the client was allowed. Asking for any other API scope fails with invalid_scope
- * (oidc-provider alone would silently drop it). A scope the resource limits to roles is offered
+ * (oidc-provider alone would silently drop it), and so does an OpenID Connect scope such as
+ * `openid` with the client credentials grant. A scope the resource limits to roles is offered
  * only when the holder has one of them: a person without it is simply not granted it (the token
  * response's `scope` says what was), a machine client asking for it explicitly gets invalid_scope.
  * This runs again at every token request, so a role taken away stops the next refresh too.
@@ -113,6 +127,7 @@ async function resourceServerInfo(resources: ResourceService, accounts: AccountS
     params.scope = available.join(' ');
   }
   const requested = typeof params?.scope === 'string' ? params.scope.split(' ') : [];
+  if (machine) refusePersonScopes(ctx);
   const refused = requested.filter((scope) => scope && !OIDC_SCOPES.has(scope) && !everyAllowedScope.has(scope));
   if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
   if (machine) {
@@ -394,7 +409,8 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       resourceIndicators: {
         enabled: true,
         // A machine client allowed exactly one API needs no `resource` parameter.
-        defaultResource(_ctx, client, oneOf) {
+        defaultResource(ctx, client, oneOf) {
+          refusePersonScopes(ctx);
           if (oneOf?.length) return oneOf[0]!;
           const audiences = Object.keys(allowedResources(client as unknown as ClientLike));
           return audiences.length === 1 && client.grantTypeAllowed('client_credentials') ? audiences[0]! : undefined!;
