@@ -70,7 +70,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_TTL_SECONDS) + CLOCK_SKEW_SECONDS;
   // Clients check their resources exist, and resources create their own clients: tie the knot lazily.
   let resources: ResourceService | undefined;
-  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events);
+  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events, { production: config.env === 'production' });
   // The admin API is a resource server of Tessera's own (admin/resource.ts), there whenever the API is.
   const builtInResources = config.security.adminApi ? [adminResource(config.issuer)] : [];
   resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources, builtInResources);

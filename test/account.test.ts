@@ -78,7 +78,7 @@ test('the account page sends a visitor who is not signed in to sign in with Tess
   t.falsy(/consent/.exec(page.url), 'the account page never asks for consent');
 
   const cookies = (await accountPage(agent)).headers.getSetCookie().join('\n');
-  t.regex(cookies, /tessera\.account=[^;]+;[^\n]*path=\/account/i);
+  t.regex(cookies, /tessera\.account=[^;]+;[^\n]*path=\/;/i);
   t.regex(cookies, /httponly/i);
   t.regex(cookies, /samesite=lax/i);
 });

@@ -513,6 +513,9 @@ test('clients: refused input is 400 with the reason, a configured client cannot 
   const noResource = await api('POST', '/clients', { body: { kind: 'machine', name: 'Lost', resources: { 'https://nowhere.example.com': ['read'] } } });
   t.is(noResource.status, 400);
   t.regex(String(noResource.body.error_description), /no resource server/);
+  const badDn = await api('POST', '/clients', { body: { kind: 'machine', name: 'Bad DN', auth: 'tls_client_auth', tls_subjects: [{ type: 'subject_dn', value: 'CN=svc,FOO=bar' }], resources: { [ORDERS]: ['orders:read'] } } });
+  t.is(badDn.status, 400);
+  t.regex(String(badDn.body.error_description), /not a distinguished name .*unknown attribute type FOO/);
   const noKind = await api('POST', '/clients', { body: { name: 'Which' } });
   t.is(noKind.status, 400);
   const wrongKindFields = await api('POST', '/clients', { body: { kind: 'relying_party', name: 'Mixed', redirect_uris: ['https://x.example.com/cb'], resources: {} } });

@@ -87,3 +87,16 @@ test('a static client with metadata oidc-provider rejects stops server startup w
   const error = await t.throwsAsync(startTestServer({ clients: [{ client_id: 'broken', client_secret: 'x'.repeat(40), redirect_uris: ['http://localhost:9/cb'], grant_types: ['password'] }] }), { instanceOf: ConfigError });
   t.regex(error!.message, /^Configuration error: .*clients\.json: client broken: .*grant_types/m);
 });
+
+test('a static tls_client_auth client with an unparsable subject DN stops startup with one line naming it', async (t) => {
+  const client = { client_id: 'mtls-bad', redirect_uris: ['https://rp.example.com/cb'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: 'CN=svc;O=Org' };
+  const error = await t.throwsAsync(startTestServer({ clients: [client] }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client mtls-bad: CN=svc;O=Org is not a distinguished name .*unescaped ;/m);
+});
+
+test('in production a static client whose jwks_uri is on loopback stops startup with one line naming it', async (t) => {
+  const client = { client_id: 'local-keys', redirect_uris: ['https://rp.example.com/cb'], token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'https://127.0.0.1:8443/jwks' };
+  const env = { NODE_ENV: 'production', TESSERA_SECRET: 'a production secret of at least thirty-two characters', BEHIND_TLS_PROXY: 'true' };
+  const error = await t.throwsAsync(startTestServer({ clients: [client], env }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client local-keys: jwks_uri: https:\/\/127\.0\.0\.1:8443\/jwks points at a loopback or private address/m);
+});

@@ -148,6 +148,37 @@ test('an email already registered is a 409', async (t) => {
   t.is(again.body.error, 'email_taken');
 });
 
+test('look-alike spellings of a registered address do not create a second account, and sign in to the first', async (t) => {
+  const address = email();
+  const created = await register({ email: address, password: PASSWORD });
+  t.is(created.status, 201);
+  const [local, domain] = address.split('@') as [string, string];
+  const fullwidth = (text: string) => [...text].map((char) => /[!-~]/.test(char) ? String.fromCodePoint(char.codePointAt(0)! + 0xfee0) : char).join('');
+  // The same mailbox: these are the account's own address and must be taken.
+  for (const [label, spelling] of [
+    ['trailing dot on the domain', `${address}.`],
+    ['upper case', address.toUpperCase()],
+    ['fullwidth forms', `${fullwidth(local)}@${fullwidth(domain)}`],
+  ]) {
+    const answer = await register({ email: spelling, password: PASSWORD });
+    t.is(answer.status, 409, label);
+  }
+  // Disguises: refused outright, never a second account.
+  for (const [label, spelling] of [
+    ['zero-width space', `${local}\u200b@${domain}`],
+    ['bidi override', `\u202e${address}`],
+    ['soft hyphen', `${local.slice(0, 2)}\u00ad${local.slice(2)}@${domain}`],
+    ['NUL', `${address}\u0000`],
+    ['zero-width joiner in the domain', `${local}@exa\u200dmple.com`],
+  ]) {
+    const answer = await register({ email: spelling, password: PASSWORD });
+    t.is(answer.status, 400, label);
+    t.regex(String((answer.body.fields as Record<string, string>).email), /invisible or control characters/, label);
+  }
+  const { tokens } = await signIn(await discover(server.issuer), new UserAgent(), { email: `${address.toUpperCase()}.`, password: PASSWORD }, { parameters: { scope: 'openid email' } });
+  t.is(tokens.claims()!.sub, String(created.body.sub), 'sign-in finds the account by the same rule');
+});
+
 test('MongoDB operators and other non-strings are refused as input, never run as queries', async (t) => {
   const attempts: unknown[] = [
     { email: { $gt: '' }, password: PASSWORD },

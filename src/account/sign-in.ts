@@ -4,7 +4,8 @@
  * (state, `iss`, the ID token's signature, audience and nonce); discovery, JWKS and the code exchange
  * reach oidc-provider in this process (in-process-fetch.ts), never over the network.
  *
- * Two signed cookies, both httpOnly, SameSite=Lax and limited to /account:
+ * Two signed cookies, both httpOnly and SameSite=Lax, named `__Host-` over TLS (cookie-names.ts),
+ * which is why their path is / although only /account reads them:
  * - `tessera.account.signin` holds the PKCE verifier, state and nonce while the person signs in;
  * - `tessera.account` holds who is signed in and the `sid` of their Tessera session. It lives
  *   15 minutes from the last request, and every request checks that the session with that `sid`
@@ -15,12 +16,14 @@ import type { Provider } from 'oidc-provider';
 import * as oidc from 'openid-client';
 
 import { AppError } from '../errors.ts';
+import { ACCOUNT_SESSION_COOKIE, ACCOUNT_SIGN_IN_COOKIE, hostCookieName } from '../http/cookie-names.ts';
 import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './client.ts';
 import { inProcessFetch } from './in-process-fetch.ts';
 
-const SESSION_COOKIE = 'tessera.account';
-const SIGN_IN_COOKIE = 'tessera.account.signin';
-const COOKIE_PATH = '/account';
+const SESSION_COOKIE = ACCOUNT_SESSION_COOKIE;
+const SIGN_IN_COOKIE = ACCOUNT_SIGN_IN_COOKIE;
+/** `__Host-` demands Path=/. */
+const COOKIE_PATH = '/';
 /** Idle lifetime of the account-page session; the Tessera session behind it usually lives far longer. */
 export const ACCOUNT_IDLE_SECONDS = 15 * 60;
 /** How long a sign-in may take, from leaving the account page to coming back. */
@@ -57,7 +60,7 @@ function cookieOptions(ctx: Context, maxAgeSeconds: number) {
 }
 
 function readCookie<T>(ctx: Context, name: string): T | undefined {
-  const raw = ctx.cookies.get(name, { signed: true });
+  const raw = ctx.cookies.get(hostCookieName(ctx, name), { signed: true });
   if (!raw) return undefined;
   try {
     return JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as T;
@@ -67,11 +70,11 @@ function readCookie<T>(ctx: Context, name: string): T | undefined {
 }
 
 function writeCookie(ctx: Context, name: string, value: unknown, maxAgeSeconds: number): void {
-  ctx.cookies.set(name, Buffer.from(JSON.stringify(value)).toString('base64url'), cookieOptions(ctx, maxAgeSeconds));
+  ctx.cookies.set(hostCookieName(ctx, name), Buffer.from(JSON.stringify(value)).toString('base64url'), cookieOptions(ctx, maxAgeSeconds));
 }
 
 function clearCookie(ctx: Context, name: string): void {
-  ctx.cookies.set(name, null, { signed: true, path: COOKIE_PATH, overwrite: true });
+  ctx.cookies.set(hostCookieName(ctx, name), null, { signed: true, secure: ctx.secure, path: COOKIE_PATH, overwrite: true });
 }
 
 export class AccountSignIn {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 
 import { AppError } from '../errors.ts';
 import type { Account, AccountRepository } from '../store/port.ts';
+import { emailLookupKey, normaliseEmail } from './email.ts';
 import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import { isLocked, type LockoutPolicy } from './lockout.ts';
 import type { PasswordHasher } from './password.ts';
@@ -18,15 +19,19 @@ export const INVALID_CREDENTIALS = 'Invalid email or password';
 export const PASSWORD_MIN_LENGTH = 12;
 export { PASSWORD_MAX_LENGTH };
 
-/** Trim, Unicode NFC, lower-case: one spelling per mailbox, so uniqueness means what people expect. */
+/** The lookup key of an address (email.ts): one spelling per mailbox, so uniqueness means what people expect. */
 export function normalizeEmail(email: string): string {
-  return email.trim().normalize('NFC').toLowerCase();
+  return emailLookupKey(email);
 }
 
-const email = z
-  .string()
-  .transform(normalizeEmail)
-  .pipe(z.string().max(254, 'Email is too long').regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, 'Enter a valid email address'));
+/** Every way in that creates or changes an account's address parses it with this: email.ts's one rule. */
+export const emailSchema = z.string().transform((value, ctx) => {
+  const normalised = normaliseEmail(value);
+  if (normalised.ok) return normalised.email;
+  ctx.addIssue({ code: 'custom', message: normalised.message, params: { code: normalised.code } });
+  return z.NEVER;
+});
+
 
 const optionalName = z
   .string()
@@ -36,7 +41,7 @@ const optionalName = z
   .transform((value) => (value ? value : undefined));
 
 export const registrationSchema = z.object({
-  email,
+  email: emailSchema,
   // Length, leaked-password and email checks are the PasswordPolicy's (AccountService.register).
   password: z.string({ error: 'Choose a password' }),
   name: optionalName,

@@ -10,7 +10,8 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 
-import { normalizeEmail, type AccountService } from '../domain/accounts.ts';
+import { type AccountService } from '../domain/accounts.ts';
+import { normaliseEmail } from '../domain/email.ts';
 import { describeDuration } from '../domain/account-mail.ts';
 import { VERIFY_EMAIL_PATH, type EmailVerification } from '../domain/email-verification.ts';
 import type { SecurityEvents } from '../domain/events.ts';
@@ -36,8 +37,7 @@ function queryField(ctx: Context, name: string): string {
 }
 
 function looksLikeEmail(value: string): boolean {
-  const email = normalizeEmail(value);
-  return email.length <= 254 && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email);
+  return normaliseEmail(value).ok;
 }
 
 export function recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events }: RecoveryRouterDependencies): Router {
