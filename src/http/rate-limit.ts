@@ -16,7 +16,6 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
-import type { Logger } from '../log.ts';
 import { CLIENT_AUTHENTICATING_PATHS, trustedProxyList } from '../oidc/client-certificates.ts';
 import type { Store } from '../store/port.ts';
 
@@ -49,6 +48,12 @@ function normalizeAddress(address: string | undefined): string | undefined {
 
 function isTrusted(proxies: BlockList, address: string): boolean {
   return proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** Whether a socket's peer address (as the socket gives it) is one of the trusted proxies. */
+export function peerIsTrusted(proxies: BlockList, remoteAddress: string | undefined): boolean {
+  const peer = normalizeAddress(remoteAddress);
+  return peer !== undefined && isTrusted(proxies, peer);
 }
 
 /**
@@ -136,13 +141,6 @@ export class RateLimits {
     this.#settings = settings;
     this.#store = store;
     this.#proxies = trustedProxyList(trustedProxies);
-  }
-
-  /** Says, once at startup, when per-address limits would count every client as the proxy. */
-  warnIfMisconfigured(behindTlsProxy: boolean, trustedProxies: readonly string[], logger: Logger): void {
-    if (behindTlsProxy && trustedProxies.length === 0) {
-      logger.warn('BEHIND_TLS_PROXY is set but TRUSTED_PROXIES is empty: rate limits per address will count every client under the proxy\'s address; set TRUSTED_PROXIES');
-    }
   }
 
   /** The client address the limits count, after trusted proxies. */

@@ -1,0 +1,196 @@
+/**
+ * The edge of the HTTP chain (red-team review, issue #10): what a request says about the host it
+ * was sent to, the proxy it came through and the spelling of its path cannot steer Tessera.
+ * Real servers on loopback; "other addresses" are real source addresses in 127.0.0.0/8.
+ */
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+
+import test from 'ava';
+
+import { createCertificateAuthority, createSelfSignedCertificate, issueCertificate } from '../src/domain/pki.ts';
+import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+}
+
+interface Sent {
+  method?: string;
+  /** The request target exactly as written on the wire (no dot-segment or case normalisation). */
+  path: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Source address in 127.0.0.0/8, to be a particular peer (a proxy, a client, an attacker). */
+  from?: string;
+  tls?: { ca: string; cert?: string; key?: string };
+}
+
+function send(port: number, sent: Sent): Promise<Answer> {
+  const transport = sent.tls ? https : http;
+  const body = typeof sent.body === 'string' ? Buffer.from(sent.body) : sent.body;
+  return new Promise((resolve, reject) => {
+    const outgoing = transport.request({
+      host: '127.0.0.1',
+      port,
+      method: sent.method ?? (body ? 'POST' : 'GET'),
+      path: sent.path,
+      headers: { host: `localhost:${port}`, ...(body && { 'content-length': String(body.length) }), ...sent.headers },
+      agent: false,
+      ...(sent.from && { localAddress: sent.from }),
+      ...(sent.tls && { ca: sent.tls.ca, cert: sent.tls.cert, key: sent.tls.key, servername: 'localhost' }),
+    }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', reject);
+    });
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
+}
+
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+
+async function started(t: { teardown(fn: () => Promise<void>): void }, options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const server = await startTestServer(options);
+  t.teardown(async () => {
+    await server.close();
+    removeDir(server.dataDir);
+  });
+  return server;
+}
+
+// Tessera behind a TLS-terminating proxy at 127.0.0.2, published as https://id.example.test.
+const ISSUER = 'https://id.example.test';
+const PROXIED = { ISSUER, BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '127.0.0.2' };
+
+test('a request for another host gets 421, and never a document naming that host', async (t) => {
+  const server = await started(t, { env: PROXIED });
+  const asked: Array<[string, Sent]> = [];
+  for (const target of ['/.well-known/openid-configuration', '/jwks', '/', '/interaction/x/login', '/account', '/auth?client_id=x']) {
+    asked.push([`Host: evil.example ${target}`, { path: target, headers: { host: 'evil.example' } }]);
+    asked.push([`X-Forwarded-Host: evil.example via the proxy ${target}`, { path: target, from: '127.0.0.2', headers: { host: '10.0.0.5:3000', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' } }]);
+  }
+  asked.push(['POST /token for evil.example', { path: '/token', headers: { ...FORM, host: 'evil.example' }, body: 'grant_type=client_credentials' }]);
+  asked.push(['a host that only starts like the issuer\'s', { path: '/.well-known/openid-configuration', headers: { host: 'id.example.test.evil.example' } }]);
+  for (const [what, sent] of asked) {
+    const answer = await send(server.port, sent);
+    t.is(answer.status, 421, what);
+    t.notRegex(answer.text, /evil/, what);
+    t.not(answer.headers['cache-control'], 'public, max-age=300, stale-while-revalidate=60', what);
+  }
+  const json = await send(server.port, { path: '/.well-known/openid-configuration', headers: { host: 'evil.example' } });
+  t.deepEqual(JSON.parse(json.text), { error: 'misdirected', error_description: 'This server does not answer for that host.' });
+});
+
+test('health probes answer whatever host they name, as orchestrators probe by address', async (t) => {
+  const server = await started(t, { env: PROXIED });
+  t.is((await send(server.port, { path: '/healthz', headers: { host: '10.0.0.5:3000' } })).status, 200);
+  t.is((await send(server.port, { path: '/readyz', headers: { host: '10.0.0.5:3000' } })).status, 200);
+  t.is((await send(server.port, { path: '/metrics', headers: { host: '10.0.0.5:3000' } })).status, 200);
+});
+
+test('X-Forwarded-Host and X-Forwarded-Proto from a peer that is not a trusted proxy are ignored', async (t) => {
+  const server = await started(t, { env: PROXIED });
+  const answer = await send(server.port, {
+    path: '/.well-known/openid-configuration',
+    from: '127.0.0.1',
+    headers: { host: 'id.example.test', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http', forwarded: 'host=evil.example;proto=http' },
+  });
+  t.is(answer.status, 200, answer.text);
+  t.notRegex(answer.text, /evil|http:\/\//);
+  const discovery = JSON.parse(answer.text) as Record<string, string>;
+  t.is(discovery.issuer, ISSUER);
+  t.is(discovery.token_endpoint, `${ISSUER}/token`);
+  t.is(discovery.jwks_uri, `${ISSUER}/jwks`);
+});
+
+test('through a trusted proxy the issuer\'s forwarded host works, and discovery names the issuer whatever else the proxy says', async (t) => {
+  const server = await started(t, { env: PROXIED });
+  for (const forwarded of [
+    { 'x-forwarded-host': 'id.example.test', 'x-forwarded-proto': 'https' },
+    // nginx's $host drops the port and keeps the case the client sent; a proxy may say http.
+    { 'x-forwarded-host': 'ID.Example.TEST:443', 'x-forwarded-proto': 'http' },
+  ]) {
+    const answer = await send(server.port, { path: '/.well-known/openid-configuration', from: '127.0.0.2', headers: { host: '10.0.0.5:3000', ...forwarded } });
+    t.is(answer.status, 200, answer.text);
+    const discovery = JSON.parse(answer.text) as Record<string, unknown>;
+    t.is(discovery.issuer, ISSUER);
+    for (const [name, value] of Object.entries(discovery)) {
+      if (typeof value === 'string' && /^https?:/.test(value)) t.true(value === ISSUER || value.startsWith(`${ISSUER}/`), `${name}: ${value}`);
+    }
+    t.is(answer.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', 'https, as the issuer is');
+  }
+});
+
+test('discovery names ISSUER also when the Host header names another port of the issuer\'s host', async (t) => {
+  const server = await started(t);
+  const answer = await send(server.port, { path: '/.well-known/openid-configuration', headers: { host: 'localhost:1' } });
+  t.is(answer.status, 200, answer.text);
+  t.is((JSON.parse(answer.text) as { token_endpoint: string }).token_endpoint, `${server.issuer}/token`);
+});
+
+// Item 2: one spelling per protocol path. oidc-provider's router ignores letter case and one trailing
+// slash, and clients resolve dot segments (`/token/.` leaves fetch as `/token/`).
+const VARIANTS: Record<string, string[]> = {
+  '/token': ['/token/', '/TOKEN', '/Token/', '/token/./', '/token/x/..'],
+  '/token/introspection': ['/token/introspection/', '/TOKEN/Introspection'],
+  '/token/revocation': ['/Token/Revocation', '/token/revocation/'],
+  '/request': ['/REQUEST', '/request/'],
+};
+/** What fetch (WHATWG URL) makes of a path before sending it. */
+const asSent = (target: string) => new URL(target, 'http://x').pathname;
+
+test('a client over its limit of failed requests is refused at every spelling of every client-authenticating path', async (t) => {
+  const server = await started(t, { env: { RATE_LIMIT_TOKEN_FAILURES_PER_IP: '2/300', RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: '2/300' } });
+  const bad = { headers: FORM, body: 'grant_type=client_credentials&client_id=nobody&client_secret=wrong' };
+  for (let i = 0; i < 2; i += 1) t.is((await send(server.port, { path: '/token', ...bad })).status, 401);
+  for (const [canonical, variants] of Object.entries(VARIANTS)) {
+    t.is((await send(server.port, { path: canonical, ...bad })).status, 429, canonical);
+    for (const variant of variants) {
+      for (const target of new Set([variant, asSent(variant)])) {
+        const answer = await send(server.port, { path: target, ...bad });
+        t.is(answer.status, 404, `${target}: ${answer.text}`);
+      }
+    }
+  }
+});
+
+test('an expired client certificate gets no token at any spelling of the token endpoint', async (t) => {
+  const dir = makeTempDir('tessera-edge-');
+  t.teardown(() => removeDir(dir));
+  const serverCa = await createCertificateAuthority({ subject: 'CN=Edge Server CA' });
+  const serverCert = await issueCertificate(serverCa, { subject: 'CN=localhost', sans: { dns: ['localhost'] }, usage: 'server' });
+  writeFileSync(path.join(dir, 'server.pem'), serverCert.cert);
+  writeFileSync(path.join(dir, 'server-key.pem'), serverCert.key);
+  const server = await started(t, { env: { TLS_CERT: path.join(dir, 'server.pem'), TLS_KEY: path.join(dir, 'server-key.pem'), MTLS_PORT: '0' } });
+  const day = 86_400_000;
+  const expired = await createSelfSignedCertificate({ subject: 'CN=expired-svc', notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) });
+  const audience = 'https://edge-api.example.com';
+  const clientId = await server.withServices(async ({ clients, resources }) => {
+    await resources.create({ audience, scopes: ['read'], format: 'jwt', ttlSeconds: 300 });
+    return (await clients.createMachineClient({ name: 'expired', auth: 'self_signed_tls_client_auth', certificates: [expired.cert], resources: { [audience]: ['read'] } })).client_id;
+  });
+  const mtlsPort = Number(new URL(server.mtlsUrl!).port);
+  const tokenAt = (target: string) => send(mtlsPort, {
+    path: target,
+    headers: { ...FORM, host: new URL(server.mtlsUrl!).host },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, resource: audience, scope: 'read' }).toString(),
+    tls: { ca: serverCa.cert, cert: expired.cert, key: expired.key },
+  });
+  const canonical = await tokenAt('/token');
+  t.is(canonical.status, 401, canonical.text);
+  t.regex(canonical.text, /expired or not yet valid/);
+  for (const variant of VARIANTS['/token']!) {
+    for (const target of new Set([variant, asSent(variant)])) {
+      const answer = await tokenAt(target);
+      t.is(answer.status, 404, `${target}: ${answer.text}`);
+      t.notRegex(answer.text, /access_token/, target);
+    }
+  }
+});
