@@ -93,7 +93,7 @@ export interface SecurityConfig {
     readonly passwordResetPerIp: RateLimit;
     readonly passwordResetPerAccount: RateLimit;
     readonly secondFactorPerAccount: RateLimit;
-    /** Failed token requests (bad client credentials or grants) per address and per client id. */
+    /** Failed token requests (bad client credentials or grants) per address, and per client id from one address. */
     readonly tokenFailuresPerIp: RateLimit;
     readonly tokenFailuresPerClient: RateLimit;
     /** Admin API requests refused for a missing or bad access token, per address. */

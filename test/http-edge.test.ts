@@ -11,6 +11,7 @@ import path from 'node:path';
 import test from 'ava';
 
 import { createCertificateAuthority, createSelfSignedCertificate, issueCertificate } from '../src/domain/pki.ts';
+import { startMongoLane } from './helpers/mongo-lane.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
 interface Answer {
@@ -194,3 +195,32 @@ test('an expired client certificate gets no token at any spelling of the token e
     }
   }
 });
+
+// Item 3: a client id is public; failures named with it must not lock the client itself out.
+for (const kind of ['sqlite', 'mongodb'] as const) {
+  test(`on ${kind}, failed token requests naming a client lock out the address that sent them, not the client`, async (t) => {
+    const lane = kind === 'mongodb' ? await startMongoLane() : undefined;
+    if (lane) t.teardown(() => lane.stop());
+    const server = await started(t, { env: { RATE_LIMIT_TOKEN_FAILURES_PER_IP: '60/300', RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: '30/300', ...(lane && { MONGODB_URI: lane.uri }) } });
+    const audience = 'https://edge-orders.example.com';
+    const client = await server.withServices(async ({ clients, resources }) => {
+      await resources.create({ audience, scopes: ['read'], format: 'jwt', ttlSeconds: 300 });
+      return clients.createMachineClient({ name: 'victim', auth: 'client_secret_basic', resources: { [audience]: ['read'] } });
+    });
+    const tokenRequest = (from: string, secret: string) => send(server.port, {
+      path: '/token',
+      from,
+      headers: { ...FORM, authorization: `Basic ${btoa(`${client.client_id}:${secret}`)}` },
+      body: new URLSearchParams({ grant_type: 'client_credentials', resource: audience, scope: 'read' }).toString(),
+    });
+    const attacker = '127.0.0.3';
+    const failures = await Promise.all(Array.from({ length: 30 }, () => tokenRequest(attacker, 'a guessed secret')));
+    t.deepEqual([...new Set(failures.map((answer) => answer.status))], [401]);
+    t.is((await tokenRequest(attacker, 'another guess')).status, 429, 'guessing from one address is still limited');
+    t.is((await tokenRequest(attacker, client.client_secret!)).status, 429, 'from the attacker\'s address, even the right secret waits');
+
+    const rightful = await tokenRequest('127.0.0.4', client.client_secret!);
+    t.is(rightful.status, 200, rightful.text);
+    t.truthy((JSON.parse(rightful.text) as { access_token?: string }).access_token);
+  });
+}

@@ -90,6 +90,10 @@ function identifierKey(value: string): string {
   return createHash('sha256').update(value).digest('base64url');
 }
 
+/** The key of one client's failures from one address (see clientFailures). */
+function clientFromAddress(address: string, clientId: string): string {
+  return identifierKey(`${address} ${clientId}`);
+}
 
 interface ClientGate {
   checked: boolean;
@@ -231,10 +235,15 @@ export class RateLimits {
   }
 
   /**
-   * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address and
-   * per client that exists, so a successful token request stays free of store writes. A request
-   * from an address or for a client already over its limit is answered 429 before any credential
-   * is checked; looking that up is a read.
+   * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address,
+   * and per client that exists FROM that address. A client id is public (every authorization
+   * request shows it), so counting a client's failures from everywhere together would let anyone
+   * lock it out with a few bad requests; counted per address and client, an attacker only locks
+   * itself out, while guessing a client's credentials from one address stays as limited as before
+   * (and guessing from many addresses meets each address's own limit; a generated secret has 256
+   * bits, a key or certificate cannot be guessed at all). A successful token request stays free of
+   * store writes. A request from an address, or for a client from an address, already over its
+   * limit is answered 429 before any credential is checked; looking that up is a read.
    */
   clientFailures(): Middleware {
     const limits = this;
@@ -248,7 +257,7 @@ export class RateLimits {
         checked: false,
         blockedMs: 0,
         async check(clientId) {
-          gate.blockedMs = await limits.#blockedFor('tokenFailuresPerClient', clientId);
+          gate.blockedMs = await limits.#blockedFor('tokenFailuresPerClient', clientFromAddress(address, clientId));
           return gate.blockedMs === 0;
         },
       };
@@ -259,7 +268,7 @@ export class RateLimits {
       if ((ctx.status === 400 || ctx.status === 401) && (ctx.body as { error?: unknown } | undefined)?.error !== 'use_dpop_nonce') {
         const clientId = (ctx as { oidc?: { client?: { clientId?: string } } }).oidc?.client?.clientId;
         const counts: Array<[LimitName, string]> = [['tokenFailuresPerIp', address]];
-        if (clientId) counts.push(['tokenFailuresPerClient', clientId]);
+        if (clientId) counts.push(['tokenFailuresPerClient', clientFromAddress(address, clientId)]);
         // The failure is already answered; going over the limit shows on the next request.
         await limits.#consume(...counts).catch((error: unknown) => {
           if (!(error instanceof RateLimitedError)) throw error;
