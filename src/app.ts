@@ -17,7 +17,7 @@ import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
 import type { SecondFactorService } from './domain/second-factors.ts';
-import { refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
+import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
@@ -110,6 +110,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(securityHeaders(isProtocolPath));
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   app.use(refuseMisdirectedRequests(edge));
+  app.use(refuseEncodedBodies());
   const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));

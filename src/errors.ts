@@ -22,6 +22,8 @@ export type AppErrorCode =
   | 'ERR_RATE_LIMITED'
   /** The request was sent for a host that is not Tessera's (421): see http/edge.ts. */
   | 'ERR_MISDIRECTED'
+  /** A request body in a Content-Encoding that does not inflate, or that Tessera does not take (415). */
+  | 'ERR_UNSUPPORTED_ENCODING'
   /** A second-factor code or passkey answer was wrong, expired or already used. */
   | 'ERR_SECOND_FACTOR_INVALID'
   /** A second factor cannot be used or set up now (already set up, not configured, none left). */

@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 import test from 'ava';
 
@@ -224,3 +225,41 @@ for (const kind of ['sqlite', 'mongodb'] as const) {
     t.truthy((JSON.parse(rightful.text) as { access_token?: string }).access_token);
   });
 }
+
+// Item 4: a Content-Encoding on a request body is refused with 415, on every surface, never a 500.
+test('a request body with a Content-Encoding gets 415 with Accept-Encoding: identity on pages, both APIs and protocol endpoints', async (t) => {
+  const server = await started(t);
+  const adminAudience = `${server.issuer}/admin/api`;
+  const admin = await server.withServices(({ clients }) => clients.createMachineClient({ name: 'edge admin', auth: 'client_secret_basic', resources: { [adminAudience]: ['admin'] }, roles: ['admin'] }));
+  const granted = await send(server.port, {
+    path: '/token',
+    headers: { ...FORM, authorization: `Basic ${btoa(`${admin.client_id}:${admin.client_secret!}`)}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'admin', resource: adminAudience }).toString(),
+  });
+  t.is(granted.status, 200, granted.text);
+  const adminToken = (JSON.parse(granted.text) as { access_token: string }).access_token;
+
+  const form = 'email=a%40example.com&password=whatever';
+  const surfaces: Array<[string, string, Record<string, string>]> = [
+    ['/interaction/x/login', form, FORM],
+    ['/password/forgot', form, FORM],
+    ['/account/password', form, FORM],
+    ['/api/accounts', '{"email":"a@example.com"}', { 'content-type': 'application/json' }],
+    ['/admin/api/clients', '{"name":"x"}', { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` }],
+    ['/token', 'grant_type=client_credentials', FORM],
+    ['/token/introspection', 'token=x', FORM],
+    ['/request', 'client_id=x', FORM],
+  ];
+  const seen: string[] = [];
+  const expected: string[] = [];
+  for (const [target, body, headers] of surfaces) {
+    for (const [coding, bytes] of [['gzip', Buffer.from('not gzip at all')], ['deflate', Buffer.from('nor deflate')], ['br', Buffer.from('nor brotli')], ['x-unknown', Buffer.from(body)], ['gzip', gzipSync(body)]] as const) {
+      const answer = await send(server.port, { path: target, headers: { ...headers, 'content-encoding': coding }, body: bytes });
+      seen.push(`${target} ${coding}: ${answer.status} ${String(answer.headers['accept-encoding'])}`);
+      expected.push(`${target} ${coding}: 415 identity`);
+    }
+  }
+  t.deepEqual(seen, expected);
+  const plain = await send(server.port, { path: '/token', headers: { ...FORM, 'content-encoding': 'identity' }, body: 'grant_type=client_credentials' });
+  t.is(plain.status, 400, 'identity is no encoding: the request reaches the endpoint');
+});
