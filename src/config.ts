@@ -32,8 +32,9 @@ export interface Config {
   /** The master secret from TESSERA_SECRET; undefined means "generate one into DATA_DIR" (development only). */
   readonly secret: string | undefined;
   /**
-   * Tessera sits behind a TLS-terminating proxy: X-Forwarded-Host and X-Forwarded-Proto are read,
-   * but only from `tls.trustedProxies` (loopback when TRUSTED_PROXIES is unset outside production).
+   * Tessera sits behind a TLS-terminating proxy: X-Forwarded-Host is read (and checked against
+   * ISSUER's host), but only from `tls.trustedProxies` (loopback when TRUSTED_PROXIES is unset
+   * outside production); the scheme is always ISSUER's (http/edge.ts).
    */
   readonly behindTlsProxy: boolean;
   readonly argon2: Argon2Parameters;
@@ -145,7 +146,7 @@ export interface TlsConfig {
   readonly clientCertHeader: string | undefined;
   /**
    * Addresses (IPs or CIDRs) whose forwarded headers are believed: certificate headers,
-   * X-Forwarded-For, and with BEHIND_TLS_PROXY X-Forwarded-Host and X-Forwarded-Proto. From any
+   * X-Forwarded-For, and with BEHIND_TLS_PROXY X-Forwarded-Host. From any
    * other peer those headers are dropped before anything reads them.
    */
   readonly trustedProxies: readonly string[];

@@ -20,7 +20,7 @@ export interface EdgeOptions {
   readonly issuer: string;
   /** Public base URL of the mTLS endpoints, when there are any: its host is Tessera's too. */
   readonly mtlsUrl?: string | undefined;
-  /** Only then are X-Forwarded-Host and X-Forwarded-Proto read, and only from trusted proxies. */
+  /** Only then is X-Forwarded-Host read, and only from trusted proxies; the scheme is always ISSUER's. */
   readonly behindTlsProxy: boolean;
   readonly trustedProxies: readonly string[];
   /** Paths oidc-provider would route under another spelling (oidc/routes.ts): answered 404. */
@@ -30,8 +30,11 @@ export interface EdgeOptions {
 /** Load balancers and orchestrators probe by address, not by name; these answer whatever the host. */
 const HEALTH_PROBES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
-/** Headers that say where a request was sent; only the origin set below is left for Koa and oidc-provider. */
-const ORIGIN_HEADERS = ['x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-server', 'forwarded'];
+/**
+ * Other headers that say where a request was sent, dropped: X-Forwarded-Host and -Proto are
+ * overwritten with Tessera's origin, and nothing else may be read in their place.
+ */
+const ORIGIN_HEADERS = ['x-forwarded-port', 'x-forwarded-server', 'forwarded'];
 
 const REQUESTED_HOST = Symbol('tessera.requestedHost');
 
@@ -95,8 +98,9 @@ export function settleRequestOrigin({ issuer, mtlsUrl, behindTlsProxy, trustedPr
     const forwardedHost = trusted && behindTlsProxy ? firstValue(headers['x-forwarded-host']) : undefined;
     const requested = (forwardedHost ?? headers.host ?? '').toLowerCase();
     (ctx.state as Record<symbol, string>)[REQUESTED_HOST] = hostnameOf(requested);
-    if (!trusted) delete headers['x-forwarded-for'];
-    for (const name of ORIGIN_HEADERS) delete headers[name];
+    if (!trusted && headers['x-forwarded-for'] !== undefined) delete headers['x-forwarded-for'];
+    // Deleting only what is there: a delete reshapes the headers object, on every request.
+    for (const name of ORIGIN_HEADERS) if (headers[name] !== undefined) delete headers[name];
     const origin = mtls && names(requested, mtls) && !ctx.path.startsWith('/.well-known/') ? mtls : main;
     headers.host = origin.host;
     headers['x-forwarded-host'] = origin.host;
