@@ -13,8 +13,7 @@
 import type { Context, Middleware, Next } from 'koa';
 
 import { AppError } from '../errors.ts';
-import { trustedProxyList } from '../oidc/client-certificates.ts';
-import { peerIsTrusted } from './rate-limit.ts';
+import { peerIsTrusted, trustedProxyList } from './trusted-proxies.ts';
 
 export interface EdgeOptions {
   readonly issuer: string;

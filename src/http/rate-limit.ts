@@ -16,8 +16,9 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
-import { CLIENT_AUTHENTICATING_PATHS, trustedProxyList } from '../oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/client-certificates.ts';
 import type { Store } from '../store/port.ts';
+import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
 
 /** A refused request; the error middleware answers 429 with `Retry-After: retryAfterSeconds`. */
 export class RateLimitedError extends AppError {
@@ -34,26 +35,6 @@ function waitInWords(seconds: number): string {
   if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
   const minutes = Math.ceil(seconds / 60);
   return `${minutes} minute${minutes === 1 ? '' : 's'}`;
-}
-
-/** An IP address as sockets and proxies write it ("::ffff:192.0.2.1", "192.0.2.1:443", "[2001:db8::1]:443"), or undefined. */
-function normalizeAddress(address: string | undefined): string | undefined {
-  const trimmed = address?.trim()
-    .replace(/^\[([^\]]+)\](:\d+)?$/, '$1')
-    .replace(/^(\d+\.\d+\.\d+\.\d+):\d+$/, '$1');
-  if (!trimmed) return undefined;
-  const plain = trimmed.startsWith('::ffff:') && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
-  return isIP(plain) ? plain : undefined;
-}
-
-function isTrusted(proxies: BlockList, address: string): boolean {
-  return proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
-}
-
-/** Whether a socket's peer address (as the socket gives it) is one of the trusted proxies. */
-export function peerIsTrusted(proxies: BlockList, remoteAddress: string | undefined): boolean {
-  const peer = normalizeAddress(remoteAddress);
-  return peer !== undefined && isTrusted(proxies, peer);
 }
 
 /**
