@@ -137,6 +137,35 @@ test('discovery names ISSUER also when the Host header names another port of the
   t.is((JSON.parse(answer.text) as { token_endpoint: string }).token_endpoint, `${server.issuer}/token`);
 });
 
+test('the host of MTLS_URL is served too; discovery there still names the issuer\'s endpoints, and the aliases MTLS_URL\'s', async (t) => {
+  const server = await started(t, { env: { ...PROXIED, MTLS_URL: 'https://mtls.id.example.test', CLIENT_CERT_HEADER: 'x-ssl-client-cert' } });
+  const sents: Sent[] = [
+    { path: '/.well-known/openid-configuration', from: '127.0.0.2', headers: { host: '10.0.0.5:3000', 'x-forwarded-host': 'mtls.id.example.test' } },
+    { path: '/.well-known/openid-configuration', headers: { host: 'mtls.id.example.test' } },
+  ];
+  for (const sent of sents) {
+    const answer = await send(server.port, sent);
+    t.is(answer.status, 200, answer.text);
+    const discovery = JSON.parse(answer.text) as { token_endpoint: string; mtls_endpoint_aliases: { token_endpoint: string } };
+    t.is(discovery.token_endpoint, `${ISSUER}/token`);
+    t.is(discovery.mtls_endpoint_aliases.token_endpoint, 'https://mtls.id.example.test/token');
+  }
+  t.is((await send(server.port, { path: '/jwks', headers: { host: 'mtls.evil.example' } })).status, 421);
+});
+
+test('behind a declared proxy, X-Forwarded-For from a peer that is not a trusted proxy does not change the address rate limits count', async (t) => {
+  const server = await started(t, { env: { ...PROXIED, RATE_LIMIT_TOKEN_FAILURES_PER_IP: '2/300' } });
+  const fail = (forwardedFor: string) => send(server.port, {
+    path: '/token',
+    from: '127.0.0.1',
+    headers: { ...FORM, host: 'id.example.test', 'x-forwarded-for': forwardedFor },
+    body: 'grant_type=client_credentials&client_id=nobody&client_secret=wrong',
+  });
+  t.is((await fail('198.51.100.1')).status, 401);
+  t.is((await fail('198.51.100.2')).status, 401);
+  t.is((await fail('198.51.100.3')).status, 429, 'a forged X-Forwarded-For does not make a fresh address');
+});
+
 // Item 2: one spelling per protocol path. oidc-provider's router ignores letter case and one trailing
 // slash, and clients resolve dot segments (`/token/.` leaves fetch as `/token/`).
 const VARIANTS: Record<string, string[]> = {
