@@ -100,7 +100,9 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
-  const app = new Koa({ proxy: true });
+  // maxIpsCount 1: ctx.ip (oidc-provider reads it) is then the address the nearest proxy added,
+  // not the left end of X-Forwarded-For that the client wrote; from other peers the header is gone.
+  const app = new Koa({ proxy: true, maxIpsCount: 1 });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
