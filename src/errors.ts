@@ -22,7 +22,7 @@ export type AppErrorCode =
   | 'ERR_RATE_LIMITED'
   /** The request was sent for a host that is not Tessera's (421): see http/edge.ts. */
   | 'ERR_MISDIRECTED'
-  /** A request body in a Content-Encoding that does not inflate, or that Tessera does not take (415). */
+  /** A request body sent with a Content-Encoding (415): Tessera takes bodies only as they are, see http/edge.ts. */
   | 'ERR_UNSUPPORTED_ENCODING'
   /** A second-factor code or passkey answer was wrong, expired or already used. */
   | 'ERR_SECOND_FACTOR_INVALID'
