@@ -192,6 +192,17 @@ test('a client over its limit of failed requests is refused at every spelling of
   }
 });
 
+test('every protocol route has one spelling; parameters inside a route keep their case', async (t) => {
+  const server = await started(t);
+  for (const target of ['/AUTH?client_id=x', '/auth/?client_id=x', '/Jwks', '/jwks/', '/.well-known/OpenID-Configuration', '/.well-known/openid-configuration/', '/ME', '/session/end/', '/Session/End/Confirm', '/AUTH/SomeUid']) {
+    const answer = await send(server.port, { path: target });
+    t.is(answer.status, 404, `${target}: ${answer.text.slice(0, 120)}`);
+  }
+  t.is((await send(server.port, { path: '/jwks' })).status, 200);
+  const resume = await send(server.port, { path: '/auth/SomeUnknownMixedCaseUid' });
+  t.not(resume.status, 404, 'a route parameter is not a spelling: oidc-provider answers it');
+});
+
 test('an expired client certificate gets no token at any spelling of the token endpoint', async (t) => {
   const dir = makeTempDir('tessera-edge-');
   t.teardown(() => removeDir(dir));
