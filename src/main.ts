@@ -155,6 +155,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     host.watch();
     const app = createApp({
       config,
+      mtlsUrl,
       logger,
       host,
       accounts: services.accounts,
@@ -180,7 +181,6 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
         audit: services.audit,
       }) : undefined,
     });
-    services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     if (!metricsServed(config.observability.metricsToken, config.env === 'production')) {
       logger.warn('METRICS_TOKEN is not set: /metrics is not served in production; set it and scrape with Authorization: Bearer METRICS_TOKEN');
     }
