@@ -157,8 +157,8 @@ test('a password reset runs from the sign-in page through the email, ends every 
   t.is(changed.status, 303, 'refused passwords did not use the link up');
   const done = await browser.request(new URL(changed.headers.get('location')!, fixture.server.url).href);
   t.regex(done.body, /Your password was changed/);
-  const continueHref = /href="(\/interaction\/[\w-]+)"/.exec(done.body)?.[1];
-  t.is(continueHref, `/interaction/${uid}`);
+  const continueHref = /href="(\/interaction\/[\w-]+\/login)"/.exec(done.body)?.[1];
+  t.is(continueHref, `/interaction/${uid}/login`);
 
   for (const agent of [laptop, phone]) {
     const callback = await silentSignIn(fixture.config, agent);

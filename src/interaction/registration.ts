@@ -4,7 +4,6 @@
  */
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import type { InteractionResults } from 'oidc-provider';
 
 import type { AccountService } from '../domain/accounts.ts';
 import type { EmailVerification } from '../domain/email-verification.ts';
@@ -79,8 +78,8 @@ export function registration({ toolkit, accounts, emailVerification, logger, lim
         const account = await accounts.register({ ...values, password });
         logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'account registered');
         emailVerification.send(account).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
-        // `create` satisfies a prompt=create request; `login` signs the new person in.
-        await finish(ctx, { create: {}, login: { accountId: account.sub, ...passwordOnly() } } as InteractionResults);
+        // Under prompt=create, finish also records `create` as resolved (toolkit.ts, recorded()).
+        await finish(ctx, { login: { accountId: account.sub, ...passwordOnly() } });
       } catch (error) {
         if (isAppError(error, 'ERR_INVALID_INPUT')) return refuse(ctx, 400, again, { values, error: error.message });
         if (isAppError(error, 'ERR_EMAIL_TAKEN')) {

@@ -81,6 +81,15 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     }
   });
 
+  // The registration page's "Sign in" link: under prompt=create the interaction's own page is the registration form.
+  router.get('/login', async function showSignIn(ctx) {
+    const interaction = await toolkit.loadInteraction(ctx);
+    ctx.set('Cache-Control', 'no-store');
+    if (interaction.prompt.name === 'consent') return consentStep.showConsent(ctx, interaction);
+    if (interaction.prompt.name === 'login' && await after.stepUp(ctx, interaction)) return;
+    return showSignInPage(ctx, interaction);
+  });
+
   router.post('/abort', async function abortInteraction(ctx) {
     await toolkit.loadInteraction(ctx);
     await toolkit.finish(ctx, { error: 'access_denied', error_description: 'The person cancelled the sign-in' });

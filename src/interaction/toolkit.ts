@@ -38,7 +38,7 @@ export interface InteractionToolkit {
   /** Loads the interaction bound to this browser; the uid in the path must be the one in the cookie. */
   loadInteraction(ctx: Context): Promise<Interaction>;
   clientOf(interaction: Interaction): Promise<ClientView>;
-  /** Every completed sign-in (any factor, a new account) passes here: one `signin.succeeded`. */
+  /** Every finished step (any factor, a new account, consent) passes here; each completed sign-in emits one `signin.succeeded`. */
   finish(ctx: Context, result: InteractionResults): Promise<void>;
   /** 303 after a POST (the browser GETs the next step), 302 otherwise. */
   redirect(ctx: Context, location: string): void;
@@ -51,6 +51,27 @@ export interface InteractionToolkit {
   refuse<V>(ctx: Context, status: number, render: (values: V) => Promise<void>, values: V): Promise<void>;
   /** A `signin.failed` for a factor other than the password (accounts.ts reports those); `sub` when known. */
   signInRefused(interaction: Interaction, sub: string | undefined, factor: string, reason: string): void;
+}
+
+/** A sign-in is under way on the login prompt, or on prompt=create's page for someone who has an account already. */
+export function signingIn(interaction: Interaction): boolean {
+  return interaction.prompt.name === 'login' || interaction.prompt.name === 'create';
+}
+
+/**
+ * What an interaction result must carry beyond the step's own answer:
+ * - a sign-in (new account, password, passkey, second factor) on the `create` prompt resolves
+ *   prompt=create: the person registered, or had an account and chose to sign in instead;
+ * - the time of the sign-in, because the merged login is applied again when a later step (consent)
+ *   finishes, and must not move `auth_time` to that moment.
+ */
+function recorded(result: InteractionResults, prompt: string | undefined): InteractionResults {
+  if (!result.login) return result;
+  return {
+    ...result,
+    login: { ts: Math.floor(Date.now() / 1000), ...result.login },
+    ...(prompt === 'create' && { create: {} }),
+  };
 }
 
 export function interactionToolkit({ provider, events }: { provider: () => Provider; events: SecurityEvents }): InteractionToolkit {
@@ -67,6 +88,7 @@ export function interactionToolkit({ provider, events }: { provider: () => Provi
       throw new AppError('ERR_INTERACTION_EXPIRED', 'This sign-in page has expired. Go back to the app and start again.');
     }
     ctx.state.interactionClientId = typeof interaction.params.client_id === 'string' ? interaction.params.client_id : undefined;
+    ctx.state.interactionPrompt = interaction.prompt.name;
     return interaction;
   }
 
@@ -81,8 +103,15 @@ export function interactionToolkit({ provider, events }: { provider: () => Provi
     };
   }
 
+  /**
+   * One authorization request often takes two interactions (sign in, then consent), and on each
+   * return oidc-provider checks every prompt the request named (prompt=create, prompt=login) against
+   * the result. So the result is merged with the earlier interaction's (oidc-provider's default,
+   * `lastSubmission`): replacing it made consent drop `create` and `login`, and the registration or
+   * sign-in page came back in a loop. Error results are never merged.
+   */
   async function finish(ctx: Context, result: InteractionResults): Promise<void> {
-    const returnTo = await provider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    const returnTo = await provider().interactionResult(ctx.req, ctx.res, recorded(result, ctx.state.interactionPrompt as string | undefined));
     const login = result.login as { accountId?: unknown; amr?: unknown } | undefined;
     if (typeof login?.accountId === 'string') {
       const clientId = ctx.state.interactionClientId as string | undefined;

@@ -10,7 +10,7 @@ import { AppError } from '../../errors.ts';
 import { formField } from '../../http/form.ts';
 import type { Logger } from '../../log.ts';
 import type { AfterFirstFactor } from '../after-first-factor.ts';
-import { isFactorRefusal, type InteractionToolkit, type SignInStep } from '../toolkit.ts';
+import { isFactorRefusal, signingIn, type InteractionToolkit, type SignInStep } from '../toolkit.ts';
 import type { ShowSignInPage } from './sign-in-page.ts';
 
 export interface PasskeySignInDependencies {
@@ -27,14 +27,14 @@ export function passkeySignIn({ toolkit, after, showSignInPage, secondFactors, l
   function register(router: Router): void {
     router.post('/passkey/options', async function passwordlessOptions(ctx) {
       const interaction = await loadInteraction(ctx);
-      if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+      if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       ctx.set('Cache-Control', 'no-store');
       ctx.body = await secondFactors.passkeyAuthenticationOptions(undefined, { uid: interaction.uid });
     });
 
     router.post('/passkey', async function submitPasswordlessPasskey(ctx) {
       const interaction = await loadInteraction(ctx);
-      if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+      if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       try {
         const result = await secondFactors.verifyPasskeyAuthentication(formField(ctx, 'credential'), { uid: interaction.uid });
         const assurance = passwordlessPasskey(result.storage);

@@ -12,7 +12,7 @@ import { AppError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Account } from '../../store/port.ts';
 import { STAGE_PATHS } from '../after-first-factor.ts';
-import type { Interaction, InteractionToolkit } from '../toolkit.ts';
+import { signingIn, type Interaction, type InteractionToolkit } from '../toolkit.ts';
 
 export interface PendingStep {
   interaction: Interaction;
@@ -39,7 +39,7 @@ export function pendingSteps({ toolkit, accounts, secondFactors, logger }: {
   async function loadPending(ctx: Context, stage: PendingSignIn['stage']): Promise<PendingStep | undefined> {
     const interaction = await loadInteraction(ctx);
     ctx.set('Cache-Control', 'no-store');
-    if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+    if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
     const signIn = await pending.find(interaction.uid);
     const account = signIn && await accounts.findBySub(signIn.sub);
     // The passkey script asks for JSON: a redirect to an HTML page would only confuse it.
