@@ -99,7 +99,7 @@ test('a password hash made with older argon2 parameters is upgraded at the next 
   const person = newPerson();
   const weak = await startTestServer({ dataDir, clients: [staticClient()], env: { ARGON2_MEMORY_KIB: '8192', ARGON2_TIME_COST: '1' } });
   await signIn(await discover(weak.issuer), new UserAgent(), person, { register: true });
-  const oldHash = await weak.withServices(async (services) => (await services.accounts.findByEmail(person.email))!.passwordHash);
+  const oldHash = await weak.withServices(async (services) => (await services.accounts.findByEmail(person.email))!.passwordHash ?? '');
   t.regex(oldHash, /^\$argon2id\$v=19\$m=8192,p=1,t=1\$/);
   await weak.close();
   await new Promise((resolve) => setTimeout(resolve, 300));
@@ -107,7 +107,7 @@ test('a password hash made with older argon2 parameters is upgraded at the next 
   const strong = await startTestServer({ dataDir, clients: [staticClient()] });
   t.teardown(() => strong.close());
   await signIn(await discover(strong.issuer), new UserAgent(), person);
-  const newHash = await strong.withServices(async (services) => (await services.accounts.findByEmail(person.email))!.passwordHash);
+  const newHash = await strong.withServices(async (services) => (await services.accounts.findByEmail(person.email))!.passwordHash ?? '');
   t.regex(newHash, /^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
   const again = await signIn(await discover(strong.issuer), new UserAgent(), person);
   t.is(again.tokens.claims()?.email, person.email, 'the upgraded hash verifies');

@@ -353,6 +353,22 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.accounts.findByEmail('carol@example.com'), undefined);
   });
 
+  it('an account created without a password hash reads back without one, and update gives it one', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const { passwordHash: _none, ...hashless } = account('sub-1', 'ada@example.com', { name: 'Ada' });
+    const created = await store.accounts.create(hashless);
+    const expected = { ...hashless, ...SECURITY_DEFAULTS, createdAt: new Date(clock.now()), updatedAt: new Date(clock.now()) };
+    t.deepEqual(created, expected);
+    t.false('passwordHash' in created, 'absent, not an empty or "undefined" string');
+    t.deepEqual(await store.accounts.findBySub('sub-1'), expected);
+    t.deepEqual(await store.accounts.findByEmail('ada@example.com'), expected);
+    t.deepEqual(await store.accounts.list(), [expected]);
+    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1, 'the security fields work as for any account');
+
+    t.true(await store.accounts.update('sub-1', { passwordHash: '$argon2id$first-hash' }));
+    t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, '$argon2id$first-hash');
+  });
+
   it('creating an account with a registered email fails with ERR_EMAIL_TAKEN', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.accounts.create(account('sub-1', 'taken@example.com'));
@@ -1134,6 +1150,56 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
   t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
   t.is((await store.rateLimiter({ keyPrefix: 'upgraded', points: 1, duration: 60 }).consume('key')).consumedPoints, 1);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
+test('sqlite: a database at schema version 5, whose accounts all had a password, upgrades in place and keeps every account field', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  // Built as Tessera did before accounts without a password: the first five migrations, by hand.
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, 5)) old.exec(migration);
+  old.exec('PRAGMA user_version = 5');
+  old
+    .prepare(
+      `INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
+         roles, failed_sign_ins, locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp)
+       VALUES ('old-sub', 'old@example.com', 1, 'old-hash', 'Old Name', 'Old', 'Name', 0, 1700000000000, 1700000001000,
+         '["admin"]', 2, 1700000500000, 1, 'enc-secret', 1700000002000, 42, '["code-hash"]', '[]', 1)`,
+    )
+    .run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  t.deepEqual(await store.accounts.findBySub('old-sub'), {
+    sub: 'old-sub',
+    email: 'old@example.com',
+    emailVerified: true,
+    passwordHash: 'old-hash',
+    name: 'Old Name',
+    givenName: 'Old',
+    familyName: 'Name',
+    disabled: false,
+    roles: ['admin'],
+    failedSignIns: 2,
+    lockedUntil: new Date(1700000500000),
+    lockouts: 1,
+    totp: { encryptedSecret: 'enc-secret', confirmedAt: new Date(1700000002000), lastStep: 42 },
+    recoveryCodes: ['code-hash'],
+    passkeys: [],
+    emailOtp: true,
+    createdAt: new Date(1700000000000),
+    updatedAt: new Date(1700000001000),
+  });
+  await t.throwsAsync(store.accounts.create(account('new-sub', 'old@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'the email stays unique');
+  const { passwordHash: _none, ...hashless } = account('new-sub', 'new@example.com');
+  t.false('passwordHash' in await store.accounts.create(hashless));
+  t.deepEqual((await store.accounts.list()).map((listed) => listed.sub), ['old-sub', 'new-sub'], 'oldest first, as the index orders them');
 
   const raw = new DatabaseSync(lane.file, { readOnly: true });
   t.teardown(() => raw.close());

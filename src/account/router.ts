@@ -52,6 +52,7 @@ type Section = 'profile' | 'password' | 'security' | 'sessions' | 'apps';
 const DONE: Record<string, string> = {
   profile: 'Your profile is saved.',
   password: 'Your password is changed. You were signed out everywhere else.',
+  'password-set': 'Your password is set. You were signed out everywhere else.',
   'sessions-ended': 'You were signed out everywhere else.',
   revoked: 'The app no longer has access to your account.',
   'totp-on': 'Your authenticator app is set up.',
@@ -137,6 +138,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       done,
       errors: extra.errors ?? {},
       values: extra.values ?? {},
+      hasPassword: account.passwordHash !== undefined,
       passwordHint: accounts.passwordPolicy.hint,
       passwordMinLength: accounts.passwordPolicy.minLength,
       passwordMaxLength: accounts.passwordPolicy.maxLength,
@@ -190,23 +192,33 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=profile#profile');
   });
 
+  /**
+   * Changing a password proves the current one. An account without one (it signs in another way)
+   * sets its first: there is no current password to ask for, so a recent sign-in stands in for it.
+   */
   router.post('/password', requireSignIn, async function changePassword(ctx) {
-    const { account, sessionId } = signedIn(ctx);
+    const { account, sessionId, session } = signedIn(ctx);
+    const setting = account.passwordHash === undefined;
+    if (setting && !signedInRecently(session)) {
+      return seeOther(ctx, `/account/signin?reauthenticate=1&return=${encodeURIComponent('/account#password')}`);
+    }
     const next = formField(ctx, 'new_password');
     try {
       if (next !== formField(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
       // The same check as signing in: one argon2 verify, and wrong guesses count towards the lockout.
-      await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
-        throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
-      });
+      if (!setting) {
+        await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
+          throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
+        });
+      }
       await accounts.setPassword(account.sub, next);
     } catch (error) {
       return refuse(ctx, 'password', error);
     }
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
-    logger.info({ sub: account.sub, sessionsEnded: ended }, 'password changed on the account page');
+    logger.info({ sub: account.sub, sessionsEnded: ended }, setting ? 'password set on the account page' : 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
-    seeOther(ctx, '/account?done=password#password');
+    seeOther(ctx, setting ? '/account?done=password-set#password' : '/account?done=password#password');
   });
 
   router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {

@@ -132,7 +132,8 @@ export class AccountService {
   /**
    * Checks an email and password with exactly one argon2id verify and one store write, whatever the
    * outcome, and the same error for an unknown email, a wrong password, a disabled account and a
-   * locked one (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
+   * locked one, and one without a password (no enumeration, and a lock cannot be told apart from a
+   * wrong password, even by timing).
    * A wrong password counts towards the lockout (see lockout.ts); a success resets the count.
    * A hash made with older parameters is upgraded on success.
    * A failure is a `signin.failed` event saying why (for operators only, never for the person);
@@ -143,13 +144,16 @@ export class AccountService {
       ? await this.#accounts.findByEmail(normalizeEmail(emailInput))
       : undefined;
     const usable = typeof password === 'string' && password.length > 0 && passwordLength(password) <= PASSWORD_MAX_LENGTH;
-    const ok = account && usable
-      ? await this.#hasher.verify(account.passwordHash, password)
+    // An account without a password (it signs in another way) costs the same decoy verify as an
+    // unknown email, and fails the same way: no password, however right, signs in to it.
+    const hash = account?.passwordHash;
+    const ok = account && hash !== undefined && usable
+      ? await this.#hasher.verify(hash, password)
       : await this.#hasher.verifyDecoy(usable ? password : '');
     const now = new Date();
-    if (!account || !ok || account.disabled || isLocked(account, now)) {
+    if (!account || hash === undefined || !ok || account.disabled || isLocked(account, now)) {
       // The right password for a locked or disabled account is not a failure to count.
-      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'wrong_password';
+      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : hash === undefined ? 'no_password' : 'wrong_password';
       // Before the failure is counted: a lockout it causes is announced after it.
       this.#events.emit({
         type: 'signin.failed',
@@ -157,11 +161,13 @@ export class AccountService {
         ...(attempt.clientId !== undefined && { clientId: attempt.clientId }),
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
-      await this.#lockout.recordFailure(ok ? undefined : account, now);
+      // Nor is a guess at an account without a password: there is nothing to protect by locking it,
+      // and its owner would be told about a password they do not have. The same one write happens.
+      await this.#lockout.recordFailure(ok || hash === undefined ? undefined : account, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
     }
     await this.#lockout.recordSuccess(account);
-    if (this.#hasher.needsRehash(account.passwordHash)) {
+    if (this.#hasher.needsRehash(hash)) {
       await this.#accounts.update(account.sub, { passwordHash: await this.#hasher.hash(password) });
     }
     return account;

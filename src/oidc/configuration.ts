@@ -263,7 +263,7 @@ export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
  * - a session whose account was disabled or deleted must sign in again (oidc-provider would
  *   otherwise carry on with a session that has no account behind it).
  * - a session signed in with one factor is asked for a second when the client requires it
- *   (`tessera_require_mfa`) or the request accepts only `urn:tessera:loa:2` (interaction/second-factor.ts
+ *   (`tessera_require_mfa`) or the request accepts only `urn:tessera:loa:2` (interaction/after-first-factor.ts
  *   then goes straight to the second factor, or to enrolment, without asking for the password again).
  */
 function interactionPrompts(): interactionPolicy.Prompt[] {

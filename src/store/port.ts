@@ -55,7 +55,11 @@ export interface Account {
   /** Normalised (trimmed, NFC, lower-cased) email; unique. */
   email: string;
   emailVerified: boolean;
-  passwordHash: string;
+  /**
+   * Absent for an account that signs in another way (a passkey; later an upstream provider or an
+   * email link): no password signs in to it, and the account page offers to set one.
+   */
+  passwordHash?: string;
   name?: string;
   givenName?: string;
   familyName?: string;

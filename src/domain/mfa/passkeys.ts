@@ -53,6 +53,8 @@ interface ChallengeRecord {
 
 export interface PasskeyAuthentication {
   sub: string;
+  /** The account the passkey belongs to, as read before this sign-in's counter update. */
+  account: Account;
   credentialId: string;
   userVerified: boolean;
   storage: PasskeyStorage;
@@ -243,7 +245,7 @@ export class Passkeys {
         ? { ...candidate, counter: newCounter, lastUsedAt: new Date() }
         : candidate),
     });
-    return { sub: account.sub, credentialId: passkey.credentialId, userVerified, storage: credentialDeviceType === 'multiDevice' ? 'synced' : 'device-bound' };
+    return { sub: account.sub, account, credentialId: passkey.credentialId, userVerified, storage: credentialDeviceType === 'multiDevice' ? 'synced' : 'device-bound' };
   }
 
   async #remember(challenge: string, record: ChallengeRecord): Promise<void> {

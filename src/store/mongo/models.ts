@@ -81,7 +81,8 @@ export interface AccountDocument {
   _id: string;
   email: string;
   emailVerified: boolean;
-  passwordHash: string;
+  /** Absent for an account without a password. */
+  passwordHash?: string;
   name?: string;
   givenName?: string;
   familyName?: string;
@@ -126,7 +127,7 @@ const accountSchema = new Schema<AccountDocument>(
     _id: { type: String, required: true },
     email: { type: String, required: true },
     emailVerified: { type: Boolean, required: true },
-    passwordHash: { type: String, required: true },
+    passwordHash: { type: String },
     name: { type: String },
     givenName: { type: String },
     familyName: { type: String },

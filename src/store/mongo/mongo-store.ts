@@ -288,7 +288,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
         _id: String(input.sub),
         email: String(input.email),
         emailVerified: input.emailVerified,
-        passwordHash: String(input.passwordHash),
+        ...(input.passwordHash !== undefined && { passwordHash: String(input.passwordHash) }),
         disabled: input.disabled,
         roles: (input.roles ?? []).map(String),
         failedSignIns: 0,
@@ -686,7 +686,6 @@ function toAccount(doc: AccountDocument): Account {
     sub: doc._id,
     email: doc.email,
     emailVerified: doc.emailVerified,
-    passwordHash: doc.passwordHash,
     disabled: doc.disabled,
     roles: [...(doc.roles ?? [])],
     failedSignIns: doc.failedSignIns ?? 0,
@@ -697,6 +696,7 @@ function toAccount(doc: AccountDocument): Account {
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
   };
+  if (doc.passwordHash != null) account.passwordHash = doc.passwordHash;
   if (doc.name != null) account.name = doc.name;
   if (doc.givenName != null) account.givenName = doc.givenName;
   if (doc.familyName != null) account.familyName = doc.familyName;

@@ -160,6 +160,40 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (type, at, id);
   CREATE INDEX IF NOT EXISTS audit_events_expires_at ON audit_events (expires_at);
   `,
+  // 6: accounts without a password (password_hash NULL). SQLite cannot drop a NOT NULL in place, so
+  // the table is rebuilt with the same columns and rows (nothing references it by foreign key).
+  `
+  CREATE TABLE accounts_rebuilt (
+    sub TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    email_verified INTEGER NOT NULL,
+    password_hash TEXT,
+    name TEXT,
+    given_name TEXT,
+    family_name TEXT,
+    disabled INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    roles TEXT NOT NULL DEFAULT '[]',
+    failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER,
+    lockouts INTEGER NOT NULL DEFAULT 0,
+    totp_encrypted_secret TEXT,
+    totp_confirmed_at INTEGER,
+    totp_last_step INTEGER,
+    recovery_codes TEXT NOT NULL DEFAULT '[]',
+    passkeys TEXT NOT NULL DEFAULT '[]',
+    email_otp INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  INSERT INTO accounts_rebuilt (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
+    roles, failed_sign_ins, locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp)
+  SELECT sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
+    roles, failed_sign_ins, locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp
+  FROM accounts;
+  DROP TABLE accounts;
+  ALTER TABLE accounts_rebuilt RENAME TO accounts;
+  CREATE INDEX IF NOT EXISTS accounts_created_at ON accounts (created_at, sub);
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -178,7 +212,7 @@ interface AccountRow {
   sub: string;
   email: string;
   email_verified: number;
-  password_hash: string;
+  password_hash: string | null;
   name: string | null;
   given_name: string | null;
   family_name: string | null;
@@ -415,7 +449,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
           sub: String(input.sub),
           email: String(input.email),
           email_verified: input.emailVerified ? 1 : 0,
-          password_hash: String(input.passwordHash),
+          password_hash: input.passwordHash === undefined ? null : String(input.passwordHash),
           name: optionalString(input.name),
           given_name: optionalString(input.givenName),
           family_name: optionalString(input.familyName),
@@ -865,7 +899,6 @@ function toAccount(row: AccountRow): Account {
     sub: row.sub,
     email: row.email,
     emailVerified: row.email_verified === 1,
-    passwordHash: row.password_hash,
     disabled: row.disabled === 1,
     roles: JSON.parse(row.roles) as string[],
     failedSignIns: row.failed_sign_ins,
@@ -876,6 +909,7 @@ function toAccount(row: AccountRow): Account {
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   };
+  if (row.password_hash !== null) account.passwordHash = row.password_hash;
   if (row.name !== null) account.name = row.name;
   if (row.given_name !== null) account.givenName = row.given_name;
   if (row.family_name !== null) account.familyName = row.family_name;
