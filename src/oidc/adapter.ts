@@ -2,11 +2,19 @@
  * The one oidc-provider adapter, generic over model names, on top of whichever store is configured.
  * Two models get a little policy on the way through:
  * - Client reads come from the ClientService's in-memory cache (hot path: every token request);
+ * - Consuming a single-use record (code, refresh token, device code) must be won: oidc-provider reads
+ *   the record, checks `consumed`, then consumes, so concurrent redemptions all pass its check. The
+ *   store's compare-and-set says which call consumed it; every other call is a reuse: the grant is
+ *   revoked and the request fails with invalid_grant (RFC 9700 section 4.14.2).
  * - RefreshToken reads honour the reuse grace period: a token rotated moments ago is handed back
- *   as not yet consumed, so two concurrent refreshes both succeed instead of revoking the grant.
+ *   as not yet consumed, and consuming it again is allowed, so a retried refresh (an answer lost to
+ *   a crash or a dropped connection) succeeds. Lineages never fork: the rotated token records its
+ *   successor, and a new successor replaces (destroys) the one before; if that one was used
+ *   already, the old token's reuse is real reuse and the grant is revoked.
+ * - A pushed authorization request is taken out of the store when its request_uri is opened, so it is opened once.
  * A store outage becomes TemporarilyUnavailable on the way out, so oidc-provider answers 503 rather than 500.
  */
-import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import { errors, Provider, type Adapter, type AdapterPayload } from 'oidc-provider';
 
 import type { ClientService } from '../domain/clients.ts';
 import { isStoreUnavailable } from '../store/outage.ts';
@@ -75,11 +83,18 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       await guarded(oidc.upsert(this.model, id, payload, expiresIn > 0 ? expiresIn : undefined));
+      if (this.model === 'RefreshToken') await guarded(recordSuccessor(id));
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.model === 'Client') {
         return (await guarded(clients.findMetadata(id))) as AdapterPayload | undefined;
+      }
+      if (this.model === 'PushedAuthorizationRequest' && Provider.ctx?.oidc?.route === 'authorization') {
+        // RFC 9126 section 4: a request_uri is used once. oidc-provider marks it consumed only when the
+        // authorization completes, so opening it twice meanwhile would start two authorizations; the
+        // first open takes it out of the store instead (atomic read-and-delete), a second open finds nothing.
+        return (await guarded(oidc.take(this.model, id))) as AdapterPayload | undefined;
       }
       const payload = (await guarded(oidc.find(this.model, id))) as AdapterPayload | undefined;
       if (this.model === 'RefreshToken' && payload?.consumed && withinGrace(payload.consumed, refreshReuseGraceSeconds)) {
@@ -98,7 +113,14 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async consume(id: string): Promise<void> {
-      await guarded(oidc.consume(this.model, id));
+      if (await guarded(oidc.consume(this.model, id))) return;
+      // Taken out of the store when it was opened (see find): single use is already settled.
+      if (this.model === 'PushedAuthorizationRequest') return;
+      const record = await guarded(oidc.find(this.model, id));
+      // A retry within the grace period; recordSuccessor keeps it to one lineage.
+      if (this.model === 'RefreshToken' && record !== undefined && withinGrace(record.consumed, refreshReuseGraceSeconds)) return;
+      await guarded(revokeGrant(record?.grantId));
+      throw new errors.InvalidGrant(`${LABELS[this.model] ?? 'grant'} already used`);
     }
 
     async destroy(id: string): Promise<void> {
@@ -109,7 +131,47 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
       await guarded(oidc.revokeByGrantId(this.model, grantId));
     }
   };
+
+  /**
+   * After a rotation (oidc-provider keeps the rotated token as the `RotatedRefreshToken` entity of the
+   * request), the new token becomes the rotated one's successor. The successor it replaces (an
+   * earlier answer to the same token, within the grace period) is taken out of the store; had it
+   * been used already, the client moved on and this is a stolen token coming back: revoke.
+   */
+  async function recordSuccessor(id: string): Promise<void> {
+    const rotated = (Provider.ctx?.oidc?.entities as { RotatedRefreshToken?: { jti?: string } } | undefined)?.RotatedRefreshToken?.jti;
+    if (typeof rotated !== 'string' || rotated === id) return;
+    const previous = await oidc.swapSuccessor('RefreshToken', rotated, id);
+    if (previous === undefined || previous === id) return;
+    const replaced = await oidc.take('RefreshToken', previous);
+    if (replaced?.consumed !== undefined) {
+      await revokeGrant(replaced.grantId);
+      throw new errors.InvalidGrant('refresh token already used');
+    }
+  }
+
+  /**
+   * What oidc-provider's own reuse detection does (lib/helpers/revoke.js): every token of the grant,
+   * and the grant itself, so tokens issued to the winner of a race after this point are refused
+   * too (they refer to a grant that no longer exists).
+   */
+  async function revokeGrant(grantId: unknown): Promise<void> {
+    if (typeof grantId !== 'string' || grantId === '') return;
+    await Promise.all(GRANT_MODELS.map((model) => oidc.revokeByGrantId(model, grantId)));
+    await oidc.destroy('Grant', grantId);
+    const ctx = Provider.ctx;
+    if (ctx !== undefined) ctx.oidc.provider.emit('grant.revoked', ctx, grantId);
+  }
 }
+
+/** The models oidc-provider issues under a grant. */
+const GRANT_MODELS = ['AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode', 'BackchannelAuthenticationRequest'] as const;
+const LABELS: Record<string, string> = {
+  AuthorizationCode: 'authorization code',
+  RefreshToken: 'refresh token',
+  DeviceCode: 'device code',
+  BackchannelAuthenticationRequest: 'backchannel authentication request',
+};
 
 function withinGrace(consumedAt: unknown, graceSeconds: number): boolean {
   return graceSeconds > 0 && typeof consumedAt === 'number' && Date.now() / 1000 - consumedAt <= graceSeconds;

@@ -160,6 +160,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (type, at, id);
   CREATE INDEX IF NOT EXISTS audit_events_expires_at ON audit_events (expires_at);
   `,
+  // 6: the successor of a rotated refresh token, so a retry within the reuse grace period replaces
+  // the earlier successor instead of forking a second lineage.
+  `
+  ALTER TABLE oidc ADD COLUMN successor TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -309,12 +314,25 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
    * as before; a write that fails fails alone (a savepoint each). Until its promise settles a write
    * is not visible to reads; oidc-provider awaits every write before it goes on.
    */
-  let pendingWrites: Array<{ run(): void; resolve(): void; reject(error: unknown): void }> = [];
+  let pendingWrites: Array<{ run(): void; resolve(): void; reject(error: unknown): void; statements: 'one' | 'several' }> = [];
 
-  function groupCommitted(run: () => void): Promise<void> {
-    return new Promise((resolve, reject) => {
+  /**
+   * Resolves with what `run` returned, once the transaction it ran in has committed. A write of
+   * several statements (a read, then a write that depends on it) says so: alone in its turn it
+   * still runs in a transaction, so another process cannot write in between.
+   */
+  function groupCommitted<T = void>(run: () => T, statements: 'one' | 'several' = 'one'): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       if (pendingWrites.length === 0) setImmediate(flushWrites);
-      pendingWrites.push({ run, resolve, reject });
+      let result: T;
+      pendingWrites.push({
+        run: () => {
+          result = run();
+        },
+        resolve: () => resolve(result),
+        reject,
+        statements,
+      });
     });
   }
 
@@ -322,7 +340,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     const writes = pendingWrites;
     pendingWrites = [];
     if (writes.length === 0) return;
-    if (writes.length === 1) {
+    if (writes.length === 1 && writes[0]!.statements === 'one') {
       try {
         writes[0]!.run();
         writes[0]!.resolve();
@@ -368,7 +386,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         consumed: typeof payload.consumed === 'number' ? payload.consumed : null,
         expires_at: expiresInSeconds === undefined ? null : clock() + expiresInSeconds * 1000,
       };
-      return groupCommitted(() => statements.upsertOidc.run(parameters));
+      return groupCommitted(() => void statements.upsertOidc.run(parameters));
     },
     async find(model, id) {
       return toPayload(statements.findOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
@@ -384,15 +402,27 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     consume(model, id) {
       const now = clock();
       const parameters = { model: String(model), id: String(id), now, consumed: Math.floor(now / 1000) };
-      return groupCommitted(() => statements.consumeOidc.run(parameters));
+      // The statement's condition (consumed IS NULL) is the compare-and-set: under the write lock,
+      // of any number of consumers in any process exactly one changes the row.
+      return groupCommitted(() => Number(statements.consumeOidc.run(parameters).changes) === 1);
+    },
+    swapSuccessor(model, id, successor) {
+      const parameters = { model: String(model), id: String(id), successor: String(successor) };
+      // Read and write in one group-committed transaction (BEGIN IMMEDIATE): no other writer between.
+      return groupCommitted(() => {
+        const row = statements.findOidcSuccessor.get({ model: parameters.model, id: parameters.id }) as { successor: string | null } | undefined;
+        if (row === undefined) return undefined;
+        statements.setOidcSuccessor.run(parameters);
+        return row.successor ?? undefined;
+      }, 'several');
     },
     destroy(model, id) {
       const parameters = { model: String(model), id: String(id) };
-      return groupCommitted(() => statements.destroyOidc.run(parameters));
+      return groupCommitted(() => void statements.destroyOidc.run(parameters));
     },
     revokeByGrantId(model, grantId) {
       const parameters = { model: String(model), grant_id: String(grantId) };
-      return groupCommitted(() => statements.revokeOidcByGrantId.run(parameters));
+      return groupCommitted(() => void statements.revokeOidcByGrantId.run(parameters));
     },
     async findByAccountId(model, accountId) {
       const rows = statements.findOidcByAccountId.all({ model: String(model), account_id: String(accountId), now: clock() }) as unknown as Array<
@@ -791,6 +821,8 @@ function prepareStatements(db: DatabaseSync) {
     findOidcByUid: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND uid = :uid AND ${LIVE} LIMIT 1`),
     findOidcByUserCode: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND user_code = :user_code AND ${LIVE} LIMIT 1`),
     consumeOidc: prepare(`UPDATE oidc SET consumed = :consumed WHERE model = :model AND id = :id AND consumed IS NULL AND ${LIVE}`),
+    findOidcSuccessor: prepare('SELECT successor FROM oidc WHERE model = :model AND id = :id'),
+    setOidcSuccessor: prepare('UPDATE oidc SET successor = :successor WHERE model = :model AND id = :id'),
     destroyOidc: prepare('DELETE FROM oidc WHERE model = :model AND id = :id'),
     revokeOidcByGrantId: prepare('DELETE FROM oidc WHERE model = :model AND grant_id = :grant_id'),
     findOidcByAccountId: prepare(`SELECT id, payload, consumed FROM oidc WHERE model = :model AND account_id = :account_id AND ${LIVE}`),
