@@ -4,6 +4,7 @@
  * store: SQLite in one process, SQLite under WORKERS=2 (two processes on one file), MongoDB.
  */
 import test from 'ava';
+import * as oidc from 'openid-client';
 
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { authorizationRequest, authorize, discover, newPerson, RP_CALLBACK, signIn, staticClient } from './helpers/relying-party.ts';
@@ -144,3 +145,43 @@ test('sqlite: within the grace period, presenting a rotated token again after it
   t.is(replayed.body.error, 'invalid_grant');
   t.is((await refresh(server.url, second.body.refresh_token!)).body.error, 'invalid_grant', 'the grant is revoked');
 });
+
+async function pushedRequest(url: string) {
+  const config = await discover(url);
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const authorizationUrl = await oidc.buildAuthorizationUrlWithPAR(config, {
+    redirect_uri: RP_CALLBACK, scope: 'openid email', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state, nonce,
+  });
+  return { config, request: { url: authorizationUrl, verifier, state, nonce } };
+}
+
+/** Where opening the authorization URL leads: an interaction (the request is accepted) or anything else. */
+async function opens(url: URL): Promise<boolean> {
+  const response = await fetch(url, { redirect: 'manual' });
+  await response.arrayBuffer();
+  return response.status === 303 || response.status === 302 ? (response.headers.get('location') ?? '').includes('/interaction/') : false;
+}
+
+for (const lane of ['sqlite', 'mongodb'] as const) {
+  test(`${lane}: a pushed request_uri opens once: a second open before the sign-in completes is refused, parallel opens let one through`, async (t) => {
+    const server = await startLane(lane);
+    t.teardown(() => server.close());
+
+    const first = await pushedRequest(server.url);
+    t.true(await opens(first.request.url), 'the first open starts an authorization');
+    t.false(await opens(first.request.url), 'RFC 9126 section 4: the request_uri is used once');
+
+    const raced = await pushedRequest(server.url);
+    const results = await Promise.all(Array.from({ length: 5 }, () => opens(raced.request.url)));
+    t.is(results.filter(Boolean).length, 1, JSON.stringify(results));
+
+    // The whole flow still works with the one open it gets.
+    const flow = await pushedRequest(server.url);
+    const callback = await authorize(new UserAgent(), flow.request, newPerson(), { register: true });
+    const tokens = await oidc.authorizationCodeGrant(flow.config, callback, { pkceCodeVerifier: flow.request.verifier, expectedState: flow.request.state, expectedNonce: flow.request.nonce });
+    t.truthy(tokens.id_token);
+    t.false(await opens(flow.request.url), 'nor after it completed');
+  });
+}
