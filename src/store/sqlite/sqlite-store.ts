@@ -30,7 +30,7 @@ import type {
 } from '../port.ts';
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
-import { isSqliteUnavailable } from './sqlite-errors.ts';
+import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
 export interface SqliteStoreOptions {
@@ -272,16 +272,18 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     throw storeUnavailableError(`Cannot open the SQLite database ${options.file}.`, error);
   }
 
+  let statements: ReturnType<typeof prepareStatements>;
+  let rateLimitStatements: ReturnType<typeof prepareRateLimitStatements>;
   try {
     configure(db);
     migrate(db, options.file);
+    statements = prepareStatements(db);
+    rateLimitStatements = prepareRateLimitStatements(db);
   } catch (error) {
     db.close();
+    if (isSqliteDamaged(error)) throw storeUnavailableError(damagedMessage(options.file, error), error);
     throw error;
   }
-
-  const statements = prepareStatements(db);
-  const rateLimitStatements = prepareRateLimitStatements(db);
 
   function transaction<T>(work: () => T): T {
     // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can
@@ -757,7 +759,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }
       db.close();
     },
-  }, { isUnavailable: isSqliteUnavailable });
+  }, {
+    isUnavailable: isSqliteUnavailable,
+    // Damage found after open (pages no query at open touched) still names the file.
+    describe: (error) => (isSqliteDamaged(error) ? damagedMessage(options.file, error) : undefined),
+  });
 }
 
 function configure(db: DatabaseSync): void {
@@ -771,6 +777,11 @@ function configure(db: DatabaseSync): void {
   // FULL syncs the WAL on every commit: an acknowledged write survives power loss, not only a
   // process crash (NORMAL in WAL mode may lose the last commits on power loss).
   db.exec('PRAGMA synchronous = FULL');
+}
+
+/** What an operator can act on, in one line: which file, and what to do. */
+function damagedMessage(file: string, error: unknown): string {
+  return `The SQLite database ${path.resolve(file)} is damaged (${error instanceof Error ? error.message : String(error)}); stop Tessera and restore it from a backup.`;
 }
 
 function migrate(db: DatabaseSync, file: string): void {
