@@ -1147,8 +1147,10 @@ test('sqlite: a database at schema version 2, from before account security, upgr
     )
     .run();
   const farFuture = Date.now() + 365 * DAY;
+  // A grant keeps its key across migration 7 (a session, keyed by its cookie value then, does not).
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Grant', 'old-grant', '{"jti":"old-grant","accountId":"old-sub"}', ${farFuture})`).run();
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Grant', 'anonymous', '{"jti":"anonymous"}', ${farFuture})`).run();
   old.prepare(`INSERT INTO oidc (model, id, payload, uid, expires_at) VALUES ('Session', 'old-session', '{"uid":"u-1","accountId":"old-sub"}', 'u-1', ${farFuture})`).run();
-  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Session', 'anonymous', '{"uid":"u-2"}', ${farFuture})`).run();
   old.close();
 
   const store = await lane.open();
@@ -1166,7 +1168,8 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   };
   t.deepEqual(await store.accounts.findBySub('old-sub'), expected);
   t.deepEqual(await store.accounts.list(), [expected]);
-  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [{ id: 'old-session', payload: { uid: 'u-1', accountId: 'old-sub' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Grant', 'old-sub'), [{ id: 'old-grant', payload: { jti: 'old-grant', accountId: 'old-sub' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [], 'migration 7 removed the session keyed by its cookie value');
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
   t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);

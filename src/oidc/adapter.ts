@@ -11,14 +11,17 @@
  *   a crash or a dropped connection) succeeds. Lineages never fork: the rotated token records its
  *   successor, and a new successor replaces (destroys) the one before; if that one was used
  *   already, the old token's reuse is real reuse and the grant is revoked.
+ * - Every record but clients and grants is keyed by a digest of its value (see storeKey).
  * - A pushed authorization request is taken out of the store when its request_uri is opened, so it is opened once.
  * A store outage becomes TemporarilyUnavailable on the way out, so oidc-provider answers 503 rather than 500.
  */
+import { createHash } from 'node:crypto';
+
 import { errors, Provider, type Adapter, type AdapterPayload } from 'oidc-provider';
 
 import type { ClientService } from '../domain/clients.ts';
 import { isStoreUnavailable } from '../store/outage.ts';
-import type { OidcStore } from '../store/port.ts';
+import type { OidcPayload, OidcStore } from '../store/port.ts';
 
 /**
  * oidc-provider turns any adapter failure into 500 server_error. A store outage is not a bug: the
@@ -82,7 +85,7 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      await guarded(oidc.upsert(this.model, id, payload, expiresIn > 0 ? expiresIn : undefined));
+      await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), expiresIn > 0 ? expiresIn : undefined));
       if (this.model === 'RefreshToken') await guarded(recordSuccessor(id));
     }
 
@@ -94,9 +97,9 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
         // RFC 9126 section 4: a request_uri is used once. oidc-provider marks it consumed only when the
         // authorization completes, so opening it twice meanwhile would start two authorizations; the
         // first open takes it out of the store instead (atomic read-and-delete), a second open finds nothing.
-        return (await guarded(oidc.take(this.model, id))) as AdapterPayload | undefined;
+        return withId(id, await guarded(oidc.take(this.model, storeKey(this.model, id))));
       }
-      const payload = (await guarded(oidc.find(this.model, id))) as AdapterPayload | undefined;
+      const payload = withId(id, await guarded(oidc.find(this.model, storeKey(this.model, id))));
       if (this.model === 'RefreshToken' && payload?.consumed && withinGrace(payload.consumed, refreshReuseGraceSeconds)) {
         const { consumed: _consumed, ...fresh } = payload;
         return fresh;
@@ -113,10 +116,11 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async consume(id: string): Promise<void> {
-      if (await guarded(oidc.consume(this.model, id))) return;
+      const key = storeKey(this.model, id);
+      if (await guarded(oidc.consume(this.model, key))) return;
       // Taken out of the store when it was opened (see find): single use is already settled.
       if (this.model === 'PushedAuthorizationRequest') return;
-      const record = await guarded(oidc.find(this.model, id));
+      const record = await guarded(oidc.find(this.model, key));
       // A retry within the grace period; recordSuccessor keeps it to one lineage.
       if (this.model === 'RefreshToken' && record !== undefined && withinGrace(record.consumed, refreshReuseGraceSeconds)) return;
       await guarded(revokeGrant(record?.grantId));
@@ -124,7 +128,7 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async destroy(id: string): Promise<void> {
-      await guarded(oidc.destroy(this.model, id));
+      await guarded(oidc.destroy(this.model, storeKey(this.model, id)));
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
@@ -141,8 +145,9 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
   async function recordSuccessor(id: string): Promise<void> {
     const rotated = (Provider.ctx?.oidc?.entities as { RotatedRefreshToken?: { jti?: string } } | undefined)?.RotatedRefreshToken?.jti;
     if (typeof rotated !== 'string' || rotated === id) return;
-    const previous = await oidc.swapSuccessor('RefreshToken', rotated, id);
-    if (previous === undefined || previous === id) return;
+    const successor = storeKey('RefreshToken', id);
+    const previous = await oidc.swapSuccessor('RefreshToken', storeKey('RefreshToken', rotated), successor);
+    if (previous === undefined || previous === successor) return;
     const replaced = await oidc.take('RefreshToken', previous);
     if (replaced?.consumed !== undefined) {
       await revokeGrant(replaced.grantId);
@@ -172,6 +177,41 @@ const LABELS: Record<string, string> = {
   DeviceCode: 'device code',
   BackchannelAuthenticationRequest: 'backchannel authentication request',
 };
+
+/**
+ * The store never holds a working bearer value (a token, a code, a session or interaction cookie):
+ * records are keyed by the SHA-256 of the value (base64url), so a copy of the database file or
+ * collection gives nothing to present. oidc-provider always looks records up by the value it was
+ * given, so the digest is taken here, on every call. Clients are found by client_id and grants by
+ * grant id, neither of which works as a credential (and both are looked up by other modules by
+ * their plain ids), so those two stay as they are.
+ */
+const PLAIN_KEYED_MODELS = new Set(['Client', 'Grant']);
+
+export function storeKey(model: string, id: string): string {
+  return PLAIN_KEYED_MODELS.has(model) ? id : createHash('sha256').update(id).digest('base64url');
+}
+
+/**
+ * The payload as stored: its `jti` is the value itself, so it becomes the key too (find puts the
+ * value back, it knows it); an interaction remembers its session's cookie value, which becomes
+ * that session's key (nothing reads it back; oidc-provider finds the session by its uid).
+ */
+function storedPayload(model: string, id: string, payload: AdapterPayload): AdapterPayload {
+  if (PLAIN_KEYED_MODELS.has(model)) return payload;
+  const stored: AdapterPayload = { ...payload };
+  if (stored.jti === id) stored.jti = storeKey(model, id);
+  const session = stored.session as { cookie?: unknown } | undefined;
+  if (session && typeof session === 'object' && typeof session.cookie === 'string') {
+    stored.session = { ...session, cookie: storeKey('Session', session.cookie) };
+  }
+  return stored;
+}
+
+function withId(id: string, payload: OidcPayload | undefined): AdapterPayload | undefined {
+  if (payload === undefined) return undefined;
+  return (payload.jti === undefined ? payload : { ...payload, jti: id }) as AdapterPayload;
+}
 
 function withinGrace(consumedAt: unknown, graceSeconds: number): boolean {
   return graceSeconds > 0 && typeof consumedAt === 'number' && Date.now() / 1000 - consumedAt <= graceSeconds;

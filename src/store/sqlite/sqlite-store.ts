@@ -3,7 +3,6 @@
  * open; multi-row writes run in BEGIN IMMEDIATE transactions so the CLI and a running server can
  * share the file without lost updates.
  */
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
@@ -30,6 +29,7 @@ import type {
 } from '../port.ts';
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
+import { createPrivateFile, ensurePrivateDirectory, restrictFiles } from './file-modes.ts';
 import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
@@ -39,6 +39,8 @@ export interface SqliteStoreOptions {
   purgeIntervalSeconds?: number;
   /** Epoch milliseconds. Tests inject a clock to observe expiry without sleeping. */
   clock?: () => number;
+  /** Told what an operator should fix but that does not stop the store (a DATA_DIR open to others). */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -165,6 +167,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE oidc ADD COLUMN successor TEXT;
   `,
+  // 7: oidc-provider's records are now keyed by a digest of their value (oidc/adapter.ts), so the
+  // rows written before, keyed by the working value itself, can no longer be found: delete them
+  // rather than keep live tokens and session ids in the file until they expire. Everyone signs in
+  // once more, and relying parties get new refresh tokens. Clients and grants keep their keys.
+  `
+  DELETE FROM oidc WHERE model IN ('Session', 'Interaction', 'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+    'ClientCredentials', 'BackchannelAuthenticationRequest', 'PushedAuthorizationRequest', 'RegistrationAccessToken',
+    'InitialAccessToken', 'ReplayDetection');
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -263,7 +274,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   const clock = options.clock ?? Date.now;
   const purgeIntervalMs = Math.max(1, Math.round((options.purgeIntervalSeconds ?? 60) * 1000));
 
-  if (options.file !== ':memory:') mkdirSync(path.dirname(path.resolve(options.file)), { recursive: true });
+  if (options.file !== ':memory:') {
+    const warning = ensurePrivateDirectory(path.dirname(path.resolve(options.file)));
+    if (warning !== undefined) options.warn?.(warning);
+    createPrivateFile(options.file);
+  }
 
   let db: DatabaseSync;
   try {
@@ -276,6 +291,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   let rateLimitStatements: ReturnType<typeof prepareRateLimitStatements>;
   try {
     configure(db);
+    if (options.file !== ':memory:') restrictFiles([options.file, `${options.file}-wal`, `${options.file}-shm`]);
     migrate(db, options.file);
     statements = prepareStatements(db);
     rateLimitStatements = prepareRateLimitStatements(db);
@@ -796,9 +812,12 @@ function migrate(db: DatabaseSync, file: string): void {
         `The SQLite database ${file} has schema version ${current}, newer than this Tessera understands (${SQLITE_SCHEMA_VERSION}).`,
       );
     }
+    // Rows a migration deletes (verbatim tokens, migration 7) are overwritten, not left in free pages.
+    db.exec('PRAGMA secure_delete = ON');
     for (let version = current; version < SQLITE_SCHEMA_VERSION; version += 1) db.exec(SQLITE_MIGRATIONS[version]!);
     db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
     db.exec('COMMIT');
+    db.exec('PRAGMA secure_delete = OFF');
   } catch (error) {
     if (db.isTransaction) db.exec('ROLLBACK');
     throw error;
