@@ -78,6 +78,14 @@ async function userinfoStatus(url: string, accessToken: string): Promise<number>
   return response.status;
 }
 
+/**
+ * Opens `count` keep-alive connections first, so the racing requests that follow go out on open
+ * sockets and reach the server in the same instant, instead of one TCP handshake apart.
+ */
+async function warmConnections(url: string, count: number): Promise<void> {
+  await Promise.all(Array.from({ length: count }, async () => (await fetch(`${url}/healthz`)).arrayBuffer()));
+}
+
 const refresh = (url: string, token: string) => tokenRequest(url, { grant_type: 'refresh_token', refresh_token: token });
 
 for (const lane of LANES) {
@@ -88,6 +96,7 @@ for (const lane of LANES) {
     const callback = await authorize(new UserAgent(), request, newPerson(), { register: true });
     const grant = { grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: RP_CALLBACK, code_verifier: request.verifier };
 
+    await warmConnections(server.url, PARALLEL_CODES);
     const answers = await Promise.all(Array.from({ length: PARALLEL_CODES }, () => tokenRequest(server.url, grant)));
     const winners = answers.filter((answer) => answer.status === 200);
     t.is(winners.length, 1, JSON.stringify(answers.map((answer) => answer.status)));
@@ -102,6 +111,7 @@ for (const lane of LANES) {
     t.teardown(() => server.close());
     const { tokens } = await signIn(await discover(server.url), new UserAgent(), newPerson(), { register: true });
 
+    await warmConnections(server.url, PARALLEL_REFRESHES);
     const answers = await Promise.all(Array.from({ length: PARALLEL_REFRESHES }, () => refresh(server.url, tokens.refresh_token!)));
     const winners = answers.filter((answer) => answer.status === 200);
     t.true(winners.length <= 1, JSON.stringify(answers.map((answer) => answer.status)));
