@@ -86,7 +86,8 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), expiresIn > 0 ? expiresIn : undefined));
-      if (this.model === 'RefreshToken') await guarded(recordSuccessor(id));
+      // Without a grace period a second consumer is refused outright, so no lineage can fork: no successor to keep.
+      if (this.model === 'RefreshToken' && refreshReuseGraceSeconds > 0) await guarded(recordSuccessor(id));
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
