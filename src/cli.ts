@@ -102,8 +102,8 @@ async function execute(command: Command, values: Record<string, unknown>, args: 
     async services() {
       if (!opened) {
         // Loaded on demand: help and usage errors should not wait for store drivers to load.
-        const [{ openStore }, { buildServices }] = await Promise.all([import('./store/open-store.ts'), import('./services.ts')]);
-        const store = await openStore(config);
+        const [{ openStore }, { buildServices }, { warn }] = await Promise.all([import('./store/open-store.ts'), import('./services.ts'), import('./cli/output.ts')]);
+        const store = await openStore(config, { warn });
         try {
           opened = { store, services: buildServices(config, store) };
         } catch (error) {

@@ -125,7 +125,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     ? config.tls.mtlsUrl
     : config.tls.mtlsUrl ?? `https://${new URL(config.issuer).hostname}:${mtlsPort}`;
 
-  const store = await openStore(config).catch(async (error: unknown) => {
+  const store = await openStore(config, { warn: (message) => logger.warn(message) }).catch(async (error: unknown) => {
     await closeAll();
     throw error;
   });

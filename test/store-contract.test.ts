@@ -169,13 +169,50 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await store.oidc.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g' }, 600);
     const firstConsumption = Math.floor(clock.now() / 1000);
 
-    await store.oidc.consume('AuthorizationCode', 'code-1');
+    t.true(await store.oidc.consume('AuthorizationCode', 'code-1'), 'the first call consumes it');
     clock.advance(5 * SECOND);
-    await store.oidc.consume('AuthorizationCode', 'code-1');
+    t.false(await store.oidc.consume('AuthorizationCode', 'code-1'), 'a second call does not');
 
     t.deepEqual(await store.oidc.find('AuthorizationCode', 'code-1'), { jti: 'code-1', grantId: 'g', consumed: firstConsumption });
-    await store.oidc.consume('AuthorizationCode', 'unknown');
+    t.false(await store.oidc.consume('AuthorizationCode', 'unknown'));
     t.is(await store.oidc.find('AuthorizationCode', 'unknown'), undefined);
+  });
+
+  it('of concurrent consumers of one record through two store instances exactly one is told it consumed it', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.oidc.upsert('AuthorizationCode', 'code-race', { jti: 'code-race', grantId: 'g' }, 600);
+    await store.oidc.upsert('RefreshToken', 'rt-race', { jti: 'rt-race', grantId: 'g' }, 600);
+
+    for (const [model, id] of [['AuthorizationCode', 'code-race'], ['RefreshToken', 'rt-race']] as const) {
+      const results = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).oidc.consume(model, id)));
+      t.is(results.filter(Boolean).length, 1, `${model}: ${JSON.stringify(results)}`);
+    }
+  });
+
+  it('consume of an expired record tells no one it consumed it', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('AuthorizationCode', 'code-old', { jti: 'code-old' }, 60);
+    clock.advance(61 * SECOND);
+    t.false(await store.oidc.consume('AuthorizationCode', 'code-old'));
+  });
+
+  it('swapSuccessor answers the successor it replaced, so concurrent swaps leave exactly one recorded', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.oidc.upsert('RefreshToken', 'rt-1', { jti: 'rt-1', grantId: 'g' }, 600);
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'unknown', 'rt-x'), undefined, 'nothing to record on');
+
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'rt-1', 'rt-2'), undefined, 'the first successor replaces none');
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'rt-1', 'rt-3'), 'rt-2');
+
+    const successors = ['rt-4', 'rt-5', 'rt-6', 'rt-7', 'rt-8', 'rt-9'];
+    const replaced = await Promise.all(successors.map((id, index) => (index % 2 === 0 ? store : other).oidc.swapSuccessor('RefreshToken', 'rt-1', id)));
+    // Each swap replaced a different one: rt-3 and all but one of the new ones, which is the one left.
+    t.is(new Set(replaced).size, successors.length);
+    const left = ['rt-3', ...successors].filter((id) => !replaced.includes(id));
+    t.is(left.length, 1);
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'rt-1', 'rt-10'), left[0]);
   });
 
   it('destroy removes only the named record', async (t) => {
@@ -1126,8 +1163,10 @@ test('sqlite: a database at schema version 2, from before account security, upgr
     )
     .run();
   const farFuture = Date.now() + 365 * DAY;
+  // A grant keeps its key across migration 8 (a session, keyed by its cookie value then, does not).
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Grant', 'old-grant', '{"jti":"old-grant","accountId":"old-sub"}', ${farFuture})`).run();
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Grant', 'anonymous', '{"jti":"anonymous"}', ${farFuture})`).run();
   old.prepare(`INSERT INTO oidc (model, id, payload, uid, expires_at) VALUES ('Session', 'old-session', '{"uid":"u-1","accountId":"old-sub"}', 'u-1', ${farFuture})`).run();
-  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Session', 'anonymous', '{"uid":"u-2"}', ${farFuture})`).run();
   old.close();
 
   const store = await lane.open();
@@ -1145,7 +1184,8 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   };
   t.deepEqual(await store.accounts.findBySub('old-sub'), expected);
   t.deepEqual(await store.accounts.list(), [expected]);
-  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [{ id: 'old-session', payload: { uid: 'u-1', accountId: 'old-sub' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Grant', 'old-sub'), [{ id: 'old-grant', payload: { jti: 'old-grant', accountId: 'old-sub' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [], 'migration 8 removed the session keyed by its cookie value');
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
   t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);

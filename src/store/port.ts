@@ -26,8 +26,18 @@ export interface OidcStore {
   find(model: string, id: string): Promise<OidcPayload | undefined>;
   findByUid(model: string, uid: string): Promise<OidcPayload | undefined>;
   findByUserCode(model: string, userCode: string): Promise<OidcPayload | undefined>;
-  /** Marks the record consumed (epoch seconds) unless it already is; the first consumption time is kept. */
-  consume(model: string, id: string): Promise<void>;
+  /**
+   * Marks the record consumed (epoch seconds) unless it already is; the first consumption time is kept.
+   * True only for the one call that consumed it (an atomic compare-and-set, across processes too):
+   * false when it was consumed already, is unknown or has expired. Single use rests on this answer.
+   */
+  consume(model: string, id: string): Promise<boolean>;
+  /**
+   * Atomically records `successor` as the record's successor (a rotated refresh token's
+   * replacement) and returns the one recorded before, if any: of concurrent callers each gets a
+   * different previous value, so exactly one successor stays recorded.
+   */
+  swapSuccessor(model: string, id: string, successor: string): Promise<string | undefined>;
   destroy(model: string, id: string): Promise<void>;
   /** Removes every record of this model issued under the grant. */
   revokeByGrantId(model: string, grantId: string): Promise<void>;

@@ -29,6 +29,8 @@ export interface OidcRecordDocument {
   uid?: string;
   userCode?: string;
   grantId?: string;
+  /** A rotated refresh token's successor (its id), set by swapSuccessor; replaceOne of a re-save drops it. */
+  successor?: string;
   /** Absent for records that never expire; the TTL index ignores such documents. */
   expiresAt?: Date;
 }
@@ -41,6 +43,7 @@ const oidcRecordSchema = new Schema<OidcRecordDocument>(
     uid: { type: String },
     userCode: { type: String },
     grantId: { type: String },
+    successor: { type: String },
     expiresAt: { type: Date },
   },
   { ...schemaOptions, collection: 'oidc' },

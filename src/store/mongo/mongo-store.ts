@@ -217,11 +217,29 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       return doc?.payload as OidcPayload | undefined;
     },
     async consume(model, id) {
-      // One conditional update: of two concurrent consumers, only the first sets the time.
-      await OidcRecord.updateOne(
+      // One conditional update: of two concurrent consumers, only the first matches and sets the time.
+      const result = await OidcRecord.updateOne(
         { _id: oidcId(model, id), 'payload.consumed': { $exists: false }, ...live() },
         { $set: { 'payload.consumed': Math.floor(clock() / 1000) } },
       ).exec();
+      return result.modifiedCount === 1;
+    },
+    async swapSuccessor(model, id, successor) {
+      // A conditional update on the value just read, rerun when another caller changed it first, so
+      // each caller replaces a different value. (A findAndModify answering the document as it was
+      // would do in one step on mongod, but is not atomic on the emulator without transactions.)
+      const _id = oidcId(model, id);
+      for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
+        const doc = await OidcRecord.findOne({ _id }, { successor: 1 }).lean().exec();
+        if (doc === null) return undefined;
+        const previous = doc.successor;
+        const result = await OidcRecord.updateOne(
+          { _id, successor: previous ?? { $exists: false } },
+          { $set: { successor: String(successor) } },
+        ).exec();
+        if (result.modifiedCount === 1) return previous;
+      }
+      throw storeUnavailableError(`Too many concurrent rotations of one ${String(model)}.`);
     },
     async destroy(model, id) {
       await OidcRecord.deleteOne({ _id: oidcId(model, id) }).exec();
