@@ -104,7 +104,7 @@ test('a password hash made with older argon2 parameters is upgraded at the next 
   await weak.close();
   await new Promise((resolve) => setTimeout(resolve, 300));
 
-  const strong = await startTestServer({ dataDir, clients: [staticClient()] });
+  const strong = await startTestServer({ dataDir, clients: [staticClient()], argon2: 'defaults' });
   t.teardown(() => strong.close());
   await signIn(await discover(strong.issuer), new UserAgent(), person);
   const newHash = await strong.withServices(async (services) => (await services.accounts.findByEmail(person.email))!.passwordHash);
