@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import test from 'ava';
 
 import { cliInstallation, eventually, runCli, singleErrorLine } from './helpers/cli.ts';
@@ -60,6 +60,16 @@ test('bin/tessera exits with each command\'s status and reads a password piped t
   t.is(refused.code, 1);
   t.is(singleErrorLine(refused), 'tessera: a user with the email ada@example.com already exists');
   t.like(JSON.parse((await cli(['users', 'list', '--json'])).stdout), [{ sub, email: 'ada@example.com' }]);
+});
+
+test('bin/tessera on a Node.js older than 24 says so in one line and exits 1', async (t) => {
+  const { spawnCli, env, file } = cliInstallation(t);
+  // The bin script's check runs before any TypeScript: a preload makes this Node report an older version.
+  const older = file('older-node.mjs', 'Object.defineProperty(process, "versions", { value: { ...process.versions, node: "20.20.2" } });\nObject.defineProperty(process, "version", { value: "v20.20.2" });\n');
+  const result = await spawnCli(['--help'], { env: { ...env, NODE_OPTIONS: `--import=${pathToFileURL(older).href}` } });
+  t.is(result.code, 1);
+  t.is(result.stdout, '');
+  t.is(singleErrorLine(result), 'Tessera needs Node.js 24 or newer; this is Node.js v20.20.2.');
 });
 
 test('bad usage exits 2 with one line that names the problem', async (t) => {
