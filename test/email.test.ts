@@ -10,6 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import test from 'ava';
 import * as oidc from 'openid-client';
 
+import { eventually } from './helpers/eventually.ts';
 import { attemptSignIn, openLoginForm } from './helpers/login-form.ts';
 import { linkIn, startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, newPerson, RP_CALLBACK, signIn, staticClient, submit, type Person } from './helpers/relying-party.ts';
@@ -290,15 +291,14 @@ test('without SMTP_URL the messages are written to DATA_DIR/outbox as .eml files
   const person = newPerson();
   await signIn(await discover(server.issuer), new UserAgent(), person, { register: true });
   const outbox = path.join(server.dataDir, 'outbox');
-  let files: string[] = [];
-  for (let i = 0; i < 50 && !files.length; i += 1) {
-    await delay(100);
+  const files = await eventually(() => {
     try {
-      files = readdirSync(outbox).filter((file) => file.endsWith('.eml'));
+      const written = readdirSync(outbox).filter((file) => file.endsWith('.eml'));
+      return written.length ? written : undefined;
     } catch {
-      // not created yet
+      return undefined; // not created yet
     }
-  }
+  }, 5_000) ?? [];
   t.is(files.length, 1);
   const eml = readFileSync(path.join(outbox, files[0]!), 'utf8');
   t.regex(eml, new RegExp(`To: ${person.email.replace(/[.]/g, '\\.')}`));

@@ -4,9 +4,6 @@
  * token says about it all (amr, acr). Clients that require a second factor send people without one
  * to enrolment, and step up sessions that signed in with a password alone.
  */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 import test from 'ava';
 import * as OTPAuth from 'otpauth';
@@ -14,6 +11,7 @@ import type * as oidc from 'openid-client';
 import { authorizationCodeGrant } from 'openid-client';
 
 import { ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR } from '../src/domain/mfa/assurance.ts';
+import { runCliJson } from './helpers/cli.ts';
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, newPerson, RP_CALLBACK, staticClient, submit, type Person } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -361,9 +359,8 @@ test('an administrator removes every second factor of someone who lost them with
   const { after } = await enrolTotp(enrolment.agent, enrolment.page);
   await enrolment.finish(after);
 
-  const bin = fileURLToPath(new URL('../bin/tessera', import.meta.url));
-  const { stdout } = await promisify(execFile)(process.execPath, [bin, 'users', 'reset-factors', person.email.toUpperCase(), '--json'], { env: { ...process.env, ...server.cliEnv } });
-  t.deepEqual(JSON.parse(stdout), { sub: person.sub, email: person.email, second_factors: false });
+  const reset = await runCliJson(server.cliEnv, ['users', 'reset-factors', person.email.toUpperCase()]);
+  t.deepEqual(reset, { sub: person.sub, email: person.email, second_factors: false });
   const summary = await server.withServices((services) => services.secondFactors.summary(person.sub));
   t.like(summary, { enabled: false, totp: false, recoveryCodesLeft: 0, passkeys: [] });
 

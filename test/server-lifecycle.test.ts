@@ -6,19 +6,10 @@ import test from 'ava';
 import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
+import { eventually } from './helpers/eventually.ts';
 import { discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, seconds = 10): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 test('accounts, clients, keys and refresh tokens survive a restart of the embedded store', async (t) => {
   const dataDir = makeTempDir();
@@ -67,7 +58,7 @@ test('a key rotation is picked up by the running server without a restart, and t
     const { keys } = await (await fetch(`${server.issuer}/jwks`)).json() as { keys: Array<{ kid: string }> };
     const published = keys.map((key) => key.kid);
     return published.includes(newKid) ? published : undefined;
-  }, 'the new key in the JWKS');
+  }, { what: 'the new key in the JWKS', timeoutMs: 10_000 });
   t.true(kids.includes(oldKid), 'the retired key stays until its tokens expire');
 
   const after = await signIn(config, new UserAgent(), newPerson(), { register: true });
@@ -106,7 +97,7 @@ test('a password hash made with older argon2 parameters is upgraded at the next 
   await weak.close();
   await new Promise((resolve) => setTimeout(resolve, 300));
 
-  const strong = await startTestServer({ dataDir, clients: [staticClient()] });
+  const strong = await startTestServer({ dataDir, clients: [staticClient()], argon2: 'defaults' });
   t.teardown(() => strong.close());
   await signIn(await discover(strong.issuer), new UserAgent(), person);
   const newHash = await strong.withServices(async (services) => (await services.accounts.findByEmail(person.email))!.passwordHash ?? '');
