@@ -84,6 +84,46 @@ for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
     t.is(mail.messages.filter((message) => message.to === email).length, 1, 'one notice per lockout');
   });
 
+  test(`on ${kind}, a burst of ten wrong passwords on two instances gets no more checks than the threshold: the right password sent last does not get in`, async (t) => {
+    const mail = await startMailCatcher();
+    const pair = await startInstancePair(kind, { SMTP_URL: mail.url });
+    t.teardown(async () => {
+      await pair.close();
+      await mail.close();
+    });
+    const email = newEmail('burst');
+    await register(pair.a, email);
+    const servers = Array.from({ length: 11 }, (_, index) => (index % 2 === 0 ? pair.a : pair.b));
+    const forms = await Promise.all(servers.map((server) => openLoginForm(server)));
+    const answers = await Promise.all(forms.map((form, index) => postLogin(form, email, index === forms.length - 1 ? PASSWORD : WRONG)));
+
+    t.deepEqual(answers.map((answer) => answer.status), Array(11).fill(401), 'the right password, counted past the threshold, is refused like the rest');
+    const account = await accountOf(pair.b, email);
+    t.truthy(account.lockedUntil, 'the account is locked');
+    t.is(account.lockouts, 1);
+    t.is((await attemptSignIn(pair.a, email, PASSWORD)).status, 401, 'and stays locked for the right password');
+    await mail.waitFor((message) => message.to === email);
+  });
+
+  test(`on ${kind}, fifty concurrent wrong passwords on two instances send exactly one lockout mail`, async (t) => {
+    const mail = await startMailCatcher();
+    const pair = await startInstancePair(kind, { SMTP_URL: mail.url });
+    t.teardown(async () => {
+      await pair.close();
+      await mail.close();
+    });
+    const email = newEmail('fifty');
+    await register(pair.a, email);
+    const forms = await Promise.all(Array.from({ length: 50 }, (_, index) => openLoginForm(index % 2 === 0 ? pair.a : pair.b)));
+    const answers = await Promise.all(forms.map((form) => postLogin(form, email, WRONG)));
+
+    t.deepEqual(answers.map((answer) => answer.status), Array(50).fill(401));
+    t.is((await accountOf(pair.a, email)).lockouts, 1, 'one lockout, not one per threshold-sized batch of requests in flight');
+    await mail.waitFor((message) => message.to === email);
+    await delay(300);
+    t.is(mail.messages.filter((message) => message.to === email).length, 1);
+  });
+
   test(`on ${kind}, concurrent failures on two instances lock the account exactly once`, async (t) => {
     const mail = await startMailCatcher();
     const pair = await startInstancePair(kind, { SMTP_URL: mail.url });

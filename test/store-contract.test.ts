@@ -503,6 +503,59 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is((await other.accounts.findBySub('sub-1'))?.failedSignIns, 10);
   });
 
+  it('countSignInAttempt counts before the check, and not while the account is locked', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'attempt@example.com'));
+    const now = new Date(clock.now());
+
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 1 });
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 2 });
+    t.is(await store.accounts.countSignInAttempt('sub-unknown', now), undefined);
+    t.false(await store.accounts.lockAfterFailures('sub-1', 3, new Date(now.getTime() + 60 * SECOND)), 'two are below a threshold of three');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 3 });
+
+    const until = new Date(now.getTime() + 60 * SECOND);
+    t.true(await store.accounts.lockAfterFailures('sub-1', 3, until));
+    t.false(await store.accounts.lockAfterFailures('sub-1', 3, until), 'the lock reset the count: a second caller does not lock again');
+    const locked = await store.accounts.findBySub('sub-1');
+    t.is(locked?.lockouts, 1);
+    t.is(locked?.failedSignIns, 0);
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 0, lockedUntil: until }, 'a locked account is not counted');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'after the lock, counting starts over');
+  });
+
+  it('concurrent sign-in attempts through two store instances each see a count of their own', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
+    const other = await open();
+    await store.accounts.create(account('sub-1', 'attempts@example.com'));
+    const now = new Date(clock.now());
+
+    const seen = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.countSignInAttempt('sub-1', now)));
+
+    t.deepEqual(seen.map((attempt) => attempt?.attempts).sort((a, b) => a! - b!), Array.from({ length: 10 }, (_, index) => index + 1));
+    const locks = await Promise.all(Array.from({ length: 6 }, (_, index) => (index % 2 === 0 ? store : other).accounts.lockAfterFailures('sub-1', 5, new Date(now.getTime() + 60 * SECOND))));
+    t.is(locks.filter(Boolean).length, 1, 'exactly one caller locks');
+  });
+
+  it('recordPasskeyUse moves only that passkey, and never brings back a removed one', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'passkey-use@example.com'));
+    const createdAt = new Date(clock.now());
+    const passkey = (id: string) => ({ credentialId: id, publicKey: `key-${id}`, counter: 1, name: `Passkey ${id}`, createdAt });
+    await store.accounts.update('sub-1', { passkeys: [passkey('a'), passkey('b')] });
+    const usedAt = new Date(clock.now() + SECOND);
+
+    t.true(await store.accounts.recordPasskeyUse('sub-1', 'b', 7, usedAt));
+    let passkeys = (await store.accounts.findBySub('sub-1'))!.passkeys;
+    t.deepEqual(passkeys.map((key) => [key.credentialId, key.counter, key.lastUsedAt?.getTime()]), [['a', 1, undefined], ['b', 7, usedAt.getTime()]]);
+
+    await store.accounts.update('sub-1', { passkeys: [passkey('a')] });
+    t.false(await store.accounts.recordPasskeyUse('sub-1', 'b', 8, usedAt), 'a removed passkey is not written back');
+    passkeys = (await store.accounts.findBySub('sub-1'))!.passkeys;
+    t.deepEqual(passkeys.map((key) => key.credentialId), ['a']);
+    t.false(await store.accounts.recordPasskeyUse('sub-unknown', 'a', 8, usedAt));
+  });
+
   it('consumeRecoveryCode removes exactly that code, and only once', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.accounts.create(account('sub-1', 'codes@example.com'));
