@@ -15,7 +15,8 @@ import { attemptSignIn, normalizedPage, openLoginForm, postLogin } from './helpe
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { staticClient } from './helpers/relying-party.ts';
 import { runCli } from './helpers/cli.ts';
-import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { killIfRunning, listeningUrl, serverEnv, spawnServer, workersReady } from './helpers/spawned-server.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const WRONG = 'not the right password at all';
@@ -144,6 +145,34 @@ for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
     t.is(mail.messages.filter((message) => message.to === email).length, 1);
   });
 }
+
+test('with WORKERS=2 on SQLite, a burst of wrong passwords with the right one last locks once and keeps the right one out', async (t) => {
+  const mail = await startMailCatcher();
+  const dataDir = makeTempDir();
+  const options = { dataDir, clients: [staticClient()], env: { WORKERS: '2', SMTP_URL: mail.url } };
+  const server = spawnServer(options);
+  t.teardown(async () => {
+    killIfRunning(server);
+    removeDir(dataDir);
+    await mail.close();
+  });
+  const url = await listeningUrl(server);
+  await workersReady(server, 2);
+  const email = newEmail('workers');
+  const created = await runCli(serverEnv(options), ['users', 'create', '--email', email, '--password-stdin'], PASSWORD);
+  t.is(created.code, 0, created.stderr);
+  // openLoginForm needs only the issuer; a fresh connection per request lets the primary spread them over both workers.
+  const target = { issuer: url } as TestServer;
+  const forms = await Promise.all(Array.from({ length: 30 }, () => openLoginForm(target)));
+  const answers = await Promise.all(forms.map((form, index) => postLogin(form, email, index === forms.length - 1 ? PASSWORD : WRONG)));
+
+  t.deepEqual(answers.map((answer) => answer.status), Array(30).fill(401), 'the right password, counted past the threshold, is refused');
+  const listed = await runCli(serverEnv(options), ['users', 'list']);
+  t.regex(listed.stdout, new RegExp(`${email.replace(/[.]/g, '\\.')}\\s+\\S+\\s+locked`));
+  await mail.waitFor((message) => message.to === email);
+  await delay(300);
+  t.is(mail.messages.filter((message) => message.to === email).length, 1, 'one lockout mail from two worker processes');
+});
 
 test('an unknown email, a wrong password and a locked account get the same status, page and timing', async (t) => {
   const server = await startTestServer({ clients: [staticClient()], });
