@@ -40,6 +40,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   const mfa = secondFactorSteps({
     provider, accounts, secondFactors, logger, events, loadInteraction, finish, clientOf, showLogin,
     limitSecondFactor: (ctx, sub) => rateLimits.secondFactor(ctx, sub),
+    limitPasswordless: (ctx) => rateLimits.passwordlessSignIn(ctx),
   });
 
   /** Loads the interaction bound to this browser; the uid in the path must be the one in the cookie. */

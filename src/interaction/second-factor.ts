@@ -51,6 +51,8 @@ export interface SecondFactorStepsDependencies {
    * throws a 429 AppError once the account is over its limit.
    */
   limitSecondFactor(ctx: Context, sub: string): Promise<void>;
+  /** Counts one passwordless passkey sign-in per address (the sign-in limit); throws a 429 AppError over it. */
+  limitPasswordless(ctx: Context): Promise<void>;
 }
 
 export interface SecondFactorSteps {
@@ -309,6 +311,7 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
       const interaction = await loadInteraction(ctx);
       if (interaction.prompt.name !== 'login') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       ctx.set('Cache-Control', 'no-store');
+      await deps.limitPasswordless(ctx);
       ctx.body = await secondFactors.passkeyAuthenticationOptions(undefined, { uid: interaction.uid });
     });
 
