@@ -110,6 +110,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       tokens: new LinkTokens(store.oidc, 'PasswordReset', config.ttl.passwordReset),
       mailer,
       issuer: config.issuer,
+      revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {

@@ -154,6 +154,19 @@ test('a password change needs the current password, follows the policy, and sign
   t.truthy(tokens.id_token);
 });
 
+test('a password change on the account page ends the refresh tokens of apps', async (t) => {
+  const person = await newAccount();
+  const { tokens } = await signIn(rp, new UserAgent(), person, { parameters: { scope: 'openid offline_access' } });
+  t.truthy(tokens.refresh_token);
+  const here = new UserAgent();
+  const next = 'a passphrase chosen after a theft, maybe';
+  const changed = await post(here, await signInToAccount(here, person), '/account/password', { current_password: person.password, new_password: next, new_password_confirmation: next });
+  t.is(changed.status, 303);
+  const refresh = await t.throwsAsync(oidc.refreshTokenGrant(rp, tokens.refresh_token!));
+  t.is((refresh as oidc.ResponseBodyError).error, 'invalid_grant');
+  t.regex((await accountPage(here)).body, /<strong>Test RP<\/strong>/, 'the app keeps its grant: it only has to sign the person in again');
+});
+
 test('the sessions list shows every browser, and "sign out everywhere else" ends all but this one', async (t) => {
   const person = await newAccount();
   const here = new UserAgent();

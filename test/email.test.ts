@@ -184,6 +184,41 @@ test('a password reset runs from the sign-in page through the email, ends every 
   t.is(replay.status, 400);
 });
 
+/** Asks for a reset link on the forgot-password page, follows it from the mail and chooses `password`. */
+async function resetThroughMail(fixture: Fixture, email: string, password: string): Promise<Page> {
+  const browser = new UserAgent();
+  const earlier = new Set(fixture.mail.messages);
+  const forgot = await browser.request(new URL('/password/forgot', fixture.server.url).href);
+  expectSeeOther(await post(browser, forgot, '/password/forgot', { email }));
+  const message = await fixture.mail.waitFor((mail) => mail.to === email && mail.subject === 'Reset your password' && !earlier.has(mail));
+  const form = await browser.request(linkIn(message, `${fixture.server.issuer}/password/reset?token=`));
+  return post(browser, form, '/password/reset', { password, password_confirmation: password });
+}
+
+function expectSeeOther(page: Page): void {
+  if (page.status !== 303) throw new Error(`expected 303, got ${page.status}: ${page.body.slice(0, 300)}`);
+}
+
+for (const [setting, kept] of [[undefined, false], ['false', true]] as const) {
+  test(`a password reset ${kept ? 'keeps' : 'ends'} the refresh tokens of apps ${setting ? `with REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=${setting}` : 'by default'}`, async (t) => {
+    const fixture = await setUp(t, setting ? { REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: setting } : {});
+    const person = newPerson();
+    const { tokens } = await registerThroughPage(fixture, person);
+    t.truthy(tokens.refresh_token);
+
+    const reset = await resetThroughMail(fixture, person.email, 'a brand new passphrase for the app test');
+    t.is(reset.status, 303, reset.body);
+
+    const refreshed = oidc.refreshTokenGrant(fixture.config, tokens.refresh_token!);
+    if (kept) {
+      t.truthy((await refreshed).access_token, 'the app keeps its refresh token');
+    } else {
+      const error = await t.throwsAsync(refreshed);
+      t.is((error as { error?: string }).error, 'invalid_grant', 'the app must send the person to sign in again');
+    }
+  });
+}
+
 test('asking to reset the password of an unknown email looks exactly like a known one, and sends nothing', async (t) => {
   const fixture = await setUp(t);
   const person = newPerson();

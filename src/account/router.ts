@@ -15,6 +15,7 @@ import type { Provider } from 'oidc-provider';
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { SecurityEvents } from '../domain/events.ts';
+import { revokeAppTokens } from '../domain/password-reset.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
@@ -204,6 +205,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       return refuse(ctx, 'password', error);
     }
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    if (config.security.revokeAppTokensOnPasswordChange) await revokeAppTokens(oidc, account.sub);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
     seeOther(ctx, '/account?done=password#password');
