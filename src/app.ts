@@ -130,7 +130,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
-  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events });
+  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits });
   app.use(account.routes());
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).

@@ -154,6 +154,45 @@ test('a password change needs the current password, follows the policy, and sign
   t.truthy(tokens.id_token);
 });
 
+test('wrong current passwords on the account page count towards the lockout, and a locked account takes no password change', async (t) => {
+  const person = await newAccount();
+  const here = new UserAgent();
+  let page = await signInToAccount(here, person);
+  const next = 'a passphrase the session thief would like';
+  for (let i = 0; i < 5; i += 1) {
+    const wrong = await post(here, page, '/account/password', { current_password: `guess number ${i} of the thief`, new_password: next, new_password_confirmation: next });
+    t.is(wrong.status, 400);
+    page = await accountPage(here);
+  }
+  t.truthy((await server.withServices(({ accounts }) => accounts.findByEmail(person.email)))?.lockedUntil, 'five wrong guesses lock the account');
+  const right = await post(here, page, '/account/password', { current_password: person.password, new_password: next, new_password_confirmation: next });
+  t.is(right.status, 400, 'even the right password changes nothing while locked');
+  await t.throwsAsync(signIn(rp, new UserAgent(), { ...person, password: next }, { parameters: { scope: 'openid' } }));
+});
+
+test('the current-password check counts against the sign-in limit per account, with 429 over it', async (t) => {
+  const limited = await startTestServer({ clients: [staticClient()], env: { RATE_LIMIT_SIGNIN_PER_ACCOUNT: '3/60' } });
+  t.teardown(async () => {
+    await limited.close();
+    removeDir(limited.dataDir);
+  });
+  const person = { email: `limited.${Date.now()}@example.com`, password: 'an unusual passphrase for the limited page' };
+  await limited.withServices(({ accounts }) => accounts.register(person));
+  const here = new UserAgent();
+  const login = await here.follow(`${limited.issuer}/account`, NOWHERE);
+  let page = await submit(here, login, '/login', { email: person.email, password: person.password }, NOWHERE);
+  t.true(page.url.endsWith('/account'), 'signing in is the first of three');
+  const next = 'another unusual passphrase for the limited page';
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const answer = await post(here, page, '/account/password', { current_password: `wrong guess ${i}`, new_password: next, new_password_confirmation: next });
+    statuses.push(answer.status);
+    if (answer.status === 429) t.true(Number(answer.headers.get('retry-after')) >= 1);
+    page = await here.request(`${limited.issuer}/account`);
+  }
+  t.deepEqual(statuses, [400, 400, 429]);
+});
+
 test('a password change on the account page ends the refresh tokens of apps', async (t) => {
   const person = await newAccount();
   const { tokens } = await signIn(rp, new UserAgent(), person, { parameters: { scope: 'openid offline_access' } });

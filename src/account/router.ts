@@ -20,6 +20,7 @@ import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
+import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import { describeScopes } from '../interaction/scopes.ts';
 import type { Logger } from '../log.ts';
@@ -38,6 +39,8 @@ export interface AccountRouterDependencies {
   masterSecret: string;
   logger: Logger;
   events: SecurityEvents;
+  /** The current-password check counts against the sign-in limits, like the sign-in page. */
+  rateLimits: RateLimits;
 }
 
 interface SignedIn {
@@ -72,7 +75,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -194,9 +197,12 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   router.post('/password', requireSignIn, async function changePassword(ctx) {
     const { account, sessionId } = signedIn(ctx);
     const next = formField(ctx, 'new_password');
+    // A stolen session must not make the current-password check a guessing oracle: it counts against
+    // the sign-in limits (per address and per account; 429 over them) and, inside the try below, the lockout.
+    await rateLimits.signIn(ctx, account.email);
     try {
       if (next !== formField(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
-      // The same check as signing in: one argon2 verify, and wrong guesses count towards the lockout.
+      // The same check as signing in: one argon2 verify, and every attempt counts towards the lockout first.
       await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
         throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
       });
