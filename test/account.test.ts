@@ -314,6 +314,39 @@ test('an authenticator app is set up from the account page, and its recovery cod
   t.regex(after.body, /10 unused recovery codes left/);
 });
 
+test('once the account has a second factor, a recent sign-in with the password alone cannot add or remove one', async (t) => {
+  const person = await newAccount();
+  const agent = new UserAgent();
+  const page = await signInToAccount(agent, person);
+  // Set up in another browser after this one signed in with the password alone.
+  const codes = await server.withServices(async ({ accounts, secondFactors }) => {
+    const { sub } = (await accounts.findByEmail(person.email))!;
+    const { secret } = await secondFactors.startTotpEnrolment(sub);
+    await secondFactors.confirmTotp(sub, new TOTP({ secret, digits: 6, period: 30 }).generate());
+    return secondFactors.generateRecoveryCodes(sub);
+  });
+
+  const { fields } = readForm(page.body, 'action="/account/passkeys"');
+  const options = await agent.request(`${server.issuer}/account/passkeys/options`, { form: { _csrf: fields._csrf! } });
+  t.is(options.status, 401, 'no passkey options');
+  t.is((JSON.parse(options.body) as { error: string }).error, 'reauthenticate');
+  const removal = await agent.request(`${server.issuer}/account/totp/remove`, { form: { _csrf: fields._csrf! } });
+  t.is(removal.status, 303);
+  t.regex(removal.headers.get('location') ?? '', /^\/account\/signin\?reauthenticate=1/, 'sent to sign in again');
+  t.regex((await accountPage(agent)).body, /Remove authenticator app/, 'the app is still there');
+
+  // Signing in again asks for the second factor; with it, the change goes through.
+  const login = await agent.follow(`${server.issuer}${removal.headers.get('location')}`, NOWHERE);
+  const challenge = await submit(agent, login, '/login', { email: person.email, password: person.password }, NOWHERE);
+  t.regex(challenge.url, /\/second-factor$/);
+  const recoveryForm = await agent.request(`${challenge.url}?method=recovery-code`);
+  const back = await submit(agent, recoveryForm, '/second-factor/recovery-code', { code: codes[0]! }, NOWHERE);
+  t.is(new URL(back.url).pathname, '/account', `${back.status} ${back.url}`);
+  const removed = await post(agent, back, '/account/totp/remove');
+  t.is(removed.status, 303);
+  t.is(removed.headers.get('location'), '/account?done=totp-off#security');
+});
+
 test('the passkey section asks the browser to create a passkey for this account', async (t) => {
   const person = await newAccount();
   const agent = new UserAgent();

@@ -5,7 +5,8 @@
  * with a 4xx status and a plain explanation next to the form it came from.
  *
  * Sign-in is Tessera's own OpenID Connect flow (sign-in.ts). Changing second factors needs a recent
- * sign-in (RECENT_SIGN_IN_SECONDS); an older one sends the person to sign in again first.
+ * sign-in (RECENT_SIGN_IN_SECONDS) with the strongest factor the account has (mayChangeFactors); any
+ * other sends the person to sign in again first.
  */
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -28,7 +29,7 @@ import type { Account, OidcStore } from '../store/port.ts';
 import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from './activity.ts';
 import { ACCOUNT_CALLBACK_PATH } from './client.ts';
 import { OneTimeNotices } from './notices.ts';
-import { AccountSignIn, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
+import { AccountSignIn, mayChangeFactors, safeReturnPath, type AccountSession } from './sign-in.ts';
 
 export interface AccountRouterDependencies {
   config: Config;
@@ -117,9 +118,17 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     await next();
   }
 
-  /** Second factors change only shortly after a sign-in; otherwise the person signs in again first. */
+  function factorsMayChange(ctx: Context): boolean {
+    const { session, account } = signedIn(ctx);
+    return mayChangeFactors(session, secondFactors.hasSecondFactor(account));
+  }
+
+  /**
+   * Second factors change only shortly after a sign-in with the strongest factor the account has;
+   * otherwise the person signs in again first (with that factor: the sign-in page asks for it).
+   */
   async function requireRecentSignIn(ctx: Context, next: Next) {
-    if (signedInRecently(signedIn(ctx).session)) return next();
+    if (factorsMayChange(ctx)) return next();
     seeOther(ctx, `/account/signin?reauthenticate=1&return=${encodeURIComponent('/account#security')}`);
   }
 
@@ -144,7 +153,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       passwordHint: accounts.passwordPolicy.hint,
       passwordMinLength: accounts.passwordPolicy.minLength,
       passwordMaxLength: accounts.passwordPolicy.maxLength,
-      recentSignIn: signedInRecently(session),
+      recentSignIn: mayChangeFactors(session, factors.enabled),
     });
   }
 
@@ -347,7 +356,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   /** The options for navigator.credentials.create(), as JSON; the page's script asks for them. */
   router.post('/passkeys/options', requireSignIn, async function passkeyOptions(ctx) {
-    if (!signedInRecently(signedIn(ctx).session)) {
+    if (!factorsMayChange(ctx)) {
       ctx.status = 401;
       ctx.body = { error: 'reauthenticate', error_description: 'Sign in again to add a passkey: reload the page.' };
       return;
