@@ -127,7 +127,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
-  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events });
+  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
   const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits });
