@@ -322,7 +322,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.accounts.findByEmail(operator), undefined);
     t.is(await store.accounts.findBySub(operator), undefined);
     t.false(await store.accounts.update(operator, { disabled: true }));
-    t.is(await store.accounts.recordFailedSignIn(operator), 0);
+    t.is(await store.accounts.countSignInAttempt(operator, new Date()), undefined);
     t.false(await store.accounts.consumeRecoveryCode(operator, operator));
     t.false(await store.accounts.advanceTotpStep(operator, 1));
     t.is(await store.clients.find(operator), undefined);
@@ -477,32 +477,6 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, before?.passwordHash);
   });
 
-  it('recordFailedSignIn counts up and returns the new count, 0 for an unknown account', async (t) => {
-    const { store, clock } = await setUp(t, createLane);
-    await store.accounts.create(account('sub-1', 'fail@example.com'));
-    clock.advance(SECOND);
-
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1);
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 2);
-    t.is((await store.accounts.findBySub('sub-1'))?.failedSignIns, 2);
-    t.is(await store.accounts.recordFailedSignIn('sub-unknown'), 0);
-    t.is(await store.accounts.findBySub('sub-unknown'), undefined, 'counting creates no account');
-
-    t.true(await store.accounts.update('sub-1', { failedSignIns: 0 }));
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1, 'counting starts over after a reset');
-  });
-
-  it('concurrent failed sign-ins through two store instances are all counted', async (t) => {
-    const { store, open } = await setUp(t, createLane);
-    const other = await open();
-    await store.accounts.create(account('sub-1', 'burst@example.com'));
-
-    const counts = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.recordFailedSignIn('sub-1')));
-
-    t.deepEqual([...counts].sort((a, b) => a - b), Array.from({ length: 10 }, (_, index) => index + 1));
-    t.is((await other.accounts.findBySub('sub-1'))?.failedSignIns, 10);
-  });
-
   it('countSignInAttempt counts before the check, and not while the account is locked', async (t) => {
     const { store, clock } = await setUp(t, createLane);
     await store.accounts.create(account('sub-1', 'attempt@example.com'));
@@ -522,6 +496,10 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(locked?.failedSignIns, 0);
     t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 0, lockedUntil: until }, 'a locked account is not counted');
     t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'after the lock, counting starts over');
+    t.is(await store.accounts.countSignInAttempt('sub-unknown', now), undefined, 'counting creates no account');
+    t.is(await store.accounts.findBySub('sub-unknown'), undefined);
+    t.true(await store.accounts.update('sub-1', { failedSignIns: 0 }));
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'and after a success resets the count');
   });
 
   it('concurrent sign-in attempts through two store instances each see a count of their own', async (t) => {
@@ -1185,7 +1163,7 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [{ id: 'old-session', payload: { uid: 'u-1', accountId: 'old-sub' } }]);
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
-  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.deepEqual(await store.accounts.countSignInAttempt('old-sub', new Date()), { attempts: 1 });
   t.is((await store.rateLimiter({ keyPrefix: 'upgraded', points: 1, duration: 60 }).consume('key')).consumedPoints, 1);
 
   const raw = new DatabaseSync(lane.file, { readOnly: true });
@@ -1342,7 +1320,7 @@ test('mongodb: an account document from before account security reads with empty
   t.deepEqual(await store.accounts.findByEmail('old@example.com'), expected);
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
-  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.deepEqual(await store.accounts.countSignInAttempt('old-sub', new Date()), { attempts: 1 });
   t.true(await store.accounts.update('old-sub', { roles: ['admin'], lockedUntil: null }));
   t.like(await store.accounts.findBySub('old-sub'), { roles: ['admin'], failedSignIns: 1, recoveryCodes: [], passkeys: [] });
 });

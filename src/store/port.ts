@@ -118,8 +118,6 @@ export interface AccountRepository {
   /** Changes the given fields; returns false when there is no such account. */
   update(sub: string, changes: AccountChanges): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
-  /** Atomically adds one to failedSignIns and returns the new count (0 when there is no such account). */
-  recordFailedSignIn(sub: string): Promise<number>;
   /**
    * Counts a sign-in attempt before its password is checked, in one atomic step: unless the account
    * is locked at `now`, adds one to failedSignIns. Answers the count and the lock as that step saw

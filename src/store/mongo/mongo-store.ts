@@ -260,7 +260,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
    * round, so every rerun follows someone else's successful write and the loop makes progress; the
    * bound only turns a pathological pile-up into an error. Undefined when there is no such account.
    */
-  async function compareAndSet<F extends 'failedSignIns' | 'recoveryCodes' | 'passkeys', R>(
+  async function compareAndSet<F extends 'recoveryCodes' | 'passkeys', R>(
     sub: string,
     field: F,
     decide: (current: AccountDocument[F] | undefined) => { write?: NonNullable<AccountDocument[F]>; result: R },
@@ -332,17 +332,10 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       if (listOptions.limit !== undefined) query = query.limit(listOptions.limit);
       return (await query.lean().exec()).map(toAccount);
     },
-    async recordFailedSignIn(sub) {
-      // Not findOneAndUpdate with $inc: some servers (the emulator the tests run on) apply the $inc
-      // atomically but read the returned document separately, so two callers may see one count.
-      const count = await compareAndSet(String(sub), 'failedSignIns', (current) => {
-        const next = (current ?? 0) + 1;
-        return { write: next, result: next };
-      });
-      return count ?? 0;
-    },
     async countSignInAttempt(sub, now) {
-      // Compare-and-set on both fields, so the lock seen and the count written belong together.
+      // Compare-and-set on both fields, so the lock seen and the count written belong together. Not
+      // findOneAndUpdate with $inc: some servers (the emulator the tests run on) apply the $inc
+      // atomically but read the returned document separately, so two callers may see one count.
       for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
         const doc = await Account.findOne({ _id: String(sub) }, { failedSignIns: 1, lockedUntil: 1 }).lean().exec();
         if (doc === null) return undefined;

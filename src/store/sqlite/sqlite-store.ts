@@ -452,10 +452,6 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }) as unknown as AccountRow[];
       return rows.map(toAccount);
     },
-    async recordFailedSignIn(sub) {
-      const row = statements.recordFailedSignIn.get({ sub: String(sub), updated_at: clock() }) as { failed_sign_ins: number } | undefined;
-      return row?.failed_sign_ins ?? 0;
-    },
     async countSignInAttempt(sub, now) {
       // One statement: the lock is read and the count moved under the same write lock.
       const row = statements.countSignInAttempt.get({ sub: String(sub), now: now.getTime(), updated_at: clock() }) as { failed_sign_ins: number; locked_until: number | null } | undefined;
@@ -834,9 +830,6 @@ function prepareStatements(db: DatabaseSync) {
         ${UPDATABLE_ACCOUNT_COLUMNS.map((column) => `${column} = CASE WHEN :set_${column} = 1 THEN :${column} ELSE ${column} END`).join(',\n        ')},
         updated_at = :updated_at
       WHERE sub = :sub`),
-    recordFailedSignIn: prepare(`
-      UPDATE accounts SET failed_sign_ins = failed_sign_ins + 1, updated_at = :updated_at WHERE sub = :sub
-      RETURNING failed_sign_ins`),
     // A locked account's attempts are not counted: the count a lock leaves (0) starts over when it ends.
     countSignInAttempt: prepare(`
       UPDATE accounts SET
