@@ -100,6 +100,11 @@ export interface SecurityConfig {
     /** Admin API requests refused for a missing or bad access token, per address. */
     readonly adminFailuresPerIp: RateLimit;
   };
+  /**
+   * A password reset or change also ends the refresh tokens (and stored access tokens) of every app
+   * the person let in: a thief who signed in with the stolen password keeps no app's access.
+   */
+  readonly revokeAppTokensOnPasswordChange: boolean;
   /** POST /api/accounts for first-party apps. */
   readonly registrationApi: boolean;
   /** The admin API under /admin/api, and its built-in resource server `${issuer}/admin/api`. */
@@ -211,6 +216,7 @@ const envSchema = z.object({
   RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT: rateLimit('10/300'),
   RATE_LIMIT_TOKEN_FAILURES_PER_IP: rateLimit('60/300'),
   RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: rateLimit('30/300'),
+  REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: z.stringbool().default(true),
   REGISTRATION_API: z.stringbool().default(true),
   ADMIN_API: z.stringbool().default(true),
   RATE_LIMIT_ADMIN_FAILURES_PER_IP: rateLimit('30/300'),
@@ -384,6 +390,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         tokenFailuresPerClient: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT,
         adminFailuresPerIp: e.RATE_LIMIT_ADMIN_FAILURES_PER_IP,
       },
+      revokeAppTokensOnPasswordChange: e.REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE,
       registrationApi: e.REGISTRATION_API,
       adminApi: e.ADMIN_API,
     },

@@ -359,7 +359,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.accounts.findByEmail(operator), undefined);
     t.is(await store.accounts.findBySub(operator), undefined);
     t.false(await store.accounts.update(operator, { disabled: true }));
-    t.is(await store.accounts.recordFailedSignIn(operator), 0);
+    t.is(await store.accounts.countSignInAttempt(operator, new Date()), undefined);
     t.false(await store.accounts.consumeRecoveryCode(operator, operator));
     t.false(await store.accounts.advanceTotpStep(operator, 1));
     t.is(await store.clients.find(operator), undefined);
@@ -400,7 +400,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.accounts.findBySub('sub-1'), expected);
     t.deepEqual(await store.accounts.findByEmail('ada@example.com'), expected);
     t.deepEqual(await store.accounts.list(), [expected]);
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1, 'the security fields work as for any account');
+    t.is((await store.accounts.countSignInAttempt('sub-1', new Date(clock.now())))?.attempts, 1, 'the security fields work as for any account');
 
     t.true(await store.accounts.update('sub-1', { passwordHash: '$argon2id$first-hash' }));
     t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, '$argon2id$first-hash');
@@ -530,30 +530,61 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, before?.passwordHash);
   });
 
-  it('recordFailedSignIn counts up and returns the new count, 0 for an unknown account', async (t) => {
+  it('countSignInAttempt counts before the check, and not while the account is locked', async (t) => {
     const { store, clock } = await setUp(t, createLane);
-    await store.accounts.create(account('sub-1', 'fail@example.com'));
-    clock.advance(SECOND);
+    await store.accounts.create(account('sub-1', 'attempt@example.com'));
+    const now = new Date(clock.now());
 
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1);
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 2);
-    t.is((await store.accounts.findBySub('sub-1'))?.failedSignIns, 2);
-    t.is(await store.accounts.recordFailedSignIn('sub-unknown'), 0);
-    t.is(await store.accounts.findBySub('sub-unknown'), undefined, 'counting creates no account');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 1 });
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 2 });
+    t.is(await store.accounts.countSignInAttempt('sub-unknown', now), undefined);
+    t.false(await store.accounts.lockAfterFailures('sub-1', 3, new Date(now.getTime() + 60 * SECOND)), 'two are below a threshold of three');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 3 });
 
+    const until = new Date(now.getTime() + 60 * SECOND);
+    t.true(await store.accounts.lockAfterFailures('sub-1', 3, until));
+    t.false(await store.accounts.lockAfterFailures('sub-1', 3, until), 'the lock reset the count: a second caller does not lock again');
+    const locked = await store.accounts.findBySub('sub-1');
+    t.is(locked?.lockouts, 1);
+    t.is(locked?.failedSignIns, 0);
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 0, lockedUntil: until }, 'a locked account is not counted');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'after the lock, counting starts over');
+    t.is(await store.accounts.countSignInAttempt('sub-unknown', now), undefined, 'counting creates no account');
+    t.is(await store.accounts.findBySub('sub-unknown'), undefined);
     t.true(await store.accounts.update('sub-1', { failedSignIns: 0 }));
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1, 'counting starts over after a reset');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'and after a success resets the count');
   });
 
-  it('concurrent failed sign-ins through two store instances are all counted', async (t) => {
-    const { store, open } = await setUp(t, createLane);
+  it('concurrent sign-in attempts through two store instances each see a count of their own', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
     const other = await open();
-    await store.accounts.create(account('sub-1', 'burst@example.com'));
+    await store.accounts.create(account('sub-1', 'attempts@example.com'));
+    const now = new Date(clock.now());
 
-    const counts = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.recordFailedSignIn('sub-1')));
+    const seen = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.countSignInAttempt('sub-1', now)));
 
-    t.deepEqual([...counts].sort((a, b) => a - b), Array.from({ length: 10 }, (_, index) => index + 1));
-    t.is((await other.accounts.findBySub('sub-1'))?.failedSignIns, 10);
+    t.deepEqual(seen.map((attempt) => attempt?.attempts).sort((a, b) => a! - b!), Array.from({ length: 10 }, (_, index) => index + 1));
+    const locks = await Promise.all(Array.from({ length: 6 }, (_, index) => (index % 2 === 0 ? store : other).accounts.lockAfterFailures('sub-1', 5, new Date(now.getTime() + 60 * SECOND))));
+    t.is(locks.filter(Boolean).length, 1, 'exactly one caller locks');
+  });
+
+  it('recordPasskeyUse moves only that passkey, and never brings back a removed one', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'passkey-use@example.com'));
+    const createdAt = new Date(clock.now());
+    const passkey = (id: string) => ({ credentialId: id, publicKey: `key-${id}`, counter: 1, name: `Passkey ${id}`, createdAt });
+    await store.accounts.update('sub-1', { passkeys: [passkey('a'), passkey('b')] });
+    const usedAt = new Date(clock.now() + SECOND);
+
+    t.true(await store.accounts.recordPasskeyUse('sub-1', 'b', 7, usedAt));
+    let passkeys = (await store.accounts.findBySub('sub-1'))!.passkeys;
+    t.deepEqual(passkeys.map((key) => [key.credentialId, key.counter, key.lastUsedAt?.getTime()]), [['a', 1, undefined], ['b', 7, usedAt.getTime()]]);
+
+    await store.accounts.update('sub-1', { passkeys: [passkey('a')] });
+    t.false(await store.accounts.recordPasskeyUse('sub-1', 'b', 8, usedAt), 'a removed passkey is not written back');
+    passkeys = (await store.accounts.findBySub('sub-1'))!.passkeys;
+    t.deepEqual(passkeys.map((key) => key.credentialId), ['a']);
+    t.false(await store.accounts.recordPasskeyUse('sub-unknown', 'a', 8, usedAt));
   });
 
   it('consumeRecoveryCode removes exactly that code, and only once', async (t) => {
@@ -1188,7 +1219,7 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [], 'migration 8 removed the session keyed by its cookie value');
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
-  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.deepEqual(await store.accounts.countSignInAttempt('old-sub', new Date()), { attempts: 1 });
   t.is((await store.rateLimiter({ keyPrefix: 'upgraded', points: 1, duration: 60 }).consume('key')).consumedPoints, 1);
 
   const raw = new DatabaseSync(lane.file, { readOnly: true });
@@ -1395,7 +1426,7 @@ test('mongodb: an account document from before account security reads with empty
   t.deepEqual(await store.accounts.findByEmail('old@example.com'), expected);
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
-  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.deepEqual(await store.accounts.countSignInAttempt('old-sub', new Date()), { attempts: 1 });
   t.true(await store.accounts.update('old-sub', { roles: ['admin'], lockedUntil: null }));
   t.like(await store.accounts.findBySub('old-sub'), { roles: ['admin'], failedSignIns: 1, recoveryCodes: [], passkeys: [] });
 });

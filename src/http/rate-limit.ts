@@ -186,6 +186,15 @@ export class RateLimits {
     return this.#consume(['signInPerIp', addressKey(this.address(ctx))], ['signInPerAccount', identifierKey(normalizeEmail(String(email)))]);
   }
 
+  /**
+   * A passwordless passkey sign-in names no account until it is answered, so its ceremony counts per
+   * address, against the same limit as the password sign-in posts: asking for options is the step
+   * every attempt takes (each answer needs a fresh, single-use challenge from it).
+   */
+  passwordlessSignIn(ctx: Context): Promise<void> {
+    return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
+  }
+
   registration(ctx: Context): Promise<void> {
     return this.#consume(['registrationPerIp', addressKey(this.address(ctx))]);
   }

@@ -55,7 +55,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   /** Every way to prove who you are first; each ends in after.afterFirstFactor. */
   const firstFactors: SignInStep[] = [
     passwordSignIn({ toolkit, after, showSignInPage, accounts, logger, limitSignIn: rateLimits.signIn.bind(rateLimits) }),
-    passkeySignIn({ toolkit, after, showSignInPage, secondFactors, logger }),
+    passkeySignIn({ toolkit, after, showSignInPage, secondFactors, logger, limitPasswordless: rateLimits.passwordlessSignIn.bind(rateLimits) }),
   ];
   const secondFactorSteps: SignInStep[] = [
     proveSecondFactor({ toolkit, steps, secondFactors, logger, limitSecondFactor }),

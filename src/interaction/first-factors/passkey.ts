@@ -3,6 +3,7 @@
  * (the user handle) and, with user verification, proves both factors (passwordlessPasskey).
  */
 import type Router from '@koa/router';
+import type { Context } from 'koa';
 
 import { passwordlessPasskey } from '../../domain/mfa/assurance.ts';
 import type { SecondFactorService } from '../../domain/second-factors.ts';
@@ -17,11 +18,13 @@ export interface PasskeySignInDependencies {
   toolkit: InteractionToolkit;
   after: AfterFirstFactor;
   showSignInPage: ShowSignInPage;
+  /** Counts one passwordless passkey sign-in per address (the sign-in limit); throws a 429 AppError over it. */
+  limitPasswordless(ctx: Context): Promise<void>;
   secondFactors: SecondFactorService;
   logger: Logger;
 }
 
-export function passkeySignIn({ toolkit, after, showSignInPage, secondFactors, logger }: PasskeySignInDependencies): SignInStep {
+export function passkeySignIn({ toolkit, after, showSignInPage, secondFactors, logger, limitPasswordless }: PasskeySignInDependencies): SignInStep {
   const { loadInteraction, refuse, signInRefused } = toolkit;
 
   function register(router: Router): void {
@@ -29,6 +32,7 @@ export function passkeySignIn({ toolkit, after, showSignInPage, secondFactors, l
       const interaction = await loadInteraction(ctx);
       if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       ctx.set('Cache-Control', 'no-store');
+      await limitPasswordless(ctx);
       ctx.body = await secondFactors.passkeyAuthenticationOptions(undefined, { uid: interaction.uid });
     });
 

@@ -534,9 +534,31 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }) as unknown as AccountRow[];
       return rows.map(toAccount);
     },
-    async recordFailedSignIn(sub) {
-      const row = statements.recordFailedSignIn.get({ sub: String(sub), updated_at: clock() }) as { failed_sign_ins: number } | undefined;
-      return row?.failed_sign_ins ?? 0;
+    async countSignInAttempt(sub, now) {
+      // One statement: the lock is read and the count moved under the same write lock.
+      const row = statements.countSignInAttempt.get({ sub: String(sub), now: now.getTime(), updated_at: clock() }) as { failed_sign_ins: number; locked_until: number | null } | undefined;
+      if (row === undefined) return undefined;
+      const locked = row.locked_until !== null && row.locked_until > now.getTime();
+      return locked ? { attempts: row.failed_sign_ins, lockedUntil: new Date(row.locked_until!) } : { attempts: row.failed_sign_ins };
+    },
+    async lockAfterFailures(sub, threshold, lockedUntil) {
+      const result = statements.lockAfterFailures.run({ sub: String(sub), threshold, locked_until: lockedUntil.getTime(), updated_at: clock() });
+      return Number(result.changes) > 0;
+    },
+    async recordPasskeyUse(sub, credentialId, counter, usedAt) {
+      const id = String(credentialId);
+      // Read and write under the write lock: a removal committed first is seen, one after waits.
+      return transaction(() => {
+        const row = statements.findPasskeys.get({ sub: String(sub) }) as { passkeys: string } | undefined;
+        if (row === undefined) return false;
+        const stored = JSON.parse(row.passkeys) as StoredPasskey[];
+        const found = stored.find((passkey) => passkey.credentialId === id);
+        if (!found) return false;
+        found.counter = counter;
+        found.lastUsedAt = usedAt.getTime();
+        statements.setPasskeys.run({ sub: String(sub), passkeys: JSON.stringify(stored), updated_at: clock() });
+        return true;
+      });
     },
     async consumeRecoveryCode(sub, codeHash) {
       const hash = String(codeHash);
@@ -904,9 +926,18 @@ function prepareStatements(db: DatabaseSync) {
         ${UPDATABLE_ACCOUNT_COLUMNS.map((column) => `${column} = CASE WHEN :set_${column} = 1 THEN :${column} ELSE ${column} END`).join(',\n        ')},
         updated_at = :updated_at
       WHERE sub = :sub`),
-    recordFailedSignIn: prepare(`
-      UPDATE accounts SET failed_sign_ins = failed_sign_ins + 1, updated_at = :updated_at WHERE sub = :sub
-      RETURNING failed_sign_ins`),
+    // A locked account's attempts are not counted: the count a lock leaves (0) starts over when it ends.
+    countSignInAttempt: prepare(`
+      UPDATE accounts SET
+        failed_sign_ins = CASE WHEN locked_until IS NOT NULL AND locked_until > :now THEN failed_sign_ins ELSE failed_sign_ins + 1 END,
+        updated_at = :updated_at
+      WHERE sub = :sub
+      RETURNING failed_sign_ins, locked_until`),
+    lockAfterFailures: prepare(`
+      UPDATE accounts SET locked_until = :locked_until, lockouts = lockouts + 1, failed_sign_ins = 0, updated_at = :updated_at
+      WHERE sub = :sub AND failed_sign_ins >= :threshold`),
+    findPasskeys: prepare('SELECT passkeys FROM accounts WHERE sub = :sub'),
+    setPasskeys: prepare('UPDATE accounts SET passkeys = :passkeys, updated_at = :updated_at WHERE sub = :sub'),
     findRecoveryCodes: prepare('SELECT recovery_codes FROM accounts WHERE sub = :sub'),
     setRecoveryCodes: prepare('UPDATE accounts SET recovery_codes = :recovery_codes, updated_at = :updated_at WHERE sub = :sub'),
     // The condition is the check: of two callers with the same step, only the first changes the row.
