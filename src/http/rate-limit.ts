@@ -16,7 +16,7 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
-import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/features/index.ts';
 import type { Store } from '../store/port.ts';
 import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
 
