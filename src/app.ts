@@ -111,7 +111,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
-  const protocol = compose([clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS), rateLimits.clientFailures(), host.middleware()]);
+  const protocol = compose([clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS), rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
