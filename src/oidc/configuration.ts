@@ -1,24 +1,24 @@
 /**
- * How Tessera speaks OAuth and OpenID Connect: the base configuration (flows, TTLs, claims, prompts,
- * client metadata) merged with each protocol feature's fragment (features/index.ts lists them).
+ * How Tessera speaks OAuth and OpenID Connect: the base configuration (clients, cookies, claims,
+ * grants, TTLs, client metadata, the error page) merged with each protocol feature's fragment
+ * (features/index.ts lists them; flows and prompts are the authorization slice's).
  * Everything follows RFC 9700 and OIDC Core:
  * code flow only, PKCE S256 for every client, exact redirect URI matching, single-use codes,
  * rotating refresh tokens with reuse detection, `iss` in authorization responses.
  */
 import type { Configuration } from 'oidc-provider';
-import { errors, interactionPolicy } from 'oidc-provider';
+import { errors } from 'oidc-provider';
 
 import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
 import { tlsSubjectProblem, type TlsSubject, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
 import { jwksUriProblem, TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
-import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
+import { ACR_VALUES, REQUIRE_MFA_METADATA } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import { providerCookieNames } from '../http/cookie-names.ts';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
 import type { AdapterConstructor } from './adapter.ts';
-import { metadataOf, type ClientLike } from './client-metadata.ts';
 import type { RenderPage } from './features/feature.ts';
 import { mtlsEndpointAliases, SLICES } from './features/index.ts';
 
@@ -94,31 +94,6 @@ export function cookiesOverTls(config: Config): boolean {
 }
 
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
-
-/**
- * The default login and consent prompts, plus:
- * - `prompt=create` (OpenID Connect "Initiating User Registration") is not built into oidc-provider:
- *   a requestable prompt named `create` opens the interaction on the registration page, and is
- *   satisfied by the registration result. It goes first so it wins over `login`.
- * - a session whose account was disabled or deleted must sign in again (oidc-provider would
- *   otherwise carry on with a session that has no account behind it).
- * - a session signed in with one factor is asked for a second when the client requires it
- *   (`tessera_require_mfa`) or the request accepts only `urn:tessera:loa:2` (interaction/after-first-factor.ts
- *   then goes straight to the second factor, or to enrolment, without asking for the password again).
- */
-function interactionPrompts(): interactionPolicy.Prompt[] {
-  const { Prompt, Check, base } = interactionPolicy;
-  const policy = base();
-  policy.get('login')!.checks.unshift(new Check('account_unavailable', 'the signed-in account is no longer available', (ctx) =>
-    ctx.oidc.session?.accountId && !ctx.oidc.account ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
-  policy.get('login')!.checks.push(new Check(SECOND_FACTOR_REASON, 'a second factor is required', 'login_required', (ctx) =>
-    ctx.oidc.session?.accountId && ctx.oidc.acr !== ACR_MULTI_FACTOR
-      && multiFactorRequired(ctx.oidc.client && metadataOf(ctx.oidc.client as unknown as ClientLike) as Record<string, unknown>, ctx.oidc.params as Record<string, unknown>)
-      ? Check.REQUEST_PROMPT
-      : Check.NO_NEED_TO_PROMPT));
-  policy.unshift(new Prompt({ name: 'create', requestable: true }));
-  return policy;
-}
 
 /** Top-level settings whose objects several slices add to; any other setting belongs to one slice. */
 const MERGED_SETTINGS = new Set(['features', 'discovery']);
@@ -197,9 +172,6 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       return grant;
     },
 
-    responseTypes: ['code'],
-    pkce: { required: () => true },
-    allowOmittingSingleRegisteredRedirectUri: false,
     clientDefaults: {
       grant_types: ['authorization_code'],
       response_types: ['code'],
@@ -233,12 +205,6 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
 
     discovery: {
       claim_types_supported: ['normal'],
-      // Not advertised by oidc-provider itself; `create` is ours (see interactionPrompts).
-      prompt_values_supported: ['none', 'login', 'consent', 'create'],
-    },
-    interactions: {
-      policy: interactionPrompts(),
-      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     features: {
       devInteractions: { enabled: false },
