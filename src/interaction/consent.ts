@@ -8,6 +8,7 @@ import type { Context } from 'koa';
 import type { SecurityEvents } from '../domain/events.ts';
 import { AppError } from '../errors.ts';
 import { formField } from '../http/form.ts';
+import { pageTranslator } from '../http/locale.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
 import { describeClaims, describeScopes } from './scopes.ts';
@@ -25,11 +26,10 @@ export function consent({ toolkit, logger, events }: { toolkit: InteractionToolk
     const requested = String(interaction.params.scope ?? '').split(' ').filter(Boolean);
     const claimsParam = typeof interaction.params.claims === 'string' ? safeClaimNames(interaction.params.claims) : [];
     await renderPage(ctx, 'consent', {
-      title: 'Allow access',
       uid: interaction.uid,
       client: await clientOf(interaction),
-      scopes: describeScopes(requested.length ? requested : details.missingOIDCScope ?? []),
-      claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam]),
+      scopes: describeScopes(requested.length ? requested : details.missingOIDCScope ?? [], pageTranslator(ctx).t),
+      claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam], pageTranslator(ctx).t),
     });
   }
 
