@@ -2,7 +2,8 @@
  * `npm run screenshots`: the sign-in and consent pages as people see them, in languages other than
  * English, for the README. Starts Tessera on a free port with a throwaway data directory and one
  * app, drives Chromium (playwright-core) through a registration with `ui_locales`, and writes
- * docs/screenshots/<page>.<lang>.png. Branding joins when the brand settings exist.
+ * docs/screenshots/<page>.<lang>.png, for German and Japanese or the languages named on the command
+ * line (`npm run screenshots -- fr es`). Branding joins when the brand settings exist.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,15 +14,21 @@ import * as oidc from 'openid-client';
 import { chromium } from 'playwright-core';
 
 import { loadConfig } from '../src/config.ts';
+import { isLocale, SUPPORTED_LOCALES } from '../src/i18n/locales.ts';
 import { createLogger } from '../src/log.ts';
 import { startServer } from '../src/main.ts';
 import { CHROMIUM_ARGS, findChromium } from '../test/helpers/browser.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'docs', 'screenshots');
-const LANGUAGES = ['de', 'ja'];
+const LANGUAGES = process.argv.length > 2 ? process.argv.slice(2) : ['de', 'ja'];
 const CALLBACK = 'http://localhost:9/callback';
 
+const unknown = LANGUAGES.filter((lang) => !isLocale(lang));
+if (unknown.length) {
+  process.stderr.write(`screenshots: ${unknown.join(', ')} not supported; choose from ${SUPPORTED_LOCALES.join(', ')}\n`);
+  process.exit(1);
+}
 const executablePath = findChromium();
 if (!executablePath) {
   process.stderr.write('screenshots: Chromium was not found; run `node scripts/ensure-chromium.ts` (it finds or installs one), or set CHROMIUM_PATH.\n');
