@@ -29,7 +29,7 @@ import type { Logger } from './log.ts';
 import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
-import { clientCertificates } from './oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS, clientCertificates } from './oidc/client-certificates.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
@@ -113,7 +113,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
-  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
+  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.

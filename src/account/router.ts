@@ -20,11 +20,11 @@ import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
 import { renderPage } from '../http/render.ts';
-import { describeScopes } from '../interaction/scopes.ts';
+import { describeScopes } from '../domain/scopes.ts';
 import type { Logger } from '../log.ts';
 import type { Account, OidcStore } from '../store/port.ts';
-import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from './activity.ts';
-import { ACCOUNT_CALLBACK_PATH } from './client.ts';
+import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
+import { ACCOUNT_CALLBACK_PATH } from '../oidc/account-client.ts';
 import { OneTimeNotices } from './notices.ts';
 import { AccountSignIn, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
 

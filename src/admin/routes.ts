@@ -3,7 +3,7 @@
  * resource servers, keys and audit events. Each entry names its schemas (schemas.ts) and answers
  * through the same domain services as the CLI, so the rules are the same whichever an operator uses.
  */
-import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../account/activity.ts';
+import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
 import { normalizeEmail, registrationSchema } from '../domain/accounts.ts';
 import { isLocked } from '../domain/lockout.ts';
 import { randomId } from '../domain/random.ts';

@@ -9,7 +9,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors, interactionPolicy } from 'oidc-provider';
 
-import { ACCOUNT_CLIENT_ID, accountClientMetadata } from '../account/client.ts';
+import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
 import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
 import { chainsTo, parseBundle, subjectMatches, tlsSubjectProblem, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
