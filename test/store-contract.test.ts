@@ -659,7 +659,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await store.clients.create({ clientId: 'app-1', metadata: { version: 1 } });
     const revision = await store.revisions.get('clients');
 
-    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_INVALID' });
+    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_EXISTS' });
     t.deepEqual((await store.clients.find('app-1'))?.metadata, { version: 1 });
     t.is(await store.revisions.get('clients'), revision);
   });
@@ -672,7 +672,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const results = await Promise.allSettled(attempts);
     t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
-    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_INVALID')));
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_EXISTS')));
     t.is(await store.revisions.get('clients'), before + 1);
   });
 
@@ -738,8 +738,8 @@ function defineContract(name: string, createLane: LaneFactory): void {
     const original = await store.resources.create(resource('https://api.example', { name: 'First' }));
     const revision = await store.revisions.get('resources');
 
-    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_INVALID' });
-    t.true(isAppError(error, 'ERR_RESOURCE_INVALID') && error.status === 409);
+    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_EXISTS' });
+    t.true(isAppError(error, 'ERR_RESOURCE_EXISTS') && error.status === 409);
     t.deepEqual(await store.resources.list(), [original]);
     t.is(await store.revisions.get('resources'), revision);
   });
@@ -754,7 +754,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const results = await Promise.allSettled(attempts);
     t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
-    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_INVALID')));
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_EXISTS')));
     t.is((await store.resources.list()).length, 1);
     t.is(await store.revisions.get('resources'), before + 1);
   });
@@ -1069,7 +1069,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await reopened.resources.list(), [api]);
     t.deepEqual(await reopened.resources.find('https://api.example'), api);
     t.is(await reopened.revisions.get('resources'), resourcesRevision);
-    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_INVALID' }, 'so does audience uniqueness');
+    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_EXISTS' }, 'so does audience uniqueness');
     await t.throwsAsync(reopened.accounts.create(account('sub-2', 'keep@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'uniqueness survives too');
   });
 }
