@@ -654,7 +654,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.revisions.get('clients'), before + 4);
   });
 
-  it('creating a client with a taken id fails with ERR_CLIENT_INVALID and changes nothing', async (t) => {
+  it('creating a client with a taken id fails with ERR_CLIENT_EXISTS and changes nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.clients.create({ clientId: 'app-1', metadata: { version: 1 } });
     const revision = await store.revisions.get('clients');
@@ -733,7 +733,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual((await store.resources.find('https://api.example'))?.scopes, ['read']);
   });
 
-  it('creating a resource server with a taken audience fails with ERR_RESOURCE_INVALID and changes nothing', async (t) => {
+  it('creating a resource server with a taken audience fails with ERR_RESOURCE_EXISTS and changes nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     const original = await store.resources.create(resource('https://api.example', { name: 'First' }));
     const revision = await store.revisions.get('resources');
