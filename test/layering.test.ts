@@ -1,5 +1,5 @@
 /**
- * The layer rule of /work/shared/ARCHITECTURE.md, enforced: an import only ever points down, and no
+ * The layer rule of the architecture notes (ARCHITECTURE.md), enforced: an import only ever points down, and no
  * two folders import each other (directly or round a longer circle). Top to bottom:
  *
  *   main/cli      src/main.ts, src/cli.ts, src/cli/, src/cluster.ts   (wiring)
@@ -57,9 +57,12 @@ function sourceFiles(dir: string): string[] {
 /** `import ... from './x.ts'`, `import type ...`, `export ... from`, and bare `import './x.ts'`. */
 const IMPORT = /^\s*(?:import|export)\s+(?:type\s+)?(?:[^'";]*?\s+from\s+)?['"]([^'"]+)['"]/gm;
 
-function importsOf(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
+function specifiersIn(text: string): string[] {
   return [...text.matchAll(IMPORT)].map((match) => match[1]!).filter((specifier) => specifier.startsWith('.'));
+}
+
+function importsOf(file: string): string[] {
+  return specifiersIn(readFileSync(file, 'utf8'));
 }
 
 /** The unit a file belongs to: its first folder under src/, or the file itself at the top. */
@@ -82,6 +85,23 @@ function edges(): Edge[] {
     return { from: relative(SRC, file), to: relative(SRC, target), unitFrom: unitOf(file), unitTo: unitOf(target) };
   }));
 }
+
+test('the import reader sees type-only imports, re-exports, side-effect and multi-line imports, and skips packages and comments', (t) => {
+  const source = [
+    "import { a } from './a.ts';",
+    "import type { B } from '../b/b.ts';",
+    'import {',
+    '  c,',
+    '  type D,',
+    "} from './c.ts';",
+    "export { e } from './e.ts';",
+    "export type { F } from './f.ts';",
+    "import './g.ts';",
+    "import Koa from 'koa';",
+    " * see import x from './comment.ts' in a comment",
+  ].join('\n');
+  t.deepEqual(specifiersIn(source), ['./a.ts', '../b/b.ts', './c.ts', './e.ts', './f.ts', './g.ts']);
+});
 
 test('every file under src/ belongs to a layer', (t) => {
   const unknown = [...new Set(sourceFiles(SRC).map(unitOf))].filter((unit) => LAYERS[unit] === undefined);
