@@ -25,9 +25,9 @@ import compose from 'koa-compose';
 import type { Provider } from 'oidc-provider';
 import { z } from 'zod';
 
+import { RETRY_AFTER, routeDocument } from '../admin/openapi.ts';
 import { answer, answerWithError, fieldsOf, invalidRequest, noRoute, readBody } from '../admin/route-steps.ts';
 import { defineApiRoute, koaPath, type Route } from '../admin/route-table.ts';
-import { RETRY_AFTER, routeDocument } from '../admin/openapi.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import { registrationSchema } from '../domain/accounts.ts';
 import type { EmailVerification } from '../domain/email-verification.ts';
