@@ -129,7 +129,8 @@ export class AccountService {
    * outcome, and the same error for an unknown email, a wrong password, a disabled account and a
    * locked one (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
    * A wrong password counts towards the lockout (see lockout.ts); a success resets the count.
-   * A hash made with older parameters is upgraded on success.
+   * A hash made with older parameters, or brought by an import in another algorithm, is replaced
+   * by an argon2id one on success, in the write that records the success.
    * A failure is a `signin.failed` event saying why (for operators only, never for the person);
    * `attempt` says where it came from. The typed email is never recorded: people type passwords there.
    */
@@ -155,10 +156,10 @@ export class AccountService {
       await this.#lockout.recordFailure(ok ? undefined : account, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
     }
-    await this.#lockout.recordSuccess(account);
-    if (this.#hasher.needsRehash(account.passwordHash)) {
-      await this.#accounts.update(account.sub, { passwordHash: await this.#hasher.hash(password) });
-    }
+    // An imported hash (bcrypt, PBKDF2, ...) or one made with older parameters becomes argon2id in
+    // the same write that records the sign-in: no moment where the count is reset but the old hash kept.
+    const upgrade = this.#hasher.needsRehash(account.passwordHash) ? { passwordHash: await this.#hasher.hash(password) } : {};
+    await this.#lockout.recordSuccess(account, upgrade);
     return account;
   }
 

@@ -7,7 +7,7 @@
  * Nothing about a lock is ever shown to the person signing in: a locked account answers like an
  * unknown email or a wrong password (see AccountService.authenticate).
  */
-import type { Account, AccountRepository } from '../store/port.ts';
+import type { Account, AccountChanges, AccountRepository } from '../store/port.ts';
 
 export const MAX_LOCKOUT_SECONDS = 86_400;
 
@@ -64,10 +64,11 @@ export class LockoutPolicy {
     for (const listener of this.#listeners) listener(account, lockedUntil);
   }
 
-  /** After a successful sign-in: the count and the escalation start over. */
-  async recordSuccess(account: Account): Promise<void> {
-    if (account.failedSignIns === 0 && account.lockouts === 0 && account.lockedUntil === undefined) return;
-    await this.#accounts.update(account.sub, { failedSignIns: 0, lockouts: 0, lockedUntil: null });
+  /** After a successful sign-in: the count and the escalation start over; `also` joins that write (a rehashed password). */
+  async recordSuccess(account: Account, also: AccountChanges = {}): Promise<void> {
+    const clean = account.failedSignIns === 0 && account.lockouts === 0 && account.lockedUntil === undefined;
+    if (clean && Object.keys(also).length === 0) return;
+    await this.#accounts.update(account.sub, clean ? also : { ...also, failedSignIns: 0, lockouts: 0, lockedUntil: null });
   }
 
   /** Lifts a lock (an operator's `users unlock`, or a password reset). */

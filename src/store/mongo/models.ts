@@ -94,6 +94,8 @@ export interface AccountDocument {
   recoveryCodes?: string[];
   passkeys?: PasskeyDocument[];
   emailOtp?: boolean;
+  externalId?: string;
+  importDigest?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -126,7 +128,8 @@ const accountSchema = new Schema<AccountDocument>(
     _id: { type: String, required: true },
     email: { type: String, required: true },
     emailVerified: { type: Boolean, required: true },
-    passwordHash: { type: String, required: true },
+    // Not `required`: mongoose refuses '' then, and '' is an imported account without a password.
+    passwordHash: { type: String },
     name: { type: String },
     givenName: { type: String },
     familyName: { type: String },
@@ -139,6 +142,8 @@ const accountSchema = new Schema<AccountDocument>(
     recoveryCodes: { type: [String], default: undefined },
     passkeys: { type: [passkeySchema], default: undefined },
     emailOtp: { type: Boolean },
+    externalId: { type: String },
+    importDigest: { type: String },
     createdAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
   },
@@ -147,6 +152,7 @@ const accountSchema = new Schema<AccountDocument>(
 // Uniqueness lives in the index, so two concurrent registrations cannot both win.
 accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
 accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+accountSchema.index({ externalId: 1 }, { name: 'externalId_unique', unique: true, partialFilterExpression: { externalId: { $exists: true } } });
 
 export interface ClientDocument {
   /** The client_id. */
