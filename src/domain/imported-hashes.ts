@@ -34,8 +34,9 @@ const MAX_SCRYPT_RP = 64;
 
 const B64 = '[A-Za-z0-9+/.]+';
 const PATTERNS: ReadonlyArray<[HashFamily, RegExp]> = [
-  ['argon2id', /^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/],
-  ['argon2i', /^\$argon2i\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/],
+  // Parameters in any order: node's argon2 writes m,p,t; the reference implementation and passlib m,t,p.
+  ['argon2id', /^\$argon2id\$v=\d+\$[mtp]=\d+,[mtp]=\d+,[mtp]=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/],
+  ['argon2i', /^\$argon2i\$v=\d+\$[mtp]=\d+,[mtp]=\d+,[mtp]=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/],
   ['bcrypt', /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/],
   ['scrypt', new RegExp(`^\\$scrypt\\$ln=\\d+,r=\\d+,p=\\d+\\$${B64}\\$${B64}$`)],
   ['pbkdf2-sha256', new RegExp(`^\\$pbkdf2-sha256\\$\\d+\\$${B64}\\$${B64}$`)],
