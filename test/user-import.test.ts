@@ -6,7 +6,7 @@
  * the Mongo lane.
  */
 import { spawn } from 'node:child_process';
-import { statSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { fileURLToPath } from 'node:url';
@@ -62,7 +62,7 @@ test('hashes made by passlib, pyca/bcrypt, htpasswd and openssl sign in through 
   };
   t.regex(String(hashes['bcrypt-2y@example.com']!.password_hash), /^\$2y\$/, 'htpasswd writes $2y$');
   const file = path.join(server.dataDir, 'users.jsonl');
-  await import('node:fs').then(({ writeFileSync }) => writeFileSync(file, jsonl(Object.entries(hashes).map(([email, hash]) => ({ email, ...hash })))));
+  writeFileSync(file, jsonl(Object.entries(hashes).map(([email, hash]) => ({ email, ...hash }))));
 
   const refused = await importThroughCli(server, file);
   t.is(refused.imported, 6, 'without --allow-weak-hashes the legacy digests are refused');
@@ -250,6 +250,39 @@ test('a Keycloak realm export maps its PBKDF2 credential, realm roles and names,
   const account = await withServices(({ accounts }) => accounts.authenticate('grace@example.com', PASSWORD));
   t.like(account, { email: 'grace@example.com', emailVerified: true, givenName: 'Grace', familyName: 'Hopper', name: 'Grace Hopper', roles: ['engineer'], externalId: realm.users[0]!.id });
   t.is(account.createdAt.getTime(), 1_600_000_000_000);
+});
+
+test('Auth0 and Firebase exports map onto the import fields; Firebase\'s keyed scrypt is noted and left out', (t) => {
+  const auth0 = parseImportFile([
+    JSON.stringify({ _id: { $oid: '5f1a' }, email: 'ada@example.com', email_verified: true, name: 'Ada L', passwordHash: '$2b$10$abcdefghijklmnopqrstuuNhTXo0zgSrcGd1NZ4vY0ZJc9kcA3N6e' }),
+    JSON.stringify({ user_id: 'auth0|abc', email: 'bob@example.com', given_name: 'Bob', created_at: '2021-03-04T05:06:07.000Z' }),
+  ].join('\n'), 'auth0');
+  t.deepEqual(auth0.map((record) => record.fields), [
+    { email: 'ada@example.com', email_verified: true, name: 'Ada L', external_id: 'auth0|5f1a', password_hash: '$2b$10$abcdefghijklmnopqrstuuNhTXo0zgSrcGd1NZ4vY0ZJc9kcA3N6e' },
+    { email: 'bob@example.com', given_name: 'Bob', created_at: '2021-03-04T05:06:07.000Z', external_id: 'auth0|abc' },
+  ]);
+  const firebase = parseImportFile(JSON.stringify({ users: [
+    { localId: 'fb-1', email: 'cy@example.com', emailVerified: false, displayName: 'Cy', createdAt: '1600000000000', passwordHash: 'c2NyeXB0', salt: 'c2FsdA==' },
+  ] }), 'firebase');
+  t.deepEqual(firebase, [{ line: 1, fields: { email: 'cy@example.com', email_verified: false, name: 'Cy', external_id: 'fb-1', created_at: '2020-09-13T12:26:40.000Z' }, note: 'Firebase\'s scrypt hash needs the project\'s signer key: imported without a password' }]);
+  t.throws(() => parseImportFile('{"nothing": []}', 'keycloak'), { message: /no "users" array/ });
+});
+
+test('accounts imported without a password are mailed a link to choose one with --send-set-password-links', async (t) => {
+  const { env, dataDir, file, withServices } = cliInstallation(t, 'tessera-import-');
+  const input = file('nohash.csv', 'email,name,roles\nfirst@example.com,"Doe, Jane",a;b\nsecond@example.com,,\n');
+  const result = await runCli(env, ['users', 'import', input, '--send-set-password-links', '--json']);
+  t.is(result.code, 0, result.stderr);
+  t.like(JSON.parse(result.stdout), { imported: 2, without_password: ['first@example.com', 'second@example.com'], set_password_links_sent: 2 });
+  const outbox = path.join(dataDir, 'outbox');
+  const messages = readdirSync(outbox).map((name) => readFileSync(path.join(outbox, name), 'utf8'));
+  for (const address of ['first@example.com', 'second@example.com']) {
+    t.true(messages.some((message) => message.includes(address) && message.includes('/password/reset')), `${address} got a link`);
+  }
+  await withServices(async ({ accounts }) => {
+    await t.throwsAsync(accounts.authenticate('second@example.com', ''), { code: 'ERR_INVALID_CREDENTIALS' });
+    await t.throwsAsync(accounts.authenticate('second@example.com', 'any password at all'), { code: 'ERR_INVALID_CREDENTIALS' }, 'no password is not any password');
+  });
 });
 
 test('on MongoDB an imported bcrypt hash signs in through the sign-in page and becomes argon2id, and a re-run skips it', async (t) => {
