@@ -165,7 +165,7 @@ test('a re-run imports nothing twice, updates what the old system changed, and s
 test('an import killed half-way leaves each account whole or absent, and a re-run finishes the job', async (t) => {
   const { env, dataDir, file } = cliInstallation(t, 'tessera-import-');
   const bcrypt = pythonBcrypt(PASSWORD);
-  const total = 40_000;
+  const total = 20_000;
   const records = Array.from({ length: total }, (_, index) => ({ email: `person-${index}@example.com`, name: `Person ${index}`, roles: ['imported'], password_hash: bcrypt, external_id: `ext-${index}` }));
   const input = file('many.jsonl', jsonl(records));
   // The schema exists before the import starts, so the probe below can read while it runs.
