@@ -285,6 +285,25 @@ test('accounts imported without a password are mailed a link to choose one with 
   });
 });
 
+test('on a terminal a long import shows a progress bar with counts and rate; in a pipe it does not', async (t) => {
+  const { env, file } = cliInstallation(t, 'tessera-import-');
+  const input = file('progress.jsonl', jsonl(Array.from({ length: 1500 }, (_, index) => ({ email: `p-${index}@example.com` }))));
+  // util-linux's script(1) gives the CLI a pseudo-terminal, as an operator's shell would.
+  const command = [process.execPath, BIN, 'users', 'import', input].map((part) => `'${part}'`).join(' ');
+  const onTerminal = await new Promise<string>((resolve, reject) => {
+    const child = spawn('script', ['-qec', command, '/dev/null'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.on('error', reject);
+    child.on('close', () => resolve(output));
+  });
+  t.regex(onTerminal, /\r\[#{10}\.{20}\] 500\/1500 records, \d+\/s/);
+  t.regex(onTerminal, /\[#{30}\] 1500\/1500 records, \d+\/s/);
+  t.regex(onTerminal, /Imported 1500/);
+  const piped = await runCli(env, ['users', 'import', input]);
+  t.notRegex(piped.stderr + piped.stdout, /records, \d+\/s/);
+});
+
 test('on MongoDB an imported bcrypt hash signs in through the sign-in page and becomes argon2id, and a re-run skips it', async (t) => {
   const lane = await startMongoLane();
   const server = await startTestServer({ clients: [staticClient()], env: { MONGODB_URI: lane.uri } });
