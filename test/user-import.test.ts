@@ -1,9 +1,9 @@
 /**
  * `tessera users import` and `export`: hashes made by other ecosystems' real tools (passlib,
- * pyca/bcrypt, htpasswd, openssl) sign in through the real sign-in page with the original
- * passwords and become argon2id; bad records are reported by line; a re-run is harmless; a killed
- * import leaves accounts whole or absent; an export imports back as the same accounts. SQLite and
- * the Mongo lane.
+ * pyca/bcrypt, htpasswd and `openssl dgst`) sign in through the real sign-in
+ * page with the original passwords and become argon2id; bad records are reported by line; a
+ * re-run is harmless; a killed import leaves accounts whole or absent; an export imports back as
+ * the same accounts. SQLite and the Mongo lane.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
