@@ -2,7 +2,8 @@
  * One real browser through the whole "Sign in with Tessera" flow: Chromium (driven by
  * playwright-core) at the demo relying party, Tessera's registration and consent pages, and back at
  * the RP signed in. A second browser context with JavaScript disabled signs the same person in,
- * proving the pages need no script. Chromium is required: without it this test fails, it never skips.
+ * proving the pages need no script. The demo's "Create an account" (prompt=create) has its own test.
+ * One Chromium serves both. Chromium is required: without it these tests fail, they never skip.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -14,8 +15,16 @@ import { startDemoRp, type RunningDemoRp } from '../examples/demo/rp.ts';
 import { CHROMIUM_ARGS, findChromium, freePort } from './helpers/browser.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
+const CHROMIUM_MISSING = 'Chromium was not found (looked for CHROMIUM_PATH, /usr/bin/chromium and chromium on PATH). Install it, e.g. `apt-get install -y chromium`, or run .ci/run, which does.';
 
+let browser: Browser | undefined;
 
+test.before(async () => {
+  const executablePath = findChromium();
+  if (executablePath) browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, headless: true });
+});
+
+test.after.always(() => browser?.close());
 
 interface Stack {
   server: TestServer;
@@ -82,11 +91,11 @@ function assertSecurityHeaders(t: ExecutionContext, response: Response, what: st
   t.is(headers['referrer-policy'], 'no-referrer', `${what}: Referrer-Policy`);
 }
 
-test('a person registers at Tessera from the demo app, consents, and lands there signed in', async (t) => {
+// Serial: two stacks and one Chromium at once are too much for a shared 2-core machine.
+test.serial('a person registers at Tessera from the demo app, consents, and lands there signed in', async (t) => {
   t.timeout(90_000);
-  const executablePath = findChromium();
-  if (!executablePath) {
-    t.fail('Chromium was not found (looked for CHROMIUM_PATH, /usr/bin/chromium and chromium on PATH). Install it, e.g. `apt-get install -y chromium`, or run .ci/run, which does.');
+  if (!browser) {
+    t.fail(CHROMIUM_MISSING);
     return;
   }
   const started = Date.now();
@@ -94,11 +103,8 @@ test('a person registers at Tessera from the demo app, consents, and lands there
   const shots = makeTempDir('tessera-browser-');
   t.log(`screenshots in ${shots}`);
 
-  let browser: Browser | undefined;
-  t.teardown(() => browser?.close());
-  browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, headless: true });
-
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  t.teardown(() => context.close());
   const page = await context.newPage();
   const problems: string[] = [];
   watchForPageErrors(page, problems);
@@ -167,6 +173,7 @@ test('a person registers at Tessera from the demo app, consents, and lands there
 
   // The same person signs in again in a browser without JavaScript.
   const noScript = await browser.newContext({ javaScriptEnabled: false });
+  t.teardown(() => noScript.close());
   const plain = await noScript.newPage();
   // The demo app's "Create an account" sends prompt=create: Tessera opens on its registration page.
   await plain.goto(rp.url);
@@ -189,4 +196,37 @@ test('a person registers at Tessera from the demo app, consents, and lands there
   t.is((await plain.locator('h1').textContent())?.trim(), `Signed in as ${email}`);
 
   t.log(`browser flow took ${Date.now() - started} ms`);
+});
+
+test.serial('a person who chooses Create an account at the demo app (prompt=create) registers, consents, and lands there signed in', async (t) => {
+  t.timeout(90_000);
+  if (!browser) {
+    t.fail(CHROMIUM_MISSING);
+    return;
+  }
+  const { server, rp } = await startStack(t);
+  const context = await browser.newContext();
+  t.teardown(() => context.close());
+  const page = await context.newPage();
+  const problems: string[] = [];
+  watchForPageErrors(page, problems);
+
+  await page.goto(rp.url);
+  await page.getByRole('link', { name: 'Create an account' }).click();
+  await page.waitForURL(`${server.url}/interaction/**`);
+  t.is((await page.locator('h1').textContent())?.trim(), 'Create your account');
+  const email = `create-${randomBytes(4).toString('hex')}@example.org`;
+  const password = 'correct horse battery staple';
+  await page.locator('#email').fill(email);
+  await page.locator('#password').fill(password);
+  await page.locator('#password_confirmation').fill(password);
+  await page.getByRole('button', { name: 'Create account' }).click();
+
+  // Registration came before consent; after consent the registration page must not come back.
+  await page.waitForSelector('text=wants to access your account');
+  await page.getByRole('button', { name: 'Allow' }).click();
+  await page.waitForURL((url) => url.href.startsWith(`${rp.url}/`) || url.pathname.startsWith('/interaction/'));
+  t.is(new URL(page.url()).origin, new URL(rp.url).origin, `ended at ${page.url()}: ${await page.locator('h1').textContent()}`);
+  t.is((await page.locator('h1').textContent())?.trim(), `Signed in as ${email}`);
+  t.deepEqual(problems, [], 'no CSP violations, script errors or failed loads in the browser');
 });

@@ -62,7 +62,7 @@ interface CheckedRecord {
 /** The digest of what an import writes: the same whether computed from a record or read back from the account. */
 export function importDigestOf(fields: Omit<ImportedAccountFields, 'importDigest'>): string {
   const canonical = [
-    fields.email, fields.emailVerified, fields.passwordHash, [...fields.roles].sort(),
+    fields.email, fields.emailVerified, fields.passwordHash ?? null, [...fields.roles].sort(),
     fields.name ?? null, fields.givenName ?? null, fields.familyName ?? null, fields.externalId ?? null,
   ];
   return createHash('sha256').update(JSON.stringify(canonical)).digest('base64url');
@@ -118,7 +118,7 @@ export function checkRecord(record: RawRecord, options: { allowWeakHashes?: bool
     createdAt = new Date(typeof fields.created_at === 'number' || typeof fields.created_at === 'string' ? fields.created_at : Number.NaN);
     if (Number.isNaN(createdAt.getTime())) problems.push('created_at must be an ISO 8601 date');
   }
-  let passwordHash = '';
+  let passwordHash: string | undefined;
   let family: HashFamily | undefined;
   const hash = optionalText(fields, 'password_hash', MAX_HASH, problems);
   const salt = fields.password_salt;
@@ -138,7 +138,7 @@ export function checkRecord(record: RawRecord, options: { allowWeakHashes?: bool
   const written = {
     email: email.data,
     emailVerified: verified as boolean,
-    passwordHash,
+    ...(passwordHash !== undefined && { passwordHash }),
     roles: [...new Set(roles as string[])],
     ...(name !== undefined && { name }),
     ...(givenName !== undefined && { givenName }),
@@ -214,7 +214,7 @@ export class UserImport {
         if (write.kind === 'create') report.imported += 1;
         else report.updated += 1;
         if (record.family && WEAK_FAMILIES.has(record.family)) report.weak_hashes.push({ line: record.line, email: record.fields.email, algorithm: record.family });
-        if (!record.fields.passwordHash) report.without_password.push(record.fields.email);
+        if (record.fields.passwordHash === undefined) report.without_password.push(record.fields.email);
       }
       options.onProgress?.({ done: Math.min(start + IMPORT_BATCH, records.length), total: records.length });
     }
