@@ -24,6 +24,7 @@ import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
+import { UserImport } from './domain/user-import.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
 import { currentRequest } from './request-context.ts';
@@ -41,6 +42,8 @@ export interface Services {
   /** Verification links for new addresses (registration pages and API). */
   readonly emailVerification: EmailVerification;
   readonly passwordReset: PasswordReset;
+  /** `tessera users import/export` and the admin API's batch import: accounts with the hashes they came with. */
+  readonly userImport: UserImport;
   /** Store-backed rate limits; `rateLimits.secondFactor(ctx, sub)` before checking any second factor. */
   readonly rateLimits: RateLimits;
   /** TOTP, recovery codes, codes by email and passkeys: enrolment, checks, management. */
@@ -96,6 +99,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     clients,
     resources,
     roles: new RoleService(store.accounts, events),
+    userImport: new UserImport(store.accounts),
     keys: new KeyService(store.keys, secret.value, retainSeconds, events),
     mailer,
     secret,

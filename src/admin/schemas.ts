@@ -107,6 +107,32 @@ export const createUser = {
   }),
 };
 
+/** Records per import request: a batch of them fits the admin API's 64 KB body even with bcrypt hashes. */
+export const MAX_IMPORT_RECORDS = 200;
+
+const importLine = z.number().int().meta({ description: 'The record\'s position in `records`, from 1' });
+
+export const importUsers = {
+  body: z.strictObject({
+    records: z.array(z.record(z.string(), z.unknown())).min(1).max(MAX_IMPORT_RECORDS).meta({
+      description: 'Accounts in the fields of `tessera users import` (email, name, given_name, family_name, email_verified, roles, created_at, external_id, password_hash, password_salt, password_salt_position); each is checked on its own',
+    }),
+    dry_run: z.boolean().optional().meta({ description: 'Check and report, writing nothing' }),
+    allow_weak_hashes: z.boolean().optional().meta({ description: 'Accept sha256:, sha1: and md5: digests' }),
+  }),
+  response: z.object({
+    dry_run: z.boolean(),
+    imported: z.number().int(),
+    updated: z.number().int(),
+    skipped: z.number().int(),
+    errors: z.array(z.object({ line: importLine, reason: z.string() })),
+    skipped_records: z.array(z.object({ line: importLine, email: z.string(), reason: z.string() })),
+    weak_hashes: z.array(z.object({ line: importLine, email: z.string(), algorithm: z.string() })),
+    notes: z.array(z.object({ line: importLine, note: z.string() })),
+    without_password: z.array(z.string()).meta({ description: 'Emails of accounts imported without a password' }),
+  }),
+};
+
 export const updateUser = {
   params: userParams,
   body: z.strictObject({
