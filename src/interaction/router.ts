@@ -146,7 +146,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
         if (await mfa.stepUp(ctx, interaction)) return;
         return showLogin(ctx, interaction);
       case 'consent':
-        return showConsent(ctx, interaction);
+        return consentStep(ctx, interaction);
       default:
         throw new AppError('ERR_INVALID_INPUT', `Unsupported interaction "${interaction.prompt.name}"`);
     }
@@ -155,7 +155,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   router.get('/register', async function showRegistration(ctx) {
     const interaction = await loadInteraction(ctx);
     ctx.set('Cache-Control', 'no-store');
-    if (interaction.prompt.name === 'consent') return showConsent(ctx, interaction);
+    if (interaction.prompt.name === 'consent') return consentStep(ctx, interaction);
     return showRegister(ctx, interaction);
   });
 
@@ -163,7 +163,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   router.get('/login', async function showSignIn(ctx) {
     const interaction = await loadInteraction(ctx);
     ctx.set('Cache-Control', 'no-store');
-    if (interaction.prompt.name === 'consent') return showConsent(ctx, interaction);
+    if (interaction.prompt.name === 'consent') return consentStep(ctx, interaction);
     if (interaction.prompt.name === 'login' && await mfa.stepUp(ctx, interaction)) return;
     return showLogin(ctx, interaction);
   });
@@ -234,7 +234,23 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
       return finish(ctx, { error: 'access_denied', error_description: 'The person declined to grant access' });
     }
     if (decision !== 'allow') throw new AppError('ERR_INVALID_INPUT', 'Choose Allow or Deny.');
+    await grantConsent(ctx, interaction, false);
+  });
 
+  /**
+   * A first-party app (`tessera_first_party`, `clients create --first-party`) is the operator's own,
+   * as in Auth0: the person is not asked, and the grant is made for what the app requested, as if
+   * they had allowed it (offline_access included, so the app gets its refresh token). Everything
+   * else asks, and the answer is remembered per account and client (oidc/account-grant.ts).
+   */
+  async function consentStep(ctx: Context, interaction: Interaction): Promise<void> {
+    const client = await provider().Client.find(String(interaction.params.client_id));
+    if (client?.metadata().tessera_first_party === true) return grantConsent(ctx, interaction, true);
+    return showConsent(ctx, interaction);
+  }
+
+  /** Adds what the consent prompt found missing to the grant (the one found for this account and client, or a new one). */
+  async function grantConsent(ctx: Context, interaction: Interaction, firstParty: boolean): Promise<void> {
     const { Grant } = provider();
     const accountId = interaction.session?.accountId;
     const clientId = String(interaction.params.client_id);
@@ -250,7 +266,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
       grant.addResourceScope(indicator, scopes.join(' '));
     }
     const grantId = await grant.save();
-    logger.info({ sub: accountId, clientId }, 'consent given');
+    logger.info({ sub: accountId, clientId, firstParty }, firstParty ? 'consent given for a first-party app' : 'consent given');
     events.emit({
       type: 'consent.given',
       ...(typeof accountId === 'string' && { sub: accountId }),
@@ -259,10 +275,11 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
         scopes: details.missingOIDCScope ?? [],
         claims: details.missingOIDCClaims ?? [],
         resources: Object.entries(details.missingResourceScopes ?? {}).map(([indicator, scopes]) => `${indicator} ${scopes.join(' ')}`),
+        ...(firstParty && { firstParty: true }),
       },
     });
     await finish(ctx, { consent: { grantId } });
-  });
+  }
 
   router.post('/abort', async function abortInteraction(ctx) {
     await loadInteraction(ctx);

@@ -17,7 +17,11 @@ interface IdTokenLike {
   extra: Record<string, unknown>;
   set(key: string, value: unknown): void;
 }
-interface OidcContextLike { params?: { scope?: unknown; prompt?: unknown }; route?: string }
+interface OidcContextLike {
+  params?: { scope?: unknown; prompt?: unknown };
+  route?: string;
+  entities?: { Grant?: { getOIDCScope(): string } };
+}
 
 export function extendProvider(provider: Provider): void {
   reusedClientInstances(provider);
@@ -156,6 +160,9 @@ function atHashAtTokenEndpoint(provider: Provider): void {
  * Tessera instead always treats an offline_access request as one that needs the person's explicit
  * consent, so RPs need not know to add prompt=consent: the consent page is shown and the refresh
  * token is issued. With prompt=none nothing changes (offline_access is dropped, as the spec says).
+ * Once the person's grant for this client (remembered per account, account-grant.ts) holds
+ * offline_access, that explicit consent is the "other condition" OIDC Core 11 allows: it is not
+ * asked for again. (Before the grant is loaded, `consent` stays in, so the scope is not dropped.)
  */
 function offlineAccessAsksConsent(provider: Provider): void {
   const prototype = provider.OIDCContext.prototype as object;
@@ -167,7 +174,8 @@ function offlineAccessAsksConsent(provider: Provider): void {
     get(this: OidcContextLike) {
       const requested = prompts.call(this) as Set<string>;
       const scope = typeof this.params?.scope === 'string' ? this.params.scope.split(' ') : [];
-      if (scope.includes('offline_access') && !requested.has('none') && (this.route === 'authorization' || this.route === 'resume')) {
+      const granted = this.entities?.Grant?.getOIDCScope().split(' ').includes('offline_access') ?? false;
+      if (scope.includes('offline_access') && !granted && !requested.has('none') && (this.route === 'authorization' || this.route === 'resume')) {
         requested.add('consent');
       }
       return requested;

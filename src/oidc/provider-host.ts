@@ -20,7 +20,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { observeProvider } from '../observability/provider-events.ts';
 import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
-import type { RevisionRepository } from '../store/port.ts';
+import type { OidcStore, RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
 import { extendProvider } from './internals.ts';
@@ -35,6 +35,8 @@ export interface ProviderHostDependencies {
   mtlsBaseUrl?: string | undefined;
   revisions: RevisionRepository;
   adapter: AdapterConstructor;
+  /** oidc-provider's records, read directly where its models have no lookup (grants by account). */
+  oidc: OidcStore;
   logger: Logger;
   /** Token issuance and revocation become security events and metrics (observability/provider-events.ts). */
   events?: SecurityEvents | undefined;
@@ -135,7 +137,7 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, clients, adapter, logger, mtlsBaseUrl } = this.#deps;
+    const { config, clients, adapter, oidc, logger, mtlsBaseUrl } = this.#deps;
     const { accounts, resources } = this.#facing;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
@@ -143,6 +145,7 @@ export class ProviderHost {
       resources,
       keys: material,
       adapter,
+      oidc,
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
     }));
