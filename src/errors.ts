@@ -29,13 +29,16 @@ export class AppError extends Error {
   readonly code: AppErrorCode;
   readonly status: number;
   readonly expose: boolean;
+  /** Which input fields the refusal is about, by wire name (`redirect_uris`), for APIs that answer with `fields`. */
+  readonly fields: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: AppErrorCode, message: string, options: { status?: number; expose?: boolean; cause?: unknown } = {}) {
+  constructor(code: AppErrorCode, message: string, options: { status?: number; expose?: boolean; cause?: unknown; fields?: Record<string, string> } = {}) {
     super(message, { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.status = options.status ?? 400;
     this.expose = options.expose ?? this.status < 500;
+    this.fields = options.fields;
   }
 }
 

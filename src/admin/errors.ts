@@ -68,7 +68,7 @@ function fromAppError(error: unknown): AdminApiError | undefined {
       return conflict('An account with this email already exists', { email: 'Already registered' });
     default:
       if (!error.expose || error.status >= 500) return undefined;
-      return error.status === 409 ? conflict(error.message) : invalidRequest(error.message);
+      return error.status === 409 ? conflict(error.message, error.fields && { ...error.fields }) : invalidRequest(error.message, error.fields && { ...error.fields });
   }
 }
 

@@ -182,3 +182,15 @@ function offlineAccessAsksConsent(provider: Provider): void {
     },
   });
 }
+
+/**
+ * oidc-provider's own check of client metadata, the one it runs when it loads a client at a request
+ * (`Client.validate`, not in its typings): resolves when the metadata would work, throws
+ * InvalidClientMetadata with the reason when not. Used to refuse such a client when it is created
+ * (client-metadata-check.ts) rather than at each authorization request.
+ */
+export async function validateClientMetadata(provider: Provider, metadata: Record<string, unknown>): Promise<void> {
+  const Client = provider.Client as unknown as { validate?(metadata: Record<string, unknown>): Promise<void> };
+  if (typeof Client.validate !== 'function') throw new Error('oidc-provider changed: Client.validate no longer exists');
+  await Client.validate(metadata);
+}
