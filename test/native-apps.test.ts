@@ -61,11 +61,12 @@ async function signInAt(config: oidc.Configuration, redirectUri: string) {
   const agent = new UserAgent();
   let page = await agent.follow(url.href, redirectUri);
   if (page.body.includes('/login"')) page = await submit(agent, page, '/login', { email: person.email, password: person.password }, redirectUri);
-  if (page.body.includes('/consent"')) page = await submit(agent, page, '/consent', { decision: 'allow' }, redirectUri);
+  const askedForConsent = page.body.includes('/consent"');
+  if (askedForConsent) page = await submit(agent, page, '/consent', { decision: 'allow' }, redirectUri);
   if (!page.url.startsWith(redirectUri)) throw new Error(`expected a redirect to ${redirectUri}, got ${page.status} at ${page.url}:\n${page.body.slice(0, 800)}`);
   const callback = new URL(page.url);
   const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true });
-  return { callback, tokens };
+  return { callback, tokens, askedForConsent };
 }
 
 test('a native app with a private-use scheme and a loopback redirect URI signs in through both, on any loopback port', async (t) => {
@@ -82,10 +83,19 @@ test('a native app with a private-use scheme and a loopback redirect URI signs i
   const scheme = await signInAt(config, 'com.example.app:/cb');
   t.is(scheme.callback.protocol, 'com.example.app:');
   t.is(scheme.tokens.claims()?.sub, loopback.tokens.claims()?.sub);
+  t.true(loopback.askedForConsent && scheme.askedForConsent, 'a native app that is not first-party is asked at every sign-in (RFC 8252 8.6)');
 
   const elsewhere = oidc.buildAuthorizationUrl(config, { redirect_uri: 'http://127.0.0.1:51234/other', scope: 'openid', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' });
   const refused = await new UserAgent().request(elsewhere.href);
   t.is(refused.status, 400, 'only the port is free: another path is still refused');
+});
+
+test('a first-party native app never shows the consent page', async (t) => {
+  const created = await runCliJson<{ client_id: string }>(server.cliEnv, ['clients', 'create', '--name', 'Our phone app', '--native', '--first-party', '--redirect-uri', 'com.example.ours:/cb', '--json']);
+  const config = await oidc.discovery(new URL(server.issuer), created.client_id, {}, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+  const signedIn = await signInAt(config, 'com.example.ours:/cb');
+  t.false(signedIn.askedForConsent);
+  t.is(signedIn.tokens.claims()?.email, person.email);
 });
 
 test('the CLI refuses a web client with a private-use scheme, and a native one oidc-provider would refuse, in one line each, storing nothing', async (t) => {
