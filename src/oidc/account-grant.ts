@@ -9,13 +9,22 @@
  */
 import type { Provider } from 'oidc-provider';
 
+import { isStoreUnavailable } from '../store/outage.ts';
 import type { OidcStore } from '../store/port.ts';
+import { TemporarilyUnavailable } from './adapter.ts';
 
 type Grant = InstanceType<Provider['Grant']>;
 
 /** The newest live grant the account gave the client, loaded through oidc-provider's model (which checks expiry). */
 export async function findAccountGrant(provider: Provider, oidc: OidcStore, accountId: string, clientId: string): Promise<Grant | undefined> {
-  const records = (await oidc.findByAccountId('Grant', accountId))
+  let found: Awaited<ReturnType<OidcStore['findByAccountId']>>;
+  try {
+    found = await oidc.findByAccountId('Grant', accountId);
+  } catch (error) {
+    // Read past the adapter, so converted here as the adapter does: 503 temporarily_unavailable, not a 500.
+    throw isStoreUnavailable(error) ? new TemporarilyUnavailable(error) : error;
+  }
+  const records = found
     .filter(({ payload }) => payload.accountId === accountId && payload.clientId === clientId)
     .sort((a, b) => Number(b.payload.iat ?? 0) - Number(a.payload.iat ?? 0));
   for (const { id } of records) {
