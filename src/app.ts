@@ -17,6 +17,7 @@ import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
 import type { SecondFactorService } from './domain/second-factors.ts';
+import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
@@ -29,7 +30,9 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
+import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -53,6 +56,8 @@ export interface AppDependencies {
   metrics: Metrics;
   /** The store's ping, for /readyz. */
   pingStore(): Promise<void>;
+  /** Public base URL of the mTLS endpoints (MTLS_URL, or Tessera's own mTLS listener), when there are any. */
+  mtlsUrl?: string | undefined;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
   adminApi?: Middleware | undefined;
 }
@@ -69,19 +74,16 @@ async function seeOtherAfterPost(ctx: Context, next: Next) {
  * the error middleware has anything at these paths (views, static files, pages, routers, Tessera's
  * own APIs), so their requests skip all of it: profiling showed the routers' matching alone at
  * several percent of a client_credentials request, and every middleware layer costs a promise and an
- * allocation or two. The rest of the protocol (authorization, logout) takes the long way.
+ * allocation or two. The rest of the protocol (authorization, logout) takes the long way. Which
+ * paths these are is each feature's to say (oidc/features/*, `fastPath`); PROTOCOL_PATHS is derived.
  */
-const PROTOCOL_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/me', '/request', '/jwks', '/.well-known/openid-configuration']);
-/** Public, change rarely, fetched by every RP and resource server: let them cache. */
-const PUBLIC_DOCUMENTS = new Set(['/jwks', '/.well-known/openid-configuration']);
-
 const isProtocolPath = (ctx: Context) => PROTOCOL_PATHS.has(ctx.path);
 
 function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>): Middleware {
   return async function protocolEndpoint(ctx, next) {
     if (!PROTOCOL_PATHS.has(ctx.path)) return next();
     await protocol(ctx);
-    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENTS.has(ctx.path)) {
+    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENT_PATHS.has(ctx.path)) {
       ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
     }
   };
@@ -92,15 +94,24 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore }: AppDependencies): Koa {
-  const app = new Koa({ proxy: config.behindTlsProxy });
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl }: AppDependencies): Koa {
+  // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
+  // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
+  // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
+  // maxIpsCount 1: ctx.ip (oidc-provider reads it) is then the address the nearest proxy added,
+  // not the left end of X-Forwarded-For that the client wrote; from other peers the header is gone.
+  const app = new Koa({ proxy: true, maxIpsCount: 1 });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
+  const edge = { issuer: config.issuer, mtlsUrl, behindTlsProxy: config.behindTlsProxy, trustedProxies: config.tls.trustedProxies, isPathVariant: isProtocolPathVariant };
+  app.use(settleRequestOrigin(edge));
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders(isProtocolPath));
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
-  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
+  app.use(refuseMisdirectedRequests(edge));
+  app.use(refuseEncodedBodies());
+  const protocol = compose([clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS), rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
@@ -127,17 +138,17 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
-  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events });
+  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
-  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events });
+  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits });
   app.use(account.routes());
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
   if (config.security.registrationApi) {
     app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
   }
-  app.use(clientCertificates(config.tls, logger));
+  app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);
   app.use(host.middleware());

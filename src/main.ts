@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
+import { renderPage } from './http/render.ts';
 import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -125,7 +126,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     ? config.tls.mtlsUrl
     : config.tls.mtlsUrl ?? `https://${new URL(config.issuer).hostname}:${mtlsPort}`;
 
-  const store = await openStore(config).catch(async (error: unknown) => {
+  const store = await openStore(config, { warn: (message) => logger.warn(message) }).catch(async (error: unknown) => {
     await closeAll();
     throw error;
   });
@@ -150,12 +151,14 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
       oidc: store.oidc,
       logger,
+      render: renderPage,
       events: services.events,
       metrics,
     });
     host.watch();
     const app = createApp({
       config,
+      mtlsUrl,
       logger,
       host,
       accounts: services.accounts,
@@ -181,7 +184,6 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
         audit: services.audit,
       }) : undefined,
     });
-    services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     if (!metricsServed(config.observability.metricsToken, config.env === 'production')) {
       logger.warn('METRICS_TOKEN is not set: /metrics is not served in production; set it and scrape with Authorization: Bearer METRICS_TOKEN');
     }

@@ -11,6 +11,7 @@ import { AccountService } from './domain/accounts.ts';
 import { AuditService } from './domain/audit.ts';
 import { ClientService, type ClientMetadataCheck } from './domain/clients.ts';
 import { SecurityEvents } from './domain/events.ts';
+import { notifyFactorChanges } from './domain/factor-notices.ts';
 import { KeyService } from './domain/keys.ts';
 import { EmailVerification } from './domain/email-verification.ts';
 import { LinkTokens } from './domain/link-tokens.ts';
@@ -90,6 +91,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     events.emit({ type: 'account.locked', sub: account.sub, details: { lockedUntil: lockedUntil.toISOString() } });
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
+  notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
   const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
@@ -123,6 +125,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       tokens: new LinkTokens(store.oidc, 'PasswordReset', config.ttl.passwordReset),
       mailer,
       issuer: config.issuer,
+      revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {

@@ -1,8 +1,9 @@
 /**
  * The machine-client side of the `tessera` command line: resource servers, client_credentials
  * clients with each authentication method, certificate rotation and the local PKI. As in
- * cli.test.ts, the real bin/tessera runs in a child process on a temporary installation, and
- * effects are checked through a second invocation, the domain services or a running server.
+ * cli.test.ts, commands run in this process through the CLI's entry point (runCommand) on a
+ * temporary installation (cli.test.ts covers the bin/tessera process itself), and effects are
+ * checked through a second invocation, the domain services or a running server.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';

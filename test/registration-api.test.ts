@@ -8,6 +8,7 @@ import path from 'node:path';
 import test from 'ava';
 
 import { runCliJson } from './helpers/cli.ts';
+import { eventually } from './helpers/eventually.ts';
 import { discover, signIn, staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
@@ -73,7 +74,7 @@ test('a first-party backend registers a person: 201, the verification email goes
   t.like(account, { sub: String(answer.body.sub), name: 'Ada Lovelace', givenName: 'Ada', familyName: 'Lovelace', roles: [] });
 
   const outbox = path.join(server.dataDir, 'outbox');
-  await waitFor(() => existsSync(outbox) && readdirSync(outbox).some((file) => readFileSync(path.join(outbox, file), 'utf8').includes(address)));
+  await eventually(() => (existsSync(outbox) && readdirSync(outbox).some((file) => readFileSync(path.join(outbox, file), 'utf8').includes(address))) || undefined, { what: `a message to ${address} in the outbox`, timeoutMs: 5_000 });
   t.pass('a verification email was written to the outbox');
 
   const { tokens } = await signIn(await discover(server.issuer), new UserAgent(), { email: address, password: PASSWORD }, { parameters: { scope: 'openid email' } });
@@ -244,11 +245,3 @@ test('registrations are rate-limited per client address, with Retry-After', asyn
   t.is(over.body.error, 'rate_limited');
   t.true(Number(over.headers.get('retry-after')) > 0);
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

@@ -36,6 +36,8 @@ export interface AccountSession {
   sid: string;
   /** When the person last proved who they are (the ID token's auth_time), epoch seconds. */
   authTime: number;
+  /** How they proved it (the ID token's amr, RFC 8176): "mfa" when a second factor or passkey was used. */
+  amr: string[];
 }
 
 interface PendingSignIn {
@@ -166,7 +168,8 @@ export class AccountSignIn {
     if (!claims || typeof claims.sid !== 'string' || typeof claims.auth_time !== 'number') {
       throw new AppError('ERR_INVALID_INPUT', 'Sign-in did not complete. Sign in again.');
     }
-    const session: AccountSession = { sub: claims.sub, sid: claims.sid, authTime: claims.auth_time };
+    const amr = Array.isArray(claims.amr) ? claims.amr.filter((value): value is string => typeof value === 'string') : [];
+    const session: AccountSession = { sub: claims.sub, sid: claims.sid, authTime: claims.auth_time, amr };
     this.remember(ctx, session);
     return { session, returnTo: safeReturnPath(pending.returnTo) };
   }
@@ -182,7 +185,9 @@ export class AccountSignIn {
     if (!value || typeof value.sub !== 'string' || typeof value.sid !== 'string' || typeof value.authTime !== 'number' || !(value.exp > now())) {
       return undefined;
     }
-    return { sub: value.sub, sid: value.sid, authTime: value.authTime };
+    // A cookie from before amr was kept proves no second factor.
+    const amr = Array.isArray(value.amr) ? value.amr.filter((entry) => typeof entry === 'string') : [];
+    return { sub: value.sub, sid: value.sid, authTime: value.authTime, amr };
   }
 
   forget(ctx: Context): void {
@@ -192,4 +197,13 @@ export class AccountSignIn {
 
 export function signedInRecently(session: AccountSession): boolean {
   return now() - session.authTime <= RECENT_SIGN_IN_SECONDS;
+}
+
+/**
+ * Second factors and passkeys change only after a recent sign-in with the strongest factor the
+ * account has: once it has a second factor or passkey, a password alone (say, a stolen one) is not
+ * enough to add another or take one away.
+ */
+export function mayChangeFactors(session: AccountSession, hasSecondFactor: boolean): boolean {
+  return signedInRecently(session) && (!hasSecondFactor || session.amr.includes('mfa'));
 }

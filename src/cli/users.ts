@@ -6,17 +6,18 @@ import { accountView } from '../admin/views.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
-import { printJson, printLines, printTable } from './output.ts';
+import { printJson, printLines, printTable, streams } from './output.ts';
 
 /** Far above any valid password (256 characters); bounds what a mistaken pipe can make us buffer. */
 const STDIN_LIMIT_BYTES = 64 * 1024;
 
 /** Reads stdin to the end and strips one trailing newline (what `echo` and heredocs add), nothing more. */
 async function readPasswordFromStdin(): Promise<string> {
-  if (process.stdin.isTTY) process.stderr.write('Password (not hidden; end with Enter, then Ctrl-D): ');
+  const { stdin, stderr } = streams();
+  if (stdin.isTTY) stderr.write('Password (not hidden; end with Enter, then Ctrl-D): ');
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of process.stdin) {
+  for await (const chunk of stdin) {
     const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
     size += buffer.length;
     if (size > STDIN_LIMIT_BYTES) throw new AppError('ERR_INVALID_INPUT', 'the password on stdin is too long');

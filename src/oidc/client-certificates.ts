@@ -4,7 +4,6 @@
  * anywhere else is ignored, so nobody can claim a certificate by sending a header.
  */
 import { X509Certificate } from 'node:crypto';
-import { BlockList, isIP } from 'node:net';
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
 
 import type { Context, Middleware, Next } from 'koa';
@@ -12,6 +11,7 @@ import { Provider } from 'oidc-provider';
 
 import type { TlsConfig } from '../config.ts';
 import { isCurrentlyValid, parseBundle, toPem } from '../domain/certificates.ts';
+import { peerIsTrusted, trustedProxyList } from '../http/trusted-proxies.ts';
 import type { Logger } from '../log.ts';
 
 export interface PresentedCertificate {
@@ -20,23 +20,6 @@ export interface PresentedCertificate {
   /** Further certificates the client sent (intermediates), leaf excluded. */
   readonly chain: readonly X509Certificate[];
   readonly source: 'tls' | 'proxy';
-}
-
-/**
- * Endpoints that authenticate a client (a secret, an assertion or a certificate): an expired
- * certificate is refused there outright, and failures there count against rate limits.
- */
-export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
-
-export function trustedProxyList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address, prefix] = entry.split('/');
-    const family = isIP(address!) === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) list.addAddress(address!, family);
-    else list.addSubnet(address!, Number(prefix), family);
-  }
-  return list;
 }
 
 /**
@@ -105,7 +88,11 @@ function splitOutsideQuotes(value: string, separator: string): string[] {
   return parts;
 }
 
-export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
+/**
+ * `authenticatingPaths` are the endpoints where a client authenticates (features/index.ts,
+ * CLIENT_AUTHENTICATING_PATHS): an expired certificate is refused there outright.
+ */
+export function clientCertificates(tls: TlsConfig, logger: Logger, authenticatingPaths: ReadonlySet<string>): Middleware {
   const proxies = trustedProxyList(tls.trustedProxies);
   const header = tls.clientCertHeader;
 
@@ -113,10 +100,8 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     if (!header) return undefined;
     const value = ctx.get(header);
     if (!value) return undefined;
-    const remote = ctx.req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
-    const family = isIP(remote) === 6 ? 'ipv6' : 'ipv4';
-    if (!remote || !proxies.check(remote, family)) {
-      logger.warn({ remote, header, requestId: ctx.state.requestId }, 'ignored a client certificate header from an untrusted address');
+    if (!peerIsTrusted(proxies, ctx.req.socket.remoteAddress)) {
+      logger.warn({ remote: ctx.req.socket.remoteAddress, header, requestId: ctx.state.requestId }, 'ignored a client certificate header from an untrusted address');
       return undefined;
     }
     try {
@@ -135,7 +120,7 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     // requests never do, and on the mTLS listener parsing costs more than the rest of a token request.
     let presented: PresentedCertificate | undefined | null = null;
     const lookUp = () => (presented === null ? (presented = fromTls(ctx) ?? fromProxy(ctx)) : presented);
-    if (ctx.method === 'POST' && CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) {
+    if (ctx.method === 'POST' && authenticatingPaths.has(ctx.path)) {
       const certificate = lookUp();
       if (certificate && !isCurrentlyValid(certificate.certificate)) {
         ctx.status = 401;

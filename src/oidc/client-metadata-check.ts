@@ -30,11 +30,16 @@ export interface ClientMetadataCheckDependencies {
   oidc: OidcStore;
 }
 
+/** This provider never serves a request, so it never renders a page. */
+async function rendersNothing(): Promise<void> {
+  throw new Error('the provider that checks client metadata serves no pages');
+}
+
 export function clientMetadataCheck({ config, accounts, resources, adapter, oidc }: ClientMetadataCheckDependencies): ClientMetadataCheck {
   let provider: Promise<Provider> | undefined;
   // No static clients: those are checked at startup (provider-host.ts); only the client at hand is checked here.
   const validatingProvider = async () => new Provider(config.issuer, buildConfiguration({
-    config, accounts, resources, keys: await throwawayKeyMaterial(), adapter, oidc, staticClients: [], mtlsBaseUrl: undefined,
+    config, accounts, resources, keys: await throwawayKeyMaterial(), adapter, oidc, staticClients: [], mtlsBaseUrl: undefined, render: rendersNothing,
   }));
 
   return async function checkWithProvider(metadata) {

@@ -8,6 +8,7 @@ import { Provider } from 'oidc-provider';
 import { clientSecretMatches } from '../domain/clients.ts';
 import { clientMayAuthenticate } from '../http/rate-limit.ts';
 import { currentCertificate } from './client-certificates.ts';
+import { INTERACTION_ROUTES } from './features/index.ts';
 
 const TOKEN_VALUE = Symbol('tessera.tokenValue');
 
@@ -163,6 +164,7 @@ function atHashAtTokenEndpoint(provider: Provider): void {
  * Once the person's grant for this client (remembered per account, account-grant.ts) holds
  * offline_access, that explicit consent is the "other condition" OIDC Core 11 allows: it is not
  * asked for again. (Before the grant is loaded, `consent` stays in, so the scope is not dropped.)
+ * Which routes start or resume an interaction is each feature's to say (features/*, interactionRoutes).
  */
 function offlineAccessAsksConsent(provider: Provider): void {
   const prototype = provider.OIDCContext.prototype as object;
@@ -175,7 +177,7 @@ function offlineAccessAsksConsent(provider: Provider): void {
       const requested = prompts.call(this) as Set<string>;
       const scope = typeof this.params?.scope === 'string' ? this.params.scope.split(' ') : [];
       const granted = this.entities?.Grant?.getOIDCScope().split(' ').includes('offline_access') ?? false;
-      if (scope.includes('offline_access') && !granted && !requested.has('none') && (this.route === 'authorization' || this.route === 'resume')) {
+      if (scope.includes('offline_access') && !granted && !requested.has('none') && this.route !== undefined && INTERACTION_ROUTES.has(this.route)) {
         requested.add('consent');
       }
       return requested;

@@ -23,6 +23,7 @@ import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.t
 import type { OidcStore, RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
+import type { RenderPage } from './features/feature.ts';
 import { extendProvider } from './internals.ts';
 
 export interface ProviderHostDependencies {
@@ -38,6 +39,8 @@ export interface ProviderHostDependencies {
   /** oidc-provider's records, read directly where its models have no lookup (grants by account). */
   oidc: OidcStore;
   logger: Logger;
+  /** Renders Tessera's pages for oidc-provider's error and logout pages (http/render.ts). */
+  render: RenderPage;
   /** Token issuance and revocation become security events and metrics (observability/provider-events.ts). */
   events?: SecurityEvents | undefined;
   metrics?: Metrics | undefined;
@@ -137,7 +140,7 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, clients, adapter, oidc, logger, mtlsBaseUrl } = this.#deps;
+    const { config, clients, adapter, oidc, logger, mtlsBaseUrl, render } = this.#deps;
     const { accounts, resources } = this.#facing;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
@@ -148,8 +151,10 @@ export class ProviderHost {
       oidc,
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
+      render,
     }));
-    provider.proxy = config.behindTlsProxy;
+    // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
+    provider.proxy = true;
     extendProvider(provider);
     observeProvider(provider, this.#deps);
     provider.on('server_error', (ctx, error) => {
