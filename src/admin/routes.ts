@@ -397,6 +397,7 @@ const createClient = defineRoute({
         redirectUris: body.redirect_uris,
         postLogoutRedirectUris: body.post_logout_redirect_uris,
         public: body.public,
+        native: body.application_type === 'native',
         requirePar: body.require_par,
         requireDpop: body.require_dpop,
         firstParty: body.first_party,

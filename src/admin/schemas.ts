@@ -195,6 +195,7 @@ export const client = z.object({
   grant_types: z.array(z.string()),
   redirect_uris: z.array(z.string()).optional(),
   post_logout_redirect_uris: z.array(z.string()).optional(),
+  application_type: z.enum(['web', 'native']).optional(),
   resources: z.record(z.string(), z.array(z.string())).optional().meta({ description: 'Machine client: scopes it may get, per resource server audience' }),
   roles: z.array(z.string()).optional(),
   resource_server: z.string().optional().meta({ description: 'The audience whose tokens this client introspects and revokes' }),
@@ -226,10 +227,11 @@ const relyingPartyBody = z.strictObject({
   name: displayName,
   redirect_uris: z.array(z.string().max(2048)).min(1, 'at least one redirect URI is required').max(20),
   post_logout_redirect_uris: z.array(z.string().max(2048)).max(20).optional(),
-  public: z.boolean().optional().meta({ description: 'A public client (SPA, native app): no secret, PKCE alone' }),
+  public: z.boolean().optional().meta({ description: 'A public client (a single-page app): no secret, PKCE alone' }),
+  application_type: z.enum(['web', 'native']).optional().meta({ description: 'native (RFC 8252): public, loopback redirect URIs match any port, private-use schemes (com.example.app:/cb) allowed. Default web' }),
   require_par: z.boolean().optional(),
   require_dpop: z.boolean().optional(),
-  first_party: z.boolean().optional().meta({ description: 'May register people with POST /api/accounts' }),
+  first_party: z.boolean().optional().meta({ description: 'One of the operator\'s own apps: never shows the consent page, may register people with POST /api/accounts' }),
   require_mfa: z.boolean().optional(),
 });
 
