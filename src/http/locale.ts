@@ -109,10 +109,10 @@ export function languageRoute(issuer: string): Middleware {
   const parseForm = bodyParser({ enableTypes: ['form'], formLimit: '4kb', encoding: 'utf-8' });
   return async function switchLanguage(ctx: Context, next: Next) {
     if (ctx.path !== LANGUAGE_PATH) return next();
-    if (ctx.method !== 'POST') throw new AppError('ERR_NOT_FOUND', 'There is nothing at this address.', { status: 404 });
+    if (ctx.method !== 'POST') throw new AppError('ERR_NOT_FOUND', 'There is nothing at this address.');
     const sentOrigin = ctx.get('Origin');
     if ((sentOrigin && sentOrigin !== origin) || ctx.get('Sec-Fetch-Site') === 'cross-site') {
-      throw new AppError('ERR_CSRF', 'This form expired or did not come from this site. Go back, reload the page and try again.', { status: 403 });
+      throw new AppError('ERR_CSRF', 'This form expired or did not come from this site. Go back, reload the page and try again.');
     }
     await parseForm(ctx, async () => {});
     const locale = formField(ctx, 'lang');
