@@ -13,6 +13,12 @@ export type AppErrorCode =
   | 'ERR_NOT_FOUND'
   | 'ERR_CLIENT_INVALID'
   | 'ERR_RESOURCE_INVALID'
+  /** An upstream identity provider's settings were refused (bad issuer, taken id, ...). */
+  | 'ERR_UPSTREAM_INVALID'
+  /** Signing in through an upstream provider failed (it refused, timed out, or answered wrongly). */
+  | 'ERR_UPSTREAM_FAILED'
+  /** That upstream identity is already linked to an account. */
+  | 'ERR_IDENTITY_TAKEN'
   | 'ERR_CERTIFICATE_INVALID'
   | 'ERR_SECRET'
   | 'ERR_STORE_UNAVAILABLE'

@@ -30,7 +30,9 @@ import type {
 } from '../port.ts';
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
-import { isSqliteUnavailable } from './sqlite-errors.ts';
+import { isSqliteUnavailable, isUniqueViolation } from './sqlite-errors.ts';
+import { IDENTITIES_MIGRATION, sqliteIdentities } from './identities.ts';
+import { sqliteUpstreams, UPSTREAMS_MIGRATION } from './upstreams.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
 export interface SqliteStoreOptions {
@@ -160,6 +162,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (type, at, id);
   CREATE INDEX IF NOT EXISTS audit_events_expires_at ON audit_events (expires_at);
   `,
+  // 6: upstream identity providers and the identities linked through them.
+  UPSTREAMS_MIGRATION + IDENTITIES_MIGRATION,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -700,6 +704,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     accounts,
     clients,
     resources,
+    upstreams: sqliteUpstreams(db, { transaction, bumpRevision, clock }),
+    identities: sqliteIdentities(db),
     keys,
     revisions,
     audit,
@@ -1016,8 +1022,3 @@ function optionalString(value: unknown): string | null {
 }
 
 /** SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555) on the given table.column. */
-function isUniqueViolation(error: unknown, column: string): boolean {
-  if (!(error instanceof Error)) return false;
-  const errcode = (error as Error & { errcode?: unknown }).errcode;
-  return (errcode === 2067 || errcode === 1555) && error.message.includes(column);
-}
