@@ -13,6 +13,7 @@ import { keysGroup } from './cli/keys.ts';
 import { pkiGroup } from './cli/pki.ts';
 import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
+import { upstreamsGroup } from './cli/upstreams.ts';
 import { usersGroup } from './cli/users.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { AppError } from './errors.ts';
@@ -24,6 +25,7 @@ export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Conne
   serve,
   clients: clientsGroup,
   resources: resourcesGroup,
+  upstreams: upstreamsGroup,
   users: usersGroup,
   keys: keysGroup,
   pki: pkiGroup,

@@ -63,6 +63,8 @@ export interface Config {
   readonly staticClients: readonly Record<string, unknown>[];
   /** Static resource servers from config/resources.json. */
   readonly staticResources: readonly StaticResource[];
+  /** Static upstream identity providers from config/upstreams.json; domain/upstreams.ts checks them in depth. */
+  readonly staticUpstreams: readonly StaticUpstream[];
   readonly tls: TlsConfig;
   readonly security: SecurityConfig;
   readonly mail: MailConfig;
@@ -126,6 +128,22 @@ export interface StaticResource {
   readonly ttlSeconds: number;
   /** Scopes limited to holders of one of the listed roles (`scope_roles` in the file). */
   readonly scopeRoles?: Readonly<Record<string, readonly string[]>> | undefined;
+}
+
+/** An upstream provider as written in config/upstreams.json, its secret resolved (from the file or an environment variable). */
+export interface StaticUpstream {
+  readonly id: string;
+  readonly name?: string | undefined;
+  readonly preset?: string | undefined;
+  readonly issuer?: string | undefined;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly scopes?: readonly string[] | undefined;
+  readonly trustEmail: boolean;
+  readonly authorizationEndpoint?: string | undefined;
+  readonly tokenEndpoint?: string | undefined;
+  readonly userEndpoint?: string | undefined;
+  readonly emailsEndpoint?: string | undefined;
 }
 
 export interface TlsConfig {
@@ -237,6 +255,25 @@ const resourcesFileSchema = z.array(z.object({
   }
 }));
 
+/** Upstream providers as written in config/upstreams.json; the secret inline or, better, named by an environment variable. */
+const upstreamsFileSchema = z.array(z.object({
+  id: z.string().min(1),
+  name: z.string().min(1).optional(),
+  preset: z.string().optional(),
+  issuer: z.string().optional(),
+  client_id: z.string().min(1),
+  client_secret: z.string().min(1).optional(),
+  client_secret_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name').optional(),
+  scopes: z.array(z.string()).min(1).optional(),
+  trust_email: z.boolean().default(false),
+  authorization_endpoint: z.string().optional(),
+  token_endpoint: z.string().optional(),
+  user_endpoint: z.string().optional(),
+  emails_endpoint: z.string().optional(),
+}).strict().refine((upstream) => (upstream.client_secret === undefined) !== (upstream.client_secret_env === undefined), {
+  message: 'give exactly one of client_secret and client_secret_env',
+}));
+
 /** Client metadata is checked in depth by oidc-provider at startup; here only the shape a file must have. */
 const clientsFileSchema = z.array(
   z.looseObject({
@@ -299,6 +336,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     problems.push(...resources.error.issues.map((issue) => describeIssue(issue, `${resourcesFile}: `)));
   }
 
+  const upstreamsFile = path.join(configDir, 'upstreams.json');
+  const upstreams = upstreamsFileSchema.safeParse(readJsonFile(upstreamsFile, problems) ?? []);
+  if (!upstreams.success) {
+    problems.push(...upstreams.error.issues.map((issue) => describeIssue(issue, `${upstreamsFile}: `)));
+  }
+  const staticUpstreams: StaticUpstream[] = [];
+  for (const [index, upstream] of (upstreams.success ? upstreams.data : []).entries()) {
+    const clientSecret = upstream.client_secret ?? env[upstream.client_secret_env ?? ''];
+    if (!clientSecret) problems.push(`${upstreamsFile}: ${index}.client_secret_env: ${upstream.client_secret_env} is not set`);
+    staticUpstreams.push({
+      id: upstream.id,
+      name: upstream.name,
+      preset: upstream.preset,
+      issuer: upstream.issuer,
+      clientId: upstream.client_id,
+      clientSecret: clientSecret ?? '',
+      scopes: upstream.scopes,
+      trustEmail: upstream.trust_email,
+      authorizationEndpoint: upstream.authorization_endpoint,
+      tokenEndpoint: upstream.token_endpoint,
+      userEndpoint: upstream.user_endpoint,
+      emailsEndpoint: upstream.emails_endpoint,
+    });
+  }
+
   const tls = {
     cert: readPemFile('TLS_CERT', e.TLS_CERT, cwd, problems),
     key: readPemFile('TLS_KEY', e.TLS_KEY, cwd, problems),
@@ -349,6 +411,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     workers: e.WORKERS ?? availableParallelism(),
     threadPoolSize: e.UV_THREADPOOL_SIZE ?? 4,
     staticClients: clients.success ? clients.data : [],
+    staticUpstreams,
     staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }) })),
     tls,
     security: {

@@ -23,6 +23,8 @@ import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
+import { IdentityService } from './domain/identities.ts';
+import { UpstreamService } from './domain/upstreams.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
 import { currentRequest } from './request-context.ts';
@@ -34,6 +36,9 @@ export interface Services {
   readonly resources: ResourceService;
   /** Roles of accounts (`tessera users roles`), released by the `roles` scope and limiting API scopes. */
   readonly roles: RoleService;
+  /** Upstream identity providers (Google, GitHub, any OpenID provider) and the identities linked through them. */
+  readonly upstreams: UpstreamService;
+  readonly identities: IdentityService;
   readonly keys: KeyService;
   readonly mailer: Mailer;
   readonly secret: MasterSecret;
@@ -89,10 +94,22 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     lockout,
     events,
   });
+  const upstreams = new UpstreamService({
+    repository: store.upstreams,
+    revisions: store.revisions,
+    staticUpstreams: config.staticUpstreams,
+    masterSecret: secret.value,
+    issuer: config.issuer,
+    production: config.env === 'production',
+    pollSeconds: config.storePollSeconds,
+    events,
+  });
   return {
     accounts,
     clients,
     resources,
+    upstreams,
+    identities: new IdentityService(store.identities, store.accounts, events),
     roles: new RoleService(store.accounts, events),
     keys: new KeyService(store.keys, secret.value, retainSeconds, events),
     mailer,

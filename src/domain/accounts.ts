@@ -138,7 +138,8 @@ export class AccountService {
       ? await this.#accounts.findByEmail(normalizeEmail(emailInput))
       : undefined;
     const usable = typeof password === 'string' && password.length > 0 && passwordLength(password) <= PASSWORD_MAX_LENGTH;
-    const ok = account && usable
+    // An account born at an upstream provider has no hash: it costs a decoy verify like any other miss.
+    const ok = account && usable && account.passwordHash
       ? await this.#hasher.verify(account.passwordHash, password)
       : await this.#hasher.verifyDecoy(usable ? password : '');
     const now = new Date();
