@@ -23,6 +23,7 @@ import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { viewsMiddleware } from './http/views.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
+import type { UpstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
 import { observabilityEndpoints } from './observability/endpoints.ts';
@@ -53,6 +54,8 @@ export interface AppDependencies {
   metrics: Metrics;
   /** The store's ping, for /readyz. */
   pingStore(): Promise<void>;
+  /** Sign-in through upstream identity providers (interaction/first-factors/upstream.ts). */
+  upstreamSignIn: UpstreamSignIn;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
   adminApi?: Middleware | undefined;
 }
@@ -92,7 +95,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, upstreamSignIn }: AppDependencies): Koa {
   const app = new Koa({ proxy: config.behindTlsProxy });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
@@ -124,9 +127,10 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     production: config.env === 'production',
   }));
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams: upstreamSignIn });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+  app.use(upstreamSignIn.callbackRouter().routes());
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());

@@ -51,6 +51,8 @@ export interface Config {
   readonly refreshReuseGraceSeconds: number;
   /** How often a running server looks for key and client changes made elsewhere (CLI, other instances). */
   readonly storePollSeconds: number;
+  /** Longest wait for one request to an upstream identity provider (discovery, token, JWKS, API). */
+  readonly upstreamTimeoutSeconds: number;
   /** Worker processes `tessera serve` runs (WORKERS; default one per core); 1 runs no cluster at all. */
   readonly workers: number;
   /**
@@ -198,6 +200,7 @@ const envSchema = z.object({
   PASSWORD_RESET_TTL: seconds(1800, 86_400),
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
+  UPSTREAM_TIMEOUT_SECONDS: integer(1, 60).default(10),
   WORKERS: integer(1, 256).optional(),
   UV_THREADPOOL_SIZE: integer(1, 1024).optional(),
   TLS_CERT: z.string().min(1).optional(),
@@ -408,6 +411,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
+    upstreamTimeoutSeconds: e.UPSTREAM_TIMEOUT_SECONDS,
     workers: e.WORKERS ?? availableParallelism(),
     threadPoolSize: e.UV_THREADPOOL_SIZE ?? 4,
     staticClients: clients.success ? clients.data : [],

@@ -31,8 +31,9 @@ export type UpstreamSignIn =
 
 const NOT_ALLOWED = 'This account cannot sign in right now.';
 
-export function upstreamFailed(message: string, reason: string, status = 400): AppError {
-  const error = new AppError('ERR_UPSTREAM_FAILED', message, { status });
+/** A failed upstream sign-in: the message is for the person, `reason` for operators (audit trail), `cause` for the log. */
+export function upstreamFailed(message: string, reason: string, options: { status?: number; cause?: unknown } = {}): AppError {
+  const error = new AppError('ERR_UPSTREAM_FAILED', message, { status: options.status ?? 400, cause: options.cause });
   (error as AppError & { reason?: string }).reason = reason;
   return error;
 }
@@ -85,7 +86,7 @@ export class IdentityService {
       await this.#identities.create({ upstreamId: upstream.id, subject: profile.subject, accountSub: sub, email, createdAt: now });
     } catch (error) {
       if (!isAppError(error, 'ERR_IDENTITY_TAKEN')) throw error;
-      throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in', 409);
+      throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in', { status: 409 });
     }
     try {
       const account = await this.#accounts.create({
@@ -103,7 +104,7 @@ export class IdentityService {
       return account;
     } catch (error) {
       await this.#identities.delete(upstream.id, profile.subject, sub);
-      if (isAppError(error, 'ERR_EMAIL_TAKEN')) throw upstreamFailed('An account with this email address was created at the same moment. Try again.', 'concurrent_sign_in', 409);
+      if (isAppError(error, 'ERR_EMAIL_TAKEN')) throw upstreamFailed('An account with this email address was created at the same moment. Try again.', 'concurrent_sign_in', { status: 409 });
       throw error;
     }
   }

@@ -83,6 +83,9 @@ export const PRESETS: Readonly<Record<UpstreamPreset, PresetDefaults>> = {
   },
 };
 
+/** Authorization parameters that send a person straight to one upstream, as Keycloak's kc_idp_hint does (that name is accepted too). */
+export const UPSTREAM_HINT_PARAMETERS = ['upstream_hint', 'kc_idp_hint'] as const;
+
 /** Lower-case letters, digits and dashes: it is part of the callback path people register at the upstream. */
 const ID = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;

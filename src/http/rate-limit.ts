@@ -203,6 +203,11 @@ export class RateLimits {
     return this.#consume(['signInPerIp', addressKey(this.address(ctx))], ['signInPerAccount', identifierKey(normalizeEmail(String(email)))]);
   }
 
+  /** An upstream provider's answer (the callback) counts as a sign-in attempt from its address. */
+  upstreamCallback(ctx: Context): Promise<void> {
+    return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
+  }
+
   registration(ctx: Context): Promise<void> {
     return this.#consume(['registrationPerIp', addressKey(this.address(ctx))]);
   }

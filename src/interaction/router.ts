@@ -19,6 +19,7 @@ import { formField } from '../http/form.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
+import type { UpstreamSignIn } from './first-factors/upstream.ts';
 import { describeClaims, describeScopes } from './scopes.ts';
 import { secondFactorSteps } from './second-factor.ts';
 
@@ -32,9 +33,11 @@ export interface InteractionRouterDependencies {
   emailVerification: EmailVerification;
   secondFactors: SecondFactorService;
   events: SecurityEvents;
+  /** Sign-in through upstream providers (first-factors/upstream.ts). */
+  upstreams: UpstreamSignIn;
 }
 
-export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events }: InteractionRouterDependencies): Router {
+export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams }: InteractionRouterDependencies): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   // Second factors, enrolment and passkeys (second-factor.ts) share this router's helpers and middleware.
   const mfa = secondFactorSteps({
@@ -82,8 +85,10 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
    * sign-in page came back in a loop. Error results are never merged.
    */
   async function finish(ctx: Context, result: InteractionResults): Promise<void> {
-    const returnTo = await provider().interactionResult(ctx.req, ctx.res, recorded(result, ctx.state.interactionPrompt as string | undefined));
     const login = result.login as { accountId?: unknown; amr?: unknown } | undefined;
+    // A link to an upstream identity the person proved this account for is made only now, once the whole sign-in holds.
+    if (typeof login?.accountId === 'string') await upstreams.signedIn(String(ctx.params.uid), login.accountId);
+    const returnTo = await provider().interactionResult(ctx.req, ctx.res, recorded(result, ctx.state.interactionPrompt as string | undefined));
     if (typeof login?.accountId === 'string') {
       const clientId = ctx.state.interactionClientId as string | undefined;
       events.emit({
@@ -97,13 +102,15 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     ctx.redirect(returnTo);
   }
 
-  async function showLogin(ctx: Context, interaction: Interaction, extra: { email?: string; error?: string } = {}) {
+  async function showLogin(ctx: Context, interaction: Interaction, extra: { email?: string; error?: string; notice?: string } = {}) {
     await renderPage(ctx, 'login', {
       title: 'Sign in',
       uid: interaction.uid,
       client: await clientOf(interaction),
       email: extra.email ?? (typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : ''),
       error: extra.error,
+      notice: extra.notice,
+      upstreams: await upstreams.controls(interaction.uid),
     });
   }
 
@@ -142,9 +149,13 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     switch (interaction.prompt.name) {
       case 'create':
         return showRegister(ctx, interaction);
-      case 'login':
+      case 'login': {
         if (await mfa.stepUp(ctx, interaction)) return;
+        // upstream_hint (or Keycloak's kc_idp_hint) sends the person straight to that upstream.
+        const hinted = await upstreams.hinted(interaction);
+        if (hinted) return upstreams.start(ctx, interaction, hinted);
         return showLogin(ctx, interaction);
+      }
       case 'consent':
         return showConsent(ctx, interaction);
       default:
@@ -270,6 +281,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   });
 
   mfa.register(router);
+  upstreams.register(router, { loadInteraction, afterFirstFactor: mfa.afterFirstFactor, showLogin });
   return router;
 }
 

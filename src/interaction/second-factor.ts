@@ -56,6 +56,8 @@ export interface SecondFactorStepsDependencies {
 export interface SecondFactorSteps {
   /** After a correct password: finish, or continue to the second factor or to enrolment. */
   afterPassword(ctx: Context, interaction: Interaction, account: Account): Promise<void>;
+  /** After any first factor (password, upstream provider): the same second-factor policy, with what the first factor proved. */
+  afterFirstFactor(ctx: Context, interaction: Interaction, account: Account, assurance: Assurance): Promise<void>;
   /** On the login prompt: when only a second factor is missing from a live session, go straight to it. Returns true if it answered. */
   stepUp(ctx: Context, interaction: Interaction): Promise<boolean>;
   /** Adds the routes to the interaction router (after its body parser and CSRF middleware). */
@@ -106,11 +108,15 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
     redirect(ctx, `${base(interaction.uid)}${STAGE_PATHS[stage]}`);
   }
 
-  async function afterPassword(ctx: Context, interaction: Interaction, account: Account): Promise<void> {
+  async function afterFirstFactor(ctx: Context, interaction: Interaction, account: Account, assurance: Assurance): Promise<void> {
     if (secondFactors.hasSecondFactor(account) || await requiresMultiFactor(interaction)) {
-      return continueWith(ctx, interaction, account, passwordOnly().amr);
+      return continueWith(ctx, interaction, account, assurance.amr);
     }
-    await finish(ctx, { login: { accountId: account.sub, ...passwordOnly() } });
+    await finish(ctx, { login: { accountId: account.sub, ...assurance } });
+  }
+
+  function afterPassword(ctx: Context, interaction: Interaction, account: Account): Promise<void> {
+    return afterFirstFactor(ctx, interaction, account, passwordOnly());
   }
 
   async function stepUp(ctx: Context, interaction: Interaction): Promise<boolean> {
@@ -440,5 +446,5 @@ export function secondFactorSteps(deps: SecondFactorStepsDependencies): SecondFa
     });
   }
 
-  return { afterPassword, stepUp, register };
+  return { afterPassword, afterFirstFactor, stepUp, register };
 }

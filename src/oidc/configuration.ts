@@ -18,6 +18,7 @@ import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../domain/roles.ts';
+import { UPSTREAM_HINT_PARAMETERS } from '../domain/upstreams.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { presentedCertificate, type PresentedCertificate } from './client-certificates.ts';
@@ -265,6 +266,8 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       openid: [...CLAIMS_BY_SCOPE.openid, 'acr', 'amr'],
     },
     acrValues: [...ACR_VALUES],
+    // Kept on the interaction, so the sign-in page can go straight to the named upstream provider.
+    extraParams: [...UPSTREAM_HINT_PARAMETERS],
     scopes: ['openid', 'offline_access', 'profile', 'email', 'roles'],
     // RPs (and people comparing with Keycloak/Auth0) expect the scope's claims in the ID token too,
     // not only at userinfo.

@@ -1,0 +1,372 @@
+/**
+ * Signing in through upstream identity providers, over HTTP with JavaScript off: a real Tessera, a
+ * real upstream on loopback (a bare oidc-provider, or a GitHub-shaped OAuth 2.0 server), and
+ * openid-client as the app signing people in through Tessera.
+ */
+import test, { type ExecutionContext } from 'ava';
+import * as oidc from 'openid-client';
+
+import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
+import { startTestServer, type TestServer } from './helpers/server.ts';
+import { HostAgent, startGithubUpstream, startOidcUpstream, type OidcUpstream } from './helpers/upstream-fixtures.ts';
+import { readForm, type Page } from './helpers/user-agent.ts';
+
+const PASSWORD = 'correct horse battery staple';
+
+interface Setup {
+  server: TestServer;
+  upstream: OidcUpstream;
+  rp: oidc.Configuration;
+}
+
+async function setUp(t: ExecutionContext, options: { trustEmail?: boolean; env?: Record<string, string>; clients?: Record<string, unknown>[] } = {}): Promise<Setup> {
+  const server = await startTestServer({ clients: options.clients ?? [staticClient()], ...(options.env && { env: options.env }) });
+  t.teardown(() => server.close());
+  const upstream = await startOidcUpstream([`${server.issuer}/federation/acme/callback`]);
+  t.teardown(() => upstream.close());
+  await server.withServices((services) => services.upstreams.create({
+    id: 'acme', name: 'Acme ID', issuer: upstream.issuer, clientId: upstream.clientId, clientSecret: upstream.clientSecret, trustEmail: options.trustEmail,
+  }));
+  return { server, upstream, rp: await discover(server.issuer) };
+}
+
+function pathOf(page: Page): string {
+  return new URL(page.url).pathname;
+}
+
+/** Submits the form whose action contains `actionPart`, following redirects across hosts. */
+function submit(agent: HostAgent, page: Page, actionPart: string, values: Record<string, string> = {}): Promise<Page> {
+  const form = readForm(page.body, actionPart);
+  return agent.follow(new URL(form.action, page.url).href, RP_CALLBACK, { form: { ...form.fields, ...values } });
+}
+
+/** From the app's authorization request to the page after "Continue with Acme ID" (the app's callback when all goes through). */
+async function continueWithUpstream(setup: { rp: oidc.Configuration }, agent: HostAgent, parameters: Record<string, string> = {}, upstreamId = 'acme') {
+  const request = await authorizationRequest(setup.rp, parameters);
+  const login = await agent.follow(request.url.href, RP_CALLBACK);
+  let page = await submit(agent, login, `/federation/${upstreamId}`);
+  if (page.body.includes('/consent"')) page = await submit(agent, page, '/consent', { decision: 'allow' });
+  return { request, login, page };
+}
+
+async function tokensFrom(setup: { rp: oidc.Configuration }, request: Awaited<ReturnType<typeof authorizationRequest>>, page: Page) {
+  if (!page.url.startsWith(RP_CALLBACK)) throw new Error(`expected the app's callback, got ${page.status} ${page.url}:\n${page.body.slice(0, 1500)}`);
+  return oidc.authorizationCodeGrant(setup.rp, new URL(page.url), {
+    pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce, idTokenExpected: true,
+  });
+}
+
+async function registerWithPassword(server: TestServer, email: string): Promise<string> {
+  return server.withServices(async (services) => (await services.accounts.register({ email, password: PASSWORD })).sub);
+}
+
+test('the sign-in page offers "Continue with" each upstream, as a form that works without JavaScript', async (t) => {
+  const setup = await setUp(t);
+  const request = await authorizationRequest(setup.rp);
+  const login = await new HostAgent().follow(request.url.href, RP_CALLBACK);
+  t.is(login.status, 200);
+  t.regex(login.body, /Continue with Acme ID/);
+  const form = readForm(login.body, '/federation/acme');
+  t.regex(form.action, /^\/interaction\/[^/]+\/federation\/acme$/);
+  t.truthy(form.fields._csrf);
+});
+
+test('a first upstream sign-in creates an account without a password from the upstream\'s profile, and the same upstream subject signs in to it again', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-1001', email: 'Grace@Example.com', email_verified: true, name: 'Grace Hopper', given_name: 'Grace', family_name: 'Hopper' };
+  const first = await continueWithUpstream(setup, new HostAgent());
+  const tokens = await tokensFrom(setup, first.request, first.page);
+  const claims = tokens.claims()!;
+  t.deepEqual(claims.amr, ['fed']);
+  t.is(claims.acr, 'urn:tessera:loa:1');
+  t.is(claims.email, 'grace@example.com');
+  t.is(claims.email_verified, false, 'email_verified comes from the upstream only for --trust-email upstreams');
+  t.is(claims.name, 'Grace Hopper');
+
+  const stored = await setup.server.withServices(async (services) => ({
+    account: await services.accounts.findBySub(claims.sub),
+    identities: await services.identities.list(claims.sub),
+  }));
+  t.is(stored.account?.passwordHash, '', 'no password hash');
+  t.like(stored.account, { email: 'grace@example.com', givenName: 'Grace', familyName: 'Hopper' });
+  t.deepEqual(stored.identities.map((identity) => [identity.upstreamId, identity.subject]), [['acme', 'acme-1001']]);
+
+  // Another browser, the same person at the upstream (even with another address there now): the same account.
+  setup.upstream.user = { ...setup.upstream.user, email: 'grace.h@example.com' };
+  const again = await continueWithUpstream(setup, new HostAgent());
+  t.is((await tokensFrom(setup, again.request, again.page)).claims()!.sub, claims.sub);
+
+  // A password sign-in to the upstream-born account is refused like any wrong password.
+  const request = await authorizationRequest(setup.rp);
+  const agent = new HostAgent();
+  const login = await agent.follow(request.url.href, RP_CALLBACK);
+  const refused = await submit(agent, login, '/login', { email: 'grace@example.com', password: '' });
+  t.is(refused.status, 401);
+});
+
+test('an untrusted upstream whose email matches an existing account never signs in as it; proving the password links it', async (t) => {
+  const setup = await setUp(t);
+  const victim = await registerWithPassword(setup.server, 'ada@example.com');
+  setup.upstream.user = { sub: 'attacker-7', email: 'ada@example.com', email_verified: true, name: 'Not Ada' };
+
+  const agent = new HostAgent();
+  const attempt = await continueWithUpstream(setup, agent);
+  t.false(attempt.page.url.startsWith(RP_CALLBACK), 'no code for the app without proof');
+  t.is(attempt.page.status, 200);
+  t.regex(attempt.page.body, /An account with ada@example\.com already exists/);
+  t.deepEqual(await setup.server.withServices((services) => services.identities.list(victim)), [], 'nothing linked yet');
+
+  // A wrong password links nothing and signs in nobody.
+  const wrong = await submit(agent, attempt.page, '/login', { email: 'ada@example.com', password: 'not the password' });
+  t.is(wrong.status, 401);
+  t.deepEqual(await setup.server.withServices((services) => services.identities.list(victim)), []);
+
+  // Abandoning the proof and coming back with the upstream again is still refused.
+  const retry = await continueWithUpstream(setup, new HostAgent());
+  t.false(retry.page.url.startsWith(RP_CALLBACK));
+
+  // The person who holds the account proves it: the link is made, and the sign-in goes through.
+  const proved = await submit(agent, wrong, '/login', { email: 'ada@example.com', password: PASSWORD });
+  const page = proved.body.includes('/consent"') ? await submit(agent, proved, '/consent', { decision: 'allow' }) : proved;
+  t.true(page.url.startsWith(RP_CALLBACK), `${page.status} ${page.url}`);
+  const linked = await setup.server.withServices((services) => services.identities.list(victim));
+  t.deepEqual(linked.map((identity) => [identity.upstreamId, identity.subject]), [['acme', 'attacker-7']]);
+  const next = await continueWithUpstream(setup, new HostAgent());
+  t.is((await tokensFrom(setup, next.request, next.page)).claims()!.sub, victim, 'from now on the upstream signs in to the linked account');
+});
+
+test('proving a different account than the one with that address links nothing', async (t) => {
+  const setup = await setUp(t);
+  const ada = await registerWithPassword(setup.server, 'ada2@example.com');
+  const bob = await registerWithPassword(setup.server, 'bob@example.com');
+  setup.upstream.user = { sub: 'someone-9', email: 'ada2@example.com', email_verified: true };
+  const agent = new HostAgent();
+  const attempt = await continueWithUpstream(setup, agent);
+  t.regex(attempt.page.body, /already exists/);
+  const asBob = await submit(agent, attempt.page, '/login', { email: 'bob@example.com', password: PASSWORD });
+  t.true(asBob.status === 303 || asBob.status === 302 || asBob.status === 200);
+  await setup.server.withServices(async (services) => {
+    t.deepEqual(await services.identities.list(ada), []);
+    t.deepEqual(await services.identities.list(bob), []);
+  });
+});
+
+test('a --trust-email upstream that says the address is verified links to the existing account; unverified, it must prove it', async (t) => {
+  const setup = await setUp(t, { trustEmail: true });
+  const existing = await registerWithPassword(setup.server, 'lin@example.com');
+  setup.upstream.user = { sub: 'acme-unverified', email: 'lin@example.com', email_verified: false };
+  const unverified = await continueWithUpstream(setup, new HostAgent());
+  t.false(unverified.page.url.startsWith(RP_CALLBACK));
+  t.regex(unverified.page.body, /already exists/);
+
+  setup.upstream.user = { sub: 'acme-lin', email: 'lin@example.com', email_verified: true };
+  const trusted = await continueWithUpstream(setup, new HostAgent());
+  t.is((await tokensFrom(setup, trusted.request, trusted.page)).claims()!.sub, existing);
+
+  // A new account from a trusted upstream carries the upstream's verified address as verified.
+  setup.upstream.user = { sub: 'acme-new', email: 'new@example.com', email_verified: true };
+  const fresh = await continueWithUpstream(setup, new HostAgent());
+  t.is((await tokensFrom(setup, fresh.request, fresh.page)).claims()!.email_verified, true);
+});
+
+test('a client with --require-mfa still asks for a second factor after an upstream sign-in', async (t) => {
+  const setup = await setUp(t, { clients: [staticClient({ tessera_require_mfa: true })] });
+  setup.upstream.user = { sub: 'acme-mfa', email: 'mfa@example.com', email_verified: true };
+  const { page } = await continueWithUpstream(setup, new HostAgent());
+  t.false(page.url.startsWith(RP_CALLBACK), 'no code before a second factor');
+  t.true(pathOf(page).endsWith('/enrol'), `the enrolment page, got ${page.status} ${page.url}`);
+});
+
+test('a disabled account cannot sign in through its upstream identity', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-off', email: 'off@example.com', email_verified: true };
+  const first = await continueWithUpstream(setup, new HostAgent());
+  const sub = (await tokensFrom(setup, first.request, first.page)).claims()!.sub;
+  await setup.server.withServices((services) => services.accounts.setDisabled('off@example.com', true));
+  const { page } = await continueWithUpstream(setup, new HostAgent());
+  t.is(page.status, 403);
+  t.regex(page.body, /cannot sign in right now/);
+  t.regex(page.body, /Use another way to sign in/);
+  t.truthy(sub);
+});
+
+test('upstream_hint (and kc_idp_hint) sends the person straight to that upstream, past the sign-in page', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-hint', email: 'hint@example.com', email_verified: true };
+  for (const parameter of ['upstream_hint', 'kc_idp_hint']) {
+    const request = await authorizationRequest(setup.rp, { [parameter]: 'acme' });
+    const agent = new HostAgent();
+    let page = await agent.follow(request.url.href, RP_CALLBACK);
+    if (page.body.includes('/consent"')) page = await submit(agent, page, '/consent', { decision: 'allow' });
+    t.true(page.url.startsWith(RP_CALLBACK), `${parameter}: ${page.status} ${page.url}`);
+    t.deepEqual((await tokensFrom(setup, request, page)).claims()!.amr, ['fed']);
+  }
+  // An unknown upstream in the hint is ignored: the sign-in page as usual.
+  const request = await authorizationRequest(setup.rp, { upstream_hint: 'nobody' });
+  const page = await new HostAgent().follow(request.url.href, RP_CALLBACK);
+  t.regex(page.body, /Continue with Acme ID/);
+});
+
+test('GitHub-shaped upstreams (OAuth 2.0, no ID token) sign in with the numeric user id and a verified address from the API', async (t) => {
+  const server = await startTestServer({ clients: [staticClient()] });
+  t.teardown(() => server.close());
+  const github = await startGithubUpstream();
+  t.teardown(() => github.close());
+  await server.withServices((services) => services.upstreams.create({
+    id: 'gh', preset: 'github', clientId: github.clientId, clientSecret: github.clientSecret,
+    authorizationEndpoint: `${github.url}/login/oauth/authorize`, tokenEndpoint: `${github.url}/login/oauth/access_token`,
+    userEndpoint: `${github.url}/user`, emailsEndpoint: `${github.url}/user/emails`,
+  }));
+  github.emails = [
+    { email: 'unverified@example.com', primary: false, verified: false },
+    { email: 'octo@example.com', primary: true, verified: true },
+  ];
+  const setup = { rp: await discover(server.issuer) };
+  const { request, login, page } = await continueWithUpstream(setup, new HostAgent(), {}, 'gh');
+  t.regex(login.body, /Continue with GitHub/);
+  const claims = (await tokensFrom(setup, request, page)).claims()!;
+  t.is(claims.email, 'octo@example.com');
+  t.deepEqual(github.apiCalls, ['/user', '/user/emails']);
+  const identities = await server.withServices((services) => services.identities.list(claims.sub));
+  t.deepEqual(identities.map((identity) => [identity.upstreamId, identity.subject]), [['gh', '583231']]);
+});
+
+// --- failures: a readable page with a way on, never a 500, never a half-made account ------------
+
+async function failurePage(t: ExecutionContext, page: Page, pattern: RegExp): Promise<void> {
+  t.true(page.status >= 400 && page.status < 500, `a 4xx page, got ${page.status}`);
+  t.regex(page.headers.get('content-type') ?? '', /html/);
+  t.regex(page.body, pattern);
+  t.false(page.url.startsWith(RP_CALLBACK));
+}
+
+async function accountCount(server: TestServer): Promise<number> {
+  return server.withServices(async (services) => (await services.accounts.list()).length);
+}
+
+test('a refusal at the upstream (error=access_denied) gives a page to try again or use another way', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.deny = true;
+  const { page } = await continueWithUpstream(setup, new HostAgent());
+  await failurePage(t, page, /You did not allow the sign-in at Acme ID/);
+  t.regex(page.body, /href="\/interaction\/[^/"]+\/federation\/acme"[^>]*>Try again/);
+  t.regex(page.body, /href="\/interaction\/[^/"]+\/login"[^>]*>Use another way to sign in/);
+  t.is(await accountCount(setup.server), 0);
+});
+
+test('a replayed or forged state is refused, and a callback from another browser is too', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-replay', email: 'replay@example.com', email_verified: true };
+  const agent = new HostAgent();
+  const request = await authorizationRequest(setup.rp);
+  const login = await agent.follow(request.url.href, RP_CALLBACK);
+  // Stop at Tessera's callback, to hold on to it.
+  const callbackPrefix = `${setup.server.issuer}/federation/acme/callback`;
+  const form = readForm(login.body, '/federation/acme');
+  const atCallback = await agent.follow(new URL(form.action, login.url).href, callbackPrefix, { form: form.fields });
+  const callback = new URL(atCallback.url);
+
+  const forged = new URL(callback);
+  forged.searchParams.set('state', 'made-up');
+  await failurePage(t, await agent.request(forged.href), /does not belong to a sign-in started in this browser/);
+  await failurePage(t, await new HostAgent().request(callback.href), /does not belong to a sign-in started in this browser/);
+
+  // Each of those took the state: the real browser's answer is now refused too, and a replay after that.
+  await failurePage(t, await agent.request(callback.href), /does not belong|used already/);
+  t.is(await accountCount(setup.server), 0);
+});
+
+test('the state is single use: the same answer twice signs in once', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-once', email: 'once@example.com', email_verified: true };
+  const agent = new HostAgent();
+  const request = await authorizationRequest(setup.rp);
+  const login = await agent.follow(request.url.href, RP_CALLBACK);
+  const callbackPrefix = `${setup.server.issuer}/federation/acme/callback`;
+  const form = readForm(login.body, '/federation/acme');
+  const atCallback = await agent.follow(new URL(form.action, login.url).href, callbackPrefix, { form: form.fields });
+  const answers = await Promise.all([agent.request(atCallback.url), agent.request(atCallback.url)]);
+  t.deepEqual(answers.map((answer) => answer.status).sort(), [303, 400]);
+});
+
+test('an ID token that fails validation is refused and makes no account', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.spoilIdTokens = true;
+  const { page } = await continueWithUpstream(setup, new HostAgent());
+  await failurePage(t, page, /ID token that failed validation/);
+  t.is(await accountCount(setup.server), 0);
+});
+
+test('an upstream that gives no email address gets a page saying so, and no account', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-noemail', name: 'No Mail' };
+  const { page } = await continueWithUpstream(setup, new HostAgent());
+  await failurePage(t, page, /did not share an email address/);
+  t.is(await accountCount(setup.server), 0);
+  t.deepEqual(await setup.server.withServices((services) => services.identities.find('acme', 'acme-noemail')), undefined);
+});
+
+test('an unreachable upstream and one too slow to answer both give a page with a way on', async (t) => {
+  const server = await startTestServer({ clients: [staticClient()], env: { UPSTREAM_TIMEOUT_SECONDS: '1' } });
+  t.teardown(() => server.close());
+  const upstream = await startOidcUpstream([`${server.issuer}/federation/slow/callback`]);
+  t.teardown(() => upstream.close());
+  const gone = await startOidcUpstream([]);
+  const goneIssuer = gone.issuer;
+  await gone.close();
+  await server.withServices(async (services) => {
+    await services.upstreams.create({ id: 'gone', name: 'Gone ID', issuer: goneIssuer, clientId: 'x', clientSecret: 'y' });
+    await services.upstreams.create({ id: 'slow', name: 'Slow ID', issuer: upstream.issuer, clientId: upstream.clientId, clientSecret: upstream.clientSecret });
+  });
+  const setup = { rp: await discover(server.issuer) };
+
+  const unreachable = await continueWithUpstream(setup, new HostAgent(), {}, 'gone');
+  await failurePage(t, unreachable.page, /Gone ID cannot be reached right now/);
+  t.regex(unreachable.page.body, /Use another way to sign in/);
+
+  upstream.tokenDelayMs = 2500;
+  const slow = await continueWithUpstream(setup, new HostAgent(), {}, 'slow');
+  await failurePage(t, slow.page, /Slow ID did not answer in time/);
+  t.is(await accountCount(server), 0);
+});
+
+test('an upstream deleted while someone is mid-flow gives a page to use another way', async (t) => {
+  const setup = await setUp(t);
+  const agent = new HostAgent();
+  const request = await authorizationRequest(setup.rp);
+  const login = await agent.follow(request.url.href, RP_CALLBACK);
+  const callbackPrefix = `${setup.server.issuer}/federation/acme/callback`;
+  const form = readForm(login.body, '/federation/acme');
+  const atCallback = await agent.follow(new URL(form.action, login.url).href, callbackPrefix, { form: form.fields });
+  await setup.server.withServices((services) => services.upstreams.delete('acme'));
+  // The running server notices within STORE_POLL_SECONDS (1 s in tests): wait until its sign-in page drops the button.
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const fresh = await new HostAgent().follow((await authorizationRequest(setup.rp)).url.href, RP_CALLBACK);
+    if (!fresh.body.includes('Continue with Acme ID')) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const page = await agent.follow(atCallback.url, RP_CALLBACK);
+  await failurePage(t, page, /no longer offered/);
+  t.regex(page.body, /Use another way to sign in/);
+  t.is(await accountCount(setup.server), 0);
+});
+
+test('upstream sign-ins, failures and links are in the audit trail', async (t) => {
+  const setup = await setUp(t);
+  setup.upstream.user = { sub: 'acme-audit', email: 'audit@example.com', email_verified: true };
+  const first = await continueWithUpstream(setup, new HostAgent());
+  const sub = (await tokensFrom(setup, first.request, first.page)).claims()!.sub;
+  setup.upstream.deny = true;
+  await continueWithUpstream(setup, new HostAgent());
+  const events = await setup.server.withServices(async (services) => {
+    for (let attempt = 0; attempt < 50; attempt += 1) {
+      const page = await services.audit.query({ type: ['identity.linked', 'signin.succeeded', 'signin.failed'], limit: 20 });
+      if (page.events.some((event) => event.type === 'signin.failed')) return page.events;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return [];
+  });
+  t.truthy(events.find((event) => event.type === 'identity.linked' && event.sub === sub && event.details?.upstream === 'acme'));
+  t.truthy(events.find((event) => event.type === 'signin.succeeded' && event.sub === sub && (event.details?.amr as string[] | undefined)?.includes('fed')));
+  t.truthy(events.find((event) => event.type === 'signin.failed' && event.details?.factor === 'upstream' && event.details?.reason === 'access_denied'));
+});
