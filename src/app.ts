@@ -17,6 +17,7 @@ import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
 import type { SecondFactorService } from './domain/second-factors.ts';
+import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
@@ -31,6 +32,7 @@ import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
+import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,6 +58,8 @@ export interface AppDependencies {
   pingStore(): Promise<void>;
   /** Sign-in through upstream identity providers (interaction/first-factors/upstream.ts). */
   upstreamSignIn: UpstreamSignIn;
+  /** Public base URL of the mTLS endpoints (MTLS_URL, or Tessera's own mTLS listener), when there are any. */
+  mtlsUrl?: string | undefined;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
   adminApi?: Middleware | undefined;
 }
@@ -95,14 +99,23 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, upstreamSignIn }: AppDependencies): Koa {
-  const app = new Koa({ proxy: config.behindTlsProxy });
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn }: AppDependencies): Koa {
+  // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
+  // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
+  // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
+  // maxIpsCount 1: ctx.ip (oidc-provider reads it) is then the address the nearest proxy added,
+  // not the left end of X-Forwarded-For that the client wrote; from other peers the header is gone.
+  const app = new Koa({ proxy: true, maxIpsCount: 1 });
   host.attach(app);
   // Koa would print every error to stderr; the error middleware below logs what matters, once, with redaction.
   app.silent = true;
+  const edge = { issuer: config.issuer, mtlsUrl, behindTlsProxy: config.behindTlsProxy, trustedProxies: config.tls.trustedProxies, isPathVariant: isProtocolPathVariant };
+  app.use(settleRequestOrigin(edge));
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders(isProtocolPath));
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
+  app.use(refuseMisdirectedRequests(edge));
+  app.use(refuseEncodedBodies());
   const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
@@ -131,10 +144,10 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
   app.use(upstreamSignIn.callbackRouter().routes());
-  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events });
+  const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
-  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events });
+  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits });
   app.use(account.routes());
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).

@@ -10,12 +10,13 @@ import {
   commandHelp, defineGroup, groupHelp, parseCommandLine, UsageError, type Command, type Group, type Invocation, type Node,
 } from './cli/command.ts';
 import { keysGroup } from './cli/keys.ts';
+import { streams, withStreams, type CliStreams } from './cli/output.ts';
 import { pkiGroup } from './cli/pki.ts';
 import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
 import { upstreamsGroup } from './cli/upstreams.ts';
 import { usersGroup } from './cli/users.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
 import { AppError } from './errors.ts';
 import type { Services } from './services.ts';
 import type { Store } from './store/port.ts';
@@ -42,25 +43,44 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 export async function main(argv: string[]): Promise<void> {
-  process.exitCode = await run(argv);
+  process.exitCode = await runCommand(argv);
 }
 
-async function run(argv: string[]): Promise<number> {
+export interface RunOptions {
+  /** The configuration's environment (process.env by default), as loadConfig reads it. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** What relative paths in the configuration are resolved against (process.cwd() by default). */
+  readonly cwd?: string;
+  readonly stdin?: CliStreams['stdin'];
+  readonly stdout?: CliStreams['stdout'];
+  readonly stderr?: CliStreams['stderr'];
+}
+
+/**
+ * Runs one command line and returns its exit code; never calls process.exit, so a caller in the same
+ * process (the tests) gets what bin/tessera would have exited with. `serve` belongs in a process of
+ * its own: it installs signal handlers and stops the process when asked to.
+ */
+export function runCommand(argv: string[], options: RunOptions = {}): Promise<number> {
+  const { stdin, stdout, stderr } = options;
+  return withStreams({ ...(stdin && { stdin }), ...(stdout && { stdout }), ...(stderr && { stderr }) }, () => run(argv, options.env ?? process.env, options.cwd ?? process.cwd()));
+}
+
+async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
   try {
     if (argv[0] === 'help') return showHelp(argv.slice(1));
     const { path, node, rest } = resolveCommand(argv);
     if (node.kind === 'group') {
       if (rest[0] === '--help' || rest[0] === '-h') return print(groupHelp(path, node, path ? [] : HELP_FOOTER));
       if (rest.length === 0) {
-        process.stderr.write(groupHelp(path, node, path ? [] : HELP_FOOTER));
+        streams().stderr.write(groupHelp(path, node, path ? [] : HELP_FOOTER));
         return EXIT_USAGE;
       }
       throw new UsageError(`unknown command "${[path, rest[0]].filter(Boolean).join(' ')}"`, path);
     }
     const parsed = parseCommandLine(path, node, rest);
     if (parsed.help) return print(commandHelp(path, node));
-    await execute(node, parsed.values, parsed.args);
-    return 0;
+    return await execute(node, parsed.values, parsed.args, loadConfig(env, cwd));
   } catch (error) {
     return report(error);
   }
@@ -89,13 +109,13 @@ function showHelp(words: string[]): number {
 }
 
 function print(text: string): number {
-  process.stdout.write(text);
+  streams().stdout.write(text);
   return 0;
 }
 
-/** Loads configuration, opens the store only if the command asks for services, and always closes it. */
-async function execute(command: Command, values: Record<string, unknown>, args: string[]): Promise<void> {
-  const config = loadConfig();
+/** Opens the store only if the command asks for services, and always closes it; returns the exit code. */
+async function execute(command: Command, values: Record<string, unknown>, args: string[], config: Config): Promise<number> {
+  let exitCode = 0;
   let opened: { store: Store; services: Services } | undefined;
   const invocation: Invocation<Record<string, never>> = {
     values: values as Invocation<Record<string, never>>['values'],
@@ -104,8 +124,8 @@ async function execute(command: Command, values: Record<string, unknown>, args: 
     async services() {
       if (!opened) {
         // Loaded on demand: help and usage errors should not wait for store drivers to load.
-        const [{ openStore }, { buildServices }] = await Promise.all([import('./store/open-store.ts'), import('./services.ts')]);
-        const store = await openStore(config);
+        const [{ openStore }, { buildServices }, { warn }] = await Promise.all([import('./store/open-store.ts'), import('./services.ts'), import('./cli/output.ts')]);
+        const store = await openStore(config, { warn });
         try {
           opened = { store, services: buildServices(config, store) };
         } catch (error) {
@@ -123,30 +143,31 @@ async function execute(command: Command, values: Record<string, unknown>, args: 
     await opened?.services.close();
     // A failed close must not hide the error that ended the command.
     await opened?.store.close().catch((error: unknown) => {
-      process.stderr.write(`tessera: could not close the store cleanly: ${messageOf(error)}\n`);
-      process.exitCode = EXIT_FAILURE;
+      streams().stderr.write(`tessera: could not close the store cleanly: ${messageOf(error)}\n`);
+      exitCode = EXIT_FAILURE;
     });
   }
+  return exitCode;
 }
 
 /** One line per problem, no stack trace, for everything an operator can cause and fix. */
 function report(error: unknown): number {
   if (error instanceof ConfigError) {
     // Already one "Configuration error: ..." line per problem.
-    process.stderr.write(`${error.message}\n`);
+    streams().stderr.write(`${error.message}\n`);
     return EXIT_FAILURE;
   }
   if (error instanceof UsageError) {
     const hint = `run "tessera ${error.helpFor ? `${error.helpFor} ` : ''}--help"`;
-    process.stderr.write(`tessera: ${oneLine(error.message)}; ${hint}\n`);
+    streams().stderr.write(`tessera: ${oneLine(error.message)}; ${hint}\n`);
     return EXIT_USAGE;
   }
   if (error instanceof AppError || isSystemError(error)) {
-    process.stderr.write(`tessera: ${oneLine(messageOf(error))}\n`);
+    streams().stderr.write(`tessera: ${oneLine(messageOf(error))}\n`);
     return EXIT_FAILURE;
   }
   // Not something an operator caused: keep the stack, it is what a bug report needs.
-  process.stderr.write(`tessera: unexpected error: ${oneLine(messageOf(error))}\n${error instanceof Error ? `${error.stack}\n` : ''}`);
+  streams().stderr.write(`tessera: unexpected error: ${oneLine(messageOf(error))}\n${error instanceof Error ? `${error.stack}\n` : ''}`);
   return EXIT_FAILURE;
 }
 

@@ -31,7 +31,11 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** The master secret from TESSERA_SECRET; undefined means "generate one into DATA_DIR" (development only). */
   readonly secret: string | undefined;
-  /** Tessera sits behind a TLS-terminating proxy: trust X-Forwarded-Proto/Host from it. */
+  /**
+   * Tessera sits behind a TLS-terminating proxy: X-Forwarded-Host is read (and checked against
+   * ISSUER's host), but only from `tls.trustedProxies` (loopback when TRUSTED_PROXIES is unset
+   * outside production); the scheme is always ISSUER's (http/edge.ts).
+   */
   readonly behindTlsProxy: boolean;
   readonly argon2: Argon2Parameters;
   readonly ttl: {
@@ -94,12 +98,17 @@ export interface SecurityConfig {
     readonly passwordResetPerIp: RateLimit;
     readonly passwordResetPerAccount: RateLimit;
     readonly secondFactorPerAccount: RateLimit;
-    /** Failed token requests (bad client credentials or grants) per address and per client id. */
+    /** Failed token requests (bad client credentials or grants) per address, and per client id from one address. */
     readonly tokenFailuresPerIp: RateLimit;
     readonly tokenFailuresPerClient: RateLimit;
     /** Admin API requests refused for a missing or bad access token, per address. */
     readonly adminFailuresPerIp: RateLimit;
   };
+  /**
+   * A password reset or change also ends the refresh tokens (and stored access tokens) of every app
+   * the person let in: a thief who signed in with the stolen password keeps no app's access.
+   */
+  readonly revokeAppTokensOnPasswordChange: boolean;
   /** POST /api/accounts for first-party apps. */
   readonly registrationApi: boolean;
   /** The admin API under /admin/api, and its built-in resource server `${issuer}/admin/api`. */
@@ -160,7 +169,11 @@ export interface TlsConfig {
   readonly clientCa: string | undefined;
   /** Header a trusted TLS-terminating proxy puts the client certificate in. */
   readonly clientCertHeader: string | undefined;
-  /** Addresses (IPs or CIDRs) whose forwarded certificate headers are believed. */
+  /**
+   * Addresses (IPs or CIDRs) whose forwarded headers are believed: certificate headers,
+   * X-Forwarded-For, and with BEHIND_TLS_PROXY X-Forwarded-Host. From any
+   * other peer those headers are dropped before anything reads them.
+   */
   readonly trustedProxies: readonly string[];
 }
 
@@ -172,6 +185,9 @@ export class ConfigError extends AppError {
     this.problems = problems;
   }
 }
+
+/** Trusted proxies when BEHIND_TLS_PROXY is set without TRUSTED_PROXIES outside production. */
+export const LOOPBACK: readonly string[] = Object.freeze(['127.0.0.0/8', '::1']);
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const seconds = (fallback: number, max = 31_536_000) => integer(1, max).default(fallback);
@@ -221,6 +237,7 @@ const envSchema = z.object({
   RATE_LIMIT_SECOND_FACTOR_PER_ACCOUNT: rateLimit('10/300'),
   RATE_LIMIT_TOKEN_FAILURES_PER_IP: rateLimit('60/300'),
   RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: rateLimit('30/300'),
+  REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: z.stringbool().default(true),
   REGISTRATION_API: z.stringbool().default(true),
   ADMIN_API: z.stringbool().default(true),
   RATE_LIMIT_ADMIN_FAILURES_PER_IP: rateLimit('30/300'),
@@ -364,7 +381,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     });
   }
 
-  const tls = {
+  const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = {
     cert: readPemFile('TLS_CERT', e.TLS_CERT, cwd, problems),
     key: readPemFile('TLS_KEY', e.TLS_KEY, cwd, problems),
     mtlsPort: e.MTLS_PORT,
@@ -382,6 +399,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     problems.push('MTLS_URL: needs MTLS_PORT (Tessera terminates mTLS) or CLIENT_CERT_HEADER (a proxy does)');
   }
   if (tls.clientCertHeader && !tls.trustedProxies.length) problems.push('CLIENT_CERT_HEADER: needs TRUSTED_PROXIES, or any client could claim any certificate');
+  if (e.BEHIND_TLS_PROXY && !tls.trustedProxies.length) {
+    // Believing forwarded headers from every peer would let anyone name the host and the client
+    // address; in production the proxy's address must be stated. Elsewhere a proxy on the same
+    // machine (a developer's nginx or Caddy) is the common case.
+    if (e.NODE_ENV === 'production') problems.push('BEHIND_TLS_PROXY: needs TRUSTED_PROXIES (the proxy\'s addresses) when NODE_ENV=production');
+    else tls.trustedProxies = [...LOOPBACK];
+  }
 
   if (problems.length) throw new ConfigError(problems);
 
@@ -433,6 +457,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         tokenFailuresPerClient: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT,
         adminFailuresPerIp: e.RATE_LIMIT_ADMIN_FAILURES_PER_IP,
       },
+      revokeAppTokensOnPasswordChange: e.REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE,
       registrationApi: e.REGISTRATION_API,
       adminApi: e.ADMIN_API,
     },

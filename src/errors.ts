@@ -26,6 +26,10 @@ export type AppErrorCode =
   | 'ERR_WORKERS'
   | 'ERR_INTERACTION_EXPIRED'
   | 'ERR_RATE_LIMITED'
+  /** The request was sent for a host that is not Tessera's (421): see http/edge.ts. */
+  | 'ERR_MISDIRECTED'
+  /** A request body sent with a Content-Encoding (415): Tessera takes bodies only as they are, see http/edge.ts. */
+  | 'ERR_UNSUPPORTED_ENCODING'
   /** A second-factor code or passkey answer was wrong, expired or already used. */
   | 'ERR_SECOND_FACTOR_INVALID'
   /** A second factor cannot be used or set up now (already set up, not configured, none left). */

@@ -127,7 +127,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     ? config.tls.mtlsUrl
     : config.tls.mtlsUrl ?? `https://${new URL(config.issuer).hostname}:${mtlsPort}`;
 
-  const store = await openStore(config).catch(async (error: unknown) => {
+  const store = await openStore(config, { warn: (message) => logger.warn(message) }).catch(async (error: unknown) => {
     await closeAll();
     throw error;
   });
@@ -157,6 +157,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     host.watch();
     const app = createApp({
       config,
+      mtlsUrl,
       logger,
       host,
       accounts: services.accounts,
@@ -192,7 +193,6 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
         audit: services.audit,
       }) : undefined,
     });
-    services.rateLimits.warnIfMisconfigured(config.behindTlsProxy, config.tls.trustedProxies, logger);
     if (!metricsServed(config.observability.metricsToken, config.env === 'production')) {
       logger.warn('METRICS_TOKEN is not set: /metrics is not served in production; set it and scrape with Authorization: Bearer METRICS_TOKEN');
     }

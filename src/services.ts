@@ -11,6 +11,7 @@ import { AccountService } from './domain/accounts.ts';
 import { AuditService } from './domain/audit.ts';
 import { ClientService } from './domain/clients.ts';
 import { SecurityEvents } from './domain/events.ts';
+import { notifyFactorChanges } from './domain/factor-notices.ts';
 import { KeyService } from './domain/keys.ts';
 import { EmailVerification } from './domain/email-verification.ts';
 import { LinkTokens } from './domain/link-tokens.ts';
@@ -75,7 +76,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_TTL_SECONDS) + CLOCK_SKEW_SECONDS;
   // Clients check their resources exist, and resources create their own clients: tie the knot lazily.
   let resources: ResourceService | undefined;
-  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events);
+  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events, { production: config.env === 'production' });
   // The admin API is a resource server of Tessera's own (admin/resource.ts), there whenever the API is.
   const builtInResources = config.security.adminApi ? [adminResource(config.issuer)] : [];
   resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources, builtInResources);
@@ -89,6 +90,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     events.emit({ type: 'account.locked', sub: account.sub, details: { lockedUntil: lockedUntil.toISOString() } });
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
+  notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
   const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
@@ -127,6 +129,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       tokens: new LinkTokens(store.oidc, 'PasswordReset', config.ttl.passwordReset),
       mailer,
       issuer: config.issuer,
+      revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {

@@ -78,7 +78,7 @@ test('the account page sends a visitor who is not signed in to sign in with Tess
   t.falsy(/consent/.exec(page.url), 'the account page never asks for consent');
 
   const cookies = (await accountPage(agent)).headers.getSetCookie().join('\n');
-  t.regex(cookies, /tessera\.account=[^;]+;[^\n]*path=\/account/i);
+  t.regex(cookies, /tessera\.account=[^;]+;[^\n]*path=\/;/i);
   t.regex(cookies, /httponly/i);
   t.regex(cookies, /samesite=lax/i);
 });
@@ -152,6 +152,58 @@ test('a password change needs the current password, follows the policy, and sign
   await t.throwsAsync(signIn(rp, new UserAgent(), person, { parameters: { scope: 'openid' } }), undefined, 'the old password no longer works');
   const { tokens } = await signIn(rp, new UserAgent(), { ...person, password: next }, { parameters: { scope: 'openid' } });
   t.truthy(tokens.id_token);
+});
+
+test('wrong current passwords on the account page count towards the lockout, and a locked account takes no password change', async (t) => {
+  const person = await newAccount();
+  const here = new UserAgent();
+  let page = await signInToAccount(here, person);
+  const next = 'a passphrase the session thief would like';
+  for (let i = 0; i < 5; i += 1) {
+    const wrong = await post(here, page, '/account/password', { current_password: `guess number ${i} of the thief`, new_password: next, new_password_confirmation: next });
+    t.is(wrong.status, 400);
+    page = await accountPage(here);
+  }
+  t.truthy((await server.withServices(({ accounts }) => accounts.findByEmail(person.email)))?.lockedUntil, 'five wrong guesses lock the account');
+  const right = await post(here, page, '/account/password', { current_password: person.password, new_password: next, new_password_confirmation: next });
+  t.is(right.status, 400, 'even the right password changes nothing while locked');
+  await t.throwsAsync(signIn(rp, new UserAgent(), { ...person, password: next }, { parameters: { scope: 'openid' } }));
+});
+
+test('the current-password check counts against the sign-in limit per account, with 429 over it', async (t) => {
+  const limited = await startTestServer({ clients: [staticClient()], env: { RATE_LIMIT_SIGNIN_PER_ACCOUNT: '3/60' } });
+  t.teardown(async () => {
+    await limited.close();
+    removeDir(limited.dataDir);
+  });
+  const person = { email: `limited.${Date.now()}@example.com`, password: 'an unusual passphrase for the limited page' };
+  await limited.withServices(({ accounts }) => accounts.register(person));
+  const here = new UserAgent();
+  const login = await here.follow(`${limited.issuer}/account`, NOWHERE);
+  let page = await submit(here, login, '/login', { email: person.email, password: person.password }, NOWHERE);
+  t.true(page.url.endsWith('/account'), 'signing in is the first of three');
+  const next = 'another unusual passphrase for the limited page';
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const answer = await post(here, page, '/account/password', { current_password: `wrong guess ${i}`, new_password: next, new_password_confirmation: next });
+    statuses.push(answer.status);
+    if (answer.status === 429) t.true(Number(answer.headers.get('retry-after')) >= 1);
+    page = await here.request(`${limited.issuer}/account`);
+  }
+  t.deepEqual(statuses, [400, 400, 429]);
+});
+
+test('a password change on the account page ends the refresh tokens of apps', async (t) => {
+  const person = await newAccount();
+  const { tokens } = await signIn(rp, new UserAgent(), person, { parameters: { scope: 'openid offline_access' } });
+  t.truthy(tokens.refresh_token);
+  const here = new UserAgent();
+  const next = 'a passphrase chosen after a theft, maybe';
+  const changed = await post(here, await signInToAccount(here, person), '/account/password', { current_password: person.password, new_password: next, new_password_confirmation: next });
+  t.is(changed.status, 303);
+  const refresh = await t.throwsAsync(oidc.refreshTokenGrant(rp, tokens.refresh_token!));
+  t.is((refresh as oidc.ResponseBodyError).error, 'invalid_grant');
+  t.regex((await accountPage(here)).body, /<strong>Test RP<\/strong>/, 'the app keeps its grant: it only has to sign the person in again');
 });
 
 test('the sessions list shows every browser, and "sign out everywhere else" ends all but this one', async (t) => {
@@ -260,6 +312,39 @@ test('an authenticator app is set up from the account page, and its recovery cod
   const after = await accountPage(agent);
   t.regex(after.body, /Remove authenticator app/);
   t.regex(after.body, /10 unused recovery codes left/);
+});
+
+test('once the account has a second factor, a recent sign-in with the password alone cannot add or remove one', async (t) => {
+  const person = await newAccount();
+  const agent = new UserAgent();
+  const page = await signInToAccount(agent, person);
+  // Set up in another browser after this one signed in with the password alone.
+  const codes = await server.withServices(async ({ accounts, secondFactors }) => {
+    const { sub } = (await accounts.findByEmail(person.email))!;
+    const { secret } = await secondFactors.startTotpEnrolment(sub);
+    await secondFactors.confirmTotp(sub, new TOTP({ secret, digits: 6, period: 30 }).generate());
+    return secondFactors.generateRecoveryCodes(sub);
+  });
+
+  const { fields } = readForm(page.body, 'action="/account/passkeys"');
+  const options = await agent.request(`${server.issuer}/account/passkeys/options`, { form: { _csrf: fields._csrf! } });
+  t.is(options.status, 401, 'no passkey options');
+  t.is((JSON.parse(options.body) as { error: string }).error, 'reauthenticate');
+  const removal = await agent.request(`${server.issuer}/account/totp/remove`, { form: { _csrf: fields._csrf! } });
+  t.is(removal.status, 303);
+  t.regex(removal.headers.get('location') ?? '', /^\/account\/signin\?reauthenticate=1/, 'sent to sign in again');
+  t.regex((await accountPage(agent)).body, /Remove authenticator app/, 'the app is still there');
+
+  // Signing in again asks for the second factor; with it, the change goes through.
+  const login = await agent.follow(`${server.issuer}${removal.headers.get('location')}`, NOWHERE);
+  const challenge = await submit(agent, login, '/login', { email: person.email, password: person.password }, NOWHERE);
+  t.regex(challenge.url, /\/second-factor$/);
+  const recoveryForm = await agent.request(`${challenge.url}?method=recovery-code`);
+  const back = await submit(agent, recoveryForm, '/second-factor/recovery-code', { code: codes[0]! }, NOWHERE);
+  t.is(new URL(back.url).pathname, '/account', `${back.status} ${back.url}`);
+  const removed = await post(agent, back, '/account/totp/remove');
+  t.is(removed.status, 303);
+  t.is(removed.headers.get('location'), '/account?done=totp-off#security');
 });
 
 test('the passkey section asks the browser to create a passkey for this account', async (t) => {

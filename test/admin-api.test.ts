@@ -1,6 +1,6 @@
 /**
- * The admin API on a real server, with real tokens: a machine client made with the real
- * `bin/tessera clients create` gets one by client credentials (openid-client), a person with the
+ * The admin API on a real server, with real tokens: a machine client made with
+ * `tessera clients create` (the CLI's own entry point) gets one by client credentials (openid-client), a person with the
  * admin role gets one by signing in through an app (the real pages). Bad tokens are made by hand,
  * each wrong in exactly one way, signed with the server's own key where that matters.
  */
@@ -19,6 +19,7 @@ import { thumbprint } from '../src/domain/certificates.ts';
 import { hashClientSecret } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate, type KeyAndCertificate } from '../src/domain/pki.ts';
 import { runCliJson } from './helpers/cli.ts';
+import { eventually } from './helpers/eventually.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { discover, newPerson, signIn, staticClient, type Person } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -211,16 +212,6 @@ async function forged(change: { payload?: Record<string, unknown>; header?: Reco
   return new jose.SignJWT(payload)
     .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: jwk.kid!, ...change.header })
     .sign(change.key ?? await jose.importJWK(jwk, 'RS256'));
-}
-
-async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await check();
-    if (result) return result as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 test('a token signed like the server\'s is accepted, and each way of getting one wrong is refused with 401 invalid_token', async (t) => {
@@ -420,10 +411,10 @@ test('users: created without a password, the person is mailed a link to choose o
   t.is(answer.status, 201);
   t.like(answer.body, { email: address, password_link_sent: true });
   const outbox = path.join(server.dataDir, 'outbox');
-  await waitFor(() => existsSync(outbox) && readdirSync(outbox).some((file) => {
+  await eventually(() => (existsSync(outbox) && readdirSync(outbox).some((file) => {
     const message = readFileSync(path.join(outbox, file), 'utf8');
     return message.includes(address) && message.includes('/password/reset');
-  }));
+  })) || undefined, { what: 'the password link in the outbox', timeoutMs: 10_000 });
   t.pass();
 });
 
@@ -513,6 +504,9 @@ test('clients: refused input is 400 with the reason, a configured client cannot 
   const noResource = await api('POST', '/clients', { body: { kind: 'machine', name: 'Lost', resources: { 'https://nowhere.example.com': ['read'] } } });
   t.is(noResource.status, 400);
   t.regex(String(noResource.body.error_description), /no resource server/);
+  const badDn = await api('POST', '/clients', { body: { kind: 'machine', name: 'Bad DN', auth: 'tls_client_auth', tls_subjects: [{ type: 'subject_dn', value: 'CN=svc,FOO=bar' }], resources: { [ORDERS]: ['orders:read'] } } });
+  t.is(badDn.status, 400);
+  t.regex(String(badDn.body.error_description), /not a distinguished name .*unknown attribute type FOO/);
   const noKind = await api('POST', '/clients', { body: { name: 'Which' } });
   t.is(noKind.status, 400);
   const wrongKindFields = await api('POST', '/clients', { body: { kind: 'relying_party', name: 'Mixed', redirect_uris: ['https://x.example.com/cb'], resources: {} } });
@@ -597,10 +591,10 @@ test.serial('keys: listed without private parts; rotated, new tokens are signed 
 test('every admin write is an admin.action event in the audit trail, queried by type, account and client', async (t) => {
   const person = await registered();
   t.is((await api('PUT', `/users/${person.sub}/roles/auditor`)).status, 200);
-  const events = await waitFor(async () => {
+  const events = await eventually(async () => {
     const answer = await api('GET', `/audit-events?type=admin.action&sub=${person.sub}`);
     return items(answer).length >= 2 ? items(answer) : undefined;
-  });
+  }, { what: 'two admin.action events', timeoutMs: 10_000 });
   t.like(events[0], { type: 'admin.action', sub: person.sub, client_id: machine.client_id, details: { action: 'addRole', role: 'auditor', actor_kind: 'client', actor_client_id: machine.client_id, status: 200 } });
   t.like(events[1], { type: 'admin.action', details: { action: 'createUser', created_sub: person.sub, status: 201 } });
   t.truthy(events[0]!.request_id);
@@ -617,10 +611,10 @@ test('every admin write is an admin.action event in the audit trail, queried by 
 test('audit events are found by time: since is inclusive, until exclusive, and a range without events is empty', async (t) => {
   const before = new Date(Date.now() - 1000).toISOString();
   const person = await registered();
-  const found = await waitFor(async () => {
+  const found = await eventually(async () => {
     const answer = await api('GET', `/audit-events?type=admin.action&sub=${person.sub}&since=${before}`);
     return items(answer).length >= 1 ? items(answer) : undefined;
-  });
+  }, { what: 'an admin.action event', timeoutMs: 10_000 });
   t.true(found.every((event) => String(event.at) >= before));
   const query = (range: string) => api('GET', `/audit-events?type=admin.action&sub=${person.sub}&${range}`).then(items);
   // The oldest of them: \`since\` its own time still finds it, \`until\` its time does not.

@@ -10,6 +10,7 @@ import test from 'ava';
 import { AuditService } from '../src/domain/audit.ts';
 import { SecurityEvents } from '../src/domain/events.ts';
 import type { AuditQuery, AuditRecord, AuditRepository } from '../src/store/port.ts';
+import { eventually } from './helpers/eventually.ts';
 
 class FakeRepository implements AuditRepository {
   readonly batches: AuditRecord[][] = [];
@@ -34,11 +35,9 @@ class FakeRepository implements AuditRepository {
   }
 }
 
-async function until(condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  for (let waited = 0; !condition(); waited += 10) {
-    if (waited > timeoutMs) throw new Error('condition not met in time');
-    await delay(10);
-  }
+/** Until the fake store has seen `condition` hold. */
+function until(condition: () => boolean, timeoutMs = 3000): Promise<true> {
+  return eventually(() => condition() || undefined, { what: 'the condition', timeoutMs, intervalMs: 10 });
 }
 
 test('an event is written right after it is emitted; a burst is written in a few batches, in order', async (t) => {

@@ -7,13 +7,13 @@
  */
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { setTimeout as delay } from 'node:timers/promises';
 
 import test from 'ava';
 import * as oidc from 'openid-client';
 
 import type { SecurityEventType } from '../src/domain/events.ts';
 import { runCli, runCliJson } from './helpers/cli.ts';
+import { eventually } from './helpers/eventually.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { discover, newPerson, RP_HOME, signIn, staticClient } from './helpers/relying-party.ts';
@@ -39,14 +39,13 @@ interface Page {
   next?: string;
 }
 
-/** Events are written right after they happen, off the request path: wait until `type` is there. */
+/** Events are written right after they happen, off the request path: wait until `count` of `type` are there. */
 async function waitForEvent(server: TestServer, type: SecurityEventType, count = 1): Promise<void> {
-  for (let waited = 0; waited < 5000; waited += 50) {
+  const found = await eventually(async () => {
     const page = await server.withServices(({ audit }) => audit.query({ type, limit: count }));
-    if (page.events.length >= count) return;
-    await delay(50);
-  }
-  throw new Error(`no ${count} ${type} event(s) within 5 s`);
+    return page.events.length >= count ? true : undefined;
+  }, 5_000);
+  if (!found) throw new Error(`no ${count} ${type} event(s) within 5 s`);
 }
 
 test('security events land in the store and tessera audit finds them by account, client, type and time, with nothing secret in them', async (t) => {
@@ -93,6 +92,8 @@ test('security events land in the store and tessera audit finds them by account,
   await runCliJson(server.cliEnv, ['keys', 'rotate']);
   await waitForEvent(server, 'session.ended');
   await waitForEvent(server, 'account.locked');
+  // Alice's wrong password and Bob's three attempts, the last refused as locked.
+  await waitForEvent(server, 'signin.failed', 4);
 
   // By account: everything about alice, newest first.
   const aliceEvents = (await audit(['--email', alice.email])).events;
@@ -203,6 +204,7 @@ test('on MongoDB too, events from the server and the command line are found by a
   for (let i = 0; i < 2; i += 1) t.is((await attemptSignIn(server, person.email, WRONG)).status, 401);
   await runCliJson(server.cliEnv, ['users', 'unlock', person.email]);
   await waitForEvent(server, 'account.locked');
+  await waitForEvent(server, 'signin.failed', 2);
 
   const events = (await runCliJson<Page>(server.cliEnv, ['audit', '--email', person.email])).events;
   t.deepEqual(events.map((event) => event.type), ['account.unlocked', 'account.locked', 'signin.failed', 'signin.failed', 'account.created'], 'newest first; a lockout after the failure that caused it');

@@ -3,17 +3,49 @@ import { X509Certificate } from 'node:crypto';
 
 import test from 'ava';
 
-import { chainsTo, normalizeDn, subjectMatches, thumbprint } from '../src/domain/certificates.ts';
+import { chainsTo, subjectDnMatches, subjectMatches, thumbprint } from '../src/domain/certificates.ts';
+import { dnProblem, parseDn } from '../src/domain/distinguished-name.ts';
 import { createCertificateAuthority, createSelfSignedCertificate, issueCertificate } from '../src/domain/pki.ts';
 import { parseCertificateHeader } from '../src/oidc/client-certificates.ts';
 
 const DAY = 86_400_000;
 
-test('a distinguished name matches whatever the RDN order and spacing', (t) => {
-  t.is(normalizeDn('CN=svc, O=Org'), normalizeDn('O=Org\nCN=svc'));
-  t.is(normalizeDn('cn=svc,o=Org'), normalizeDn('CN=svc,O=Org'));
-  t.not(normalizeDn('CN=svc,O=Org'), normalizeDn('CN=svc,O=org'), 'values keep their case');
-  t.is(normalizeDn('CN=a\\,b,O=Org'), 'CN=a,b,O=Org');
+test('a distinguished name matches in either RDN order and with any spacing or type spelling', async (t) => {
+  const ca = await createCertificateAuthority();
+  const certificate = new X509Certificate((await issueCertificate(ca, { subject: 'CN=svc,O=Org' })).cert);
+  for (const spelling of ['CN=svc,O=Org', 'O=Org,CN=svc', 'cn=svc, o=Org', '2.5.4.3=svc,2.5.4.10=Org', 'CN=#0c03737663,O=Org', 'CN=\\73vc,O=Org', 'CN="svc",O=Org']) {
+    t.true(subjectDnMatches(certificate, spelling), spelling);
+  }
+  t.false(subjectDnMatches(certificate, 'CN=svc,O=org'), 'values keep their case');
+  t.false(subjectDnMatches(certificate, 'CN=svc+O=Org'), 'one multi-valued RDN is not two RDNs');
+  t.false(subjectDnMatches(certificate, 'CN=svc,O=Org,O=Org'), 'a repeated RDN is another name');
+});
+
+test('an escaped or quoted comma stays inside its value and never splits the name', async (t) => {
+  const ca = await createCertificateAuthority();
+  const confusing = new X509Certificate((await issueCertificate(ca, { subject: 'CN=svc\\,O=Org' })).cert);
+  t.false(subjectDnMatches(confusing, 'CN=svc,O=Org'));
+  t.true(subjectDnMatches(confusing, 'CN=svc\\,O=Org'));
+  t.true(subjectDnMatches(confusing, 'CN="svc,O=Org"'));
+  t.true(subjectDnMatches(confusing, 'CN=svc\\2CO=Org'), 'a hex-pair escape is the same character');
+  const twoRdns = new X509Certificate((await issueCertificate(ca, { subject: 'CN=svc,O=Org' })).cert);
+  t.false(subjectDnMatches(twoRdns, 'CN=svc\\,O=Org'));
+});
+
+test('RFC 4514 parsing keeps types, values, multi-valued RDNs and escapes apart', (t) => {
+  t.deepEqual(parseDn('CN=a+OU=b, O=Org'), [[{ type: '2.5.4.3', value: 's:a' }, { type: '2.5.4.11', value: 's:b' }], [{ type: '2.5.4.10', value: 's:Org' }]]);
+  t.deepEqual(parseDn('CN=caf\\C3\\A9\\ '), [[{ type: '2.5.4.3', value: 's:caf\u00e9 ' }]], 'UTF-8 hex pairs and an escaped trailing space');
+  t.deepEqual(parseDn('CN=x=y'), [[{ type: '2.5.4.3', value: 's:x=y' }]]);
+  t.deepEqual(parseDn('1.2.3.4=#040102'), [[{ type: '1.2.3.4', value: '#040102' }]], 'a non-string value compares by its DER');
+});
+
+test('unparsable distinguished names are refused with a reason', (t) => {
+  for (const [dn, reason] of [
+    ['', /empty/], ['garbage', /unknown attribute type/], ['CN', /expected =/], ['CN=', /empty value/], ['FOO=bar', /unknown attribute type FOO/], ['CN=svc;O=Org', /unescaped ;/],
+    ['CN=a\\q', /backslash/], ['CN="open', /unterminated/], ['CN=#zz', /hex/], ['CN=\\FF', /UTF-8/], ['CN=a,,O=b', /attribute type/],
+  ] as const) {
+    t.regex(dnProblem(dn) ?? 'accepted', reason, dn);
+  }
 });
 
 test('each registered subject kind matches only its own name in the certificate', async (t) => {

@@ -1,8 +1,9 @@
 /**
  * The machine-client side of the `tessera` command line: resource servers, client_credentials
  * clients with each authentication method, certificate rotation and the local PKI. As in
- * cli.test.ts, the real bin/tessera runs in a child process on a temporary installation, and
- * effects are checked through a second invocation, the domain services or a running server.
+ * cli.test.ts, commands run in this process through the CLI's entry point (runCommand) on a
+ * temporary installation (cli.test.ts covers the bin/tessera process itself), and effects are
+ * checked through a second invocation, the domain services or a running server.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -241,6 +242,20 @@ test('with several --resource values each --scope goes to every resource that of
   t.false(human.stdout.includes(created.client_secret));
 });
 
+test('in production a jwks_uri on a loopback or private address is refused; outside production it is allowed', async (t) => {
+  const { cli, env, json } = cliInstallation(t);
+  await withResources(json);
+  const production = { ...env, NODE_ENV: 'production', TESSERA_SECRET: 'a production secret of at least thirty-two characters', ISSUER: 'https://id.example.com' };
+  const create = (uri: string) => ['clients', 'create', '--name', 'Remote keys', '--grant', 'client_credentials', '--auth', 'private_key_jwt', '--jwks-uri', uri, '--resource', ORDERS, '--scope', 'read'];
+  for (const uri of ['https://127.0.0.1/jwks', 'https://localhost:8443/jwks', 'https://[::ffff:7f00:1]/jwks', 'https://169.254.169.254/latest/jwks']) {
+    const refused = await cli(create(uri), { env: production });
+    t.is(refused.code, 1, uri);
+    t.regex(singleErrorLine(refused), /points at a loopback or private address, which is refused in production/, uri);
+  }
+  t.is((await cli([...create('https://keys.example.com/jwks'), '--json'], { env: production })).code, 0, 'a public name is fine');
+  t.truthy((await json<{ client_id: string }>(create('https://127.0.0.1/jwks'))).client_id, 'outside production, for local development');
+});
+
 test('refused machine clients exit 1 with one line and write nothing', async (t) => {
   const { cli, json, file } = cliInstallation(t);
   await withResources(json);
@@ -254,6 +269,7 @@ test('refused machine clients exit 1 with one line and write nothing', async (t)
     [['--resource', ORDERS, '--resource', 'https://unknown.example.com', '--scope', 'read'], /no resource server https:\/\/unknown\.example\.com/],
     [['--auth', 'tls_client_auth', '--resource', ORDERS, '--scope', 'read'], /tls_client_auth needs a subject DN or SAN/],
     [['--auth', 'tls_client_auth', '--tls-subject-dn', 'svc', '--resource', ORDERS, '--scope', 'read'], /svc is not a distinguished name/],
+    [['--auth', 'tls_client_auth', '--tls-subject-dn', 'CN=svc;O=Org', '--resource', ORDERS, '--scope', 'read'], /CN=svc;O=Org is not a distinguished name .*unescaped ;/],
     [['--auth', 'tls_client_auth', '--tls-san-ip', '300.1.1.1', '--resource', ORDERS, '--scope', 'read'], /300\.1\.1\.1 is not an IP address/],
     [['--auth', 'self_signed_tls_client_auth', '--resource', ORDERS, '--scope', 'read'], /self_signed_tls_client_auth needs a certificate/],
     [['--auth', 'self_signed_tls_client_auth', '--cert', file('garbage.pem', 'not a certificate\n'), '--resource', ORDERS, '--scope', 'read'], /--cert .*garbage\.pem is not a PEM-encoded X\.509 certificate/],

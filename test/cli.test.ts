@@ -1,13 +1,16 @@
 /**
- * The `tessera` command line, run as an operator runs it: the real bin/tessera in a child process,
- * a temporary DATA_DIR and CONFIG_DIR, the embedded store. Effects are checked through a second CLI
- * invocation, through the store via the domain services, or through a running server.
+ * The `tessera` command line against a temporary DATA_DIR and CONFIG_DIR and the embedded store.
+ * Commands run in this process through the CLI's entry point (runCommand: the same parsing,
+ * configuration, store, output and exit code as bin/tessera); what only a process shows (the bin
+ * script, exit statuses, stdin as a pipe, `serve` and its signals) runs the real bin/tessera in a
+ * child process. Effects are checked through a second CLI invocation, through the store via the
+ * domain services, or through a running server.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import test from 'ava';
 
 import { cliInstallation, eventually, runCli, singleErrorLine } from './helpers/cli.ts';
@@ -33,6 +36,40 @@ test('tessera --help and tessera help print the usage on stdout and exit 0', asy
   t.regex(commandHelp.stdout, /^Usage: tessera clients create --name NAME --redirect-uri URI/);
   t.regex(commandHelp.stdout, /--post-logout-redirect-uri URI/);
   t.regex((await cli(['help', 'users', 'create'])).stdout, /--password-stdin/);
+});
+
+test('bin/tessera exits with each command\'s status and reads a password piped to its stdin', async (t) => {
+  const { spawnCli, cli, env } = cliInstallation(t);
+  const help = await spawnCli(['--help']);
+  t.is(help.code, 0);
+  t.is(help.stderr, '');
+  t.regex(help.stdout, /^Usage: tessera <command>/);
+
+  const usage = await spawnCli(['frobnicate']);
+  t.is(usage.code, 2);
+  t.regex(singleErrorLine(usage), /^tessera: unknown command "frobnicate"/);
+
+  const misconfigured = await spawnCli(['users', 'list'], { env: { ...env, PORT: 'abc' } });
+  t.is(misconfigured.code, 1);
+  t.regex(singleErrorLine(misconfigured), /^Configuration error: PORT/);
+
+  const created = await spawnCli(['users', 'create', '--email', 'ada@example.com', '--password-stdin', '--json'], { input: `${PASSWORD}\n` });
+  t.is(created.code, 0, created.stderr);
+  const { sub } = JSON.parse(created.stdout) as { sub: string };
+  const refused = await spawnCli(['users', 'create', '--email', 'ada@example.com', '--password-stdin'], { input: PASSWORD });
+  t.is(refused.code, 1);
+  t.is(singleErrorLine(refused), 'tessera: a user with the email ada@example.com already exists');
+  t.like(JSON.parse((await cli(['users', 'list', '--json'])).stdout), [{ sub, email: 'ada@example.com' }]);
+});
+
+test('bin/tessera on a Node.js older than 24 says so in one line and exits 1', async (t) => {
+  const { spawnCli, env, file } = cliInstallation(t);
+  // The bin script's check runs before any TypeScript: a preload makes this Node report an older version.
+  const older = file('older-node.mjs', 'Object.defineProperty(process, "versions", { value: { ...process.versions, node: "20.20.2" } });\nObject.defineProperty(process, "version", { value: "v20.20.2" });\n');
+  const result = await spawnCli(['--help'], { env: { ...env, NODE_OPTIONS: `--import=${pathToFileURL(older).href}` } });
+  t.is(result.code, 1);
+  t.is(result.stdout, '');
+  t.is(singleErrorLine(result), 'Tessera needs Node.js 24 or newer; this is Node.js v20.20.2.');
 });
 
 test('bad usage exits 2 with one line that names the problem', async (t) => {

@@ -60,7 +60,7 @@ test('production refuses a generated secret and an http issuer', (t) => {
   ]);
   const secret = 's'.repeat(40);
   t.notThrows(() => loadConfig({ NODE_ENV: 'production', TESSERA_SECRET: secret, ISSUER: 'https://id.example.com' }, dir));
-  t.notThrows(() => loadConfig({ NODE_ENV: 'production', TESSERA_SECRET: secret, BEHIND_TLS_PROXY: 'true' }, dir));
+  t.notThrows(() => loadConfig({ NODE_ENV: 'production', TESSERA_SECRET: secret, BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '10.0.0.2' }, dir));
   t.throws(() => loadConfig({ TESSERA_SECRET: 'too short' }, dir), { message: /TESSERA_SECRET: must be at least 32 characters/ });
 });
 
@@ -86,4 +86,28 @@ test('empty variables count as unset, as compose files often leave them', (t) =>
 test('a static client with metadata oidc-provider rejects stops server startup with the client named', async (t) => {
   const error = await t.throwsAsync(startTestServer({ clients: [{ client_id: 'broken', client_secret: 'x'.repeat(40), redirect_uris: ['http://localhost:9/cb'], grant_types: ['password'] }] }), { instanceOf: ConfigError });
   t.regex(error!.message, /^Configuration error: .*clients\.json: client broken: .*grant_types/m);
+});
+
+test('a static tls_client_auth client with an unparsable subject DN stops startup with one line naming it', async (t) => {
+  const client = { client_id: 'mtls-bad', redirect_uris: ['https://rp.example.com/cb'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: 'CN=svc;O=Org' };
+  const error = await t.throwsAsync(startTestServer({ clients: [client] }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client mtls-bad: CN=svc;O=Org is not a distinguished name .*unescaped ;/m);
+});
+
+test('in production a static client whose jwks_uri is on loopback stops startup with one line naming it', async (t) => {
+  const client = { client_id: 'local-keys', redirect_uris: ['https://rp.example.com/cb'], token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'https://127.0.0.1:8443/jwks' };
+  const env = { NODE_ENV: 'production', TESSERA_SECRET: 'a production secret of at least thirty-two characters', BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '127.0.0.1' };
+  const error = await t.throwsAsync(startTestServer({ clients: [client], env }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client local-keys: jwks_uri: https:\/\/127\.0\.0\.1:8443\/jwks points at a loopback or private address/m);
+});
+
+test('BEHIND_TLS_PROXY without TRUSTED_PROXIES stops startup in production, and trusts only loopback elsewhere', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  const secret = 's'.repeat(40);
+  const error = t.throws(() => loadConfig({ NODE_ENV: 'production', TESSERA_SECRET: secret, BEHIND_TLS_PROXY: 'true' }, dir), { instanceOf: ConfigError });
+  t.deepEqual(error!.problems, ['BEHIND_TLS_PROXY: needs TRUSTED_PROXIES (the proxy\'s addresses) when NODE_ENV=production']);
+  t.deepEqual(loadConfig({ BEHIND_TLS_PROXY: 'true' }, dir).tls.trustedProxies, ['127.0.0.0/8', '::1']);
+  t.deepEqual(loadConfig({ BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '10.0.0.2, 10.1.0.0/16' }, dir).tls.trustedProxies, ['10.0.0.2', '10.1.0.0/16']);
+  t.deepEqual(loadConfig({}, dir).tls.trustedProxies, [], 'without BEHIND_TLS_PROXY nobody is trusted unless listed');
 });

@@ -9,7 +9,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 
 import test from 'ava';
 import * as oidc from 'openid-client';
+import { TOTP } from 'otpauth';
 
+import { eventually } from './helpers/eventually.ts';
 import { attemptSignIn, openLoginForm } from './helpers/login-form.ts';
 import { linkIn, startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, newPerson, RP_CALLBACK, signIn, staticClient, submit, type Person } from './helpers/relying-party.ts';
@@ -184,6 +186,100 @@ test('a password reset runs from the sign-in page through the email, ends every 
   t.is(replay.status, 400);
 });
 
+/** Asks for a reset link on the forgot-password page, follows it from the mail and chooses `password`. */
+async function resetThroughMail(fixture: Fixture, email: string, password: string): Promise<Page> {
+  const browser = new UserAgent();
+  const earlier = new Set(fixture.mail.messages);
+  const forgot = await browser.request(new URL('/password/forgot', fixture.server.url).href);
+  expectSeeOther(await post(browser, forgot, '/password/forgot', { email }));
+  const message = await fixture.mail.waitFor((mail) => mail.to === email && mail.subject === 'Reset your password' && !earlier.has(mail));
+  const form = await browser.request(linkIn(message, `${fixture.server.issuer}/password/reset?token=`));
+  return post(browser, form, '/password/reset', { password, password_confirmation: password });
+}
+
+function expectSeeOther(page: Page): void {
+  if (page.status !== 303) throw new Error(`expected 303, got ${page.status}: ${page.body.slice(0, 300)}`);
+}
+
+for (const [setting, kept] of [[undefined, false], ['false', true]] as const) {
+  test(`a password reset ${kept ? 'keeps' : 'ends'} the refresh tokens of apps ${setting ? `with REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=${setting}` : 'by default'}`, async (t) => {
+    const fixture = await setUp(t, setting ? { REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: setting } : {});
+    const person = newPerson();
+    const { tokens } = await registerThroughPage(fixture, person);
+    t.truthy(tokens.refresh_token);
+
+    const reset = await resetThroughMail(fixture, person.email, 'a brand new passphrase for the app test');
+    t.is(reset.status, 303, reset.body);
+
+    const refreshed = oidc.refreshTokenGrant(fixture.config, tokens.refresh_token!);
+    if (kept) {
+      t.truthy((await refreshed).access_token, 'the app keeps its refresh token');
+    } else {
+      const error = await t.throwsAsync(refreshed);
+      t.is((error as { error?: string }).error, 'invalid_grant', 'the app must send the person to sign in again');
+    }
+  });
+}
+
+/** Someone with the password signs in to the account page and sets up an authenticator app of their own. */
+async function addAuthenticatorApp(fixture: Fixture, person: Person): Promise<void> {
+  const agent = new UserAgent();
+  const login = await agent.follow(`${fixture.server.issuer}/account`, 'never:');
+  const page = await submit(agent, login, '/login', { email: person.email, password: person.password }, 'never:');
+  expectSeeOther(await post(agent, page, 'action="/account/totp/start"'));
+  const setup = await agent.request(`${fixture.server.issuer}/account/totp`);
+  const secret = /<code class="secret">([^<]+)<\/code>/.exec(setup.body)![1]!.replace(/\s+/g, '');
+  expectSeeOther(await post(agent, setup, 'action="/account/totp/confirm"', { code: new TOTP({ secret, digits: 6, period: 30 }).generate() }));
+}
+
+/** Follows the newest reset link mailed to `email` to its form. */
+async function openResetForm(fixture: Fixture, email: string): Promise<{ browser: UserAgent; form: Page }> {
+  const browser = new UserAgent();
+  const earlier = new Set(fixture.mail.messages);
+  const forgot = await browser.request(new URL('/password/forgot', fixture.server.url).href);
+  expectSeeOther(await post(browser, forgot, '/password/forgot', { email }));
+  const message = await fixture.mail.waitFor((mail) => mail.to === email && mail.subject === 'Reset your password' && !earlier.has(mail));
+  return { browser, form: await browser.request(linkIn(message, `${fixture.server.issuer}/password/reset?token=`)) };
+}
+
+test('a password reset offers to remove a second factor added in the last days, ticked, and removes it with the new password', async (t) => {
+  const fixture = await setUp(t);
+  const person = newPerson();
+  await registerThroughPage(fixture, person);
+  await addAuthenticatorApp(fixture, person);
+  const notice = await fixture.mail.waitFor((mail) => mail.to === person.email && /was added/.test(mail.subject));
+  t.regex(notice.text, /An authenticator app was added/, 'the owner is told');
+
+  const { browser, form } = await openResetForm(fixture, person.email);
+  t.regex(form.body, /Sign-in methods added in the last 7 days/);
+  t.regex(form.body, /<input type="checkbox" name="remove_factor" value="totp" checked> Remove Authenticator app, added /);
+  const password = 'the owner takes the account back';
+  const changed = await post(browser, form, '/password/reset', { password, password_confirmation: password });
+  t.is(changed.status, 303, changed.body);
+  const done = await browser.request(new URL(changed.headers.get('location')!, fixture.server.url).href);
+  t.regex(done.body, /One sign-in method was removed from your account/);
+
+  const summary = await fixture.server.withServices(async ({ accounts, secondFactors }) => secondFactors.summary((await accounts.findByEmail(person.email))!.sub));
+  t.like(summary, { totp: false, enabled: false, recoveryCodesLeft: 0 });
+  await fixture.mail.waitFor((mail) => mail.to === person.email && /was removed/.test(mail.subject));
+});
+
+test('a reset keeps a recently added second factor the person unticked', async (t) => {
+  const fixture = await setUp(t);
+  const person = newPerson();
+  await registerThroughPage(fixture, person);
+  await addAuthenticatorApp(fixture, person);
+
+  const { browser, form } = await openResetForm(fixture, person.email);
+  const { fields } = readForm(form.body, '/password/reset');
+  delete fields.remove_factor;
+  const password = 'a new password, same authenticator app';
+  const changed = await browser.request(new URL('/password/reset', fixture.server.url).href, { form: { ...fields, password, password_confirmation: password } });
+  t.is(changed.status, 303, changed.body);
+  const summary = await fixture.server.withServices(async ({ accounts, secondFactors }) => secondFactors.summary((await accounts.findByEmail(person.email))!.sub));
+  t.true(summary.totp, 'the authenticator app stays');
+});
+
 test('asking to reset the password of an unknown email looks exactly like a known one, and sends nothing', async (t) => {
   const fixture = await setUp(t);
   const person = newPerson();
@@ -290,15 +386,14 @@ test('without SMTP_URL the messages are written to DATA_DIR/outbox as .eml files
   const person = newPerson();
   await signIn(await discover(server.issuer), new UserAgent(), person, { register: true });
   const outbox = path.join(server.dataDir, 'outbox');
-  let files: string[] = [];
-  for (let i = 0; i < 50 && !files.length; i += 1) {
-    await delay(100);
+  const files = await eventually(() => {
     try {
-      files = readdirSync(outbox).filter((file) => file.endsWith('.eml'));
+      const written = readdirSync(outbox).filter((file) => file.endsWith('.eml'));
+      return written.length ? written : undefined;
     } catch {
-      // not created yet
+      return undefined; // not created yet
     }
-  }
+  }, 5_000) ?? [];
   t.is(files.length, 1);
   const eml = readFileSync(path.join(outbox, files[0]!), 'utf8');
   t.regex(eml, new RegExp(`To: ${person.email.replace(/[.]/g, '\\.')}`));

@@ -63,12 +63,14 @@ test('protocol endpoints answer JSON with the API set of security headers: nothi
 });
 
 test('HSTS is sent when Tessera is served over https behind a declared TLS proxy', async (t) => {
-  const behindProxy = await startTestServer({ env: { BEHIND_TLS_PROXY: 'true' } });
+  // Outside production, BEHIND_TLS_PROXY without TRUSTED_PROXIES trusts a proxy on loopback.
+  const behindProxy = await startTestServer({ env: { BEHIND_TLS_PROXY: 'true', ISSUER: 'https://id.example.test' } });
   t.teardown(async () => {
     await behindProxy.close();
     removeDir(behindProxy.dataDir);
   });
-  const response = await fetch(`${behindProxy.url}/.well-known/openid-configuration`, { headers: { 'x-forwarded-proto': 'https' } });
+  const response = await fetch(`${behindProxy.url}/.well-known/openid-configuration`, { headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'id.example.test' } });
+  t.is(response.status, 200);
   t.regex(response.headers.get('strict-transport-security') ?? '', /max-age=\d{7,}/);
 });
 

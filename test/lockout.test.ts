@@ -15,7 +15,8 @@ import { attemptSignIn, normalizedPage, openLoginForm, postLogin } from './helpe
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { staticClient } from './helpers/relying-party.ts';
 import { runCli } from './helpers/cli.ts';
-import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { killIfRunning, listeningUrl, serverEnv, spawnServer, workersReady } from './helpers/spawned-server.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const WRONG = 'not the right password at all';
@@ -84,6 +85,46 @@ for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
     t.is(mail.messages.filter((message) => message.to === email).length, 1, 'one notice per lockout');
   });
 
+  test(`on ${kind}, a burst of ten wrong passwords on two instances gets no more checks than the threshold: the right password sent last does not get in`, async (t) => {
+    const mail = await startMailCatcher();
+    const pair = await startInstancePair(kind, { SMTP_URL: mail.url });
+    t.teardown(async () => {
+      await pair.close();
+      await mail.close();
+    });
+    const email = newEmail('burst');
+    await register(pair.a, email);
+    const servers = Array.from({ length: 11 }, (_, index) => (index % 2 === 0 ? pair.a : pair.b));
+    const forms = await Promise.all(servers.map((server) => openLoginForm(server)));
+    const answers = await Promise.all(forms.map((form, index) => postLogin(form, email, index === forms.length - 1 ? PASSWORD : WRONG)));
+
+    t.deepEqual(answers.map((answer) => answer.status), Array(11).fill(401), 'the right password, counted past the threshold, is refused like the rest');
+    const account = await accountOf(pair.b, email);
+    t.truthy(account.lockedUntil, 'the account is locked');
+    t.is(account.lockouts, 1);
+    t.is((await attemptSignIn(pair.a, email, PASSWORD)).status, 401, 'and stays locked for the right password');
+    await mail.waitFor((message) => message.to === email);
+  });
+
+  test(`on ${kind}, fifty concurrent wrong passwords on two instances send exactly one lockout mail`, async (t) => {
+    const mail = await startMailCatcher();
+    const pair = await startInstancePair(kind, { SMTP_URL: mail.url });
+    t.teardown(async () => {
+      await pair.close();
+      await mail.close();
+    });
+    const email = newEmail('fifty');
+    await register(pair.a, email);
+    const forms = await Promise.all(Array.from({ length: 50 }, (_, index) => openLoginForm(index % 2 === 0 ? pair.a : pair.b)));
+    const answers = await Promise.all(forms.map((form) => postLogin(form, email, WRONG)));
+
+    t.deepEqual(answers.map((answer) => answer.status), Array(50).fill(401));
+    t.is((await accountOf(pair.a, email)).lockouts, 1, 'one lockout, not one per threshold-sized batch of requests in flight');
+    await mail.waitFor((message) => message.to === email);
+    await delay(300);
+    t.is(mail.messages.filter((message) => message.to === email).length, 1);
+  });
+
   test(`on ${kind}, concurrent failures on two instances lock the account exactly once`, async (t) => {
     const mail = await startMailCatcher();
     const pair = await startInstancePair(kind, { SMTP_URL: mail.url });
@@ -105,8 +146,37 @@ for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
   });
 }
 
+test('with WORKERS=2 on SQLite, a burst of wrong passwords with the right one last locks once and keeps the right one out', async (t) => {
+  const mail = await startMailCatcher();
+  const dataDir = makeTempDir();
+  const options = { dataDir, clients: [staticClient()], env: { WORKERS: '2', SMTP_URL: mail.url } };
+  const server = spawnServer(options);
+  t.teardown(async () => {
+    killIfRunning(server);
+    removeDir(dataDir);
+    await mail.close();
+  });
+  const url = await listeningUrl(server);
+  await workersReady(server, 2);
+  const email = newEmail('workers');
+  const created = await runCli(serverEnv(options), ['users', 'create', '--email', email, '--password-stdin'], PASSWORD);
+  t.is(created.code, 0, created.stderr);
+  // openLoginForm needs only the issuer; a fresh connection per request lets the primary spread them over both workers.
+  const target = { issuer: url } as TestServer;
+  const forms = await Promise.all(Array.from({ length: 30 }, () => openLoginForm(target)));
+  const answers = await Promise.all(forms.map((form, index) => postLogin(form, email, index === forms.length - 1 ? PASSWORD : WRONG)));
+
+  t.deepEqual(answers.map((answer) => answer.status), Array(30).fill(401), 'the right password, counted past the threshold, is refused');
+  const listed = await runCli(serverEnv(options), ['users', 'list']);
+  t.regex(listed.stdout, new RegExp(`${email.replace(/[.]/g, '\\.')}\\s+\\S+\\s+locked`));
+  await mail.waitFor((message) => message.to === email);
+  await delay(300);
+  t.is(mail.messages.filter((message) => message.to === email).length, 1, 'one lockout mail from two worker processes');
+});
+
 test('an unknown email, a wrong password and a locked account get the same status, page and timing', async (t) => {
-  const server = await startTestServer({ clients: [staticClient()], });
+  // At the real argon2 cost: the assertion is that every case pays it.
+  const server = await startTestServer({ clients: [staticClient()], argon2: 'defaults' });
   t.teardown(async () => {
     await server.close();
     removeDir(server.dataDir);

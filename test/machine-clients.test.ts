@@ -183,6 +183,17 @@ test('tls_client_auth fails with invalid_client without a certificate, with anot
   }
 });
 
+test('a certificate whose one CN holds an escaped comma does not pass for the client registered as CN=svc,O=Test', async (t) => {
+  // Its subject prints as "CN=svc\\,O=Test": one attribute, whose value is the text "svc,O=Test".
+  const lookalike = await issueCertificate(f.clientCa, { subject: 'CN=svc\\,O=Test' });
+  const refused = await mtlsToken(f.svc.clientId, lookalike);
+  t.is(refused.status, 401);
+  t.is(refused.json<{ error: string }>().error, 'invalid_client');
+  const multiValued = await issueCertificate(f.clientCa, { subject: 'CN=svc+O=Test' });
+  t.is((await mtlsToken(f.svc.clientId, multiValued)).status, 401, 'one multi-valued RDN is not two RDNs');
+  t.is((await mtlsToken(f.svc.clientId, f.svc.cert)).status, 200, 'the real certificate still does');
+});
+
 test('self_signed_tls_client_auth fails with invalid_client for an unregistered or expired certificate', async (t) => {
   const unregistered = await createSelfSignedCertificate({ subject: 'CN=self-signed-svc' });
   const response = await mtlsToken(f.selfSigned.clientId, unregistered);
@@ -242,6 +253,20 @@ test('a client only gets the scopes it was allowed: asking for more fails with i
   const unknownResource = await mtlsToken(f.svc.clientId, f.svc.cert, { resource: 'https://elsewhere.example.com' });
   t.is(unknownResource.status, 400);
   t.is(unknownResource.json<{ error: string }>().error, 'invalid_target');
+});
+
+test('a machine client asking for openid or another OpenID Connect scope gets invalid_scope, not a token without it', async (t) => {
+  for (const scope of ['openid orders:read', 'orders:read offline_access', 'openid']) {
+    const response = await mtlsToken(f.svc.clientId, f.svc.cert, { scope });
+    t.is(response.status, 400, scope);
+    t.like(response.json<{ error: string; error_description: string }>(), { error: 'invalid_scope', error_description: 'OpenID Connect scopes need a signed-in person, and the client credentials grant has none' }, scope);
+  }
+  // svc is allowed two resources, so without `resource` no resource server is chosen for it.
+  const withoutResource = await request(`${f.tls.mtlsUrl}/token`, {
+    form: { grant_type: 'client_credentials', client_id: f.svc.clientId, scope: 'openid' }, cert: f.svc.cert.cert, key: f.svc.cert.key, ca: f.serverCa.cert,
+  });
+  t.is(withoutResource.status, 400, withoutResource.text);
+  t.is(withoutResource.json<{ error: string }>().error, 'invalid_scope');
 });
 
 test('a bound access token is refused at userinfo without its certificate and accepted with it', async (t) => {

@@ -113,7 +113,7 @@ test('with METRICS_TOKEN, /metrics answers 401 without the bearer token or with 
 });
 
 test('in production without METRICS_TOKEN, /metrics is not served; /healthz and /readyz still are', async (t) => {
-  const server = await start(t, { NODE_ENV: 'production', TESSERA_SECRET: 'a-production-secret-of-at-least-32-characters', BEHIND_TLS_PROXY: 'true' });
+  const server = await start(t, { NODE_ENV: 'production', TESSERA_SECRET: 'a-production-secret-of-at-least-32-characters', BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '127.0.0.1' });
   t.is((await fetch(`${server.url}/metrics`)).status, 404);
   t.is((await fetch(`${server.url}/healthz`)).status, 200);
   t.is((await fetch(`${server.url}/readyz`)).status, 200);

@@ -6,6 +6,7 @@ import test from 'ava';
 import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
+import { eventually } from './helpers/eventually.ts';
 import { startMongoLane, type MongoLane } from './helpers/mongo-lane.ts';
 import { authorizationRequest, authorize, discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -59,13 +60,11 @@ test('on MongoDB a reused authorization code fails and revokes the tokens of the
 test('on MongoDB a key rotation made elsewhere reaches the running server', async (t) => {
   const added = await server.withServices((services) => services.keys.rotate());
   const newKid = added.find((key) => key.alg === 'RS256')!.kid;
-  const deadline = Date.now() + 10_000;
   let kid: string | undefined;
-  while (Date.now() < deadline) {
+  await eventually(async () => {
     const { tokens } = await signIn(config, new UserAgent(), newPerson(), { register: true });
     kid = jose.decodeProtectedHeader(tokens.id_token!).kid;
-    if (kid === newKid) break;
-    await new Promise((resolve) => setTimeout(resolve, 300));
-  }
+    return kid === newKid || undefined;
+  }, { timeoutMs: 10_000, intervalMs: 300 });
   t.is(kid, newKid);
 });

@@ -66,6 +66,22 @@ test('IPv6 addresses count by /64, IPv4 addresses one by one', (t) => {
   t.is(addressKey('192.0.2.1'), '192.0.2.1');
 });
 
+test('asking for passwordless passkey options counts against the sign-in limit per address, with 429 and Retry-After', async (t) => {
+  const server = await started(t, { RATE_LIMIT_SIGNIN_PER_IP: '3/60' });
+  const form = await openLoginForm(server);
+  const optionsUrl = form.action.replace(/\/login$/, '/passkey/options');
+  const ask = () => form.agent.request(optionsUrl, { form: { _csrf: form.fields._csrf! }, headers: { Accept: 'application/json' } });
+  for (let i = 0; i < 3; i += 1) {
+    const answer = await ask();
+    t.is(answer.status, 200, answer.body);
+    t.truthy((JSON.parse(answer.body) as { challenge?: string }).challenge);
+  }
+  const refused = await ask();
+  t.is(refused.status, 429, refused.body);
+  t.true(retryAfter(refused) >= 1 && retryAfter(refused) <= 60);
+  t.is((await attemptSignIn(server, 'someone@example.com', 'some wrong password')).status, 429, 'one count with the password sign-in posts of that address');
+});
+
 for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
   test(`on ${kind}, sign-in attempts for one account count across two instances and the fourth gets 429`, async (t) => {
     const pair = await startInstancePair(kind, { RATE_LIMIT_SIGNIN_PER_ACCOUNT: '3/60' });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import test from 'ava';
 
 import { runCliJson } from './helpers/cli.ts';
+import { eventually } from './helpers/eventually.ts';
 import { discover, signIn, staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
@@ -73,7 +74,7 @@ test('a first-party backend registers a person: 201, the verification email goes
   t.like(account, { sub: String(answer.body.sub), name: 'Ada Lovelace', givenName: 'Ada', familyName: 'Lovelace', roles: [] });
 
   const outbox = path.join(server.dataDir, 'outbox');
-  await waitFor(() => existsSync(outbox) && readdirSync(outbox).some((file) => readFileSync(path.join(outbox, file), 'utf8').includes(address)));
+  await eventually(() => (existsSync(outbox) && readdirSync(outbox).some((file) => readFileSync(path.join(outbox, file), 'utf8').includes(address))) || undefined, { what: `a message to ${address} in the outbox`, timeoutMs: 5_000 });
   t.pass('a verification email was written to the outbox');
 
   const { tokens } = await signIn(await discover(server.issuer), new UserAgent(), { email: address, password: PASSWORD }, { parameters: { scope: 'openid email' } });
@@ -148,6 +149,37 @@ test('an email already registered is a 409', async (t) => {
   t.is(again.body.error, 'email_taken');
 });
 
+test('look-alike spellings of a registered address do not create a second account, and sign in to the first', async (t) => {
+  const address = email();
+  const created = await register({ email: address, password: PASSWORD });
+  t.is(created.status, 201);
+  const [local, domain] = address.split('@') as [string, string];
+  const fullwidth = (text: string) => [...text].map((char) => /[!-~]/.test(char) ? String.fromCodePoint(char.codePointAt(0)! + 0xfee0) : char).join('');
+  // The same mailbox: these are the account's own address and must be taken.
+  for (const [label, spelling] of [
+    ['trailing dot on the domain', `${address}.`],
+    ['upper case', address.toUpperCase()],
+    ['fullwidth forms', `${fullwidth(local)}@${fullwidth(domain)}`],
+  ]) {
+    const answer = await register({ email: spelling, password: PASSWORD });
+    t.is(answer.status, 409, label);
+  }
+  // Disguises: refused outright, never a second account.
+  for (const [label, spelling] of [
+    ['zero-width space', `${local}\u200b@${domain}`],
+    ['bidi override', `\u202e${address}`],
+    ['soft hyphen', `${local.slice(0, 2)}\u00ad${local.slice(2)}@${domain}`],
+    ['NUL', `${address}\u0000`],
+    ['zero-width joiner in the domain', `${local}@exa\u200dmple.com`],
+  ]) {
+    const answer = await register({ email: spelling, password: PASSWORD });
+    t.is(answer.status, 400, label);
+    t.regex(String((answer.body.fields as Record<string, string>).email), /invisible or control characters/, label);
+  }
+  const { tokens } = await signIn(await discover(server.issuer), new UserAgent(), { email: `${address.toUpperCase()}.`, password: PASSWORD }, { parameters: { scope: 'openid email' } });
+  t.is(tokens.claims()!.sub, String(created.body.sub), 'sign-in finds the account by the same rule');
+});
+
 test('MongoDB operators and other non-strings are refused as input, never run as queries', async (t) => {
   const attempts: unknown[] = [
     { email: { $gt: '' }, password: PASSWORD },
@@ -213,11 +245,3 @@ test('registrations are rate-limited per client address, with Retry-After', asyn
   t.is(over.body.error, 'rate_limited');
   t.true(Number(over.headers.get('retry-after')) > 0);
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

@@ -1,5 +1,5 @@
 /**
- * Roles: given with the real `bin/tessera users roles`, released by the `roles` scope to a real
+ * Roles: given with `tessera users roles` (the CLI's own entry point), released by the `roles` scope to a real
  * relying party (openid-client), and limiting a resource server's scopes for people and machines.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -9,6 +9,7 @@ import test from 'ava';
 import * as jose from 'jose';
 
 import { runCliJson } from './helpers/cli.ts';
+import { eventually } from './helpers/eventually.ts';
 import { startInstancePair, type StoreKind } from './helpers/instance-pair.ts';
 import { authorizationRequest, authorize, discover, newPerson, RP_CALLBACK, signIn, staticClient, type AuthorizationRequest } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir, type TestServer } from './helpers/server.ts';
@@ -89,12 +90,10 @@ for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
     const newKids = new Set(rotated.current);
 
     // B publishes it first (the JWKS), then signs with it.
-    let seenAfterMs: number | undefined;
-    while (seenAfterMs === undefined && Date.now() - rotatedAt < 15_000) {
+    const seenAfterMs = await eventually(async () => {
       const { keys } = (await (await fetch(`${b.url}/jwks`)).json()) as { keys: Array<{ kid: string }> };
-      if (keys.some((key) => newKids.has(key.kid))) seenAfterMs = Date.now() - rotatedAt;
-      else await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+      return keys.some((key) => newKids.has(key.kid)) ? Date.now() - rotatedAt : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 100 });
     t.truthy(seenAfterMs, 'B publishes the new key');
     // One poll interval, plus slack for a loaded machine running other tests.
     t.true(seenAfterMs! <= pollSeconds * 1000 + 3000, `seen by B after ${seenAfterMs} ms (STORE_POLL_SECONDS=${pollSeconds})`);

@@ -14,6 +14,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startDemoRp, type RunningDemoRp } from '../examples/demo/rp.ts';
 import { ACR_MULTI_FACTOR } from '../src/domain/mfa/assurance.ts';
 import { CHROMIUM_ARGS, findChromium, freePort } from './helpers/browser.ts';
+import { linkIn, startMailCatcher } from './helpers/mail-catcher.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
 /** The same launch as test/browser.test.ts. */
@@ -249,5 +250,66 @@ test('a person creates a passkey with the browser\'s authenticator and later sig
   await page.getByRole('button', { name: 'Use my passkey' }).click();
   await allowIfAsked(page);
   t.deepEqual(await idTokenClaim(page, 'amr'), ['pwd', 'hwk', 'user', 'mfa']);
+  t.deepEqual(problems, []);
+});
+
+test('a passkey a password thief added on the account page is removed by the owner\'s password reset and no longer signs in', async (t) => {
+  const chrome = requireBrowser(t);
+  const mail = await startMailCatcher();
+  const own = await startTestServer({ env: { SMTP_URL: mail.url } });
+  t.teardown(async () => {
+    await own.close();
+    removeDir(own.dataDir);
+    await mail.close();
+  });
+  const owner = { email: `owner-${randomBytes(4).toString('hex')}@example.org`, password: 'the owner\'s leaked passphrase' };
+  await own.withServices(({ accounts }) => accounts.register(owner));
+
+  // The thief signs in to the account page with the password alone (the account has no second
+  // factor yet, so that is its strongest) and adds a passkey on their own authenticator.
+  const problems: string[] = [];
+  const thiefContext = await chrome.newContext();
+  t.teardown(() => thiefContext.close());
+  const thief = await openPage(thiefContext, problems);
+  const cdp = await thiefContext.newCDPSession(thief);
+  await cdp.send('WebAuthn.enable');
+  await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+  });
+  await thief.goto(`${own.url}/account`);
+  await thief.locator('#email').fill(owner.email);
+  await thief.locator('#password').fill(owner.password);
+  await thief.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await thief.waitForURL(`${own.url}/account`);
+  await thief.locator('#passkey-name').fill('Not yours');
+  await thief.getByRole('button', { name: 'Add a passkey' }).click();
+  await thief.waitForURL('**/account/recovery-codes**');
+  const notice = await mail.waitFor((message) => message.to === owner.email && /was added/.test(message.subject));
+  t.regex(notice.text, /A passkey \("Not yours"\) was added/, 'the owner is told');
+
+  // The owner resets the password; the reset form lists the new passkey, ticked.
+  const ownerContext = await chrome.newContext();
+  t.teardown(() => ownerContext.close());
+  const page = await openPage(ownerContext, problems);
+  await own.withServices(({ passwordReset }) => passwordReset.request(owner.email));
+  const resetMail = await mail.waitFor((message) => message.to === owner.email && message.subject === 'Reset your password');
+  await page.goto(linkIn(resetMail, `${own.issuer}/password/reset?token=`));
+  const box = page.getByRole('checkbox', { name: /Remove Passkey "Not yours", added/ });
+  t.true(await box.isChecked(), 'ticked by default');
+  await page.locator('#password').fill('the owner takes it back');
+  await page.locator('#password_confirmation').fill('the owner takes it back');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.waitForURL('**/password/reset/done**');
+  t.regex(await page.locator('main, body').first().innerText(), /One sign-in method was removed/);
+
+  // The thief's passkey no longer signs in alone.
+  await thiefContext.clearCookies();
+  await thief.goto(`${own.url}/account`);
+  await thief.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await thief.locator('#form-error, .alert[role="alert"]:not([hidden])').first().waitFor();
+  t.regex(await thief.locator('body').innerText(), /This passkey is not registered here/);
+  t.regex(new URL(thief.url()).pathname, /^\/interaction\//, 'still on the sign-in page');
+  const stored = await own.withServices(({ accounts }) => accounts.findByEmail(owner.email));
+  t.deepEqual(stored!.passkeys, []);
   t.deepEqual(problems, []);
 });

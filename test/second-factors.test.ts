@@ -4,9 +4,6 @@
  * token says about it all (amr, acr). Clients that require a second factor send people without one
  * to enrolment, and step up sessions that signed in with a password alone.
  */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 import test from 'ava';
 import * as OTPAuth from 'otpauth';
@@ -14,6 +11,7 @@ import type * as oidc from 'openid-client';
 import { authorizationCodeGrant } from 'openid-client';
 
 import { ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR } from '../src/domain/mfa/assurance.ts';
+import { runCliJson } from './helpers/cli.ts';
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, newPerson, RP_CALLBACK, staticClient, submit, type Person } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -267,7 +265,8 @@ test('a code by email, sent through SMTP, signs in once', async (t) => {
   const signIn = await passwordStep(plainRp, person);
   t.regex(signIn.page.body, /Email me a code/);
   const askedFor = await submit(signIn.agent, signIn.page, '/second-factor/email-code/send', {});
-  const codeMail = await mail.waitFor((message) => mail.messages.indexOf(message) >= before && message.to === person.email);
+  // The code, not the notice that codes by email were turned on.
+  const codeMail = await mail.waitFor((message) => mail.messages.indexOf(message) >= before && message.to === person.email && /is your Tessera code/.test(message.subject));
   const code = /code is (\d{6})/.exec(codeMail.text)![1]!;
   t.regex(askedFor.body, /Code we emailed to p/);
   const signedIn = await signIn.finish(await submit(signIn.agent, askedFor, '/second-factor/email-code', { code }));
@@ -361,15 +360,38 @@ test('an administrator removes every second factor of someone who lost them with
   const { after } = await enrolTotp(enrolment.agent, enrolment.page);
   await enrolment.finish(after);
 
-  const bin = fileURLToPath(new URL('../bin/tessera', import.meta.url));
-  const { stdout } = await promisify(execFile)(process.execPath, [bin, 'users', 'reset-factors', person.email.toUpperCase(), '--json'], { env: { ...process.env, ...server.cliEnv } });
-  t.deepEqual(JSON.parse(stdout), { sub: person.sub, email: person.email, second_factors: false });
+  const reset = await runCliJson(server.cliEnv, ['users', 'reset-factors', person.email.toUpperCase()]);
+  t.deepEqual(reset, { sub: person.sub, email: person.email, second_factors: false });
   const summary = await server.withServices((services) => services.secondFactors.summary(person.sub));
   t.like(summary, { enabled: false, totp: false, recoveryCodesLeft: 0, passkeys: [] });
 
   // The strict app asks them to set a factor up again.
   const again = await passwordStep(mfaRp, person);
   t.true(pathOf(again.page).endsWith('/enrol'));
+});
+
+test('the owner is mailed when a second factor is added during a sign-in and when it is removed on the account page', async (t) => {
+  const person = await createAccount();
+  const enrolment = await passwordStep(mfaRp, person);
+  const { codes, after } = await enrolTotp(enrolment.agent, enrolment.page);
+  await enrolment.finish(after);
+  const added = await mail.waitFor((message) => message.to === person.email && /was added/.test(message.subject));
+  t.is(added.subject, 'A sign-in method was added to your account');
+  t.regex(added.text, /An authenticator app was added to the account/);
+  t.regex(added.text, /remove the sign-in methods added in the last 7 days/);
+  t.true(added.text.includes(`${server.issuer}/password/forgot`));
+
+  // The account page, signed in with the password and a recovery code (the factor the account has).
+  const agent = new UserAgent();
+  const login = await agent.follow(`${server.issuer}/account`, 'never:');
+  const challenge = await submit(agent, login, '/login', { email: person.email, password: person.password }, 'never:');
+  const recovery = await get(agent, challenge, `${pathOf(challenge)}?method=recovery-code`);
+  const page = await submit(agent, recovery, '/second-factor/recovery-code', { code: codes[0]! }, 'never:');
+  t.is(new URL(page.url).pathname, '/account');
+  const removed = await post(agent, page, 'action="/account/totp/remove"', {});
+  t.is(removed.status, 303);
+  const notice = await mail.waitFor((message) => message.to === person.email && /was removed/.test(message.subject));
+  t.regex(notice.text, /An authenticator app was removed from the account/);
 });
 
 test('second-factor checks are rate-limited per account: 429 with Retry-After', async (t) => {

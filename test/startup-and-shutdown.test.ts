@@ -12,6 +12,7 @@ import path from 'node:path';
 import test from 'ava';
 
 import { freePort } from './helpers/browser.ts';
+import { eventually } from './helpers/eventually.ts';
 import { startPausableEmulator } from './helpers/mongo-lane.ts';
 import { staticClient } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir } from './helpers/server.ts';
@@ -166,11 +167,8 @@ test('a request that reaches the port while the store is still opening waits, an
   const port = await freePort();
   const server = spawnServer({ dataDir, env: { PORT: String(port), MONGODB_URI: lane.uri, TESSERA_SECRET: randomBytes(32).toString('base64url') } });
   t.teardown(() => killIfRunning(server));
-  const deadline = Date.now() + 20_000;
-  while (!(await portOpen(port))) {
-    if (Date.now() > deadline) throw new Error(`port ${port} never opened:\n${server.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  const opened = await eventually(async () => (await portOpen(port)) || undefined, 20_000);
+  if (!opened) throw new Error(`port ${port} never opened:\n${server.output()}`);
 
   let answeredAt: number | undefined;
   const early = connect(`http://localhost:${port}`).then((status) => {

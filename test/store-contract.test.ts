@@ -169,13 +169,50 @@ function defineContract(name: string, createLane: LaneFactory): void {
     await store.oidc.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g' }, 600);
     const firstConsumption = Math.floor(clock.now() / 1000);
 
-    await store.oidc.consume('AuthorizationCode', 'code-1');
+    t.true(await store.oidc.consume('AuthorizationCode', 'code-1'), 'the first call consumes it');
     clock.advance(5 * SECOND);
-    await store.oidc.consume('AuthorizationCode', 'code-1');
+    t.false(await store.oidc.consume('AuthorizationCode', 'code-1'), 'a second call does not');
 
     t.deepEqual(await store.oidc.find('AuthorizationCode', 'code-1'), { jti: 'code-1', grantId: 'g', consumed: firstConsumption });
-    await store.oidc.consume('AuthorizationCode', 'unknown');
+    t.false(await store.oidc.consume('AuthorizationCode', 'unknown'));
     t.is(await store.oidc.find('AuthorizationCode', 'unknown'), undefined);
+  });
+
+  it('of concurrent consumers of one record through two store instances exactly one is told it consumed it', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.oidc.upsert('AuthorizationCode', 'code-race', { jti: 'code-race', grantId: 'g' }, 600);
+    await store.oidc.upsert('RefreshToken', 'rt-race', { jti: 'rt-race', grantId: 'g' }, 600);
+
+    for (const [model, id] of [['AuthorizationCode', 'code-race'], ['RefreshToken', 'rt-race']] as const) {
+      const results = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).oidc.consume(model, id)));
+      t.is(results.filter(Boolean).length, 1, `${model}: ${JSON.stringify(results)}`);
+    }
+  });
+
+  it('consume of an expired record tells no one it consumed it', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.oidc.upsert('AuthorizationCode', 'code-old', { jti: 'code-old' }, 60);
+    clock.advance(61 * SECOND);
+    t.false(await store.oidc.consume('AuthorizationCode', 'code-old'));
+  });
+
+  it('swapSuccessor answers the successor it replaced, so concurrent swaps leave exactly one recorded', async (t) => {
+    const { store, open } = await setUp(t, createLane);
+    const other = await open();
+    await store.oidc.upsert('RefreshToken', 'rt-1', { jti: 'rt-1', grantId: 'g' }, 600);
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'unknown', 'rt-x'), undefined, 'nothing to record on');
+
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'rt-1', 'rt-2'), undefined, 'the first successor replaces none');
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'rt-1', 'rt-3'), 'rt-2');
+
+    const successors = ['rt-4', 'rt-5', 'rt-6', 'rt-7', 'rt-8', 'rt-9'];
+    const replaced = await Promise.all(successors.map((id, index) => (index % 2 === 0 ? store : other).oidc.swapSuccessor('RefreshToken', 'rt-1', id)));
+    // Each swap replaced a different one: rt-3 and all but one of the new ones, which is the one left.
+    t.is(new Set(replaced).size, successors.length);
+    const left = ['rt-3', ...successors].filter((id) => !replaced.includes(id));
+    t.is(left.length, 1);
+    t.is(await store.oidc.swapSuccessor('RefreshToken', 'rt-1', 'rt-10'), left[0]);
   });
 
   it('destroy removes only the named record', async (t) => {
@@ -322,7 +359,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.accounts.findByEmail(operator), undefined);
     t.is(await store.accounts.findBySub(operator), undefined);
     t.false(await store.accounts.update(operator, { disabled: true }));
-    t.is(await store.accounts.recordFailedSignIn(operator), 0);
+    t.is(await store.accounts.countSignInAttempt(operator, new Date()), undefined);
     t.false(await store.accounts.consumeRecoveryCode(operator, operator));
     t.false(await store.accounts.advanceTotpStep(operator, 1));
     t.is(await store.clients.find(operator), undefined);
@@ -351,6 +388,22 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.false('lockedUntil' in bare || 'totp' in bare, 'so do the optional security fields');
     t.is(await store.accounts.findBySub('sub-3'), undefined);
     t.is(await store.accounts.findByEmail('carol@example.com'), undefined);
+  });
+
+  it('an account created without a password hash reads back without one, and update gives it one', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const { passwordHash: _none, ...hashless } = account('sub-1', 'ada@example.com', { name: 'Ada' });
+    const created = await store.accounts.create(hashless);
+    const expected = { ...hashless, ...SECURITY_DEFAULTS, createdAt: new Date(clock.now()), updatedAt: new Date(clock.now()) };
+    t.deepEqual(created, expected);
+    t.false('passwordHash' in created, 'absent, not an empty or "undefined" string');
+    t.deepEqual(await store.accounts.findBySub('sub-1'), expected);
+    t.deepEqual(await store.accounts.findByEmail('ada@example.com'), expected);
+    t.deepEqual(await store.accounts.list(), [expected]);
+    t.is((await store.accounts.countSignInAttempt('sub-1', new Date(clock.now())))?.attempts, 1, 'the security fields work as for any account');
+
+    t.true(await store.accounts.update('sub-1', { passwordHash: '$argon2id$first-hash' }));
+    t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, '$argon2id$first-hash');
   });
 
   it('creating an account with a registered email fails with ERR_EMAIL_TAKEN', async (t) => {
@@ -477,30 +530,61 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, before?.passwordHash);
   });
 
-  it('recordFailedSignIn counts up and returns the new count, 0 for an unknown account', async (t) => {
+  it('countSignInAttempt counts before the check, and not while the account is locked', async (t) => {
     const { store, clock } = await setUp(t, createLane);
-    await store.accounts.create(account('sub-1', 'fail@example.com'));
-    clock.advance(SECOND);
+    await store.accounts.create(account('sub-1', 'attempt@example.com'));
+    const now = new Date(clock.now());
 
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1);
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 2);
-    t.is((await store.accounts.findBySub('sub-1'))?.failedSignIns, 2);
-    t.is(await store.accounts.recordFailedSignIn('sub-unknown'), 0);
-    t.is(await store.accounts.findBySub('sub-unknown'), undefined, 'counting creates no account');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 1 });
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 2 });
+    t.is(await store.accounts.countSignInAttempt('sub-unknown', now), undefined);
+    t.false(await store.accounts.lockAfterFailures('sub-1', 3, new Date(now.getTime() + 60 * SECOND)), 'two are below a threshold of three');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 3 });
 
+    const until = new Date(now.getTime() + 60 * SECOND);
+    t.true(await store.accounts.lockAfterFailures('sub-1', 3, until));
+    t.false(await store.accounts.lockAfterFailures('sub-1', 3, until), 'the lock reset the count: a second caller does not lock again');
+    const locked = await store.accounts.findBySub('sub-1');
+    t.is(locked?.lockouts, 1);
+    t.is(locked?.failedSignIns, 0);
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', now), { attempts: 0, lockedUntil: until }, 'a locked account is not counted');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'after the lock, counting starts over');
+    t.is(await store.accounts.countSignInAttempt('sub-unknown', now), undefined, 'counting creates no account');
+    t.is(await store.accounts.findBySub('sub-unknown'), undefined);
     t.true(await store.accounts.update('sub-1', { failedSignIns: 0 }));
-    t.is(await store.accounts.recordFailedSignIn('sub-1'), 1, 'counting starts over after a reset');
+    t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'and after a success resets the count');
   });
 
-  it('concurrent failed sign-ins through two store instances are all counted', async (t) => {
-    const { store, open } = await setUp(t, createLane);
+  it('concurrent sign-in attempts through two store instances each see a count of their own', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
     const other = await open();
-    await store.accounts.create(account('sub-1', 'burst@example.com'));
+    await store.accounts.create(account('sub-1', 'attempts@example.com'));
+    const now = new Date(clock.now());
 
-    const counts = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.recordFailedSignIn('sub-1')));
+    const seen = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.countSignInAttempt('sub-1', now)));
 
-    t.deepEqual([...counts].sort((a, b) => a - b), Array.from({ length: 10 }, (_, index) => index + 1));
-    t.is((await other.accounts.findBySub('sub-1'))?.failedSignIns, 10);
+    t.deepEqual(seen.map((attempt) => attempt?.attempts).sort((a, b) => a! - b!), Array.from({ length: 10 }, (_, index) => index + 1));
+    const locks = await Promise.all(Array.from({ length: 6 }, (_, index) => (index % 2 === 0 ? store : other).accounts.lockAfterFailures('sub-1', 5, new Date(now.getTime() + 60 * SECOND))));
+    t.is(locks.filter(Boolean).length, 1, 'exactly one caller locks');
+  });
+
+  it('recordPasskeyUse moves only that passkey, and never brings back a removed one', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'passkey-use@example.com'));
+    const createdAt = new Date(clock.now());
+    const passkey = (id: string) => ({ credentialId: id, publicKey: `key-${id}`, counter: 1, name: `Passkey ${id}`, createdAt });
+    await store.accounts.update('sub-1', { passkeys: [passkey('a'), passkey('b')] });
+    const usedAt = new Date(clock.now() + SECOND);
+
+    t.true(await store.accounts.recordPasskeyUse('sub-1', 'b', 7, usedAt));
+    let passkeys = (await store.accounts.findBySub('sub-1'))!.passkeys;
+    t.deepEqual(passkeys.map((key) => [key.credentialId, key.counter, key.lastUsedAt?.getTime()]), [['a', 1, undefined], ['b', 7, usedAt.getTime()]]);
+
+    await store.accounts.update('sub-1', { passkeys: [passkey('a')] });
+    t.false(await store.accounts.recordPasskeyUse('sub-1', 'b', 8, usedAt), 'a removed passkey is not written back');
+    passkeys = (await store.accounts.findBySub('sub-1'))!.passkeys;
+    t.deepEqual(passkeys.map((key) => key.credentialId), ['a']);
+    t.false(await store.accounts.recordPasskeyUse('sub-unknown', 'a', 8, usedAt));
   });
 
   it('consumeRecoveryCode removes exactly that code, and only once', async (t) => {
@@ -1160,8 +1244,10 @@ test('sqlite: a database at schema version 2, from before account security, upgr
     )
     .run();
   const farFuture = Date.now() + 365 * DAY;
+  // A grant keeps its key across migration 8 (a session, keyed by its cookie value then, does not).
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Grant', 'old-grant', '{"jti":"old-grant","accountId":"old-sub"}', ${farFuture})`).run();
+  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Grant', 'anonymous', '{"jti":"anonymous"}', ${farFuture})`).run();
   old.prepare(`INSERT INTO oidc (model, id, payload, uid, expires_at) VALUES ('Session', 'old-session', '{"uid":"u-1","accountId":"old-sub"}', 'u-1', ${farFuture})`).run();
-  old.prepare(`INSERT INTO oidc (model, id, payload, expires_at) VALUES ('Session', 'anonymous', '{"uid":"u-2"}', ${farFuture})`).run();
   old.close();
 
   const store = await lane.open();
@@ -1179,11 +1265,62 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   };
   t.deepEqual(await store.accounts.findBySub('old-sub'), expected);
   t.deepEqual(await store.accounts.list(), [expected]);
-  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [{ id: 'old-session', payload: { uid: 'u-1', accountId: 'old-sub' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Grant', 'old-sub'), [{ id: 'old-grant', payload: { jti: 'old-grant', accountId: 'old-sub' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Session', 'old-sub'), [], 'migration 8 removed the session keyed by its cookie value');
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
-  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.deepEqual(await store.accounts.countSignInAttempt('old-sub', new Date()), { attempts: 1 });
   t.is((await store.rateLimiter({ keyPrefix: 'upgraded', points: 1, duration: 60 }).consume('key')).consumedPoints, 1);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
+test('sqlite: a database at schema version 5, whose accounts all had a password, upgrades in place and keeps every account field', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  // Built as Tessera did before accounts without a password: the first five migrations, by hand.
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, 5)) old.exec(migration);
+  old.exec('PRAGMA user_version = 5');
+  old
+    .prepare(
+      `INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
+         roles, failed_sign_ins, locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp)
+       VALUES ('old-sub', 'old@example.com', 1, 'old-hash', 'Old Name', 'Old', 'Name', 0, 1700000000000, 1700000001000,
+         '["admin"]', 2, 1700000500000, 1, 'enc-secret', 1700000002000, 42, '["code-hash"]', '[]', 1)`,
+    )
+    .run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  t.deepEqual(await store.accounts.findBySub('old-sub'), {
+    sub: 'old-sub',
+    email: 'old@example.com',
+    emailVerified: true,
+    passwordHash: 'old-hash',
+    name: 'Old Name',
+    givenName: 'Old',
+    familyName: 'Name',
+    disabled: false,
+    roles: ['admin'],
+    failedSignIns: 2,
+    lockedUntil: new Date(1700000500000),
+    lockouts: 1,
+    totp: { encryptedSecret: 'enc-secret', confirmedAt: new Date(1700000002000), lastStep: 42 },
+    recoveryCodes: ['code-hash'],
+    passkeys: [],
+    emailOtp: true,
+    createdAt: new Date(1700000000000),
+    updatedAt: new Date(1700000001000),
+  });
+  await t.throwsAsync(store.accounts.create(account('new-sub', 'old@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'the email stays unique');
+  const { passwordHash: _none, ...hashless } = account('new-sub', 'new@example.com');
+  t.false('passwordHash' in await store.accounts.create(hashless));
+  t.deepEqual((await store.accounts.list()).map((listed) => listed.sub), ['old-sub', 'new-sub'], 'oldest first, as the index orders them');
 
   const raw = new DatabaseSync(lane.file, { readOnly: true });
   t.teardown(() => raw.close());
@@ -1339,7 +1476,7 @@ test('mongodb: an account document from before account security reads with empty
   t.deepEqual(await store.accounts.findByEmail('old@example.com'), expected);
   t.false(await store.accounts.advanceTotpStep('old-sub', 1));
   t.false(await store.accounts.consumeRecoveryCode('old-sub', 'hash'));
-  t.is(await store.accounts.recordFailedSignIn('old-sub'), 1);
+  t.deepEqual(await store.accounts.countSignInAttempt('old-sub', new Date()), { attempts: 1 });
   t.true(await store.accounts.update('old-sub', { roles: ['admin'], lockedUntil: null }));
   t.like(await store.accounts.findBySub('old-sub'), { roles: ['admin'], failedSignIns: 1, recoveryCodes: [], passkeys: [] });
 });

@@ -87,7 +87,7 @@ test('a first upstream sign-in creates an account without a password from the up
     account: await services.accounts.findBySub(claims.sub),
     identities: await services.identities.list(claims.sub),
   }));
-  t.is(stored.account?.passwordHash, '', 'no password hash');
+  t.is(stored.account?.passwordHash, undefined, 'no password hash');
   t.like(stored.account, { email: 'grace@example.com', givenName: 'Grace', familyName: 'Hopper' });
   t.deepEqual(stored.identities.map((identity) => [identity.upstreamId, identity.subject]), [['acme', 'acme-1001']]);
 

@@ -5,7 +5,8 @@
  * with a 4xx status and a plain explanation next to the form it came from.
  *
  * Sign-in is Tessera's own OpenID Connect flow (sign-in.ts). Changing second factors needs a recent
- * sign-in (RECENT_SIGN_IN_SECONDS); an older one sends the person to sign in again first.
+ * sign-in (RECENT_SIGN_IN_SECONDS) with the strongest factor the account has (mayChangeFactors); any
+ * other sends the person to sign in again first.
  */
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -15,10 +16,12 @@ import type { Provider } from 'oidc-provider';
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { SecurityEvents } from '../domain/events.ts';
+import { revokeAppTokens } from '../domain/password-reset.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
+import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import { describeScopes } from '../interaction/scopes.ts';
 import type { Logger } from '../log.ts';
@@ -26,7 +29,7 @@ import type { Account, OidcStore } from '../store/port.ts';
 import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from './activity.ts';
 import { ACCOUNT_CALLBACK_PATH } from './client.ts';
 import { OneTimeNotices } from './notices.ts';
-import { AccountSignIn, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
+import { AccountSignIn, mayChangeFactors, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
 
 export interface AccountRouterDependencies {
   config: Config;
@@ -37,6 +40,8 @@ export interface AccountRouterDependencies {
   masterSecret: string;
   logger: Logger;
   events: SecurityEvents;
+  /** The current-password check counts against the sign-in limits, like the sign-in page. */
+  rateLimits: RateLimits;
 }
 
 interface SignedIn {
@@ -52,6 +57,7 @@ type Section = 'profile' | 'password' | 'security' | 'sessions' | 'apps';
 const DONE: Record<string, string> = {
   profile: 'Your profile is saved.',
   password: 'Your password is changed. You were signed out everywhere else.',
+  'password-set': 'Your password is set. You were signed out everywhere else.',
   'sessions-ended': 'You were signed out everywhere else.',
   revoked: 'The app no longer has access to your account.',
   'totp-on': 'Your authenticator app is set up.',
@@ -71,7 +77,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -113,9 +119,17 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     await next();
   }
 
-  /** Second factors change only shortly after a sign-in; otherwise the person signs in again first. */
+  function factorsMayChange(ctx: Context): boolean {
+    const { session, account } = signedIn(ctx);
+    return mayChangeFactors(session, secondFactors.hasSecondFactor(account));
+  }
+
+  /**
+   * Second factors change only shortly after a sign-in with the strongest factor the account has;
+   * otherwise the person signs in again first (with that factor: the sign-in page asks for it).
+   */
   async function requireRecentSignIn(ctx: Context, next: Next) {
-    if (signedInRecently(signedIn(ctx).session)) return next();
+    if (factorsMayChange(ctx)) return next();
     seeOther(ctx, `/account/signin?reauthenticate=1&return=${encodeURIComponent('/account#security')}`);
   }
 
@@ -137,10 +151,11 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       done,
       errors: extra.errors ?? {},
       values: extra.values ?? {},
+      hasPassword: account.passwordHash !== undefined,
       passwordHint: accounts.passwordPolicy.hint,
       passwordMinLength: accounts.passwordPolicy.minLength,
       passwordMaxLength: accounts.passwordPolicy.maxLength,
-      recentSignIn: signedInRecently(session),
+      recentSignIn: mayChangeFactors(session, factors.enabled),
     });
   }
 
@@ -190,23 +205,37 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=profile#profile');
   });
 
+  /**
+   * Changing a password proves the current one. An account without one (it signs in another way)
+   * sets its first: there is no current password to ask for, so a recent sign-in stands in for it.
+   */
   router.post('/password', requireSignIn, async function changePassword(ctx) {
-    const { account, sessionId } = signedIn(ctx);
+    const { account, sessionId, session } = signedIn(ctx);
+    const setting = account.passwordHash === undefined;
+    if (setting && !signedInRecently(session)) {
+      return seeOther(ctx, `/account/signin?reauthenticate=1&return=${encodeURIComponent('/account#password')}`);
+    }
     const next = formField(ctx, 'new_password');
+    // A stolen session must not make the current-password check a guessing oracle: it counts against
+    // the sign-in limits (per address and per account; 429 over them) and, inside the try below, the lockout.
+    await rateLimits.signIn(ctx, account.email);
     try {
       if (next !== formField(ctx, 'new_password_confirmation')) throw new AppError('ERR_INVALID_INPUT', 'The two new passwords do not match.');
-      // The same check as signing in: one argon2 verify, and wrong guesses count towards the lockout.
-      await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
-        throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
-      });
+      // The same check as signing in: one argon2 verify, and every attempt counts towards the lockout first.
+      if (!setting) {
+        await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
+          throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
+        });
+      }
       await accounts.setPassword(account.sub, next);
     } catch (error) {
       return refuse(ctx, 'password', error);
     }
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
-    logger.info({ sub: account.sub, sessionsEnded: ended }, 'password changed on the account page');
+    if (config.security.revokeAppTokensOnPasswordChange) await revokeAppTokens(oidc, account.sub);
+    logger.info({ sub: account.sub, sessionsEnded: ended }, setting ? 'password set on the account page' : 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
-    seeOther(ctx, '/account?done=password#password');
+    seeOther(ctx, setting ? '/account?done=password-set#password' : '/account?done=password#password');
   });
 
   router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
@@ -339,7 +368,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   /** The options for navigator.credentials.create(), as JSON; the page's script asks for them. */
   router.post('/passkeys/options', requireSignIn, async function passkeyOptions(ctx) {
-    if (!signedInRecently(signedIn(ctx).session)) {
+    if (!factorsMayChange(ctx)) {
       ctx.status = 401;
       ctx.body = { error: 'reauthenticate', error_description: 'Sign in again to add a passkey: reload the page.' };
       return;

@@ -4,7 +4,8 @@
  * (state, `iss`, the ID token's signature, audience and nonce); discovery, JWKS and the code exchange
  * reach oidc-provider in this process (in-process-fetch.ts), never over the network.
  *
- * Two signed cookies, both httpOnly, SameSite=Lax and limited to /account:
+ * Two signed cookies, both httpOnly and SameSite=Lax, named `__Host-` over TLS (cookie-names.ts),
+ * which is why their path is / although only /account reads them:
  * - `tessera.account.signin` holds the PKCE verifier, state and nonce while the person signs in;
  * - `tessera.account` holds who is signed in and the `sid` of their Tessera session. It lives
  *   15 minutes from the last request, and every request checks that the session with that `sid`
@@ -15,12 +16,14 @@ import type { Provider } from 'oidc-provider';
 import * as oidc from 'openid-client';
 
 import { AppError } from '../errors.ts';
+import { ACCOUNT_SESSION_COOKIE, ACCOUNT_SIGN_IN_COOKIE, hostCookieName } from '../http/cookie-names.ts';
 import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './client.ts';
 import { inProcessFetch } from './in-process-fetch.ts';
 
-const SESSION_COOKIE = 'tessera.account';
-const SIGN_IN_COOKIE = 'tessera.account.signin';
-const COOKIE_PATH = '/account';
+const SESSION_COOKIE = ACCOUNT_SESSION_COOKIE;
+const SIGN_IN_COOKIE = ACCOUNT_SIGN_IN_COOKIE;
+/** `__Host-` demands Path=/. */
+const COOKIE_PATH = '/';
 /** Idle lifetime of the account-page session; the Tessera session behind it usually lives far longer. */
 export const ACCOUNT_IDLE_SECONDS = 15 * 60;
 /** How long a sign-in may take, from leaving the account page to coming back. */
@@ -33,6 +36,8 @@ export interface AccountSession {
   sid: string;
   /** When the person last proved who they are (the ID token's auth_time), epoch seconds. */
   authTime: number;
+  /** How they proved it (the ID token's amr, RFC 8176): "mfa" when a second factor or passkey was used. */
+  amr: string[];
 }
 
 interface PendingSignIn {
@@ -57,7 +62,7 @@ function cookieOptions(ctx: Context, maxAgeSeconds: number) {
 }
 
 function readCookie<T>(ctx: Context, name: string): T | undefined {
-  const raw = ctx.cookies.get(name, { signed: true });
+  const raw = ctx.cookies.get(hostCookieName(ctx, name), { signed: true });
   if (!raw) return undefined;
   try {
     return JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as T;
@@ -67,11 +72,11 @@ function readCookie<T>(ctx: Context, name: string): T | undefined {
 }
 
 function writeCookie(ctx: Context, name: string, value: unknown, maxAgeSeconds: number): void {
-  ctx.cookies.set(name, Buffer.from(JSON.stringify(value)).toString('base64url'), cookieOptions(ctx, maxAgeSeconds));
+  ctx.cookies.set(hostCookieName(ctx, name), Buffer.from(JSON.stringify(value)).toString('base64url'), cookieOptions(ctx, maxAgeSeconds));
 }
 
 function clearCookie(ctx: Context, name: string): void {
-  ctx.cookies.set(name, null, { signed: true, path: COOKIE_PATH, overwrite: true });
+  ctx.cookies.set(hostCookieName(ctx, name), null, { signed: true, secure: ctx.secure, path: COOKIE_PATH, overwrite: true });
 }
 
 export class AccountSignIn {
@@ -163,7 +168,8 @@ export class AccountSignIn {
     if (!claims || typeof claims.sid !== 'string' || typeof claims.auth_time !== 'number') {
       throw new AppError('ERR_INVALID_INPUT', 'Sign-in did not complete. Sign in again.');
     }
-    const session: AccountSession = { sub: claims.sub, sid: claims.sid, authTime: claims.auth_time };
+    const amr = Array.isArray(claims.amr) ? claims.amr.filter((value): value is string => typeof value === 'string') : [];
+    const session: AccountSession = { sub: claims.sub, sid: claims.sid, authTime: claims.auth_time, amr };
     this.remember(ctx, session);
     return { session, returnTo: safeReturnPath(pending.returnTo) };
   }
@@ -179,7 +185,9 @@ export class AccountSignIn {
     if (!value || typeof value.sub !== 'string' || typeof value.sid !== 'string' || typeof value.authTime !== 'number' || !(value.exp > now())) {
       return undefined;
     }
-    return { sub: value.sub, sid: value.sid, authTime: value.authTime };
+    // A cookie from before amr was kept proves no second factor.
+    const amr = Array.isArray(value.amr) ? value.amr.filter((entry) => typeof entry === 'string') : [];
+    return { sub: value.sub, sid: value.sid, authTime: value.authTime, amr };
   }
 
   forget(ctx: Context): void {
@@ -189,4 +197,13 @@ export class AccountSignIn {
 
 export function signedInRecently(session: AccountSession): boolean {
   return now() - session.authTime <= RECENT_SIGN_IN_SECONDS;
+}
+
+/**
+ * Second factors and passkeys change only after a recent sign-in with the strongest factor the
+ * account has: once it has a second factor or passkey, a password alone (say, a stolen one) is not
+ * enough to add another or take one away.
+ */
+export function mayChangeFactors(session: AccountSession, hasSecondFactor: boolean): boolean {
+  return signedInRecently(session) && (!hasSecondFactor || session.amr.includes('mfa'));
 }

@@ -68,7 +68,7 @@ export function upstreamView(upstream: Upstream, redirectUri: string) {
 export function userDetailsView(account: Account, factors: SecondFactorSummary, identities: readonly FederatedIdentity[] = []) {
   return {
     ...userView(account, factors.enabled),
-    password: account.passwordHash.length > 0,
+    password: Boolean(account.passwordHash),
     identities: identities.map(identityView),
     second_factors: {
       totp: factors.totp,

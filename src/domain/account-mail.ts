@@ -78,3 +78,23 @@ export function lockoutMessage(to: string, lockedUntil: Date, failures: number, 
     ],
   });
 }
+
+/**
+ * Tells the owner a second factor or passkey was added or removed: with the password alone a thief
+ * could otherwise add a passkey of their own and keep it, unseen, after the owner resets the password.
+ */
+export function factorChangedMessage(to: string, change: { added: boolean; what: string; at: Date }, resetLink: string): MailMessage {
+  return compose({
+    to,
+    subject: change.added ? 'A sign-in method was added to your account' : 'A sign-in method was removed from your account',
+    body: [
+      'Hello,',
+      `${change.what} was ${change.added ? 'added to' : 'removed from'} the account ${to} on ${change.at.toUTCString()}.`,
+      'If this was you, there is nothing to do.',
+      change.added
+        ? 'If it was not you, someone knows your password. Choose a new password now: the page lets you remove the sign-in methods added in the last 7 days, and it signs everyone out.'
+        : 'If it was not you, someone knows your password. Choose a new password now; that signs everyone out.',
+      { link: resetLink, label: 'Choose a new password' },
+    ],
+  });
+}

@@ -6,8 +6,9 @@ import { z } from 'zod';
 
 import { AppError } from '../errors.ts';
 import type { Account, AccountRepository } from '../store/port.ts';
+import { emailLookupKey, normaliseEmail } from './email.ts';
 import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
-import { isLocked, type LockoutPolicy } from './lockout.ts';
+import type { LockoutPolicy } from './lockout.ts';
 import type { PasswordHasher } from './password.ts';
 import { PASSWORD_MAX_LENGTH, passwordLength, type PasswordPolicy } from './password-policy.ts';
 import { randomId } from './random.ts';
@@ -18,15 +19,19 @@ export const INVALID_CREDENTIALS = 'Invalid email or password';
 export const PASSWORD_MIN_LENGTH = 12;
 export { PASSWORD_MAX_LENGTH };
 
-/** Trim, Unicode NFC, lower-case: one spelling per mailbox, so uniqueness means what people expect. */
+/** The lookup key of an address (email.ts): one spelling per mailbox, so uniqueness means what people expect. */
 export function normalizeEmail(email: string): string {
-  return email.trim().normalize('NFC').toLowerCase();
+  return emailLookupKey(email);
 }
 
-const email = z
-  .string()
-  .transform(normalizeEmail)
-  .pipe(z.string().max(254, 'Email is too long').regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, 'Enter a valid email address'));
+/** Every way in that creates or changes an account's address parses it with this: email.ts's one rule. */
+export const emailSchema = z.string().transform((value, ctx) => {
+  const normalised = normaliseEmail(value);
+  if (normalised.ok) return normalised.email;
+  ctx.addIssue({ code: 'custom', message: normalised.message, params: { code: normalised.code } });
+  return z.NEVER;
+});
+
 
 const optionalName = z
   .string()
@@ -36,7 +41,7 @@ const optionalName = z
   .transform((value) => (value ? value : undefined));
 
 export const registrationSchema = z.object({
-  email,
+  email: emailSchema,
   // Length, leaked-password and email checks are the PasswordPolicy's (AccountService.register).
   password: z.string({ error: 'Choose a password' }),
   name: optionalName,
@@ -125,10 +130,11 @@ export class AccountService {
   }
 
   /**
-   * Checks an email and password with exactly one argon2id verify and one store write, whatever the
-   * outcome, and the same error for an unknown email, a wrong password, a disabled account and a
-   * locked one (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
-   * A wrong password counts towards the lockout (see lockout.ts); a success resets the count.
+   * Checks an email and password with exactly one argon2id verify (against a decoy when the password
+   * may not be checked) and one counting store write before it, whatever the outcome, and the same
+   * error for an unknown email, a wrong password, a disabled account, a locked one and one without a
+   * password (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
+   * Every attempt counts towards the lockout before the verify (see lockout.ts); a success resets the count.
    * A hash made with older parameters is upgraded on success.
    * A failure is a `signin.failed` event saying why (for operators only, never for the person);
    * `attempt` says where it came from. The typed email is never recorded: people type passwords there.
@@ -138,14 +144,18 @@ export class AccountService {
       ? await this.#accounts.findByEmail(normalizeEmail(emailInput))
       : undefined;
     const usable = typeof password === 'string' && password.length > 0 && passwordLength(password) <= PASSWORD_MAX_LENGTH;
-    // An account born at an upstream provider has no hash: it costs a decoy verify like any other miss.
-    const ok = account && usable && account.passwordHash
-      ? await this.#hasher.verify(account.passwordHash, password)
-      : await this.#hasher.verifyDecoy(usable ? password : '');
     const now = new Date();
-    if (!account || !ok || account.disabled || isLocked(account, now)) {
-      // The right password for a locked or disabled account is not a failure to count.
-      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'wrong_password';
+    // An account without a password (it signs in another way) is counted and verified like an
+    // unknown email: no password, however right, signs in to it, there is nothing to protect by
+    // locking it, and its owner would be told about a password they do not have. Same one write.
+    const hash = account?.passwordHash;
+    // Counted before the verify: concurrent guesses cannot all be checked before one counts.
+    const counted = await this.#lockout.beginAttempt(hash === undefined ? undefined : account, now);
+    const ok = account && hash !== undefined && usable && counted.mayCheck
+      ? await this.#hasher.verify(hash, password)
+      : await this.#hasher.verifyDecoy(usable ? password : '');
+    if (!account || hash === undefined || !ok || !counted.mayCheck) {
+      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : hash === undefined ? 'no_password' : !counted.mayCheck ? 'locked' : 'wrong_password';
       // Before the failure is counted: a lockout it causes is announced after it.
       this.#events.emit({
         type: 'signin.failed',
@@ -153,11 +163,11 @@ export class AccountService {
         ...(attempt.clientId !== undefined && { clientId: attempt.clientId }),
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
-      await this.#lockout.recordFailure(ok ? undefined : account, now);
+      if (account && reason === 'wrong_password') await this.#lockout.recordFailure(account, counted, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
     }
     await this.#lockout.recordSuccess(account);
-    if (this.#hasher.needsRehash(account.passwordHash)) {
+    if (this.#hasher.needsRehash(hash)) {
       await this.#accounts.update(account.sub, { passwordHash: await this.#hasher.hash(password) });
     }
     return account;

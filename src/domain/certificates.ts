@@ -6,6 +6,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 
 import { AppError } from '../errors.ts';
+import { certificateSubject, dnMatches, dnProblem, parseDn, type ParsedDn } from './distinguished-name.ts';
 
 /** The ways a tls_client_auth client can name its certificate (RFC 8705 section 2.1.2). */
 export type TlsSubjectType = 'subject_dn' | 'san_dns' | 'san_uri' | 'san_ip' | 'san_email';
@@ -76,22 +77,28 @@ export function chainsTo(leaf: X509Certificate, anchors: readonly X509Certificat
   return false;
 }
 
-/**
- * A distinguished name as a comparable string. RFC 4514 writes RDNs most-specific first
- * ("CN=svc,O=Org") while node:crypto lists them one per line in certificate order; both are
- * reduced to their sorted `TYPE=value` attributes so either spelling of the same name matches.
- */
-export function normalizeDn(dn: string): string {
-  const parts = dn.includes('\n') ? dn.split('\n') : dn.split(/(?<!\\),/);
-  return parts
-    .map((part) => part.trim())
-    .filter(Boolean)
-    .map((part) => {
-      const index = part.indexOf('=');
-      return `${part.slice(0, index).trim().toUpperCase()}=${part.slice(index + 1).trim().replace(/\\,/g, ',')}`;
-    })
-    .sort()
-    .join(',');
+/** A certificate's subject is read from its DER once per certificate object (a connection keeps one). */
+const subjects = new WeakMap<X509Certificate, ParsedDn>();
+
+function subjectOf(certificate: X509Certificate): ParsedDn {
+  let subject = subjects.get(certificate);
+  if (!subject) {
+    subject = certificateSubject(certificate);
+    subjects.set(certificate, subject);
+  }
+  return subject;
+}
+
+/** True when the certificate's subject is, attribute by attribute, the registered DN (distinguished-name.ts). */
+export function subjectDnMatches(certificate: X509Certificate, registered: string): boolean {
+  let expected: ParsedDn;
+  try {
+    expected = parseDn(registered);
+  } catch {
+    // Registration refuses such DNs; one that slipped in earlier (or via an old clients.json) matches nothing.
+    return false;
+  }
+  return dnMatches(subjectOf(certificate), expected);
 }
 
 /** The subjectAltName entries of a certificate, by kind. */
@@ -119,7 +126,7 @@ export function subjectMatches(certificate: X509Certificate, subject: TlsSubject
   const names = subjectAltNames(certificate);
   switch (subject.type) {
     case 'subject_dn':
-      return normalizeDn(certificate.subject) === normalizeDn(subject.value);
+      return subjectDnMatches(certificate, subject.value);
     case 'san_dns':
       return names.dns.includes(subject.value.toLowerCase());
     case 'san_uri':
@@ -134,8 +141,10 @@ export function subjectMatches(certificate: X509Certificate, subject: TlsSubject
 /** Checks a registered subject's syntax; returns a problem or undefined. */
 export function tlsSubjectProblem(subject: TlsSubject): string | undefined {
   switch (subject.type) {
-    case 'subject_dn':
-      return /^[A-Za-z][\w.-]*=/.test(subject.value) ? undefined : `${subject.value} is not a distinguished name like "CN=svc,O=Org"`;
+    case 'subject_dn': {
+      const problem = dnProblem(subject.value);
+      return problem ? `${subject.value} is not a distinguished name like "CN=svc,O=Org" (RFC 4514): ${problem}` : undefined;
+    }
     case 'san_dns':
       return /^[A-Za-z0-9*]([A-Za-z0-9-.]*[A-Za-z0-9])?$/.test(subject.value) ? undefined : `${subject.value} is not a DNS name`;
     case 'san_uri':

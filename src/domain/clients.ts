@@ -5,6 +5,7 @@
  * credentials never costs a password-hashing round.
  */
 import { hash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 
 import { AppError } from '../errors.ts';
 import type { ClientRepository, RevisionRepository, StoredClient } from '../store/port.ts';
@@ -96,6 +97,56 @@ export function redirectUriProblem(uri: string, isPublic: boolean): string | und
   return `${uri} must use https`;
 }
 
+/**
+ * Addresses that are not on the public internet (RFC 6890 and friends): loopback, private,
+ * link-local, CGNAT, unspecified, documentation, benchmarking, multicast and reserved ranges,
+ * IPv6 unique-local and the IPv4-mapped forms of all of them.
+ */
+const SPECIAL_USE = (() => {
+  const list = new BlockList();
+  for (const [address, prefix] of [
+    ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+    ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24],
+    ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
+  ] as const) list.addSubnet(address, prefix, 'ipv4');
+  for (const [address, prefix] of [
+    ['::', 128], ['::1', 128], ['::ffff:0:0', 96], ['64:ff9b::', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23], ['2001:db8::', 32],
+    ['2002::', 16], ['3fff::', 20], ['5f00::', 16], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8],
+  ] as const) list.addSubnet(address, prefix, 'ipv6');
+  return list;
+})();
+
+/** True for `localhost` names (RFC 6761), `.local` (mDNS) and IP literals in a special-use range. */
+export function isSpecialUseHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+  if (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.local')) return true;
+  const family = isIP(host);
+  if (!family) return false;
+  if (family === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)?.[1];
+    if (mapped) return true;
+  }
+  return SPECIAL_USE.check(host, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * A client's jwks_uri: https (or http on loopback outside production, as redirect URIs). In
+ * production it must not name a loopback or other special-use address: Tessera would fetch it from
+ * inside the operator's network (SSRF). oidc-provider also refuses to connect to such addresses
+ * whatever the name resolves to; this says so at registration instead of at the first token request.
+ */
+export function jwksUriProblem(uri: string, production: boolean): string | undefined {
+  const problem = redirectUriProblem(uri, false);
+  if (problem) return problem;
+  if (production && isSpecialUseHost(new URL(uri).hostname)) return `${uri} points at a loopback or private address, which is refused in production`;
+  return undefined;
+}
+
+export interface ClientPolicy {
+  /** NODE_ENV=production: refuse jwks_uri on loopback and special-use addresses. */
+  production: boolean;
+}
+
 export class ClientService {
   readonly #clients: ClientRepository;
   readonly #revisions: RevisionRepository;
@@ -105,6 +156,7 @@ export class ClientService {
 
   readonly #findResource: ResourceLookup;
   readonly #events: SecurityEvents;
+  readonly #policy: ClientPolicy;
 
   constructor(
     clients: ClientRepository,
@@ -112,7 +164,9 @@ export class ClientService {
     staticClients: readonly Record<string, unknown>[],
     findResource: ResourceLookup,
     events: SecurityEvents = NO_SECURITY_EVENTS,
+    policy: ClientPolicy = { production: false },
   ) {
+    this.#policy = policy;
     this.#clients = clients;
     this.#revisions = revisions;
     this.#static = new Map(staticClients.map((metadata) => [String(metadata.client_id), metadata]));
@@ -195,7 +249,7 @@ export class ClientService {
           problems.push('the JWKS must be {"keys": [...]} with public keys only');
         }
         if (input.jwksUri) {
-          const problem = redirectUriProblem(input.jwksUri, false);
+          const problem = jwksUriProblem(input.jwksUri, this.#policy.production);
           if (problem) problems.push(`JWKS URI: ${problem}`);
         }
         Object.assign(credentials, input.jwks ? { jwks: input.jwks } : { jwks_uri: input.jwksUri });

@@ -93,7 +93,6 @@ export class IdentityService {
         sub,
         email,
         emailVerified,
-        passwordHash: '',
         name: clip(profile.name),
         givenName: clip(profile.givenName),
         familyName: clip(profile.familyName),
@@ -144,7 +143,7 @@ export class IdentityService {
 
 /** Accounts born at an upstream have no password hash until the person sets one. */
 export function hasPassword(account: Pick<Account, 'passwordHash'>): boolean {
-  return account.passwordHash.length > 0;
+  return Boolean(account.passwordHash);
 }
 
 function usable(account: Account, now: Date): Account {

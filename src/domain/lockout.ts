@@ -1,7 +1,9 @@
 /**
- * Account lockout. Failed sign-ins are counted in the store with one atomic increment, so several
- * Tessera instances sharing a store agree: exactly one failure is the one that reaches the threshold,
- * and that one locks the account and tells its owner. Each further lockout without a successful
+ * Account lockout. Every sign-in attempt is counted in the store with one atomic increment BEFORE its
+ * password is checked, and a success resets the count, so a burst of concurrent guesses (on one
+ * instance or several sharing a store) gets at most `threshold` checks: exactly one attempt sees the
+ * count reach the threshold, and that one, if its password is wrong too, locks the account and tells
+ * its owner. Each further lockout without a successful
  * sign-in in between lasts twice as long as the one before, up to a day.
  *
  * Nothing about a lock is ever shown to the person signing in: a locked account answers like an
@@ -33,6 +35,14 @@ export function isLocked(account: Pick<Account, 'lockedUntil'>, now = new Date()
   return account.lockedUntil !== undefined && account.lockedUntil.getTime() > now.getTime();
 }
 
+/** What counting an attempt answered. */
+export interface Attempt {
+  /** False while locked, past the threshold, or for an unknown or disabled account: answer as a wrong password. */
+  readonly mayCheck: boolean;
+  /** The account's count including this attempt (0 when not counted). */
+  readonly attempts: number;
+}
+
 export class LockoutPolicy {
   readonly #accounts: AccountRepository;
   readonly #settings: LockoutSettings;
@@ -48,25 +58,35 @@ export class LockoutPolicy {
   }
 
   /**
-   * Records a failed sign-in. `account` is undefined for an unknown email; failures against an
-   * account that is already locked or disabled are not counted (a lock is not extended by guessing
-   * on), but cost the same store round trip, so timing does not tell these cases apart.
+   * Counts a sign-in attempt BEFORE its password is checked (one atomic store step), so concurrent
+   * guesses cannot all be checked before the first failure counts. Answers whether the password may
+   * be checked at all: not while locked, and not past the threshold (the lock of the attempt that
+   * reached it may still be on its way). `account` is undefined for an unknown email; unknown and
+   * disabled accounts are not counted but cost the same store round trip.
    */
-  async recordFailure(account: Account | undefined, now = new Date()): Promise<void> {
-    if (!account || account.disabled || isLocked(account, now)) {
-      await this.#accounts.recordFailedSignIn(NOBODY);
-      return;
+  async beginAttempt(account: Account | undefined, now = new Date()): Promise<Attempt> {
+    if (!account || account.disabled) {
+      await this.#accounts.countSignInAttempt(NOBODY, now);
+      return { mayCheck: false, attempts: 0 };
     }
-    const failures = await this.#accounts.recordFailedSignIn(account.sub);
-    if (failures !== this.#settings.threshold) return;
+    const counted = await this.#accounts.countSignInAttempt(account.sub, now);
+    if (!counted || counted.lockedUntil) return { mayCheck: false, attempts: counted?.attempts ?? 0 };
+    return { mayCheck: counted.attempts <= this.#settings.threshold, attempts: counted.attempts };
+  }
+
+  /**
+   * After a wrong password: the attempt whose count was the threshold locks the account and tells
+   * its owner, unless a success in between reset the count. Exactly one attempt sees that count.
+   */
+  async recordFailure(account: Account, attempt: Attempt, now = new Date()): Promise<void> {
+    if (attempt.attempts !== this.#settings.threshold) return;
     const lockedUntil = new Date(now.getTime() + lockoutSeconds(this.#settings, account.lockouts) * 1000);
-    await this.#accounts.update(account.sub, { lockedUntil, lockouts: account.lockouts + 1, failedSignIns: 0 });
+    if (!await this.#accounts.lockAfterFailures(account.sub, this.#settings.threshold, lockedUntil)) return;
     for (const listener of this.#listeners) listener(account, lockedUntil);
   }
 
-  /** After a successful sign-in: the count and the escalation start over. */
+  /** After a successful sign-in: the count (which this attempt raised) and the escalation start over. */
   async recordSuccess(account: Account): Promise<void> {
-    if (account.failedSignIns === 0 && account.lockouts === 0 && account.lockedUntil === undefined) return;
     await this.#accounts.update(account.sub, { failedSignIns: 0, lockouts: 0, lockedUntil: null });
   }
 

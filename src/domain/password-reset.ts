@@ -3,7 +3,8 @@
  * that address or not (no enumeration); the page runs `request` in the background so the answer
  * takes the same time too. A link works once and for a short while; choosing a new password through it
  * applies the password policy, lifts any lockout, marks the address verified (the link proved the
- * mailbox), ends every session of the account and kills the account's other reset links.
+ * mailbox), ends every session of the account (and, unless REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=false,
+ * the refresh tokens of its apps) and kills the account's other reset links.
  */
 import type { Account, AccountRepository, OidcStore } from '../store/port.ts';
 import type { AccountService } from './accounts.ts';
@@ -29,6 +30,8 @@ export interface PasswordResetDependencies {
   tokens: LinkTokens;
   mailer: Mailer;
   issuer: string;
+  /** REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: a reset also ends the apps' refresh tokens. */
+  revokeAppTokens: boolean;
 }
 
 export type ResetOutcome =
@@ -41,6 +44,20 @@ export async function endAllSessions(oidc: OidcStore, accountId: string): Promis
   const sessions = await oidc.findByAccountId('Session', accountId);
   for (const { id } of sessions) await oidc.destroy('Session', id);
   return sessions.length;
+}
+
+/**
+ * Ends the refresh tokens and stored access tokens of every app the account let in (its grants stay,
+ * so no consent is asked again, but each app must send the person to sign in again). Returns how many
+ * grants had their tokens ended.
+ */
+export async function revokeAppTokens(oidc: OidcStore, accountId: string): Promise<number> {
+  const grants = await oidc.findByAccountId('Grant', accountId);
+  for (const { id } of grants) {
+    await oidc.revokeByGrantId('RefreshToken', id);
+    await oidc.revokeByGrantId('AccessToken', id);
+  }
+  return grants.length;
 }
 
 export class PasswordReset {
@@ -94,6 +111,7 @@ export class PasswordReset {
     await accounts.setPassword(account.sub, password, 'reset');
     if (!account.emailVerified) await repository.update(account.sub, { emailVerified: true });
     const sessionsEnded = await endAllSessions(oidc, account.sub);
+    if (this.#deps.revokeAppTokens) await revokeAppTokens(oidc, account.sub);
     await tokens.revokeAll(account.sub);
     return { ok: true, account, sessionsEnded };
   }

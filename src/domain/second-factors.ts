@@ -70,6 +70,16 @@ export interface SecondFactorSummary {
   enabled: boolean;
 }
 
+/** A password reset offers to remove the second factors and passkeys added this many days before it. */
+export const RECENT_FACTOR_DAYS = 7;
+
+/** A second factor or passkey added recently: `id` is `totp` or `passkey:<credential id>`. */
+export interface RecentFactor {
+  id: string;
+  label: string;
+  addedAt: Date;
+}
+
 const WRONG_CODE = 'That code is not right. Enter the current code from your authenticator app.';
 
 function summaryOf(passkey: Passkey): PasskeySummary {
@@ -280,6 +290,37 @@ export class SecondFactorService {
     const removed = account.passkeys.find((passkey) => passkey.credentialId === credentialId);
     this.#events.emit({ type: 'passkey.removed', sub, details: { name: removed?.name ?? '' } });
     await this.#dropRecoveryCodesIfLast(sub);
+  }
+
+  /**
+   * The authenticator app and passkeys added in the last RECENT_FACTOR_DAYS, newest first: what a
+   * password reset offers to remove, since someone who had the password could have added them.
+   * (Codes by email are not listed: they go to the owner's own mailbox, which the reset link proved.)
+   */
+  async recentFactors(sub: string, now = new Date()): Promise<RecentFactor[]> {
+    const account = await this.#account(sub);
+    const since = now.getTime() - RECENT_FACTOR_DAYS * 86_400_000;
+    const recent: RecentFactor[] = [];
+    if (account.totp?.confirmedAt && account.totp.confirmedAt.getTime() >= since) {
+      recent.push({ id: 'totp', label: 'Authenticator app', addedAt: account.totp.confirmedAt });
+    }
+    for (const passkey of account.passkeys) {
+      if (passkey.createdAt.getTime() >= since) recent.push({ id: `passkey:${passkey.credentialId}`, label: `Passkey "${passkey.name}"`, addedAt: passkey.createdAt });
+    }
+    return recent.sort((a, b) => b.addedAt.getTime() - a.addedAt.getTime());
+  }
+
+  /** Removes those of `ids` that are still recent factors (anything else is ignored); returns how many went. */
+  async removeRecentFactors(sub: string, ids: readonly string[], now = new Date()): Promise<number> {
+    const wanted = new Set(ids);
+    let removed = 0;
+    for (const factor of await this.recentFactors(sub, now)) {
+      if (!wanted.has(factor.id)) continue;
+      if (factor.id === 'totp') await this.disableTotp(sub);
+      else await this.removePasskey(sub, factor.id.slice('passkey:'.length));
+      removed += 1;
+    }
+    return removed;
   }
 
   /** Everything off, for an administrator helping someone who lost every factor. */

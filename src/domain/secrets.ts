@@ -2,7 +2,7 @@
  * The master secret encrypts private keys at rest. Operators give it as TESSERA_SECRET; in
  * development, when none is given, one is generated into DATA_DIR (and the log says so loudly).
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -22,7 +22,7 @@ export function loadMasterSecret(config: Pick<Config, 'secret' | 'dataDir' | 'en
   }
   const file = path.join(config.dataDir, 'secret');
   if (!existsSync(file)) {
-    mkdirSync(config.dataDir, { recursive: true });
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     // 'wx' fails if another process (the CLI, a second server) created it first; then we read theirs.
     try {
       writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
@@ -30,5 +30,7 @@ export function loadMasterSecret(config: Pick<Config, 'secret' | 'dataDir' | 'en
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
   }
+  // One written by an older Tessera, or copied in, may be readable by others: it decrypts every private key.
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
   return { value: readFileSync(file, 'utf8').trim(), generatedFile: file };
 }

@@ -16,9 +16,9 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import { CLIENT_AUTHENTICATING_PATHS, trustedProxyList } from '../oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/client-certificates.ts';
 import type { Store } from '../store/port.ts';
+import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
 
 /** A refused request; the error middleware answers 429 with `Retry-After: retryAfterSeconds`. */
 export class RateLimitedError extends AppError {
@@ -35,20 +35,6 @@ function waitInWords(seconds: number): string {
   if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
   const minutes = Math.ceil(seconds / 60);
   return `${minutes} minute${minutes === 1 ? '' : 's'}`;
-}
-
-/** An IP address as sockets and proxies write it ("::ffff:192.0.2.1", "192.0.2.1:443", "[2001:db8::1]:443"), or undefined. */
-function normalizeAddress(address: string | undefined): string | undefined {
-  const trimmed = address?.trim()
-    .replace(/^\[([^\]]+)\](:\d+)?$/, '$1')
-    .replace(/^(\d+\.\d+\.\d+\.\d+):\d+$/, '$1');
-  if (!trimmed) return undefined;
-  const plain = trimmed.startsWith('::ffff:') && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
-  return isIP(plain) ? plain : undefined;
-}
-
-function isTrusted(proxies: BlockList, address: string): boolean {
-  return proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 }
 
 /**
@@ -85,6 +71,10 @@ function identifierKey(value: string): string {
   return createHash('sha256').update(value).digest('base64url');
 }
 
+/** The key of one client's failures from one address (see clientFailures). */
+function clientFromAddress(address: string, clientId: string): string {
+  return identifierKey(`${address} ${clientId}`);
+}
 
 interface ClientGate {
   checked: boolean;
@@ -136,13 +126,6 @@ export class RateLimits {
     this.#settings = settings;
     this.#store = store;
     this.#proxies = trustedProxyList(trustedProxies);
-  }
-
-  /** Says, once at startup, when per-address limits would count every client as the proxy. */
-  warnIfMisconfigured(behindTlsProxy: boolean, trustedProxies: readonly string[], logger: Logger): void {
-    if (behindTlsProxy && trustedProxies.length === 0) {
-      logger.warn('BEHIND_TLS_PROXY is set but TRUSTED_PROXIES is empty: rate limits per address will count every client under the proxy\'s address; set TRUSTED_PROXIES');
-    }
   }
 
   /** The client address the limits count, after trusted proxies. */
@@ -208,6 +191,15 @@ export class RateLimits {
     return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
   }
 
+  /**
+   * A passwordless passkey sign-in names no account until it is answered, so its ceremony counts per
+   * address, against the same limit as the password sign-in posts: asking for options is the step
+   * every attempt takes (each answer needs a fresh, single-use challenge from it).
+   */
+  passwordlessSignIn(ctx: Context): Promise<void> {
+    return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
+  }
+
   registration(ctx: Context): Promise<void> {
     return this.#consume(['registrationPerIp', addressKey(this.address(ctx))]);
   }
@@ -238,10 +230,15 @@ export class RateLimits {
   }
 
   /**
-   * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address and
-   * per client that exists, so a successful token request stays free of store writes. A request
-   * from an address or for a client already over its limit is answered 429 before any credential
-   * is checked; looking that up is a read.
+   * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address,
+   * and per client that exists FROM that address. A client id is public (every authorization
+   * request shows it), so counting a client's failures from everywhere together would let anyone
+   * lock it out with a few bad requests; counted per address and client, an attacker only locks
+   * itself out, while guessing a client's credentials from one address stays as limited as before
+   * (and guessing from many addresses meets each address's own limit; a generated secret has 256
+   * bits, a key or certificate cannot be guessed at all). A successful token request stays free of
+   * store writes. A request from an address, or for a client from an address, already over its
+   * limit is answered 429 before any credential is checked; looking that up is a read.
    */
   clientFailures(): Middleware {
     const limits = this;
@@ -255,7 +252,7 @@ export class RateLimits {
         checked: false,
         blockedMs: 0,
         async check(clientId) {
-          gate.blockedMs = await limits.#blockedFor('tokenFailuresPerClient', clientId);
+          gate.blockedMs = await limits.#blockedFor('tokenFailuresPerClient', clientFromAddress(address, clientId));
           return gate.blockedMs === 0;
         },
       };
@@ -266,7 +263,7 @@ export class RateLimits {
       if ((ctx.status === 400 || ctx.status === 401) && (ctx.body as { error?: unknown } | undefined)?.error !== 'use_dpop_nonce') {
         const clientId = (ctx as { oidc?: { client?: { clientId?: string } } }).oidc?.client?.clientId;
         const counts: Array<[LimitName, string]> = [['tokenFailuresPerIp', address]];
-        if (clientId) counts.push(['tokenFailuresPerClient', clientId]);
+        if (clientId) counts.push(['tokenFailuresPerClient', clientFromAddress(address, clientId)]);
         // The failure is already answered; going over the limit shows on the next request.
         await limits.#consume(...counts).catch((error: unknown) => {
           if (!(error instanceof RateLimitedError)) throw error;

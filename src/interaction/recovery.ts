@@ -10,11 +10,13 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 
-import { normalizeEmail, type AccountService } from '../domain/accounts.ts';
+import { type AccountService } from '../domain/accounts.ts';
+import { normaliseEmail } from '../domain/email.ts';
 import { describeDuration } from '../domain/account-mail.ts';
 import { VERIFY_EMAIL_PATH, type EmailVerification } from '../domain/email-verification.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import { FORGOT_PASSWORD_PATH, interactionUid, RESET_PASSWORD_PATH, type PasswordReset } from '../domain/password-reset.ts';
+import type { SecondFactorService } from '../domain/second-factors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
@@ -28,6 +30,8 @@ export interface RecoveryRouterDependencies {
   rateLimits: RateLimits;
   logger: Logger;
   events: SecurityEvents;
+  /** A reset offers to remove the second factors and passkeys added in the last days. */
+  secondFactors: SecondFactorService;
 }
 
 function queryField(ctx: Context, name: string): string {
@@ -35,12 +39,18 @@ function queryField(ctx: Context, name: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-function looksLikeEmail(value: string): boolean {
-  const email = normalizeEmail(value);
-  return email.length <= 254 && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email);
+/** Every value of a repeated form field (checkboxes), strings only. */
+function formValues(ctx: Context, name: string): string[] {
+  const value = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
+  const values = Array.isArray(value) ? value : [value];
+  return values.filter((entry): entry is string => typeof entry === 'string');
 }
 
-export function recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events }: RecoveryRouterDependencies): Router {
+function looksLikeEmail(value: string): boolean {
+  return normaliseEmail(value).ok;
+}
+
+export function recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors }: RecoveryRouterDependencies): Router {
   const router = new Router();
   const policy = accounts.passwordPolicy;
 
@@ -56,8 +66,18 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     });
   }
 
-  async function showResetForm(ctx: Context, values: { token: string; uid?: string | undefined; email: string; error?: string }) {
+  /**
+   * The reset form. Factors added in the last days are listed with a checkbox each, ticked at first:
+   * the person resetting proved the mailbox, and one they do not recognise was likely added by
+   * whoever had the password. After a refused password the ticks stay as they were sent.
+   */
+  async function showResetForm(ctx: Context, values: { token: string; uid?: string | undefined; email: string; sub: string; error?: string; ticked?: string[] }) {
     ctx.set('Cache-Control', 'no-store');
+    const recentFactors = (await secondFactors.recentFactors(values.sub)).map((factor) => ({
+      ...factor,
+      addedOn: factor.addedAt.toUTCString().replace(/ \d\d:\d\d:\d\d GMT$/, ''),
+      checked: values.ticked ? values.ticked.includes(factor.id) : true,
+    }));
     await renderPage(ctx, 'reset-password', {
       title: 'Choose a new password',
       done: false,
@@ -65,6 +85,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
       uid: values.uid,
       email: values.email,
       error: values.error,
+      recentFactors,
       passwordMinLength: policy.minLength,
       passwordMaxLength: policy.maxLength,
       passwordHint: policy.hint,
@@ -111,7 +132,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     const uid = interactionUid(ctx.query.uid);
     const account = await passwordReset.peek(token);
     if (!account) return showLinkExpired(ctx, 'reset', uid);
-    await showResetForm(ctx, { token, uid, email: account.email });
+    await showResetForm(ctx, { token, uid, email: account.email, sub: account.sub });
   });
 
   router.post(RESET_PASSWORD_PATH, csrfProtection, async function resetPassword(ctx) {
@@ -120,25 +141,30 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     const password = formField(ctx, 'password');
     const account = await passwordReset.peek(token);
     if (!account) return showLinkExpired(ctx, 'reset', uid);
+    const ticked = formValues(ctx, 'remove_factor');
     if (password !== formField(ctx, 'password_confirmation')) {
       ctx.status = 400;
-      return showResetForm(ctx, { token, uid, email: account.email, error: 'The two passwords do not match' });
+      return showResetForm(ctx, { token, uid, email: account.email, sub: account.sub, ticked, error: 'The two passwords do not match' });
     }
     const outcome = await passwordReset.complete(token, password);
     if (!outcome.ok) {
       if (outcome.reason === 'invalid_link') return showLinkExpired(ctx, 'reset', uid);
       ctx.status = 400;
-      return showResetForm(ctx, { token, uid, email: account.email, error: outcome.problem.message });
+      return showResetForm(ctx, { token, uid, email: account.email, sub: account.sub, ticked, error: outcome.problem.message });
     }
-    logger.info({ sub: outcome.account.sub, sessionsEnded: outcome.sessionsEnded }, 'password reset');
+    // After the new password is set: a link that failed removes nothing.
+    const factorsRemoved = ticked.length ? await secondFactors.removeRecentFactors(outcome.account.sub, ticked) : 0;
+    logger.info({ sub: outcome.account.sub, sessionsEnded: outcome.sessionsEnded, factorsRemoved }, 'password reset');
     if (outcome.sessionsEnded) events.emit({ type: 'session.ended', sub: outcome.account.sub, details: { count: outcome.sessionsEnded, reason: 'password_reset' } });
     ctx.status = 303;
-    ctx.redirect(`${RESET_PASSWORD_PATH}/done${uid ? `?uid=${uid}` : ''}`);
+    const done = new URLSearchParams({ ...(uid && { uid }), ...(factorsRemoved && { removed: String(factorsRemoved) }) }).toString();
+    ctx.redirect(`${RESET_PASSWORD_PATH}/done${done ? `?${done}` : ''}`);
   });
 
   router.get(`${RESET_PASSWORD_PATH}/done`, async function showPasswordChanged(ctx) {
     ctx.set('Cache-Control', 'no-store');
-    await renderPage(ctx, 'reset-password', { title: 'Password changed', done: true, uid: interactionUid(ctx.query.uid) });
+    const removed = typeof ctx.query.removed === 'string' && /^[1-9]\d{0,2}$/.test(ctx.query.removed) ? Number(ctx.query.removed) : 0;
+    await renderPage(ctx, 'reset-password', { title: 'Password changed', done: true, uid: interactionUid(ctx.query.uid), removed });
   });
 
   router.get(VERIFY_EMAIL_PATH, csrfProtection, async function showVerifyEmail(ctx) {

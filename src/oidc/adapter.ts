@@ -2,15 +2,26 @@
  * The one oidc-provider adapter, generic over model names, on top of whichever store is configured.
  * Two models get a little policy on the way through:
  * - Client reads come from the ClientService's in-memory cache (hot path: every token request);
+ * - Consuming a single-use record (code, refresh token, device code) must be won: oidc-provider reads
+ *   the record, checks `consumed`, then consumes, so concurrent redemptions all pass its check. The
+ *   store's compare-and-set says which call consumed it; every other call is a reuse: the grant is
+ *   revoked and the request fails with invalid_grant (RFC 9700 section 4.14.2).
  * - RefreshToken reads honour the reuse grace period: a token rotated moments ago is handed back
- *   as not yet consumed, so two concurrent refreshes both succeed instead of revoking the grant.
+ *   as not yet consumed, and consuming it again is allowed, so a retried refresh (an answer lost to
+ *   a crash or a dropped connection) succeeds. Lineages never fork: the rotated token records its
+ *   successor, and a new successor replaces (destroys) the one before; if that one was used
+ *   already, the old token's reuse is real reuse and the grant is revoked.
+ * - Every record but clients and grants is keyed by a digest of its value (see storeKey).
+ * - A pushed authorization request is taken out of the store when its request_uri is opened, so it is opened once.
  * A store outage becomes TemporarilyUnavailable on the way out, so oidc-provider answers 503 rather than 500.
  */
-import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import { createHash } from 'node:crypto';
+
+import { errors, Provider, type Adapter, type AdapterPayload } from 'oidc-provider';
 
 import type { ClientService } from '../domain/clients.ts';
 import { isStoreUnavailable } from '../store/outage.ts';
-import type { OidcStore } from '../store/port.ts';
+import type { OidcPayload, OidcStore } from '../store/port.ts';
 
 /**
  * oidc-provider turns any adapter failure into 500 server_error. A store outage is not a bug: the
@@ -74,14 +85,22 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      await guarded(oidc.upsert(this.model, id, payload, expiresIn > 0 ? expiresIn : undefined));
+      await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), expiresIn > 0 ? expiresIn : undefined));
+      // Without a grace period a second consumer is refused outright, so no lineage can fork: no successor to keep.
+      if (this.model === 'RefreshToken' && refreshReuseGraceSeconds > 0) await guarded(recordSuccessor(id));
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.model === 'Client') {
         return (await guarded(clients.findMetadata(id))) as AdapterPayload | undefined;
       }
-      const payload = (await guarded(oidc.find(this.model, id))) as AdapterPayload | undefined;
+      if (this.model === 'PushedAuthorizationRequest' && Provider.ctx?.oidc?.route === 'authorization') {
+        // RFC 9126 section 4: a request_uri is used once. oidc-provider marks it consumed only when the
+        // authorization completes, so opening it twice meanwhile would start two authorizations; the
+        // first open takes it out of the store instead (atomic read-and-delete), a second open finds nothing.
+        return withId(id, await guarded(oidc.take(this.model, storeKey(this.model, id))));
+      }
+      const payload = withId(id, await guarded(oidc.find(this.model, storeKey(this.model, id))));
       if (this.model === 'RefreshToken' && payload?.consumed && withinGrace(payload.consumed, refreshReuseGraceSeconds)) {
         const { consumed: _consumed, ...fresh } = payload;
         return fresh;
@@ -98,17 +117,101 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async consume(id: string): Promise<void> {
-      await guarded(oidc.consume(this.model, id));
+      const key = storeKey(this.model, id);
+      if (await guarded(oidc.consume(this.model, key))) return;
+      // Taken out of the store when it was opened (see find): single use is already settled.
+      if (this.model === 'PushedAuthorizationRequest') return;
+      const record = await guarded(oidc.find(this.model, key));
+      // A retry within the grace period; recordSuccessor keeps it to one lineage.
+      if (this.model === 'RefreshToken' && record !== undefined && withinGrace(record.consumed, refreshReuseGraceSeconds)) return;
+      await guarded(revokeGrant(record?.grantId));
+      throw new errors.InvalidGrant(`${LABELS[this.model] ?? 'grant'} already used`);
     }
 
     async destroy(id: string): Promise<void> {
-      await guarded(oidc.destroy(this.model, id));
+      await guarded(oidc.destroy(this.model, storeKey(this.model, id)));
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
       await guarded(oidc.revokeByGrantId(this.model, grantId));
     }
   };
+
+  /**
+   * After a rotation (oidc-provider keeps the rotated token as the `RotatedRefreshToken` entity of the
+   * request), the new token becomes the rotated one's successor. The successor it replaces (an
+   * earlier answer to the same token, within the grace period) is taken out of the store; had it
+   * been used already, the client moved on and this is a stolen token coming back: revoke.
+   */
+  async function recordSuccessor(id: string): Promise<void> {
+    const rotated = (Provider.ctx?.oidc?.entities as { RotatedRefreshToken?: { jti?: string } } | undefined)?.RotatedRefreshToken?.jti;
+    if (typeof rotated !== 'string' || rotated === id) return;
+    const successor = storeKey('RefreshToken', id);
+    const previous = await oidc.swapSuccessor('RefreshToken', storeKey('RefreshToken', rotated), successor);
+    if (previous === undefined || previous === successor) return;
+    const replaced = await oidc.take('RefreshToken', previous);
+    if (replaced?.consumed !== undefined) {
+      await revokeGrant(replaced.grantId);
+      throw new errors.InvalidGrant('refresh token already used');
+    }
+  }
+
+  /**
+   * What oidc-provider's own reuse detection does (lib/helpers/revoke.js): every token of the grant,
+   * and the grant itself, so tokens issued to the winner of a race after this point are refused
+   * too (they refer to a grant that no longer exists).
+   */
+  async function revokeGrant(grantId: unknown): Promise<void> {
+    if (typeof grantId !== 'string' || grantId === '') return;
+    await Promise.all(GRANT_MODELS.map((model) => oidc.revokeByGrantId(model, grantId)));
+    await oidc.destroy('Grant', grantId);
+    const ctx = Provider.ctx;
+    if (ctx !== undefined) ctx.oidc.provider.emit('grant.revoked', ctx, grantId);
+  }
+}
+
+/** The models oidc-provider issues under a grant. */
+const GRANT_MODELS = ['AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode', 'BackchannelAuthenticationRequest'] as const;
+const LABELS: Record<string, string> = {
+  AuthorizationCode: 'authorization code',
+  RefreshToken: 'refresh token',
+  DeviceCode: 'device code',
+  BackchannelAuthenticationRequest: 'backchannel authentication request',
+};
+
+/**
+ * The store never holds a working bearer value (a token, a code, a session or interaction cookie):
+ * records are keyed by the SHA-256 of the value (base64url), so a copy of the database file or
+ * collection gives nothing to present. oidc-provider always looks records up by the value it was
+ * given, so the digest is taken here, on every call. Clients are found by client_id and grants by
+ * grant id, neither of which works as a credential (and both are looked up by other modules by
+ * their plain ids), so those two stay as they are.
+ */
+const PLAIN_KEYED_MODELS = new Set(['Client', 'Grant']);
+
+export function storeKey(model: string, id: string): string {
+  return PLAIN_KEYED_MODELS.has(model) ? id : createHash('sha256').update(id).digest('base64url');
+}
+
+/**
+ * The payload as stored: its `jti` is the value itself, so it becomes the key too (find puts the
+ * value back, it knows it); an interaction remembers its session's cookie value, which becomes
+ * that session's key (nothing reads it back; oidc-provider finds the session by its uid).
+ */
+function storedPayload(model: string, id: string, payload: AdapterPayload): AdapterPayload {
+  if (PLAIN_KEYED_MODELS.has(model)) return payload;
+  const stored: AdapterPayload = { ...payload };
+  if (stored.jti === id) stored.jti = storeKey(model, id);
+  const session = stored.session as { cookie?: unknown } | undefined;
+  if (session && typeof session === 'object' && typeof session.cookie === 'string') {
+    stored.session = { ...session, cookie: storeKey('Session', session.cookie) };
+  }
+  return stored;
+}
+
+function withId(id: string, payload: OidcPayload | undefined): AdapterPayload | undefined {
+  if (payload === undefined) return undefined;
+  return (payload.jti === undefined ? payload : { ...payload, jti: id }) as AdapterPayload;
 }
 
 function withinGrace(consumedAt: unknown, graceSeconds: number): boolean {

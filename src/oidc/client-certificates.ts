@@ -4,7 +4,6 @@
  * anywhere else is ignored, so nobody can claim a certificate by sending a header.
  */
 import { X509Certificate } from 'node:crypto';
-import { BlockList, isIP } from 'node:net';
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
 
 import type { Context, Middleware, Next } from 'koa';
@@ -12,6 +11,7 @@ import { Provider } from 'oidc-provider';
 
 import type { TlsConfig } from '../config.ts';
 import { isCurrentlyValid, parseBundle, toPem } from '../domain/certificates.ts';
+import { peerIsTrusted, trustedProxyList } from '../http/trusted-proxies.ts';
 import type { Logger } from '../log.ts';
 
 export interface PresentedCertificate {
@@ -27,17 +27,6 @@ export interface PresentedCertificate {
  * certificate is refused there outright, and failures there count against rate limits.
  */
 export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
-
-export function trustedProxyList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address, prefix] = entry.split('/');
-    const family = isIP(address!) === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) list.addAddress(address!, family);
-    else list.addSubnet(address!, Number(prefix), family);
-  }
-  return list;
-}
 
 /**
  * A TLS 1.3 connection's client certificate cannot change (1.3 has no renegotiation), so it is read
@@ -113,10 +102,8 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     if (!header) return undefined;
     const value = ctx.get(header);
     if (!value) return undefined;
-    const remote = ctx.req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
-    const family = isIP(remote) === 6 ? 'ipv6' : 'ipv4';
-    if (!remote || !proxies.check(remote, family)) {
-      logger.warn({ remote, header, requestId: ctx.state.requestId }, 'ignored a client certificate header from an untrusted address');
+    if (!peerIsTrusted(proxies, ctx.req.socket.remoteAddress)) {
+      logger.warn({ remote: ctx.req.socket.remoteAddress, header, requestId: ctx.state.requestId }, 'ignored a client certificate header from an untrusted address');
       return undefined;
     }
     try {

@@ -12,13 +12,14 @@ import { errors, interactionPolicy } from 'oidc-provider';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from '../account/client.ts';
 import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
-import { chainsTo, parseBundle, subjectMatches, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
-import { TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
+import { chainsTo, parseBundle, subjectMatches, tlsSubjectProblem, type TlsSubject, type TlsSubjectType, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
+import { jwksUriProblem, TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_MULTI_FACTOR, ACR_VALUES, multiFactorRequired, REQUIRE_MFA_METADATA, SECOND_FACTOR_REASON } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../domain/roles.ts';
 import { UPSTREAM_HINT_PARAMETERS } from '../domain/upstreams.ts';
+import { providerCookieNames } from '../http/cookie-names.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { presentedCertificate, type PresentedCertificate } from './client-certificates.ts';
@@ -87,9 +88,23 @@ async function holderRoles(accounts: AccountService, ctx: KoaContextWithOIDC, cl
 }
 
 /**
+ * OpenID Connect scopes (openid, profile, offline_access...) are about a signed-in person, and the
+ * client credentials grant has none: asking for one there is invalid_scope, where oidc-provider
+ * would issue a token carrying `openid` (or, with a resource, silently drop it). Checked both
+ * where a resource is named (resourceServerInfo) and where none is (defaultResource).
+ */
+function refusePersonScopes(ctx: KoaContextWithOIDC): void {
+  const params = ctx.oidc.params as Record<string, unknown> | undefined;
+  if (ctx.oidc.route !== 'token' || params?.grant_type !== 'client_credentials' || typeof params.scope !== 'string') return;
+  const personScopes = params.scope.split(' ').filter((scope) => OIDC_SCOPES.has(scope));
+  if (personScopes.length) throw new errors.InvalidScope('OpenID Connect scopes need a signed-in person, and the client credentials grant has none', personScopes.join(' '));
+}
+
+/**
  * Which access tokens a client may get for a resource server: only the scopes both the resource
  * offers and the client was allowed. Asking for any other API scope fails with invalid_scope
- * (oidc-provider alone would silently drop it). A scope the resource limits to roles is offered
+ * (oidc-provider alone would silently drop it), and so does an OpenID Connect scope such as
+ * `openid` with the client credentials grant. A scope the resource limits to roles is offered
  * only when the holder has one of them: a person without it is simply not granted it (the token
  * response's `scope` says what was), a machine client asking for it explicitly gets invalid_scope.
  * This runs again at every token request, so a role taken away stops the next refresh too.
@@ -113,6 +128,7 @@ async function resourceServerInfo(resources: ResourceService, accounts: AccountS
     params.scope = available.join(' ');
   }
   const requested = typeof params?.scope === 'string' ? params.scope.split(' ') : [];
+  if (machine) refusePersonScopes(ctx);
   const refused = requested.filter((scope) => scope && !OIDC_SCOPES.has(scope) && !everyAllowedScope.has(scope));
   if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
   if (machine) {
@@ -212,6 +228,32 @@ function validateTesseraMetadata(key: string, value: unknown): void {
   }
 }
 
+/**
+ * What registration refuses is refused in config/clients.json too, at startup, one line per problem:
+ * a subject DN that does not parse (it would match no certificate, or once did match the wrong ones),
+ * and in production a jwks_uri on a loopback or private address.
+ */
+function staticClientProblems(client: Record<string, unknown>, config: Config): string[] {
+  const where = `clients.json: client ${String(client.client_id)}`;
+  const subjects: TlsSubject[] = [
+    ...(typeof client.tls_client_auth_subject_dn === 'string' ? [{ type: 'subject_dn' as const, value: client.tls_client_auth_subject_dn }] : []),
+    ...(Array.isArray(client.tessera_tls_subjects) ? client.tessera_tls_subjects as TlsSubject[] : []),
+  ];
+  const problems = subjects.map((subject) => (subject && typeof subject.value === 'string' ? tlsSubjectProblem(subject) : undefined));
+  const jwksProblem = typeof client.jwks_uri === 'string' ? jwksUriProblem(client.jwks_uri, config.env === 'production') : undefined;
+  problems.push(jwksProblem && `jwks_uri: ${jwksProblem}`);
+  return problems.filter((problem): problem is string => Boolean(problem)).map((problem) => `${where}: ${problem}`);
+}
+
+/**
+ * oidc-provider's cookie names are fixed at start, so they take their prefixes only when every
+ * browser request will arrive over TLS: an https ISSUER that Tessera terminates itself, or one a TLS
+ * proxy fronts (BEHIND_TLS_PROXY). Elsewhere a prefixed cookie would lack Secure and be dropped.
+ */
+export function cookiesOverTls(config: Config): boolean {
+  return config.issuer.startsWith('https:') && (Boolean(config.tls.cert) || config.behindTlsProxy);
+}
+
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 
 /**
@@ -222,7 +264,7 @@ export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
  * - a session whose account was disabled or deleted must sign in again (oidc-provider would
  *   otherwise carry on with a session that has no account behind it).
  * - a session signed in with one factor is asked for a second when the client requires it
- *   (`tessera_require_mfa`) or the request accepts only `urn:tessera:loa:2` (interaction/second-factor.ts
+ *   (`tessera_require_mfa`) or the request accepts only `urn:tessera:loa:2` (interaction/after-first-factor.ts
  *   then goes straight to the second factor, or to enrolment, without asking for the password again).
  */
 function interactionPrompts(): interactionPolicy.Prompt[] {
@@ -244,11 +286,14 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
   if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
     throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
   }
+  const staticProblems = staticClients.flatMap((client) => staticClientProblems(client, config));
+  if (staticProblems.length) throw new ConfigError(staticProblems);
   return {
     adapter,
     clients: [...staticClients, accountClientMetadata(config.issuer)] as unknown as Configuration['clients'],
     jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
+      names: providerCookieNames(cookiesOverTls(config)),
       keys: keys.cookieKeys,
       long: { signed: true, httpOnly: true, sameSite: 'lax' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
@@ -367,7 +412,8 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       resourceIndicators: {
         enabled: true,
         // A machine client allowed exactly one API needs no `resource` parameter.
-        defaultResource(_ctx, client, oneOf) {
+        defaultResource(ctx, client, oneOf) {
+          refusePersonScopes(ctx);
           if (oneOf?.length) return oneOf[0]!;
           const audiences = Object.keys(allowedResources(client as unknown as ClientLike));
           return audiences.length === 1 && client.grantTypeAllowed('client_credentials') ? audiences[0]! : undefined!;

@@ -146,7 +146,8 @@ export class ProviderHost {
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
     }));
-    provider.proxy = config.behindTlsProxy;
+    // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
+    provider.proxy = true;
     extendProvider(provider);
     observeProvider(provider, this.#deps);
     provider.on('server_error', (ctx, error) => {

@@ -3,12 +3,12 @@ import path from 'node:path';
 
 import type { Store } from './port.ts';
 
-export async function openStore(config: { mongodbUri?: string | undefined; dataDir: string }): Promise<Store> {
+export async function openStore(config: { mongodbUri?: string | undefined; dataDir: string }, options: { warn?: (message: string) => void } = {}): Promise<Store> {
   // Loaded on demand: mongoose costs a quarter of a second to import, and most CLI runs use SQLite.
   if (config.mongodbUri !== undefined && config.mongodbUri !== '') {
     const { openMongoStore } = await import('./mongo/mongo-store.ts');
     return openMongoStore({ uri: config.mongodbUri });
   }
   const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
-  return openSqliteStore({ file: path.join(config.dataDir, 'tessera.db') });
+  return openSqliteStore({ file: path.join(config.dataDir, 'tessera.db'), ...(options.warn && { warn: options.warn }) });
 }

@@ -25,6 +25,8 @@ export interface GuardOptions {
    * timer could not fire before them anyway; SQLite's busy timeout bounds them).
    */
   deadlineMs?: number | undefined;
+  /** A message naming what is wrong, for failures the operator must act on (a damaged file); the generic one otherwise. */
+  describe?(error: unknown): string | undefined;
   /** Calls exempt from the deadline, as `repository.method`: they bound their own waits (a lock wait). */
   unbounded?: readonly string[];
 }
@@ -41,7 +43,7 @@ export function guardStore<S extends Store>(store: S, options: GuardOptions): S 
 
   function convert(error: unknown, what: string): never {
     if (isAppError(error) || !options.isUnavailable(error)) throw error;
-    throw storeUnavailableError(`The store is unavailable (${what}).`, error);
+    throw storeUnavailableError(options.describe?.(error) ?? `The store is unavailable (${what}).`, error);
   }
 
   function guardCall<A extends unknown[], R>(what: string, call: (...args: A) => R): (...args: A) => R {

@@ -26,8 +26,18 @@ export interface OidcStore {
   find(model: string, id: string): Promise<OidcPayload | undefined>;
   findByUid(model: string, uid: string): Promise<OidcPayload | undefined>;
   findByUserCode(model: string, userCode: string): Promise<OidcPayload | undefined>;
-  /** Marks the record consumed (epoch seconds) unless it already is; the first consumption time is kept. */
-  consume(model: string, id: string): Promise<void>;
+  /**
+   * Marks the record consumed (epoch seconds) unless it already is; the first consumption time is kept.
+   * True only for the one call that consumed it (an atomic compare-and-set, across processes too):
+   * false when it was consumed already, is unknown or has expired. Single use rests on this answer.
+   */
+  consume(model: string, id: string): Promise<boolean>;
+  /**
+   * Atomically records `successor` as the record's successor (a rotated refresh token's
+   * replacement) and returns the one recorded before, if any: of concurrent callers each gets a
+   * different previous value, so exactly one successor stays recorded.
+   */
+  swapSuccessor(model: string, id: string, successor: string): Promise<string | undefined>;
   destroy(model: string, id: string): Promise<void>;
   /** Removes every record of this model issued under the grant. */
   revokeByGrantId(model: string, grantId: string): Promise<void>;
@@ -55,7 +65,11 @@ export interface Account {
   /** Normalised (trimmed, NFC, lower-cased) email; unique. */
   email: string;
   emailVerified: boolean;
-  passwordHash: string;
+  /**
+   * Absent for an account that signs in another way (a passkey; later an upstream provider or an
+   * email link): no password signs in to it, and the account page offers to set one.
+   */
+  passwordHash?: string;
   name?: string;
   givenName?: string;
   familyName?: string;
@@ -118,8 +132,22 @@ export interface AccountRepository {
   /** Changes the given fields; returns false when there is no such account. */
   update(sub: string, changes: AccountChanges): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
-  /** Atomically adds one to failedSignIns and returns the new count (0 when there is no such account). */
-  recordFailedSignIn(sub: string): Promise<number>;
+  /**
+   * Counts a sign-in attempt before its password is checked, in one atomic step: unless the account
+   * is locked at `now`, adds one to failedSignIns. Answers the count and the lock as that step saw
+   * them, so of concurrent attempts exactly one sees each count (undefined when there is no such account).
+   */
+  countSignInAttempt(sub: string, now: Date): Promise<{ attempts: number; lockedUntil?: Date } | undefined>;
+  /**
+   * Locks the account until `lockedUntil` (lockouts + 1, failedSignIns back to 0) only if failedSignIns
+   * is still at least `threshold`: a success in between (which resets the count) wins. True when it locked.
+   */
+  lockAfterFailures(sub: string, threshold: number, lockedUntil: Date): Promise<boolean>;
+  /**
+   * Sets the sign counter and last use of one passkey, only if the account still has it: a sign-in in
+   * flight never writes back a passkey list that was changed meanwhile. False when the passkey is gone.
+   */
+  recordPasskeyUse(sub: string, credentialId: string, counter: number, usedAt: Date): Promise<boolean>;
   /** Atomically removes one recovery code hash; true only for the one caller that removed it. */
   consumeRecoveryCode(sub: string, codeHash: string): Promise<boolean>;
   /** Atomically sets totp.lastStep to `step` if it is greater; false (a replay) otherwise or without TOTP. */

@@ -24,6 +24,11 @@ export interface TestServerOptions {
   dataDir?: string;
   /** Where the server's log goes (at LOG_LEVEL, silent unless `env` sets it); stdout otherwise. */
   logDestination?: DestinationStream;
+  /**
+   * 'defaults' hashes passwords at Tessera's own argon2 defaults, for a test about that cost (timing,
+   * rehashing); the cheapest allowed setting otherwise (CHEAP_ARGON2).
+   */
+  argon2?: 'cheap' | 'defaults';
 }
 
 export interface TestServer extends RunningServer {
@@ -51,6 +56,18 @@ export const RELAXED_RATE_LIMITS: Readonly<Record<string, string>> = Object.free
   RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT: '100000/60',
 });
 
+/**
+ * The cheapest argon2id setting the configuration accepts (the production limits are not lowered for
+ * tests): a tenth of the default cost per hash, for the many tests that register or sign in people
+ * but do not measure hashing. Every test server, spawned server and CLI installation gets it unless
+ * the test says otherwise.
+ */
+export const CHEAP_ARGON2: Readonly<Record<string, string>> = Object.freeze({
+  ARGON2_MEMORY_KIB: '8192',
+  ARGON2_TIME_COST: '1',
+  ARGON2_PARALLELISM: '1',
+});
+
 export function makeTempDir(prefix = 'tessera-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
@@ -68,6 +85,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     LOG_LEVEL: 'silent',
     STORE_POLL_SECONDS: '1',
     ...RELAXED_RATE_LIMITS,
+    ...(options.argon2 === 'defaults' ? {} : CHEAP_ARGON2),
     ...options.env,
   };
   const config = loadConfig(env);

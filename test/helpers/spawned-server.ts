@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { RELAXED_RATE_LIMITS } from './server.ts';
+import { CHEAP_ARGON2, RELAXED_RATE_LIMITS } from './server.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tessera', import.meta.url));
 const READY_TIMEOUT_MS = 30_000;
@@ -39,7 +39,7 @@ export interface SpawnOptions {
   env?: Record<string, string>;
 }
 
-/** Environment a test's `tessera serve` runs with: the given DATA_DIR, info logs, relaxed rate limits, one process. */
+/** Environment a test's `tessera serve` runs with: the given DATA_DIR, info logs, relaxed rate limits, cheap argon2, one process. */
 export function serverEnv({ dataDir, clients = [], env = {} }: SpawnOptions): Record<string, string> {
   const configDir = path.join(dataDir, 'config');
   mkdirSync(configDir, { recursive: true });
@@ -54,6 +54,7 @@ export function serverEnv({ dataDir, clients = [], env = {} }: SpawnOptions): Re
     STORE_POLL_SECONDS: '1',
     WORKERS: '1',
     ...RELAXED_RATE_LIMITS,
+    ...CHEAP_ARGON2,
     ...env,
   };
 }

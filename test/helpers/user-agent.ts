@@ -14,6 +14,8 @@ export interface Page {
 
 export class UserAgent {
   readonly #cookies = new Map<string, string>();
+  /** Every Set-Cookie line received, in order (tests about cookie names and attributes read it). */
+  readonly setCookieLines: string[] = [];
   /** CA to trust for https:// (Tessera on a test certificate); plain fetch otherwise. */
   readonly #ca: string | undefined;
 
@@ -24,6 +26,16 @@ export class UserAgent {
   /** The Cookie header this agent would send, for requests made around it (raw bodies, property tests). */
   cookieHeader(): string {
     return [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+  }
+
+  /** A cookie's value in the jar. */
+  cookie(name: string): string | undefined {
+    return this.#cookies.get(name);
+  }
+
+  /** Puts a cookie in the jar as if some other site had set it (planted-cookie tests). */
+  plantCookie(name: string, value: string): void {
+    this.#cookies.set(name, value);
   }
 
   /** Requests a URL without following redirects. */
@@ -41,6 +53,7 @@ export class UserAgent {
       ? await viaTls(url, { method, headers: Object.fromEntries(headers), ...(init.form && { form: init.form }), ca: this.#ca })
       : await fetch(url, { method, headers, body, redirect: 'manual' });
     for (const line of response.headers.getSetCookie()) {
+      this.setCookieLines.push(line);
       const [pair] = line.split(';');
       const index = pair!.indexOf('=');
       const name = pair!.slice(0, index).trim();

@@ -53,6 +53,8 @@ interface ChallengeRecord {
 
 export interface PasskeyAuthentication {
   sub: string;
+  /** The account the passkey belongs to, as read before this sign-in's counter update. */
+  account: Account;
   credentialId: string;
   userVerified: boolean;
   storage: PasskeyStorage;
@@ -238,12 +240,12 @@ export class Passkeys {
     }
     if (!verification.verified) throw refused();
     const { newCounter, userVerified, credentialDeviceType } = verification.authenticationInfo;
-    await this.#accounts.update(account.sub, {
-      passkeys: account.passkeys.map((candidate) => candidate.credentialId === passkey.credentialId
-        ? { ...candidate, counter: newCounter, lastUsedAt: new Date() }
-        : candidate),
-    });
-    return { sub: account.sub, credentialId: passkey.credentialId, userVerified, storage: credentialDeviceType === 'multiDevice' ? 'synced' : 'device-bound' };
+    // Only this credential's counter, and only if it is still there: writing back the list read
+    // above would bring back a passkey its owner removed while this sign-in was in flight.
+    if (!await this.#accounts.recordPasskeyUse(account.sub, passkey.credentialId, newCounter, new Date())) {
+      throw refused('This passkey is not registered here. Sign in with your password instead.');
+    }
+    return { sub: account.sub, account, credentialId: passkey.credentialId, userVerified, storage: credentialDeviceType === 'multiDevice' ? 'synced' : 'device-bound' };
   }
 
   async #remember(challenge: string, record: ChallengeRecord): Promise<void> {

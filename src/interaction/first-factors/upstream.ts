@@ -22,28 +22,20 @@ import { createHash, randomBytes } from 'node:crypto';
 
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { Provider } from 'oidc-provider';
 
 import type { Federation } from '../../domain/federation.ts';
 import type { IdentityService, UpstreamProfile } from '../../domain/identities.ts';
-import { upstreamOnly, type Assurance } from '../../domain/mfa/assurance.ts';
+import { upstreamOnly } from '../../domain/mfa/assurance.ts';
 import type { SecurityEvents } from '../../domain/events.ts';
 import { UPSTREAM_HINT_PARAMETERS, type UpstreamService } from '../../domain/upstreams.ts';
 import { AppError, isAppError } from '../../errors.ts';
 import type { RateLimits } from '../../http/rate-limit.ts';
 import { renderPage } from '../../http/render.ts';
 import type { Logger } from '../../log.ts';
-import type { Account, OidcStore } from '../../store/port.ts';
-
-type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
-
-/** What the interaction router lends a first factor. */
-export interface InteractionToolkit {
-  loadInteraction(ctx: Context): Promise<Interaction>;
-  /** The shared last step: second factor (prove or enrol) as the client's policy says, then consent. */
-  afterFirstFactor(ctx: Context, interaction: Interaction, account: Account, assurance: Assurance): Promise<void>;
-  showLogin(ctx: Context, interaction: Interaction, extra?: { email?: string; error?: string; notice?: string }): Promise<void>;
-}
+import type { OidcStore } from '../../store/port.ts';
+import type { AfterFirstFactor } from '../after-first-factor.ts';
+import { signingIn, type Interaction, type InteractionToolkit, type SignInStep } from '../toolkit.ts';
+import type { ShowSignInPage } from './sign-in-page.ts';
 
 export interface UpstreamSignInDependencies {
   upstreams: UpstreamService;
@@ -89,8 +81,8 @@ export interface UpstreamSignIn {
   start(ctx: Context, interaction: Interaction, id: string): Promise<void>;
   /** Called when any sign-in of the interaction completes: makes a link the person proved the account for. */
   signedIn(uid: string, accountSub: string): Promise<void>;
-  /** Adds /federation/<ID> and /federation/<ID>/done to the interaction router (after its body parser and CSRF check). */
-  register(router: Router, toolkit: InteractionToolkit): void;
+  /** The first-factor step: /federation/<ID> and /federation/<ID>/done under the interaction router. */
+  step(parts: { toolkit: InteractionToolkit; after: AfterFirstFactor; showSignInPage: ShowSignInPage }): SignInStep;
   /** The callback router, /federation/<ID>/callback, outside the interaction's cookie path. */
   callbackRouter(): Router;
 }
@@ -169,7 +161,7 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
     ctx.redirect(`/interaction/${flow.uid}/federation/${id}/done`);
   }
 
-  async function done(ctx: Context, toolkit: InteractionToolkit): Promise<void> {
+  async function done(ctx: Context, { toolkit, after, showSignInPage }: Parameters<UpstreamSignIn['step']>[0]): Promise<void> {
     const interaction = await toolkit.loadInteraction(ctx);
     ctx.set('Cache-Control', 'no-store');
     const id = String(ctx.params.id);
@@ -188,13 +180,13 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
         }, flowTtlSeconds);
         logger.info({ upstream: id, sub: outcome.account.sub }, 'upstream identity matches an existing account by email: asking for proof');
         ctx.status = 200;
-        return toolkit.showLogin(ctx, interaction, {
+        return showSignInPage(ctx, interaction, {
           email: outcome.account.email,
           notice: `An account with ${outcome.account.email} already exists. Sign in to it to link your ${upstream.name} sign-in, or use another way to sign in.`,
         });
       }
       logger.info({ upstream: id, sub: outcome.account.sub, created: outcome.created }, 'upstream sign-in succeeded');
-      await toolkit.afterFirstFactor(ctx, interaction, outcome.account, upstreamOnly());
+      await after.afterFirstFactor(ctx, interaction, outcome.account, upstreamOnly());
     } catch (error) {
       if (isAppError(error, 'ERR_ACCOUNT_DISABLED')) {
         refused(interaction.uid, id, 'disabled_or_locked');
@@ -233,17 +225,21 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
       }
     },
 
-    register(router, toolkit) {
-      const begin = async function startUpstreamSignIn(ctx: Context) {
-        const interaction = await toolkit.loadInteraction(ctx);
-        if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
-        await start(ctx, interaction, String(ctx.params.id));
+    step(parts) {
+      return {
+        register(router: Router) {
+          const begin = async function startUpstreamSignIn(ctx: Context) {
+            const interaction = await parts.toolkit.loadInteraction(ctx);
+            if (!signingIn(interaction)) throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
+            await start(ctx, interaction, String(ctx.params.id));
+          };
+          router.get('/federation/:id', begin);
+          router.post('/federation/:id', begin);
+          router.get('/federation/:id/done', async function finishUpstreamSignIn(ctx) {
+            await done(ctx, parts);
+          });
+        },
       };
-      router.get('/federation/:id', begin);
-      router.post('/federation/:id', begin);
-      router.get('/federation/:id/done', async function finishUpstreamSignIn(ctx) {
-        await done(ctx, toolkit);
-      });
     },
 
     callbackRouter() {
@@ -254,10 +250,6 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
       return router;
     },
   };
-}
-
-function signingIn(interaction: Interaction): boolean {
-  return interaction.prompt.name === 'login' || interaction.prompt.name === 'create';
 }
 
 function reasonOf(error: AppError): string {

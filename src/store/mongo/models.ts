@@ -23,6 +23,8 @@ export interface OidcRecordDocument {
   uid?: string;
   userCode?: string;
   grantId?: string;
+  /** A rotated refresh token's successor (its id), set by swapSuccessor; replaceOne of a re-save drops it. */
+  successor?: string;
   /** Absent for records that never expire; the TTL index ignores such documents. */
   expiresAt?: Date;
 }
@@ -35,6 +37,7 @@ const oidcRecordSchema = new Schema<OidcRecordDocument>(
     uid: { type: String },
     userCode: { type: String },
     grantId: { type: String },
+    successor: { type: String },
     expiresAt: { type: Date },
   },
   { ...schemaOptions, collection: 'oidc' },
@@ -75,7 +78,8 @@ export interface AccountDocument {
   _id: string;
   email: string;
   emailVerified: boolean;
-  passwordHash: string;
+  /** Absent for an account without a password. */
+  passwordHash?: string;
   name?: string;
   givenName?: string;
   familyName?: string;
@@ -120,7 +124,7 @@ const accountSchema = new Schema<AccountDocument>(
     _id: { type: String, required: true },
     email: { type: String, required: true },
     emailVerified: { type: Boolean, required: true },
-    passwordHash: { type: String, required: true },
+    passwordHash: { type: String },
     name: { type: String },
     givenName: { type: String },
     familyName: { type: String },

@@ -219,11 +219,29 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       return doc?.payload as OidcPayload | undefined;
     },
     async consume(model, id) {
-      // One conditional update: of two concurrent consumers, only the first sets the time.
-      await OidcRecord.updateOne(
+      // One conditional update: of two concurrent consumers, only the first matches and sets the time.
+      const result = await OidcRecord.updateOne(
         { _id: oidcId(model, id), 'payload.consumed': { $exists: false }, ...live() },
         { $set: { 'payload.consumed': Math.floor(clock() / 1000) } },
       ).exec();
+      return result.modifiedCount === 1;
+    },
+    async swapSuccessor(model, id, successor) {
+      // A conditional update on the value just read, rerun when another caller changed it first, so
+      // each caller replaces a different value. (A findAndModify answering the document as it was
+      // would do in one step on mongod, but is not atomic on the emulator without transactions.)
+      const _id = oidcId(model, id);
+      for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
+        const doc = await OidcRecord.findOne({ _id }, { successor: 1 }).lean().exec();
+        if (doc === null) return undefined;
+        const previous = doc.successor;
+        const result = await OidcRecord.updateOne(
+          { _id, successor: previous ?? { $exists: false } },
+          { $set: { successor: String(successor) } },
+        ).exec();
+        if (result.modifiedCount === 1) return previous;
+      }
+      throw storeUnavailableError(`Too many concurrent rotations of one ${String(model)}.`);
     },
     async destroy(model, id) {
       await OidcRecord.deleteOne({ _id: oidcId(model, id) }).exec();
@@ -262,7 +280,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
    * round, so every rerun follows someone else's successful write and the loop makes progress; the
    * bound only turns a pathological pile-up into an error. Undefined when there is no such account.
    */
-  async function compareAndSet<F extends 'failedSignIns' | 'recoveryCodes', R>(
+  async function compareAndSet<F extends 'recoveryCodes' | 'passkeys', R>(
     sub: string,
     field: F,
     decide: (current: AccountDocument[F] | undefined) => { write?: NonNullable<AccountDocument[F]>; result: R },
@@ -290,7 +308,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
         _id: String(input.sub),
         email: String(input.email),
         emailVerified: input.emailVerified,
-        passwordHash: String(input.passwordHash),
+        ...(input.passwordHash !== undefined && { passwordHash: String(input.passwordHash) }),
         disabled: input.disabled,
         roles: (input.roles ?? []).map(String),
         failedSignIns: 0,
@@ -334,14 +352,39 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       if (listOptions.limit !== undefined) query = query.limit(listOptions.limit);
       return (await query.lean().exec()).map(toAccount);
     },
-    async recordFailedSignIn(sub) {
-      // Not findOneAndUpdate with $inc: some servers (the emulator the tests run on) apply the $inc
+    async countSignInAttempt(sub, now) {
+      // Compare-and-set on both fields, so the lock seen and the count written belong together. Not
+      // findOneAndUpdate with $inc: some servers (the emulator the tests run on) apply the $inc
       // atomically but read the returned document separately, so two callers may see one count.
-      const count = await compareAndSet(String(sub), 'failedSignIns', (current) => {
-        const next = (current ?? 0) + 1;
-        return { write: next, result: next };
-      });
-      return count ?? 0;
+      for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
+        const doc = await Account.findOne({ _id: String(sub) }, { failedSignIns: 1, lockedUntil: 1 }).lean().exec();
+        if (doc === null) return undefined;
+        const current = doc.failedSignIns ?? 0;
+        const lockedUntil = doc.lockedUntil ?? undefined;
+        if (lockedUntil && lockedUntil.getTime() > now.getTime()) return { attempts: current, lockedUntil };
+        const result = await Account.updateOne(
+          { _id: String(sub), failedSignIns: { $eq: doc.failedSignIns ?? null }, lockedUntil: { $eq: doc.lockedUntil ?? null } },
+          { $set: { failedSignIns: current + 1, updatedAt: new Date(clock()) } },
+        ).exec();
+        if (result.modifiedCount > 0) return { attempts: current + 1 };
+      }
+      throw storeUnavailableError('The account field failedSignIns kept changing under concurrent writes.');
+    },
+    async lockAfterFailures(sub, threshold, lockedUntil) {
+      const result = await Account.updateOne(
+        { _id: String(sub), failedSignIns: { $gte: threshold } },
+        { $set: { lockedUntil, failedSignIns: 0, updatedAt: new Date(clock()) }, $inc: { lockouts: 1 } },
+      ).exec();
+      return result.modifiedCount > 0;
+    },
+    async recordPasskeyUse(sub, credentialId, counter, usedAt) {
+      // Compare-and-set on the whole list, not a positional `passkeys.$` update (the emulator lacks
+      // it): a removal between the read and the write makes the write miss, and the rerun sees it gone.
+      const id = String(credentialId);
+      const used = await compareAndSet(String(sub), 'passkeys', (current = []) => current.some((passkey) => passkey.credentialId === id)
+        ? { write: current.map((passkey) => (passkey.credentialId === id ? { ...passkey, counter, lastUsedAt: usedAt } : passkey)), result: true }
+        : { result: false });
+      return used ?? false;
     },
     async consumeRecoveryCode(sub, codeHash) {
       const hash = String(codeHash);
@@ -677,7 +720,6 @@ function toAccount(doc: AccountDocument): Account {
     sub: doc._id,
     email: doc.email,
     emailVerified: doc.emailVerified,
-    passwordHash: doc.passwordHash,
     disabled: doc.disabled,
     roles: [...(doc.roles ?? [])],
     failedSignIns: doc.failedSignIns ?? 0,
@@ -688,6 +730,7 @@ function toAccount(doc: AccountDocument): Account {
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
   };
+  if (doc.passwordHash != null) account.passwordHash = doc.passwordHash;
   if (doc.name != null) account.name = doc.name;
   if (doc.givenName != null) account.givenName = doc.givenName;
   if (doc.familyName != null) account.familyName = doc.familyName;

@@ -12,7 +12,18 @@ const SQLITE_NOMEM = 7;
 const SQLITE_IOERR = 10;
 const SQLITE_FULL = 13;
 const SQLITE_CANTOPEN = 14;
-const UNAVAILABLE_CODES = new Set([SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN]);
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
+const DAMAGED_CODES = new Set([SQLITE_CORRUPT, SQLITE_NOTADB]);
+// A database found damaged while serving is unusable too: 503, and the log has the cause.
+const UNAVAILABLE_CODES = new Set([SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, ...DAMAGED_CODES]);
+
+/** The file is not (or no longer) a sound SQLite database: random bytes, overwritten pages, truncated. */
+export function isSqliteDamaged(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
+  return code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && DAMAGED_CODES.has(errcode & 0xff);
+}
 
 export function isSqliteUnavailable(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;

@@ -3,7 +3,6 @@
  * open; multi-row writes run in BEGIN IMMEDIATE transactions so the CLI and a running server can
  * share the file without lost updates.
  */
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
@@ -30,8 +29,9 @@ import type {
 } from '../port.ts';
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
-import { isSqliteUnavailable, isUniqueViolation } from './sqlite-errors.ts';
+import { createPrivateFile, ensurePrivateDirectory, restrictFiles } from './file-modes.ts';
 import { IDENTITIES_MIGRATION, sqliteIdentities } from './identities.ts';
+import { isSqliteDamaged, isSqliteUnavailable, isUniqueViolation } from './sqlite-errors.ts';
 import { sqliteUpstreams, UPSTREAMS_MIGRATION } from './upstreams.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
@@ -41,6 +41,8 @@ export interface SqliteStoreOptions {
   purgeIntervalSeconds?: number;
   /** Epoch milliseconds. Tests inject a clock to observe expiry without sleeping. */
   clock?: () => number;
+  /** Told what an operator should fix but that does not stop the store (a DATA_DIR open to others). */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -162,7 +164,55 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX IF NOT EXISTS audit_events_type ON audit_events (type, at, id);
   CREATE INDEX IF NOT EXISTS audit_events_expires_at ON audit_events (expires_at);
   `,
-  // 6: upstream identity providers and the identities linked through them.
+  // 6: accounts without a password (password_hash NULL). SQLite cannot drop a NOT NULL in place, so
+  // the table is rebuilt with the same columns and rows (nothing references it by foreign key).
+  `
+  CREATE TABLE accounts_rebuilt (
+    sub TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    email_verified INTEGER NOT NULL,
+    password_hash TEXT,
+    name TEXT,
+    given_name TEXT,
+    family_name TEXT,
+    disabled INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    roles TEXT NOT NULL DEFAULT '[]',
+    failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER,
+    lockouts INTEGER NOT NULL DEFAULT 0,
+    totp_encrypted_secret TEXT,
+    totp_confirmed_at INTEGER,
+    totp_last_step INTEGER,
+    recovery_codes TEXT NOT NULL DEFAULT '[]',
+    passkeys TEXT NOT NULL DEFAULT '[]',
+    email_otp INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  INSERT INTO accounts_rebuilt (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
+    roles, failed_sign_ins, locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp)
+  SELECT sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
+    roles, failed_sign_ins, locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp
+  FROM accounts;
+  DROP TABLE accounts;
+  ALTER TABLE accounts_rebuilt RENAME TO accounts;
+  CREATE INDEX IF NOT EXISTS accounts_created_at ON accounts (created_at, sub);
+  `,
+  // 7: the successor of a rotated refresh token, so a retry within the reuse grace period replaces
+  // the earlier successor instead of forking a second lineage.
+  `
+  ALTER TABLE oidc ADD COLUMN successor TEXT;
+  `,
+  // 8: oidc-provider's records are now keyed by a digest of their value (oidc/adapter.ts), so the
+  // rows written before, keyed by the working value itself, can no longer be found: delete them
+  // rather than keep live tokens and session ids in the file until they expire. Everyone signs in
+  // once more, and relying parties get new refresh tokens. Clients and grants keep their keys.
+  `
+  DELETE FROM oidc WHERE model IN ('Session', 'Interaction', 'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+    'ClientCredentials', 'BackchannelAuthenticationRequest', 'PushedAuthorizationRequest', 'RegistrationAccessToken',
+    'InitialAccessToken', 'ReplayDetection');
+  `,
+  // 9: upstream identity providers and the identities linked through them.
   UPSTREAMS_MIGRATION + IDENTITIES_MIGRATION,
 ];
 
@@ -182,7 +232,7 @@ interface AccountRow {
   sub: string;
   email: string;
   email_verified: number;
-  password_hash: string;
+  password_hash: string | null;
   name: string | null;
   given_name: string | null;
   family_name: string | null;
@@ -262,7 +312,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   const clock = options.clock ?? Date.now;
   const purgeIntervalMs = Math.max(1, Math.round((options.purgeIntervalSeconds ?? 60) * 1000));
 
-  if (options.file !== ':memory:') mkdirSync(path.dirname(path.resolve(options.file)), { recursive: true });
+  if (options.file !== ':memory:') {
+    const warning = ensurePrivateDirectory(path.dirname(path.resolve(options.file)));
+    if (warning !== undefined) options.warn?.(warning);
+    createPrivateFile(options.file);
+  }
 
   let db: DatabaseSync;
   try {
@@ -271,16 +325,19 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     throw storeUnavailableError(`Cannot open the SQLite database ${options.file}.`, error);
   }
 
+  let statements: ReturnType<typeof prepareStatements>;
+  let rateLimitStatements: ReturnType<typeof prepareRateLimitStatements>;
   try {
     configure(db);
+    if (options.file !== ':memory:') restrictFiles([options.file, `${options.file}-wal`, `${options.file}-shm`]);
     migrate(db, options.file);
+    statements = prepareStatements(db);
+    rateLimitStatements = prepareRateLimitStatements(db);
   } catch (error) {
     db.close();
+    if (isSqliteDamaged(error)) throw storeUnavailableError(damagedMessage(options.file, error), error);
     throw error;
   }
-
-  const statements = prepareStatements(db);
-  const rateLimitStatements = prepareRateLimitStatements(db);
 
   function transaction<T>(work: () => T): T {
     // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can
@@ -313,12 +370,25 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
    * as before; a write that fails fails alone (a savepoint each). Until its promise settles a write
    * is not visible to reads; oidc-provider awaits every write before it goes on.
    */
-  let pendingWrites: Array<{ run(): void; resolve(): void; reject(error: unknown): void }> = [];
+  let pendingWrites: Array<{ run(): void; resolve(): void; reject(error: unknown): void; statements: 'one' | 'several' }> = [];
 
-  function groupCommitted(run: () => void): Promise<void> {
-    return new Promise((resolve, reject) => {
+  /**
+   * Resolves with what `run` returned, once the transaction it ran in has committed. A write of
+   * several statements (a read, then a write that depends on it) says so: alone in its turn it
+   * still runs in a transaction, so another process cannot write in between.
+   */
+  function groupCommitted<T = void>(run: () => T, statements: 'one' | 'several' = 'one'): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       if (pendingWrites.length === 0) setImmediate(flushWrites);
-      pendingWrites.push({ run, resolve, reject });
+      let result: T;
+      pendingWrites.push({
+        run: () => {
+          result = run();
+        },
+        resolve: () => resolve(result),
+        reject,
+        statements,
+      });
     });
   }
 
@@ -326,7 +396,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     const writes = pendingWrites;
     pendingWrites = [];
     if (writes.length === 0) return;
-    if (writes.length === 1) {
+    if (writes.length === 1 && writes[0]!.statements === 'one') {
       try {
         writes[0]!.run();
         writes[0]!.resolve();
@@ -372,7 +442,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         consumed: typeof payload.consumed === 'number' ? payload.consumed : null,
         expires_at: expiresInSeconds === undefined ? null : clock() + expiresInSeconds * 1000,
       };
-      return groupCommitted(() => statements.upsertOidc.run(parameters));
+      return groupCommitted(() => void statements.upsertOidc.run(parameters));
     },
     async find(model, id) {
       return toPayload(statements.findOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
@@ -388,15 +458,27 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     consume(model, id) {
       const now = clock();
       const parameters = { model: String(model), id: String(id), now, consumed: Math.floor(now / 1000) };
-      return groupCommitted(() => statements.consumeOidc.run(parameters));
+      // The statement's condition (consumed IS NULL) is the compare-and-set: under the write lock,
+      // of any number of consumers in any process exactly one changes the row.
+      return groupCommitted(() => Number(statements.consumeOidc.run(parameters).changes) === 1);
+    },
+    swapSuccessor(model, id, successor) {
+      const parameters = { model: String(model), id: String(id), successor: String(successor) };
+      // Read and write in one group-committed transaction (BEGIN IMMEDIATE): no other writer between.
+      return groupCommitted(() => {
+        const row = statements.findOidcSuccessor.get({ model: parameters.model, id: parameters.id }) as { successor: string | null } | undefined;
+        if (row === undefined) return undefined;
+        statements.setOidcSuccessor.run(parameters);
+        return row.successor ?? undefined;
+      }, 'several');
     },
     destroy(model, id) {
       const parameters = { model: String(model), id: String(id) };
-      return groupCommitted(() => statements.destroyOidc.run(parameters));
+      return groupCommitted(() => void statements.destroyOidc.run(parameters));
     },
     revokeByGrantId(model, grantId) {
       const parameters = { model: String(model), grant_id: String(grantId) };
-      return groupCommitted(() => statements.revokeOidcByGrantId.run(parameters));
+      return groupCommitted(() => void statements.revokeOidcByGrantId.run(parameters));
     },
     async findByAccountId(model, accountId) {
       const rows = statements.findOidcByAccountId.all({ model: String(model), account_id: String(accountId), now: clock() }) as unknown as Array<
@@ -419,7 +501,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
           sub: String(input.sub),
           email: String(input.email),
           email_verified: input.emailVerified ? 1 : 0,
-          password_hash: String(input.passwordHash),
+          password_hash: input.passwordHash === undefined ? null : String(input.passwordHash),
           name: optionalString(input.name),
           given_name: optionalString(input.givenName),
           family_name: optionalString(input.familyName),
@@ -456,9 +538,31 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }) as unknown as AccountRow[];
       return rows.map(toAccount);
     },
-    async recordFailedSignIn(sub) {
-      const row = statements.recordFailedSignIn.get({ sub: String(sub), updated_at: clock() }) as { failed_sign_ins: number } | undefined;
-      return row?.failed_sign_ins ?? 0;
+    async countSignInAttempt(sub, now) {
+      // One statement: the lock is read and the count moved under the same write lock.
+      const row = statements.countSignInAttempt.get({ sub: String(sub), now: now.getTime(), updated_at: clock() }) as { failed_sign_ins: number; locked_until: number | null } | undefined;
+      if (row === undefined) return undefined;
+      const locked = row.locked_until !== null && row.locked_until > now.getTime();
+      return locked ? { attempts: row.failed_sign_ins, lockedUntil: new Date(row.locked_until!) } : { attempts: row.failed_sign_ins };
+    },
+    async lockAfterFailures(sub, threshold, lockedUntil) {
+      const result = statements.lockAfterFailures.run({ sub: String(sub), threshold, locked_until: lockedUntil.getTime(), updated_at: clock() });
+      return Number(result.changes) > 0;
+    },
+    async recordPasskeyUse(sub, credentialId, counter, usedAt) {
+      const id = String(credentialId);
+      // Read and write under the write lock: a removal committed first is seen, one after waits.
+      return transaction(() => {
+        const row = statements.findPasskeys.get({ sub: String(sub) }) as { passkeys: string } | undefined;
+        if (row === undefined) return false;
+        const stored = JSON.parse(row.passkeys) as StoredPasskey[];
+        const found = stored.find((passkey) => passkey.credentialId === id);
+        if (!found) return false;
+        found.counter = counter;
+        found.lastUsedAt = usedAt.getTime();
+        statements.setPasskeys.run({ sub: String(sub), passkeys: JSON.stringify(stored), updated_at: clock() });
+        return true;
+      });
     },
     async consumeRecoveryCode(sub, codeHash) {
       const hash = String(codeHash);
@@ -733,7 +837,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       }
       db.close();
     },
-  }, { isUnavailable: isSqliteUnavailable });
+  }, {
+    isUnavailable: isSqliteUnavailable,
+    // Damage found after open (pages no query at open touched) still names the file.
+    describe: (error) => (isSqliteDamaged(error) ? damagedMessage(options.file, error) : undefined),
+  });
 }
 
 function configure(db: DatabaseSync): void {
@@ -749,6 +857,11 @@ function configure(db: DatabaseSync): void {
   db.exec('PRAGMA synchronous = FULL');
 }
 
+/** What an operator can act on, in one line: which file, and what to do. */
+function damagedMessage(file: string, error: unknown): string {
+  return `The SQLite database ${path.resolve(file)} is damaged (${error instanceof Error ? error.message : String(error)}); stop Tessera and restore it from a backup.`;
+}
+
 function migrate(db: DatabaseSync, file: string): void {
   const readVersion = (): number => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
   if (readVersion() === SQLITE_SCHEMA_VERSION) return;
@@ -761,9 +874,12 @@ function migrate(db: DatabaseSync, file: string): void {
         `The SQLite database ${file} has schema version ${current}, newer than this Tessera understands (${SQLITE_SCHEMA_VERSION}).`,
       );
     }
+    // Rows a migration deletes (verbatim tokens, migration 8) are overwritten, not left in free pages.
+    db.exec('PRAGMA secure_delete = ON');
     for (let version = current; version < SQLITE_SCHEMA_VERSION; version += 1) db.exec(SQLITE_MIGRATIONS[version]!);
     db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
     db.exec('COMMIT');
+    db.exec('PRAGMA secure_delete = OFF');
   } catch (error) {
     if (db.isTransaction) db.exec('ROLLBACK');
     throw error;
@@ -797,6 +913,8 @@ function prepareStatements(db: DatabaseSync) {
     findOidcByUid: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND uid = :uid AND ${LIVE} LIMIT 1`),
     findOidcByUserCode: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND user_code = :user_code AND ${LIVE} LIMIT 1`),
     consumeOidc: prepare(`UPDATE oidc SET consumed = :consumed WHERE model = :model AND id = :id AND consumed IS NULL AND ${LIVE}`),
+    findOidcSuccessor: prepare('SELECT successor FROM oidc WHERE model = :model AND id = :id'),
+    setOidcSuccessor: prepare('UPDATE oidc SET successor = :successor WHERE model = :model AND id = :id'),
     destroyOidc: prepare('DELETE FROM oidc WHERE model = :model AND id = :id'),
     revokeOidcByGrantId: prepare('DELETE FROM oidc WHERE model = :model AND grant_id = :grant_id'),
     findOidcByAccountId: prepare(`SELECT id, payload, consumed FROM oidc WHERE model = :model AND account_id = :account_id AND ${LIVE}`),
@@ -814,9 +932,18 @@ function prepareStatements(db: DatabaseSync) {
         ${UPDATABLE_ACCOUNT_COLUMNS.map((column) => `${column} = CASE WHEN :set_${column} = 1 THEN :${column} ELSE ${column} END`).join(',\n        ')},
         updated_at = :updated_at
       WHERE sub = :sub`),
-    recordFailedSignIn: prepare(`
-      UPDATE accounts SET failed_sign_ins = failed_sign_ins + 1, updated_at = :updated_at WHERE sub = :sub
-      RETURNING failed_sign_ins`),
+    // A locked account's attempts are not counted: the count a lock leaves (0) starts over when it ends.
+    countSignInAttempt: prepare(`
+      UPDATE accounts SET
+        failed_sign_ins = CASE WHEN locked_until IS NOT NULL AND locked_until > :now THEN failed_sign_ins ELSE failed_sign_ins + 1 END,
+        updated_at = :updated_at
+      WHERE sub = :sub
+      RETURNING failed_sign_ins, locked_until`),
+    lockAfterFailures: prepare(`
+      UPDATE accounts SET locked_until = :locked_until, lockouts = lockouts + 1, failed_sign_ins = 0, updated_at = :updated_at
+      WHERE sub = :sub AND failed_sign_ins >= :threshold`),
+    findPasskeys: prepare('SELECT passkeys FROM accounts WHERE sub = :sub'),
+    setPasskeys: prepare('UPDATE accounts SET passkeys = :passkeys, updated_at = :updated_at WHERE sub = :sub'),
     findRecoveryCodes: prepare('SELECT recovery_codes FROM accounts WHERE sub = :sub'),
     setRecoveryCodes: prepare('UPDATE accounts SET recovery_codes = :recovery_codes, updated_at = :updated_at WHERE sub = :sub'),
     // The condition is the check: of two callers with the same step, only the first changes the row.
@@ -871,7 +998,6 @@ function toAccount(row: AccountRow): Account {
     sub: row.sub,
     email: row.email,
     emailVerified: row.email_verified === 1,
-    passwordHash: row.password_hash,
     disabled: row.disabled === 1,
     roles: JSON.parse(row.roles) as string[],
     failedSignIns: row.failed_sign_ins,
@@ -882,6 +1008,7 @@ function toAccount(row: AccountRow): Account {
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   };
+  if (row.password_hash !== null) account.passwordHash = row.password_hash;
   if (row.name !== null) account.name = row.name;
   if (row.given_name !== null) account.givenName = row.given_name;
   if (row.family_name !== null) account.familyName = row.family_name;

@@ -1,0 +1,93 @@
+/**
+ * The consent step: what the app asks for, in words, and POST /consent, which records the grant
+ * (or the refusal) and finishes the interaction.
+ */
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+
+import type { SecurityEvents } from '../domain/events.ts';
+import { AppError } from '../errors.ts';
+import { formField } from '../http/form.ts';
+import { renderPage } from '../http/render.ts';
+import type { Logger } from '../log.ts';
+import { describeClaims, describeScopes } from './scopes.ts';
+import type { Interaction, InteractionToolkit, SignInStep } from './toolkit.ts';
+
+export interface ConsentStep extends SignInStep {
+  showConsent(ctx: Context, interaction: Interaction): Promise<void>;
+}
+
+export function consent({ toolkit, logger, events }: { toolkit: InteractionToolkit; logger: Logger; events: SecurityEvents }): ConsentStep {
+  const { provider, loadInteraction, clientOf, finish } = toolkit;
+
+  async function showConsent(ctx: Context, interaction: Interaction) {
+    const details = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
+    const requested = String(interaction.params.scope ?? '').split(' ').filter(Boolean);
+    const claimsParam = typeof interaction.params.claims === 'string' ? safeClaimNames(interaction.params.claims) : [];
+    await renderPage(ctx, 'consent', {
+      title: 'Allow access',
+      uid: interaction.uid,
+      client: await clientOf(interaction),
+      scopes: describeScopes(requested.length ? requested : details.missingOIDCScope ?? []),
+      claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam]),
+    });
+  }
+
+  function register(router: Router): void {
+    router.post('/consent', async function submitConsent(ctx) {
+      const interaction = await loadInteraction(ctx);
+      if (interaction.prompt.name !== 'consent') throw new AppError('ERR_INVALID_INPUT', 'There is nothing to consent to yet.');
+      const decision = formField(ctx, 'decision');
+      if (decision === 'deny') {
+        logger.info({ sub: interaction.session?.accountId, clientId: interaction.params.client_id }, 'consent denied');
+        events.emit({
+          type: 'consent.denied',
+          ...(typeof interaction.session?.accountId === 'string' && { sub: interaction.session.accountId }),
+          clientId: String(interaction.params.client_id),
+        });
+        return finish(ctx, { error: 'access_denied', error_description: 'The person declined to grant access' });
+      }
+      if (decision !== 'allow') throw new AppError('ERR_INVALID_INPUT', 'Choose Allow or Deny.');
+
+      const { Grant } = provider();
+      const accountId = interaction.session?.accountId;
+      const clientId = String(interaction.params.client_id);
+      const grant = (interaction.grantId ? await Grant.find(interaction.grantId) : undefined) ?? new Grant({ accountId, clientId });
+      const details = interaction.prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+      if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+      if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+      for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      const grantId = await grant.save();
+      logger.info({ sub: accountId, clientId }, 'consent given');
+      events.emit({
+        type: 'consent.given',
+        ...(typeof accountId === 'string' && { sub: accountId }),
+        clientId,
+        details: {
+          scopes: details.missingOIDCScope ?? [],
+          claims: details.missingOIDCClaims ?? [],
+          resources: Object.entries(details.missingResourceScopes ?? {}).map(([indicator, scopes]) => `${indicator} ${scopes.join(' ')}`),
+        },
+      });
+      await finish(ctx, { consent: { grantId } });
+    });
+  }
+
+  return { register, showConsent };
+}
+
+/** Claim names from a `claims` request parameter (already validated by oidc-provider). */
+function safeClaimNames(claims: string): string[] {
+  try {
+    const parsed = JSON.parse(claims) as { id_token?: object; userinfo?: object };
+    return [...Object.keys(parsed.id_token ?? {}), ...Object.keys(parsed.userinfo ?? {})];
+  } catch {
+    return [];
+  }
+}
