@@ -170,6 +170,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      upstreams: services.upstreams,
+      identities: services.identities,
       upstreamSignIn: upstreamSignIn({
         upstreams: services.upstreams,
         identities: services.identities,

@@ -370,3 +370,50 @@ test('upstream sign-ins, failures and links are in the audit trail', async (t) =
   t.truthy(events.find((event) => event.type === 'signin.succeeded' && event.sub === sub && (event.details?.amr as string[] | undefined)?.includes('fed')));
   t.truthy(events.find((event) => event.type === 'signin.failed' && event.details?.factor === 'upstream' && event.details?.reason === 'access_denied'));
 });
+
+// --- the account page: linked identities, link another, unlink (never the last way to sign in) ----
+
+const NOWHERE = 'never:';
+
+test('the account page lists linked identities, links another with a round trip, and unlinks all but the last way to sign in', async (t) => {
+  const setup = await setUp(t);
+  const { server, upstream } = setup;
+
+  // Someone who signed up at the upstream: their only way in is that identity.
+  upstream.user = { sub: 'acme-only', email: 'only@example.com', email_verified: true };
+  const upstreamBorn = new HostAgent();
+  const login = await upstreamBorn.follow(`${server.issuer}/account`, NOWHERE);
+  const page = await submit(upstreamBorn, login, '/federation/acme');
+  const account = page.url.endsWith('/account') ? page : await upstreamBorn.follow(page.url, NOWHERE);
+  t.is(account.status, 200, account.body.slice(0, 500));
+  t.regex(account.body, /Acme ID<\/strong> as only@example\.com/);
+  const refused = await submit(upstreamBorn, account, '/account/identities/unlink');
+  t.is(refused.status, 400);
+  t.regex(refused.body, /This is your only way to sign in/);
+
+  // Someone with a password links Acme ID from the account page, then unlinks it.
+  const sub = await registerWithPassword(server, 'pat@example.com');
+  const agent = new HostAgent();
+  const signInPage = await agent.follow(`${server.issuer}/account`, NOWHERE);
+  const mine = await submit(agent, signInPage, '/login', { email: 'pat@example.com', password: PASSWORD });
+  t.regex(mine.body, /Link Acme ID/);
+  upstream.user = { sub: 'acme-pat', email: 'pat.elsewhere@example.com', email_verified: false };
+  const linked = await submit(agent, mine, '/account/identities/link');
+  t.is(linked.status, 200);
+  t.regex(linked.body, /It is linked/);
+  t.deepEqual((await server.withServices((services) => services.identities.list(sub))).map((identity) => identity.subject), ['acme-pat']);
+  // From now on the upstream signs in to Pat's account.
+  const next = await continueWithUpstream(setup, new HostAgent());
+  t.is((await tokensFrom(setup, next.request, next.page)).claims()!.sub, sub);
+
+  const unlinked = await submit(agent, linked, '/account/identities/unlink');
+  t.regex(unlinked.body, /It is unlinked/);
+  t.deepEqual(await server.withServices((services) => services.identities.list(sub)), []);
+
+  // An upstream identity that already signs in to another account is not moved to this one.
+  upstream.user = { sub: 'acme-only', email: 'only@example.com', email_verified: true };
+  agent.forget(upstream.issuer);
+  const taken = await submit(agent, unlinked, '/account/identities/link');
+  t.is(taken.status, 409);
+  t.regex(taken.body, /already signs in to another Tessera account/);
+});

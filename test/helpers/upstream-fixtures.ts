@@ -267,6 +267,11 @@ export class HostAgent {
     return this.agentFor(url).request(url, init);
   }
 
+  /** Drops every cookie of that host (say, to sign in at the upstream as someone else). */
+  forget(url: string): void {
+    this.#agents.delete(new URL(url).hostname);
+  }
+
   /** Follows redirects across hosts until a page, or until a redirect to `stopAt` (returned unfollowed, its target as `url`). */
   async follow(url: string, stopAt: string, init?: Parameters<UserAgent['request']>[1]): Promise<Page> {
     let page = await this.request(url, init);

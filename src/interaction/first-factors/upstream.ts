@@ -60,7 +60,12 @@ const COOKIE_PATH = '/federation/';
 
 interface FlowRecord {
   [key: string]: unknown;
+  /** Signing in within an interaction, or linking another upstream to a signed-in account (the account page). */
+  purpose: 'sign-in' | 'link';
+  /** The interaction, for a sign-in. */
   uid: string;
+  /** The account, for a link. */
+  accountSub?: string;
   upstreamId: string;
   state: string;
   nonce: string;
@@ -85,12 +90,19 @@ export interface UpstreamSignIn {
   step(parts: { toolkit: InteractionToolkit; after: AfterFirstFactor; showSignInPage: ShowSignInPage }): SignInStep;
   /** The callback router, /federation/<ID>/callback, outside the interaction's cookie path. */
   callbackRouter(): Router;
+  /** The account page's "Link": a round trip for an account already signed in; it comes back to /account/identities/done. */
+  startLink(ctx: Context, accountSub: string, id: string): Promise<void>;
+  /** The profile a link round trip brought back, once, for the account that started it. */
+  takeLinkResult(handle: string, accountSub: string): Promise<{ upstreamId: string; profile: UpstreamProfile } | undefined>;
 }
+
+/** Where a link round trip started on the account page comes back to. */
+export const LINK_DONE_PATH = '/account/identities/done';
 
 export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn {
   const { upstreams, identities, federation, oidc, rateLimits, logger, events, flowTtlSeconds } = deps;
 
-  async function failurePage(ctx: Context, error: AppError, way: { uid?: string; id?: string; name?: string } = {}): Promise<void> {
+  async function failurePage(ctx: Context, error: AppError, way: { uid?: string; id?: string; name?: string; account?: boolean } = {}): Promise<void> {
     ctx.status = error.status >= 400 && error.status < 500 ? error.status : 400;
     ctx.set('Cache-Control', 'no-store');
     await renderPage(ctx, 'upstream-error', {
@@ -98,6 +110,7 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
       message: error.message,
       tryAgain: way.uid && way.id ? `/interaction/${way.uid}/federation/${way.id}` : undefined,
       anotherWay: way.uid ? `/interaction/${way.uid}/login` : undefined,
+      backToAccount: way.account ? '/account#identities' : undefined,
     });
   }
 
@@ -106,27 +119,34 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
     logger.info({ upstream: upstreamId, uid, reason }, 'upstream sign-in refused');
   }
 
-  async function start(ctx: Context, interaction: Interaction, id: string): Promise<void> {
+  /** Sends the browser to the upstream; the state, nonce and verifier wait server-side, bound to this browser. */
+  async function redirectToUpstream(ctx: Context, id: string, purpose: { uid: string } | { accountSub: string }, onFailure: (error: AppError, name?: string) => Promise<void>): Promise<void> {
     const upstream = await upstreams.withSecret(id);
-    if (!upstream) {
-      return failurePage(ctx, new AppError('ERR_NOT_FOUND', 'This way to sign in is not offered (any more). Use another way to sign in.', { status: 404 }), { uid: interaction.uid });
-    }
+    if (!upstream) return onFailure(new AppError('ERR_NOT_FOUND', 'This way to sign in is not offered (any more). Use another way to sign in.', { status: 404 }));
     let begun: Awaited<ReturnType<Federation['begin']>>;
     try {
       begun = await federation.begin(upstream, upstreams.redirectUri(id));
     } catch (error) {
       if (!isAppError(error, 'ERR_UPSTREAM_FAILED')) throw error;
-      refused(interaction.uid, id, reasonOf(error));
+      refused('uid' in purpose ? purpose.uid : undefined, id, reasonOf(error), 'accountSub' in purpose ? purpose.accountSub : undefined);
       logger.warn({ err: error.cause ?? error, upstream: id }, 'could not start an upstream sign-in');
-      return failurePage(ctx, error, { uid: interaction.uid, id, name: upstream.name });
+      return onFailure(error, upstream.name);
     }
     const browser = randomBytes(32).toString('base64url');
-    const flow: FlowRecord = { uid: interaction.uid, upstreamId: id, ...begun.secrets, browser: digest(browser) };
+    const flow: FlowRecord = 'uid' in purpose
+      ? { purpose: 'sign-in', uid: purpose.uid, upstreamId: id, ...begun.secrets, browser: digest(browser) }
+      : { purpose: 'link', uid: '', accountSub: purpose.accountSub, upstreamId: id, ...begun.secrets, browser: digest(browser) };
     await oidc.upsert(FLOW, digest(begun.secrets.state), flow, flowTtlSeconds);
     ctx.cookies.set(BROWSER_COOKIE, browser, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: COOKIE_PATH, maxAge: flowTtlSeconds * 1000, overwrite: true });
     ctx.set('Cache-Control', 'no-store');
     ctx.status = ctx.method === 'POST' ? 303 : 302;
     ctx.redirect(begun.url.href);
+  }
+
+  async function start(ctx: Context, interaction: Interaction, id: string): Promise<void> {
+    await redirectToUpstream(ctx, id, { uid: interaction.uid }, (error, name) => failurePage(ctx, error, {
+      uid: interaction.uid, ...(name !== undefined && { id, name }),
+    }));
   }
 
   async function callback(ctx: Context): Promise<void> {
@@ -145,7 +165,7 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
     const upstream = await upstreams.withSecret(id);
     if (!upstream) {
       refused(flow.uid, id, 'upstream_gone');
-      return failurePage(ctx, new AppError('ERR_UPSTREAM_FAILED', 'This way to sign in is no longer offered. Use another way to sign in.'), { uid: flow.uid });
+      return failurePage(ctx, new AppError('ERR_UPSTREAM_FAILED', 'This way to sign in is no longer offered. Use another way to sign in.'), flow.uid ? { uid: flow.uid } : { account: true });
     }
     let profile: UpstreamProfile;
     try {
@@ -154,7 +174,15 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
       if (!isAppError(error, 'ERR_UPSTREAM_FAILED')) throw error;
       refused(flow.uid, id, reasonOf(error));
       if (reasonOf(error) !== 'access_denied') logger.warn({ err: error.cause ?? error, upstream: id }, 'upstream sign-in failed');
-      return failurePage(ctx, error, { uid: flow.uid, id, name: upstream.name });
+      return failurePage(ctx, error, flow.purpose === 'link' ? { name: upstream.name, account: true } : { uid: flow.uid, id, name: upstream.name });
+    }
+    if (flow.purpose === 'link') {
+      // Back to the account page, which links it if the same account is still signed in there.
+      const handle = randomBytes(24).toString('base64url');
+      await oidc.upsert(RESULT, digest(handle), { upstreamId: id, accountSub: flow.accountSub, profile: { ...profile } }, RESULT_TTL_SECONDS);
+      ctx.status = 303;
+      ctx.redirect(`${LINK_DONE_PATH}?handle=${handle}`);
+      return;
     }
     await oidc.upsert(RESULT, flow.uid, { upstreamId: id, profile: { ...profile } }, RESULT_TTL_SECONDS);
     ctx.status = 303;
@@ -240,6 +268,15 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
           });
         },
       };
+    },
+
+    async startLink(ctx, accountSub, id) {
+      await redirectToUpstream(ctx, id, { accountSub }, (error, name) => failurePage(ctx, error, { account: true, ...(name !== undefined && { name }) }));
+    },
+
+    async takeLinkResult(handle, accountSub) {
+      const result = await oidc.take(RESULT, digest(handle)) as { upstreamId: string; accountSub: string; profile: UpstreamProfile } | undefined;
+      return result && result.accountSub === accountSub ? { upstreamId: result.upstreamId, profile: result.profile } : undefined;
     },
 
     callbackRouter() {
