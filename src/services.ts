@@ -106,12 +106,13 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     pollSeconds: config.storePollSeconds,
     events,
   });
+  const identities = new IdentityService(store.identities, store.accounts, events);
   return {
     accounts,
     clients,
     resources,
     upstreams,
-    identities: new IdentityService(store.identities, store.accounts, events),
+    identities,
     roles: new RoleService(store.accounts, events),
     keys: new KeyService(store.keys, secret.value, retainSeconds, events),
     mailer,
@@ -130,6 +131,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       mailer,
       issuer: config.issuer,
       revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
+      identities,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {

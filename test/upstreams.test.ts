@@ -3,9 +3,14 @@
  * real upstream on loopback (a bare oidc-provider, or a GitHub-shaped OAuth 2.0 server), and
  * openid-client as the app signing people in through Tessera.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
 import test, { type ExecutionContext } from 'ava';
 import * as oidc from 'openid-client';
 
+import { eventually } from './helpers/eventually.ts';
+import { startMongoLane } from './helpers/mongo-lane.ts';
 import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { HostAgent, startGithubUpstream, startOidcUpstream, type OidcUpstream } from './helpers/upstream-fixtures.ts';
@@ -230,6 +235,67 @@ test('GitHub-shaped upstreams (OAuth 2.0, no ID token) sign in with the numeric 
   const identities = await server.withServices((services) => services.identities.list(claims.sub));
   t.deepEqual(identities.map((identity) => [identity.upstreamId, identity.subject]), [['gh', '583231']]);
 });
+
+test('an account made in advance through an untrusted upstream with someone else\'s address loses that identity when the address\'s owner resets the password', async (t) => {
+  const setup = await setUp(t);
+  // Someone signs up at an upstream that does not vouch for addresses, with Claire's address.
+  setup.upstream.user = { sub: 'squatter', email: 'claire@example.com', email_verified: true };
+  const squat = await continueWithUpstream(setup, new HostAgent());
+  const sub = (await tokensFrom(setup, squat.request, squat.page)).claims()!.sub;
+
+  // Claire finds her address taken, and takes it back through the reset link sent to her mailbox.
+  const agent = new HostAgent();
+  const forgot = await agent.request(`${setup.server.issuer}/password/forgot`);
+  const asked = await submit(agent, forgot, '/password/forgot', { email: 'claire@example.com' });
+  t.true(asked.status < 400);
+  const outbox = path.join(setup.server.dataDir, 'outbox');
+  const link = await eventually(() => {
+    if (!existsSync(outbox)) return undefined;
+    for (const file of readdirSync(outbox)) {
+      const message = readFileSync(path.join(outbox, file), 'utf8').replace(/=\r?\n/g, '').replaceAll('=3D', '=');
+      const found = /https?:\/\/[^\s"<>]+\/password\/reset\?token=[^\s"<>&]+/.exec(message)?.[0];
+      if (found) return found;
+    }
+    return undefined;
+  }, { what: 'the reset link in the outbox', timeoutMs: 10_000 });
+  const form = await agent.request(link!);
+  const newPassword = 'taking my account back today';
+  const changed = await submit(agent, form, '/password/reset', { password: newPassword, password_confirmation: newPassword });
+  t.true(changed.status < 400, `${changed.status}: ${changed.body.replace(/[\s\S]*<main/, '').slice(0, 1500)}`);
+  t.deepEqual(await setup.server.withServices((services) => services.identities.list(sub)), [], 'the squatter\'s identity is gone');
+
+  // The squatter's upstream identity no longer signs in to Claire's account.
+  const again = await continueWithUpstream(setup, new HostAgent());
+  t.false(again.page.url.startsWith(RP_CALLBACK));
+  t.regex(again.page.body, /already exists/);
+});
+
+// --- concurrency: parallel first sign-ins of one upstream identity make one account, on both stores --
+
+for (const lane of ['sqlite', 'mongodb'] as const) {
+  test(`${lane}: parallel first sign-ins of one upstream identity make exactly one account, and no request fails with a 500`, async (t) => {
+    const mongo = lane === 'mongodb' ? await startMongoLane() : undefined;
+    if (mongo) t.teardown(() => mongo.stop());
+    const setup = await setUp(t, mongo ? { env: { MONGODB_URI: mongo.uri } } : {});
+    setup.upstream.user = { sub: 'acme-race', email: 'race@example.com', email_verified: true };
+    const callbackPrefix = `${setup.server.issuer}/federation/acme/callback`;
+    // Four browsers each get as far as Tessera's callback, then all answer at once.
+    const browsers = await Promise.all([1, 2, 3, 4].map(async () => {
+      const agent = new HostAgent();
+      const request = await authorizationRequest(setup.rp);
+      const login = await agent.follow(request.url.href, RP_CALLBACK);
+      const form = readForm(login.body, '/federation/acme');
+      const atCallback = await agent.follow(new URL(form.action, login.url).href, callbackPrefix, { form: form.fields });
+      return { agent, callback: atCallback.url };
+    }));
+    const pages = await Promise.all(browsers.map(({ agent, callback }) => agent.follow(callback, RP_CALLBACK)));
+    for (const page of pages) t.true(page.status < 500, `${page.status} at ${page.url}`);
+    const accounts = await setup.server.withServices((services) => services.accounts.list());
+    t.is(accounts.filter((account) => account.email === 'race@example.com').length, 1);
+    const identity = await setup.server.withServices((services) => services.identities.find('acme', 'acme-race'));
+    t.is(identity?.accountSub, accounts[0]?.sub, 'the identity points at the one account');
+  });
+}
 
 // --- failures: a readable page with a way on, never a 500, never a half-made account ------------
 

@@ -30,6 +30,8 @@ export type UpstreamSignIn =
   | { outcome: 'needs-proof'; account: Account };
 
 const NOT_ALLOWED = 'This account cannot sign in right now.';
+/** Far longer than writing an identity and then its account takes. */
+const UNFINISHED_SIGN_UP_MS = 60_000;
 
 /** A failed upstream sign-in: the message is for the person, `reason` for operators (audit trail), `cause` for the log. */
 export function upstreamFailed(message: string, reason: string, options: { status?: number; cause?: unknown } = {}): AppError {
@@ -57,8 +59,13 @@ export class IdentityService {
     const known = await this.#identities.find(upstream.id, profile.subject);
     if (known) {
       const account = await this.#accounts.findBySub(known.accountSub);
-      if (!account) throw upstreamFailed('The account of this sign-in no longer exists.', 'account_missing');
-      return { outcome: 'signed-in', account: usable(account, now), created: false, linked: false };
+      if (account) return { outcome: 'signed-in', account: usable(account, now), created: false, linked: false };
+      // An identity whose account never came (a first sign-in cut short by a crash) is cleared once
+      // it is older than any first sign-in still under way; a younger one may be that sign-in.
+      if (now.getTime() - known.createdAt.getTime() < UNFINISHED_SIGN_UP_MS) {
+        throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in', { status: 409 });
+      }
+      await this.#identities.delete(known.upstreamId, known.subject, known.accountSub);
     }
     if (!profile.email) {
       throw upstreamFailed(`${upstream.name} did not share an email address, which a Tessera account needs. Allow access to your email at ${upstream.name}, or use another way to sign in.`, 'no_email');
@@ -113,6 +120,18 @@ export class IdentityService {
     const identity = await this.#identities.create({ upstreamId, subject, accountSub, ...(email !== undefined && { email }), createdAt: new Date() });
     this.#events.emit({ type: 'identity.linked', sub: accountSub, details: { upstream: upstreamId, how } });
     return identity;
+  }
+
+  /** Removes every identity of the account (a password reset of an unverified address); returns how many. */
+  async unlinkAll(accountSub: string, reason: string): Promise<number> {
+    let removed = 0;
+    for (const identity of await this.#identities.listByAccount(accountSub)) {
+      if (await this.#identities.delete(identity.upstreamId, identity.subject, accountSub)) {
+        removed += 1;
+        this.#events.emit({ type: 'identity.unlinked', sub: accountSub, details: { upstream: identity.upstreamId, reason } });
+      }
+    }
+    return removed;
   }
 
   async find(upstreamId: string, subject: string): Promise<FederatedIdentity | undefined> {

@@ -29,6 +29,7 @@ import { upstreamOnly } from '../../domain/mfa/assurance.ts';
 import type { SecurityEvents } from '../../domain/events.ts';
 import { UPSTREAM_HINT_PARAMETERS, type UpstreamService } from '../../domain/upstreams.ts';
 import { AppError, isAppError } from '../../errors.ts';
+import { secureCookieName, UPSTREAM_FLOW_COOKIE } from '../../http/cookie-names.ts';
 import type { RateLimits } from '../../http/rate-limit.ts';
 import { renderPage } from '../../http/render.ts';
 import type { Logger } from '../../log.ts';
@@ -54,8 +55,7 @@ const FLOW = 'UpstreamFlow';
 const RESULT = 'UpstreamResult';
 const PENDING_LINK = 'UpstreamLink';
 const RESULT_TTL_SECONDS = 120;
-/** Binds a round trip to the browser that started it; scoped to the callback paths only. */
-const BROWSER_COOKIE = 'tessera.upstream';
+/** The cookie binding a round trip to the browser that started it is scoped to the callback paths only. */
 const COOKIE_PATH = '/federation/';
 
 interface FlowRecord {
@@ -137,7 +137,7 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
       ? { purpose: 'sign-in', uid: purpose.uid, upstreamId: id, ...begun.secrets, browser: digest(browser) }
       : { purpose: 'link', uid: '', accountSub: purpose.accountSub, upstreamId: id, ...begun.secrets, browser: digest(browser) };
     await oidc.upsert(FLOW, digest(begun.secrets.state), flow, flowTtlSeconds);
-    ctx.cookies.set(BROWSER_COOKIE, browser, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: COOKIE_PATH, maxAge: flowTtlSeconds * 1000, overwrite: true });
+    ctx.cookies.set(secureCookieName(ctx, UPSTREAM_FLOW_COOKIE), browser, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: COOKIE_PATH, maxAge: flowTtlSeconds * 1000, overwrite: true });
     ctx.set('Cache-Control', 'no-store');
     ctx.status = ctx.method === 'POST' ? 303 : 302;
     ctx.redirect(begun.url.href);
@@ -156,12 +156,12 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
     await rateLimits.upstreamCallback(ctx);
     const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
     const flow = state ? await oidc.take(FLOW, digest(state)) as FlowRecord | undefined : undefined;
-    const browser = ctx.cookies.get(BROWSER_COOKIE);
+    const browser = ctx.cookies.get(secureCookieName(ctx, UPSTREAM_FLOW_COOKIE));
     if (!flow || flow.upstreamId !== id || !browser || digest(browser) !== flow.browser) {
       refused(flow?.uid, id, 'invalid_state');
       return failurePage(ctx, new AppError('ERR_UPSTREAM_FAILED', 'This answer does not belong to a sign-in started in this browser, or it was used already. Go back to the app and sign in again.'));
     }
-    ctx.cookies.set(BROWSER_COOKIE, null, { path: COOKIE_PATH, overwrite: true });
+    ctx.cookies.set(secureCookieName(ctx, UPSTREAM_FLOW_COOKIE), null, { secure: ctx.secure, path: COOKIE_PATH, overwrite: true });
     const upstream = await upstreams.withSecret(id);
     if (!upstream) {
       refused(flow.uid, id, 'upstream_gone');
