@@ -12,6 +12,7 @@ import * as oidc from 'openid-client';
 import { eventually } from './helpers/eventually.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
+import { freePort } from './helpers/browser.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { HostAgent, startGithubUpstream, startOidcUpstream, type OidcUpstream } from './helpers/upstream-fixtures.ts';
 import { readForm, type Page } from './helpers/user-agent.ts';
@@ -296,6 +297,33 @@ for (const lane of ['sqlite', 'mongodb'] as const) {
     t.is(identity?.accountSub, accounts[0]?.sub, 'the identity points at the one account');
   });
 }
+
+test('another Tessera works as the upstream: its own sign-in page, password and consent, then back into this sign-in', async (t) => {
+  const server = await startTestServer({ clients: [staticClient()] });
+  t.teardown(() => server.close());
+  // On 127.0.0.1, as the README suggests, so the two do not share cookies.
+  const port = await freePort();
+  const upstreamTessera = await startTestServer({ env: { PORT: String(port), ISSUER: `http://127.0.0.1:${port}` } });
+  t.teardown(() => upstreamTessera.close());
+  const client = await upstreamTessera.withServices(async (services) => {
+    await services.accounts.register({ email: 'mae@example.com', password: PASSWORD, name: 'Mae Jemison' });
+    return services.clients.createRelyingParty({ name: 'Tessera on localhost', redirectUris: [`${server.issuer}/federation/other/callback`] });
+  });
+  await server.withServices((services) => services.upstreams.create({
+    id: 'other', name: 'Other Tessera', issuer: upstreamTessera.issuer, clientId: client.client_id, clientSecret: client.client_secret!,
+  }));
+  const setup = { rp: await discover(server.issuer) };
+  const agent = new HostAgent();
+  const { request, page: upstreamLogin } = await continueWithUpstream(setup, agent, {}, 'other');
+  t.true(upstreamLogin.url.startsWith(upstreamTessera.issuer), upstreamLogin.url);
+  let page = await submit(agent, upstreamLogin, '/login', { email: 'mae@example.com', password: PASSWORD });
+  if (page.body.includes('/consent"') && page.url.startsWith(upstreamTessera.issuer)) page = await submit(agent, page, '/consent', { decision: 'allow' });
+  if (page.body.includes('/consent"')) page = await submit(agent, page, '/consent', { decision: 'allow' });
+  const claims = (await tokensFrom(setup, request, page)).claims()!;
+  t.is(claims.email, 'mae@example.com');
+  t.is(claims.name, 'Mae Jemison');
+  t.deepEqual(claims.amr, ['fed']);
+});
 
 // --- failures: a readable page with a way on, never a 500, never a half-made account ------------
 
