@@ -11,6 +11,7 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { Federation } from './domain/federation.ts';
 import { upstreamSignIn } from './interaction/first-factors/upstream.ts';
+import { renderPage } from './http/render.ts';
 import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -151,6 +152,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       revisions: store.revisions,
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
       logger,
+      render: renderPage,
       events: services.events,
       metrics,
     });

@@ -182,8 +182,15 @@ test('a password reset runs from the sign-in page through the email, ends every 
   t.is(reused.status, 400, 'the link works once');
   t.regex(reused.body, /expired or was already used/);
   t.regex(reused.body, /Ask for a new link/);
-  const replay = await post(browser, form, '/password/reset', { password: 'yet another new passphrase', password_confirmation: 'yet another new passphrase' });
+  // The old form again, with a CSRF token good for this browser now (it has signed in since, and CSRF
+  // tokens are bound to the session): the used link itself must refuse it.
+  const current = readForm((await browser.request(new URL('/password/forgot', fixture.server.url).href)).body, '/password/forgot');
+  const stale = readForm(form.body, '/password/reset');
+  const replay = await browser.request(new URL(stale.action, form.url).href, {
+    form: { ...stale.fields, _csrf: current.fields._csrf!, password: 'yet another new passphrase', password_confirmation: 'yet another new passphrase' },
+  });
   t.is(replay.status, 400);
+  t.regex(replay.body, /expired or was already used/);
 });
 
 /** Asks for a reset link on the forgot-password page, follows it from the mail and chooses `password`. */

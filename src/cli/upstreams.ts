@@ -102,7 +102,7 @@ const remove = defineCommand({
     if (!(await upstreams.delete(id))) {
       throw new AppError('ERR_NOT_FOUND', upstreams.isStatic(id)
         ? `upstream ${id} is defined in ${path.join(config.configDir, 'upstreams.json')}; remove it there`
-        : `no upstream ${id}`, { status: 404 });
+        : `no upstream ${id}`);
     }
     if (values.json) return printJson({ id, deleted: true });
     printLines(`Removed upstream ${id}. Its sign-in button goes away within STORE_POLL_SECONDS.`);

@@ -34,8 +34,8 @@ const NOT_ALLOWED = 'This account cannot sign in right now.';
 const UNFINISHED_SIGN_UP_MS = 60_000;
 
 /** A failed upstream sign-in: the message is for the person, `reason` for operators (audit trail), `cause` for the log. */
-export function upstreamFailed(message: string, reason: string, options: { status?: number; cause?: unknown } = {}): AppError {
-  const error = new AppError('ERR_UPSTREAM_FAILED', message, { status: options.status ?? 400, cause: options.cause });
+export function upstreamFailed(message: string, reason: string, options: { cause?: unknown } = {}): AppError {
+  const error = new AppError('ERR_UPSTREAM_FAILED', message, { cause: options.cause });
   (error as AppError & { reason?: string }).reason = reason;
   return error;
 }
@@ -63,7 +63,7 @@ export class IdentityService {
       // An identity whose account never came (a first sign-in cut short by a crash) is cleared once
       // it is older than any first sign-in still under way; a younger one may be that sign-in.
       if (now.getTime() - known.createdAt.getTime() < UNFINISHED_SIGN_UP_MS) {
-        throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in', { status: 409 });
+        throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in');
       }
       await this.#identities.delete(known.upstreamId, known.subject, known.accountSub);
     }
@@ -93,7 +93,7 @@ export class IdentityService {
       await this.#identities.create({ upstreamId: upstream.id, subject: profile.subject, accountSub: sub, email, createdAt: now });
     } catch (error) {
       if (!isAppError(error, 'ERR_IDENTITY_TAKEN')) throw error;
-      throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in', { status: 409 });
+      throw upstreamFailed('This sign-in is already under way in another window. Try again.', 'concurrent_sign_in');
     }
     try {
       const account = await this.#accounts.create({
@@ -110,7 +110,7 @@ export class IdentityService {
       return account;
     } catch (error) {
       await this.#identities.delete(upstream.id, profile.subject, sub);
-      if (isAppError(error, 'ERR_EMAIL_TAKEN')) throw upstreamFailed('An account with this email address was created at the same moment. Try again.', 'concurrent_sign_in', { status: 409 });
+      if (isAppError(error, 'ERR_EMAIL_TAKEN')) throw upstreamFailed('An account with this email address was created at the same moment. Try again.', 'concurrent_sign_in');
       throw error;
     }
   }
@@ -166,7 +166,7 @@ export function hasPassword(account: Pick<Account, 'passwordHash'>): boolean {
 }
 
 function usable(account: Account, now: Date): Account {
-  if (account.disabled || isLocked(account, now)) throw new AppError('ERR_ACCOUNT_DISABLED', NOT_ALLOWED, { status: 403 });
+  if (account.disabled || isLocked(account, now)) throw new AppError('ERR_ACCOUNT_DISABLED', NOT_ALLOWED);
   return account;
 }
 

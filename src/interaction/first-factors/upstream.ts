@@ -122,7 +122,7 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
   /** Sends the browser to the upstream; the state, nonce and verifier wait server-side, bound to this browser. */
   async function redirectToUpstream(ctx: Context, id: string, purpose: { uid: string } | { accountSub: string }, onFailure: (error: AppError, name?: string) => Promise<void>): Promise<void> {
     const upstream = await upstreams.withSecret(id);
-    if (!upstream) return onFailure(new AppError('ERR_NOT_FOUND', 'This way to sign in is not offered (any more). Use another way to sign in.', { status: 404 }));
+    if (!upstream) return onFailure(new AppError('ERR_NOT_FOUND', 'This way to sign in is not offered (any more). Use another way to sign in.'));
     let begun: Awaited<ReturnType<Federation['begin']>>;
     try {
       begun = await federation.begin(upstream, upstreams.redirectUri(id));
