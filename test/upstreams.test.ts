@@ -9,6 +9,8 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import * as oidc from 'openid-client';
 
+import { runCli, runCliJson } from './helpers/cli.ts';
+
 import { eventually } from './helpers/eventually.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
@@ -65,6 +67,20 @@ async function tokensFrom(setup: { rp: oidc.Configuration }, request: Awaited<Re
 async function registerWithPassword(server: TestServer, email: string): Promise<string> {
   return server.withServices(async (services) => (await services.accounts.register({ email, password: PASSWORD })).sub);
 }
+
+test('an upstream added with the CLI beside a running server appears on its sign-in page within STORE_POLL_SECONDS, and goes when deleted', async (t) => {
+  const server = await startTestServer({ clients: [staticClient()] });
+  t.teardown(() => server.close());
+  const rp = await discover(server.issuer);
+  const signInPage = async () => (await new HostAgent().follow((await authorizationRequest(rp)).url.href, RP_CALLBACK)).body;
+  t.notRegex(await signInPage(), /Continue with/, 'none yet (and the server has read the empty list)');
+  const created = await runCli(server.cliEnv, ['upstreams', 'create', '--id', 'corp', '--name', 'Corp SSO', '--issuer', 'https://sso.corp.example',
+    '--client-id', 'tessera', '--client-secret-stdin', '--json'], 'corp-secret');
+  t.is(created.code, 0, created.stderr);
+  t.truthy(await eventually(async () => (/Continue with Corp SSO/.test(await signInPage()) ? true : undefined), { what: 'the new button', timeoutMs: 5_000 }));
+  t.is((await runCli(server.cliEnv, ['upstreams', 'delete', 'corp'])).code, 0);
+  t.truthy(await eventually(async () => (/Continue with Corp SSO/.test(await signInPage()) ? undefined : true), { what: 'the button gone', timeoutMs: 5_000 }));
+});
 
 test('the sign-in page offers "Continue with" each upstream, as a form that works without JavaScript', async (t) => {
   const setup = await setUp(t);
@@ -360,6 +376,11 @@ test('a replayed or forged state is refused, and a callback from another browser
   const atCallback = await agent.follow(new URL(form.action, login.url).href, callbackPrefix, { form: form.fields });
   const callback = new URL(atCallback.url);
 
+  // Mix-up: the answer meant for one upstream, delivered at another's callback, is refused (and uses the state up).
+  const elsewhere = new URL(callback);
+  elsewhere.pathname = '/federation/other/callback';
+  await failurePage(t, await agent.request(elsewhere.href), /does not belong to a sign-in started in this browser/);
+
   const forged = new URL(callback);
   forged.searchParams.set('state', 'made-up');
   await failurePage(t, await agent.request(forged.href), /does not belong to a sign-in started in this browser/);
@@ -463,6 +484,56 @@ test('upstream sign-ins, failures and links are in the audit trail', async (t) =
   t.truthy(events.find((event) => event.type === 'identity.linked' && event.sub === sub && event.details?.upstream === 'acme'));
   t.truthy(events.find((event) => event.type === 'signin.succeeded' && event.sub === sub && (event.details?.amr as string[] | undefined)?.includes('fed')));
   t.truthy(events.find((event) => event.type === 'signin.failed' && event.details?.factor === 'upstream' && event.details?.reason === 'access_denied'));
+});
+
+test('callbacks count against the per-address sign-in limit: past it, 429 with Retry-After', async (t) => {
+  const setup = await setUp(t, { env: { RATE_LIMIT_SIGNIN_PER_IP: '3/300' } });
+  const callback = `${setup.server.issuer}/federation/acme/callback?code=x&state=guess`;
+  const answers = [];
+  for (let attempt = 0; attempt < 4; attempt += 1) answers.push(await new HostAgent().request(callback));
+  t.deepEqual(answers.map((answer) => answer.status), [400, 400, 400, 429]);
+  t.truthy(answers[3]!.headers.get('retry-after'));
+});
+
+test('the admin API adds, lists, shows and removes upstreams (never their secret), and shows a user\'s identities', async (t) => {
+  const setup = await setUp(t);
+  const admin = `${setup.server.issuer}/admin/api`;
+  const machine = await runCliJson<{ client_id: string; client_secret: string }>(setup.server.cliEnv, [
+    'clients', 'create', '--name', 'Ops robot', '--grant', 'client_credentials', '--resource', admin, '--scope', 'admin', '--role', 'admin',
+  ]);
+  const config = await oidc.discovery(new URL(setup.server.issuer), machine.client_id, {}, oidc.ClientSecretBasic(machine.client_secret), { execute: [oidc.allowInsecureRequests] });
+  const token = (await oidc.clientCredentialsGrant(config, { resource: admin, scope: 'admin' })).access_token;
+  const api = async (method: string, route: string, body?: unknown) => {
+    const response = await fetch(`${admin}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, text, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
+  };
+
+  const created = await api('POST', '/upstreams', { id: 'gl', preset: 'gitlab', client_id: 'gl-client', client_secret: 'gl-secret-value-123', trust_email: true });
+  t.is(created.status, 201, created.text);
+  t.like(created.body, { id: 'gl', name: 'GitLab', kind: 'oidc', issuer: 'https://gitlab.com', trust_email: true, source: 'store', redirect_uri: `${setup.server.issuer}/federation/gl/callback` });
+  t.false(created.text.includes('gl-secret-value-123'));
+  t.is((await api('POST', '/upstreams', { id: 'gl', preset: 'gitlab', client_id: 'x', client_secret: 'y' })).status, 409);
+  const refused = await api('POST', '/upstreams', { id: 'plain', issuer: 'http://id.example.com', client_id: 'x', client_secret: 'y' });
+  t.is(refused.status, 400);
+  t.regex(String(refused.body.error_description), /must use https/);
+
+  const listed = await api('GET', '/upstreams');
+  t.deepEqual((listed.body.items as Array<{ id: string }>).map((upstream) => upstream.id), ['acme', 'gl']);
+  t.false(listed.text.includes('gl-secret-value-123') || listed.text.includes(setup.upstream.clientSecret));
+  t.is((await api('GET', '/upstreams/gl')).status, 200);
+  t.is((await api('DELETE', '/upstreams/gl')).status, 204);
+  t.is((await api('GET', '/upstreams/gl')).status, 404);
+
+  setup.upstream.user = { sub: 'acme-admin-view', email: 'viewed@example.com', email_verified: true };
+  const flow = await continueWithUpstream(setup, new HostAgent());
+  const sub = (await tokensFrom(setup, flow.request, flow.page)).claims()!.sub;
+  const user = await api('GET', `/users/${sub}`);
+  t.like(user.body, { password: false, identities: [{ upstream: 'acme', subject: 'acme-admin-view', email: 'viewed@example.com' }] });
 });
 
 // --- the account page: linked identities, link another, unlink (never the last way to sign in) ----
