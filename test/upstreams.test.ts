@@ -419,6 +419,12 @@ test('an upstream that gives no email address gets a page saying so, and no acco
   await failurePage(t, page, /did not share an email address/);
   t.is(await accountCount(setup.server), 0);
   t.deepEqual(await setup.server.withServices((services) => services.identities.find('acme', 'acme-noemail')), undefined);
+
+  // An address disguised with an invisible character is refused like at registration, not stored.
+  setup.upstream.user = { sub: 'acme-disguised', email: 'ad\u200Ba@example.com', email_verified: true };
+  const disguised = await continueWithUpstream(setup, new HostAgent());
+  await failurePage(t, disguised.page, /gave an email address Tessera cannot use \(Email addresses cannot contain invisible or control characters\)/);
+  t.is(await accountCount(setup.server), 0);
 });
 
 test('an unreachable upstream and one too slow to answer both give a page with a way on', async (t) => {

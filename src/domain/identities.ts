@@ -7,7 +7,7 @@
  */
 import { AppError, isAppError } from '../errors.ts';
 import type { Account, AccountRepository, FederatedIdentity, IdentityRepository } from '../store/port.ts';
-import { normalizeEmail } from './accounts.ts';
+import { normaliseEmail } from './email.ts';
 import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import { isLocked } from './lockout.ts';
 import { randomId } from './random.ts';
@@ -70,7 +70,10 @@ export class IdentityService {
     if (!profile.email) {
       throw upstreamFailed(`${upstream.name} did not share an email address, which a Tessera account needs. Allow access to your email at ${upstream.name}, or use another way to sign in.`, 'no_email');
     }
-    const email = normalizeEmail(profile.email);
+    // The one rule for addresses (email.ts): an address that only looks like another is refused here too.
+    const normalised = normaliseEmail(profile.email);
+    if (!normalised.ok) throw upstreamFailed(`${upstream.name} gave an email address Tessera cannot use (${normalised.message}). Use another way to sign in.`, 'invalid_email');
+    const email = normalised.email;
     const trusted = upstream.trustEmail && profile.emailVerified;
     const existing = await this.#accounts.findByEmail(email);
     if (existing) {
