@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import test, { type ExecutionContext } from 'ava';
 import * as oidc from 'openid-client';
+import * as OTPAuth from 'otpauth';
 
 import { runCli, runCliJson } from './helpers/cli.ts';
 
@@ -155,6 +156,31 @@ test('an untrusted upstream whose email matches an existing account never signs 
   t.deepEqual(linked.map((identity) => [identity.upstreamId, identity.subject]), [['acme', 'attacker-7']]);
   const next = await continueWithUpstream(setup, new HostAgent());
   t.is((await tokensFrom(setup, next.request, next.page)).claims()!.sub, victim, 'from now on the upstream signs in to the linked account');
+});
+
+test('proving an account that has a second factor takes the second factor too before anything is linked', async (t) => {
+  const setup = await setUp(t);
+  const sub = await registerWithPassword(setup.server, 'tom@example.com');
+  const secret = await setup.server.withServices(async (services) => {
+    const { secret: totpSecret } = await services.secondFactors.startTotpEnrolment(sub);
+    await services.secondFactors.confirmTotp(sub, OTPAuth.TOTP.generate({ secret: OTPAuth.Secret.fromBase32(totpSecret) }));
+    return totpSecret;
+  });
+  setup.upstream.user = { sub: 'acme-tom', email: 'tom@example.com', email_verified: true };
+  const agent = new HostAgent();
+  const attempt = await continueWithUpstream(setup, agent);
+  t.regex(attempt.page.body, /already exists/);
+  const secondFactor = await submit(agent, attempt.page, '/login', { email: 'tom@example.com', password: PASSWORD });
+  t.true(pathOf(secondFactor).endsWith('/second-factor'), `${secondFactor.status} ${secondFactor.url}`);
+  t.deepEqual(await setup.server.withServices((services) => services.identities.list(sub)), [], 'the password alone links nothing');
+  const code = OTPAuth.TOTP.generate({ secret: OTPAuth.Secret.fromBase32(secret), timestamp: Date.now() + 30_000 });
+  let page = await submit(agent, secondFactor, '/second-factor/totp', { code });
+  if (page.body.includes('/consent"')) page = await submit(agent, page, '/consent', { decision: 'allow' });
+  t.true(page.url.startsWith(RP_CALLBACK), `${page.status} ${page.url}`);
+  t.deepEqual((await setup.server.withServices((services) => services.identities.list(sub))).map((identity) => identity.subject), ['acme-tom']);
+  // From now on the upstream signs in to Tom's account, and still asks for his second factor.
+  const next = await continueWithUpstream(setup, new HostAgent());
+  t.true(pathOf(next.page).endsWith('/second-factor'), next.page.url);
 });
 
 test('proving a different account than the one with that address links nothing', async (t) => {
@@ -388,6 +414,21 @@ test('a replayed or forged state is refused, and a callback from another browser
 
   // Each of those took the state: the real browser's answer is now refused too, and a replay after that.
   await failurePage(t, await agent.request(callback.href), /does not belong|used already/);
+  t.is(await accountCount(setup.server), 0);
+});
+
+test('an answer whose RFC 9207 iss names another issuer is refused (mix-up), and makes no account', async (t) => {
+  const setup = await setUp(t);
+  const agent = new HostAgent();
+  const request = await authorizationRequest(setup.rp);
+  const login = await agent.follow(request.url.href, RP_CALLBACK);
+  const form = readForm(login.body, '/federation/acme');
+  const atCallback = await agent.follow(new URL(form.action, login.url).href, `${setup.server.issuer}/federation/acme/callback`, { form: form.fields });
+  const callback = new URL(atCallback.url);
+  t.is(callback.searchParams.get('iss'), setup.upstream.issuer, 'the upstream sends iss');
+  callback.searchParams.set('iss', 'https://evil.example');
+  const page = await agent.follow(callback.href, RP_CALLBACK);
+  await failurePage(t, page, /This answer did not come from Acme ID/);
   t.is(await accountCount(setup.server), 0);
 });
 

@@ -177,6 +177,10 @@ function failure(upstream: UpstreamWithSecret, error: unknown): Error {
   if (/"state"|state mismatch|unexpected "state"/i.test(message)) {
     return upstreamFailed(`This sign-in answer does not belong to a sign-in started here. ${tryAgain}`, 'invalid_state', { cause: error });
   }
+  // RFC 9207: the answer names another issuer than this upstream's (or leaves it out where the upstream promised it).
+  if (/response parameter "iss"|"iss" \(issuer\) response parameter/i.test(message)) {
+    return upstreamFailed(`This answer did not come from ${upstream.name}. ${tryAgain}`, 'issuer_mismatch', { cause: error });
+  }
   if (/JWT|JWS|id_token|ID Token|nonce|"iss"|"aud"|signature/i.test(message)) {
     return upstreamFailed(`${upstream.name} sent an ID token that failed validation. ${tryAgain}`, 'invalid_id_token', { cause: error });
   }
