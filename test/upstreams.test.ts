@@ -113,6 +113,8 @@ test('a first upstream sign-in creates an account without a password from the up
   t.is(stored.account?.passwordHash, undefined, 'no password hash');
   t.like(stored.account, { email: 'grace@example.com', givenName: 'Grace', familyName: 'Hopper' });
   t.deepEqual(stored.identities.map((identity) => [identity.upstreamId, identity.subject]), [['acme', 'acme-1001']]);
+  const listed = await runCliJson<Array<{ sub: string; identities: unknown[] }>>(setup.server.cliEnv, ['users', 'list']);
+  t.like(listed.find((user) => user.sub === claims.sub)?.identities, [{ upstream: 'acme', subject: 'acme-1001', email: 'grace@example.com' }], 'users list shows it');
 
   // Another browser, the same person at the upstream (even with another address there now): the same account.
   setup.upstream.user = { ...setup.upstream.user, email: 'grace.h@example.com' };
