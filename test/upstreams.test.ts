@@ -524,13 +524,14 @@ test('upstream sign-ins, failures and links are in the audit trail', async (t) =
   await continueWithUpstream(setup, new HostAgent());
   const events = await setup.server.withServices(async (services) => {
     for (let attempt = 0; attempt < 50; attempt += 1) {
-      const page = await services.audit.query({ type: ['identity.linked', 'signin.succeeded', 'signin.failed'], limit: 20 });
+      const page = await services.audit.query({ type: ['identity.signed_in', 'identity.linked', 'signin.succeeded', 'signin.failed'], limit: 20 });
       if (page.events.some((event) => event.type === 'signin.failed')) return page.events;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     return [];
   });
   t.truthy(events.find((event) => event.type === 'identity.linked' && event.sub === sub && event.details?.upstream === 'acme'));
+  t.truthy(events.find((event) => event.type === 'identity.signed_in' && event.sub === sub && event.clientId === 'test-rp' && event.details?.upstream === 'acme' && event.details?.created === true));
   t.truthy(events.find((event) => event.type === 'signin.succeeded' && event.sub === sub && (event.details?.amr as string[] | undefined)?.includes('fed')));
   t.truthy(events.find((event) => event.type === 'signin.failed' && event.details?.factor === 'upstream' && event.details?.reason === 'access_denied'));
 });

@@ -33,7 +33,9 @@ export const SECURITY_EVENT_TYPES = [
   'recovery_codes.generated',
   'passkey.added',
   'passkey.removed',
-  // Identities at upstream providers (Google, GitHub, ...) linked to accounts.
+  // Identities at upstream providers (Google, GitHub, ...): one proved who someone is (the first
+  // factor; the sign-in completes with signin.succeeded), linked to an account, unlinked.
+  'identity.signed_in',
   'identity.linked',
   'identity.unlinked',
   // What people let apps do, and the sessions they are signed in with.

@@ -214,6 +214,12 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
         });
       }
       logger.info({ upstream: id, sub: outcome.account.sub, created: outcome.created }, 'upstream sign-in succeeded');
+      events.emit({
+        type: 'identity.signed_in',
+        sub: outcome.account.sub,
+        clientId: String(interaction.params.client_id),
+        details: { upstream: id, created: outcome.created },
+      });
       await after.afterFirstFactor(ctx, interaction, outcome.account, upstreamOnly());
     } catch (error) {
       if (isAppError(error, 'ERR_ACCOUNT_DISABLED')) {
