@@ -124,6 +124,11 @@ test('English error messages from the domain come out in the page language, valu
     'registration joins several problems; each is translated',
   );
   t.is(localizeMessage(translator('ja'), 'Invalid email or password'), 'メールアドレスまたはパスワードが正しくありません。');
+  t.is(
+    localizeMessage(german, 'Example ID did not answer in time. Try again, or use another way to sign in.'),
+    'Example ID hat nicht rechtzeitig geantwortet. Versuchen Sie es noch einmal oder melden Sie sich auf andere Weise an.',
+    'an upstream provider\'s name is carried over',
+  );
   t.is(localizeMessage(german, 'something nobody wrote down'), 'something nobody wrote down', 'unknown text stays as it is');
   t.is(localizeMessage(translator('en'), 'Invalid email or password'), 'Invalid email or password');
 });
