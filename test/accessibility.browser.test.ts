@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 
 import test from 'ava';
 import * as oidc from 'openid-client';
@@ -17,7 +18,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, findChromium } from './helpers/browser.ts';
 import { linkIn, startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
-import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -77,10 +78,14 @@ for (const { lang, browserLocale, headings } of LANGUAGES) {
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     const checked: string[] = [];
+    // Each page is also photographed, for a person to look at (as browser.test.ts does).
+    const shots = makeTempDir(`tessera-a11y-${lang}-`);
+    t.log(`screenshots in ${shots}`);
 
     async function check(name: string): Promise<void> {
       t.is(await page.locator('html').getAttribute('lang'), lang, `${name}: <html lang>`);
       t.deepEqual(await axeViolations(page), [], `${name} (${lang})`);
+      await page.screenshot({ path: path.join(shots, `${String(checked.length + 1).padStart(2, '0')}-${name.replaceAll(' ', '-')}.png`), fullPage: true });
       checked.push(name);
     }
 
