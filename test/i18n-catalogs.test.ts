@@ -3,7 +3,7 @@
  * language's own plural rules), the same placeholders, and no empty message. Pure logic over the
  * files in locales/, so a unit test.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 import test from 'ava';
 
@@ -143,4 +143,40 @@ test('plural forms follow each language: one and other in German, other only in 
 test('the html translation escapes values but keeps the catalog markup', (t) => {
   t.is(translator('en').html('layout.continueTo', { client: '<script>x</script>' }), 'to continue to <strong>&lt;script&gt;x&lt;/script&gt;</strong>');
   t.is(translator('en').t('layout.cancelAndReturn', { client: 'A & B' }), 'Cancel and return to A & B', 'plain text is escaped where it lands (EJS)');
+});
+
+/** Where the words people see on pages are written: the page code, and the domain rules it shows refusals of. */
+const PAGE_SOURCES = [
+  'src/interaction', 'src/account', 'src/http',
+  'src/domain/accounts.ts', 'src/domain/email.ts', 'src/domain/password-policy.ts', 'src/domain/second-factors.ts',
+  'src/domain/mfa', 'src/domain/identities.ts', 'src/domain/federation.ts',
+];
+
+function sourcesUnder(entry: string): string[] {
+  if (entry.endsWith('.ts')) return [entry];
+  return readdirSync(entry, { withFileTypes: true }).flatMap((item) => sourcesUnder(`${entry}/${item.name}`)).filter((file) => file.endsWith('.ts'));
+}
+
+test('every fixed message the pages can show is in the catalogs, so it is shown in the page language', (t) => {
+  const literal = String.raw`'((?:[^'\\]|\\.)*)'`;
+  const patterns = [
+    new RegExp(String.raw`new AppError\('ERR_(?!CONFIG|SECRET|WORKERS|STORE|CERTIFICATE|CLIENT|RESOURCE|UPSTREAM_INVALID)[A-Z_]+',\s*${literal}`, 'g'),
+    new RegExp(String.raw`\b(?:error|notice|message): ${literal}`, 'g'),
+    new RegExp(String.raw`\b(?:refused|upstreamFailed)\(${literal}`, 'g'),
+    new RegExp(String.raw`^const [A-Z_]+ = ${literal};`, 'gm'),
+  ];
+  const german = translator('de');
+  const untranslated = new Set<string>();
+  for (const file of PAGE_SOURCES.flatMap(sourcesUnder)) {
+    const text = readFileSync(file, 'utf8');
+    for (const pattern of patterns) {
+      for (const match of text.matchAll(pattern)) {
+        const message = (match[1] ?? '').replace(/\\'/g, "'");
+        // Words only: identifiers and codes (`access_denied`, 'sign-in') are not messages.
+        if (!/^[A-Z].* /.test(message)) continue;
+        if (localizeMessage(german, message) === message) untranslated.add(`${file}: ${message}`);
+      }
+    }
+  }
+  t.deepEqual([...untranslated], []);
 });
