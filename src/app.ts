@@ -30,6 +30,7 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { limitClientRegistrations } from './oidc/features/registration.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
@@ -150,6 +151,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   if (config.security.registrationApi) {
     app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
   }
+  app.use(limitClientRegistrations(config, rateLimits));
   app.use(clientCertificates(config.tls, logger));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);

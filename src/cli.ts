@@ -12,6 +12,7 @@ import {
 import { keysGroup } from './cli/keys.ts';
 import { streams, withStreams, type CliStreams } from './cli/output.ts';
 import { pkiGroup } from './cli/pki.ts';
+import { registrationTokensGroup } from './cli/registration-tokens.ts';
 import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
 import { usersGroup } from './cli/users.ts';
@@ -25,6 +26,7 @@ export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Conne
   serve,
   clients: clientsGroup,
   resources: resourcesGroup,
+  'registration-tokens': registrationTokensGroup,
   users: usersGroup,
   keys: keysGroup,
   pki: pkiGroup,

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdapterClass } from './oidc/adapter.ts';
+import { sweepUnusedClients } from './oidc/features/registration.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { buildServices } from './services.ts';
 import { openStore } from './store/open-store.ts';
@@ -151,8 +152,10 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       logger,
       events: services.events,
       metrics,
+      rateLimits: services.rateLimits,
     });
     host.watch();
+    const stopSweep = sweepUnusedClients(config, services.clients, logger);
     const app = createApp({
       config,
       mtlsUrl,
@@ -206,6 +209,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       close() {
         closing ??= (async () => {
           host.stop();
+          stopSweep();
           await closeAll();
           // Audit events still queued are written before the store goes.
           await services.close();

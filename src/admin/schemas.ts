@@ -180,6 +180,7 @@ export const client = z.object({
   certificate_bound: z.boolean().optional(),
   first_party: z.boolean().optional(),
   require_mfa: z.boolean().optional(),
+  registered: z.enum(['dynamic', 'metadata_document']).optional().meta({ description: 'The client registered itself (RFC 7591), or is known by its metadata document: not one the operator created' }),
 }).meta({ id: 'Client' });
 
 const clientParams = z.strictObject({ client_id: clientId });

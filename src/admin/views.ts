@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { SessionView } from '../account/activity.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
+import { registeredKind } from '../domain/registered-clients.ts';
 import type { ResourceServer } from '../domain/resources.ts';
 import type { SecondFactorSummary } from '../domain/second-factors.ts';
 import type { Account } from '../store/port.ts';
@@ -104,6 +105,7 @@ export function clientView(client: { client_id: string; source: 'config' | 'stor
     ...(metadata.tls_client_certificate_bound_access_tokens === true && { certificate_bound: true }),
     ...(metadata.tessera_first_party === true && { first_party: true }),
     ...(metadata.tessera_require_mfa === true && { require_mfa: true }),
+    ...(registeredKind(metadata) && { registered: registeredKind(metadata) }),
   };
 }
 

@@ -48,6 +48,7 @@ export const SECURITY_EVENT_TYPES = [
   'resource.created',
   'resource.deleted',
   'key.rotated',
+  'registration_token.created',
   'admin.action',
 ] as const;
 

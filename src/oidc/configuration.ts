@@ -22,6 +22,8 @@ import { providerCookieNames } from '../http/cookie-names.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { presentedCertificate, type PresentedCertificate } from './client-certificates.ts';
+import { isMetadataDocumentId, metadataDocumentFeatures, metadataDocumentLimits, outgoingFetch } from './features/client-id-metadata-document.ts';
+import { checkSelfRegistered, registering, registrationFeatures } from './features/registration.ts';
 
 export interface ConfigurationDependencies {
   config: Config;
@@ -32,6 +34,8 @@ export interface ConfigurationDependencies {
   staticClients: Record<string, unknown>[];
   /** Public base URL of the mTLS listener, when there is one. */
   mtlsBaseUrl: string | undefined;
+  /** Counts one use of an initial access token (features/registration.ts); false when spent. */
+  countTokenUse?: ((tokenKey: string, uses: number, seconds: number) => Promise<boolean>) | undefined;
 }
 
 const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'roles']);
@@ -280,7 +284,7 @@ function interactionPrompts(): interactionPolicy.Prompt[] {
   return policy;
 }
 
-export function buildConfiguration({ config, accounts, resources, keys, adapter, staticClients, mtlsBaseUrl }: ConfigurationDependencies): Configuration {
+export function buildConfiguration({ config, accounts, resources, keys, adapter, staticClients, mtlsBaseUrl, countTokenUse }: ConfigurationDependencies): Configuration {
   const clientCas = config.tls.clientCa ? parseBundle(config.tls.clientCa) : [];
   if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
     throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
@@ -339,8 +343,15 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'],
     extraClientMetadata: {
       properties: [...TESSERA_CLIENT_METADATA],
-      validator(_ctx, key, value) {
+      validator(ctx, key, value, metadata) {
         validateTesseraMetadata(key, value);
+        if (key !== 'tessera_registered') return;
+        // A client that came by itself: registered now, or known by its metadata document, or
+        // registered before (read back from the store). The operator's own clients are none of these.
+        const kind = registering(ctx) ? 'dynamic'
+          : config.selfRegistration.metadataDocuments && isMetadataDocumentId(metadata.client_id) && !staticClients.some((client) => client.client_id === metadata.client_id) ? 'metadata_document'
+            : value === 'dynamic' ? 'dynamic' : undefined;
+        checkSelfRegistered(metadata as Record<string, unknown>, kind, config.selfRegistration);
       },
     },
     enabledJWA: {
@@ -348,6 +359,9 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       userinfoSigningAlgValues: SIGNING_ALGORITHMS as NonNullable<Configuration['enabledJWA']>['userinfoSigningAlgValues'],
       clientAuthSigningAlgValues: SIGNING_ALGORITHMS as NonNullable<Configuration['enabledJWA']>['clientAuthSigningAlgValues'],
     },
+
+    ...metadataDocumentLimits(config),
+    ...outgoingFetch(config),
 
     rotateRefreshToken: true,
     async issueRefreshToken(_ctx, client, code) {
@@ -391,6 +405,8 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
     },
     features: {
       devInteractions: { enabled: false },
+      ...registrationFeatures({ config, countTokenUse }),
+      ...metadataDocumentFeatures(config),
       revocation: {
         enabled: true,
         async allowedPolicy(_ctx, client, token) {
