@@ -23,6 +23,7 @@ import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { viewsMiddleware } from './http/views.ts';
+import type { ResourceNames } from './interaction/consent.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
@@ -60,6 +61,8 @@ export interface AppDependencies {
   mtlsUrl?: string | undefined;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
   adminApi?: Middleware | undefined;
+  /** Resource servers by indicator, for the consent page's API names. */
+  resources?: ResourceNames | undefined;
 }
 
 /** RFC 9700 section 4.12: a redirect answering a POST must be 303, or the browser may re-POST the form (with credentials) to the target. */
@@ -97,7 +100,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, resources }: AppDependencies): Koa {
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
@@ -138,7 +141,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     production: config.env === 'production',
   }));
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, resources });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors });

@@ -167,6 +167,8 @@ export interface StaticResource {
   readonly ttlSeconds: number;
   /** Scopes limited to holders of one of the listed roles (`scope_roles` in the file). */
   readonly scopeRoles?: Readonly<Record<string, readonly string[]>> | undefined;
+  /** The only clients that may ask for it in the code flow (`clients` in the file); absent, any client with consent. */
+  readonly clients?: readonly string[] | undefined;
 }
 
 export interface TlsConfig {
@@ -297,6 +299,7 @@ const resourcesFileSchema = z.array(z.object({
   format: z.enum(['jwt', 'opaque']).default('jwt'),
   ttl: z.number().int().min(1).max(86_400).default(300),
   scope_roles: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'must be a role name')).min(1)).optional(),
+  clients: z.array(z.string().min(1)).min(1).optional(),
 }).strict().superRefine((resource, ctx) => {
   for (const scope of Object.keys(resource.scope_roles ?? {})) {
     if (!resource.scopes.includes(scope)) ctx.addIssue({ code: 'custom', path: ['scope_roles', scope], message: 'is not one of the resource\'s scopes' });

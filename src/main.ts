@@ -171,6 +171,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      resources: (audience) => services.resources.find(audience),
       adminApi: config.security.adminApi ? adminApi({
         config,
         logger,

@@ -117,6 +117,7 @@ export function resourceView(resource: ResourceServer & { source: 'builtin' | 'c
     format: resource.format,
     ttl: resource.ttlSeconds,
     ...(resource.scopeRoles && { scope_roles: resource.scopeRoles }),
+    ...(resource.clients?.length && { clients: resource.clients }),
     source: resource.source,
     ...(clientId && { client_id: clientId }),
   };
