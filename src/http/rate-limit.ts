@@ -1,7 +1,7 @@
 /**
  * Rate limits, counted in the store (rate-limiter-flexible on the store's own table or collection),
  * so several Tessera instances share one count. Over a limit the answer is 429 with Retry-After:
- * Tessera's pages and JSON go through the error middleware (RateLimitedError); the token endpoint
+ * Tessera's pages and JSON go through the error middleware (ERR_RATE_LIMITED); the token endpoint
  * and the other client-authenticating endpoints answer in OAuth's JSON error shape.
  *
  * Which address a request comes from is decided in one place, clientAddress(): the socket's peer,
@@ -15,27 +15,9 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
-import { AppError } from '../errors.ts';
-import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/client-certificates.ts';
+import { isAppError, rateLimited } from '../errors.ts';
 import type { Store } from '../store/port.ts';
 import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
-
-/** A refused request; the error middleware answers 429 with `Retry-After: retryAfterSeconds`. */
-export class RateLimitedError extends AppError {
-  readonly retryAfterSeconds: number;
-
-  constructor(msBeforeNext: number) {
-    const seconds = Math.max(1, Math.ceil(msBeforeNext / 1000));
-    super('ERR_RATE_LIMITED', `Too many attempts. Try again in ${waitInWords(seconds)}.`, { status: 429 });
-    this.retryAfterSeconds = seconds;
-  }
-}
-
-function waitInWords(seconds: number): string {
-  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
-  const minutes = Math.ceil(seconds / 60);
-  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
-}
 
 /**
  * The address a request comes from. X-Forwarded-For is read from the right (the entry the nearest
@@ -151,7 +133,7 @@ export class RateLimits {
     return limiter;
   }
 
-  /** Counts one action against every given limit; throws RateLimitedError if any is exceeded. */
+  /** Counts one action against every given limit; throws ERR_RATE_LIMITED (429) if any is exceeded. */
   async #consume(...counts: Array<[LimitName, string]>): Promise<void> {
     for (const [name, key] of counts) this.#clearUntil.get(name)?.delete(key);
     const results = await Promise.allSettled(counts.map(([name, key]) => this.#limiter(name).consume(key)));
@@ -161,7 +143,7 @@ export class RateLimits {
       if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
       waitMs = Math.max(waitMs, result.reason.msBeforeNext);
     }
-    if (waitMs > 0 || results.some((result) => result.status === 'rejected')) throw new RateLimitedError(waitMs);
+    if (waitMs > 0 || results.some((result) => result.status === 'rejected')) throw rateLimited(waitMs);
   }
 
   /** Milliseconds until `key` may act again under `name`, or 0; a read, never a write. */
@@ -241,7 +223,7 @@ export class RateLimits {
 
   async adminFailure(ctx: Context): Promise<void> {
     await this.#consume(['adminFailuresPerIp', addressKey(this.address(ctx))]).catch((error: unknown) => {
-      if (!(error instanceof RateLimitedError)) throw error;
+      if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
     });
   }
 
@@ -255,11 +237,12 @@ export class RateLimits {
    * bits, a key or certificate cannot be guessed at all). A successful token request stays free of
    * store writes. A request from an address, or for a client from an address, already over its
    * limit is answered 429 before any credential is checked; looking that up is a read.
+   * `authenticatingPaths` are those endpoints (oidc/features/index.ts, CLIENT_AUTHENTICATING_PATHS).
    */
-  clientFailures(): Middleware {
+  clientFailures(authenticatingPaths: ReadonlySet<string>): Middleware {
     const limits = this;
     return async function limitFailedClientRequests(ctx: Context, next: Next) {
-      if (ctx.method !== 'POST' || !CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) return next();
+      if (ctx.method !== 'POST' || !authenticatingPaths.has(ctx.path)) return next();
       const address = addressKey(limits.address(ctx));
       const addressWait = await limits.#blockedFor('tokenFailuresPerIp', address);
       if (addressWait) return tooManyClientRequests(ctx, addressWait);
@@ -282,7 +265,7 @@ export class RateLimits {
         if (clientId) counts.push(['tokenFailuresPerClient', clientFromAddress(address, clientId)]);
         // The failure is already answered; going over the limit shows on the next request.
         await limits.#consume(...counts).catch((error: unknown) => {
-          if (!(error instanceof RateLimitedError)) throw error;
+          if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
         });
       }
     };

@@ -16,6 +16,7 @@
 import type { Configuration } from 'oidc-provider';
 
 import type { Config } from '../../config.ts';
+import type { Slice } from './feature.ts';
 
 /** The draft oidc-provider 9.13 implements; experimental features need it acknowledged exactly. */
 export const METADATA_DOCUMENT_DRAFT = 'draft-02';
@@ -41,7 +42,7 @@ export function isMetadataDocumentId(clientId: unknown): boolean {
   return typeof clientId === 'string' && clientId.startsWith('https://');
 }
 
-export function metadataDocumentFeatures(config: Config): Pick<Features, 'clientIdMetadataDocument'> {
+function metadataDocumentFeatures(config: Config): Pick<Features, 'clientIdMetadataDocument'> {
   const settings = config.selfRegistration;
   if (!settings.metadataDocuments) return { clientIdMetadataDocument: { enabled: false } };
   return {
@@ -56,22 +57,24 @@ export function metadataDocumentFeatures(config: Config): Pick<Features, 'client
   };
 }
 
-/** The part of oidc-provider's top-level configuration this feature sets: how much of a document is read. */
-export function metadataDocumentLimits(config: Config): Pick<Configuration, 'fetchResponseBodyLimits'> {
-  return { fetchResponseBodyLimits: { 'client_id metadata document': config.selfRegistration.metadataDocumentMaxBytes } as NonNullable<Configuration['fetchResponseBodyLimits']> };
-}
-
 /**
- * oidc-provider hands its own fetch an SSRF-protecting dispatcher that refuses loopback and
- * special-use addresses. With ALLOW_LOOPBACK_FETCHES (never in production) that dispatcher is left
- * out, so a test or a developer can serve documents (and jwks_uri, logout receivers) on localhost.
+ * How much of a document is read. oidc-provider's other fetch limits (jwks_uri, sector identifiers)
+ * keep their defaults.
  */
-export function outgoingFetch(config: Config): Pick<Configuration, 'fetch'> {
-  if (!config.selfRegistration.allowLoopbackFetches || config.env === 'production') return {};
+function metadataDocumentLimits(config: Config): Pick<Configuration, 'fetchResponseBodyLimits'> {
   return {
-    fetch(url, options) {
-      const { dispatcher: _ssrfGuard, ...rest } = options as RequestInit & { dispatcher?: unknown };
-      return globalThis.fetch(url, rest);
-    },
+    fetchResponseBodyLimits: {
+      'client_id metadata document': config.selfRegistration.metadataDocumentMaxBytes,
+      jwks_uri: Infinity,
+      sector_identifier_uri: Infinity,
+    } as NonNullable<Configuration['fetchResponseBodyLimits']>,
   };
 }
+
+export const clientIdMetadataDocuments: Slice = {
+  name: 'client ID metadata documents',
+  configure: ({ config }) => ({
+    ...(config.selfRegistration.metadataDocuments && metadataDocumentLimits(config)),
+    features: metadataDocumentFeatures(config),
+  }),
+};

@@ -21,9 +21,11 @@ import type { ClientService } from '../../domain/clients.ts';
 import { randomId } from '../../domain/random.ts';
 import { TOKEN_USES_FIELD, TOKEN_USES_POLICY } from '../../domain/registration-tokens.ts';
 import { REGISTERED_METADATA, selfRegistrationProblems, type RegisteredKind } from '../../domain/registered-clients.ts';
-import { RateLimitedError, type RateLimits } from '../../http/rate-limit.ts';
+import { isAppError } from '../../errors.ts';
+import type { RateLimits } from '../../http/rate-limit.ts';
 import type { Logger } from '../../log.ts';
 import { storeKey } from '../adapter.ts';
+import type { FeatureDependencies, Slice } from './feature.ts';
 
 export const REGISTRATION_PATH = '/reg';
 
@@ -31,15 +33,9 @@ export const REGISTRATION_PATH = '/reg';
 /** The routes oidc-provider gives these endpoints (ctx.oidc.route). */
 const REGISTRATION_ROUTES = new Set(['registration', 'client_update']);
 
-export interface RegistrationFeatureDependencies {
-  config: Config;
-  /** Counts one use of an initial access token; false when its uses are spent. */
-  countTokenUse?: ((tokenKey: string, uses: number, seconds: number) => Promise<boolean>) | undefined;
-}
-
 type Features = NonNullable<Configuration['features']>;
 
-export function registrationFeatures({ config, countTokenUse }: RegistrationFeatureDependencies): Pick<Features, 'registration' | 'registrationManagement'> {
+function registrationFeatures({ config, countTokenUse }: Pick<FeatureDependencies, 'config' | 'countTokenUse'>): Pick<Features, 'registration' | 'registrationManagement'> {
   const { mode } = config.selfRegistration;
   if (mode === 'off') return { registration: { enabled: false }, registrationManagement: { enabled: false } };
   return {
@@ -65,6 +61,13 @@ export function registrationFeatures({ config, countTokenUse }: RegistrationFeat
     registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
   };
 }
+
+export const dynamicClientRegistration: Slice = {
+  name: 'dynamic client registration',
+  // Not on the fast path: POST /reg passes the per-address limit (limitClientRegistrations) first.
+  paths: [{ path: REGISTRATION_PATH, fastPath: false }, { path: `${REGISTRATION_PATH}/:clientId`, fastPath: false }],
+  configure: (deps) => ({ features: registrationFeatures(deps) }),
+};
 
 /**
  * Called by the extraClientMetadata validator for `tessera_registered`, with the whole metadata:
@@ -96,11 +99,12 @@ export function limitClientRegistrations(config: Config, rateLimits: RateLimits)
     try {
       await rateLimits.clientRegistration(ctx);
     } catch (error) {
-      if (!(error instanceof RateLimitedError)) throw error;
+      if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
+      const seconds = error.retryAfterSeconds ?? 1;
       ctx.status = 429;
-      ctx.set('Retry-After', String(error.retryAfterSeconds));
+      ctx.set('Retry-After', String(seconds));
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = { error: 'invalid_request', error_description: `too many client registrations; retry after ${error.retryAfterSeconds} seconds` };
+      ctx.body = { error: 'invalid_request', error_description: `too many client registrations; retry after ${seconds} seconds` };
       return;
     }
     await next();
