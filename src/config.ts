@@ -396,9 +396,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
 
   const listOf = (value: string | undefined) => (value ?? '').split(/[\s,]+/).map((entry) => entry.trim().toLowerCase()).filter(Boolean);
   const registrationScopes = listOf(e.DYNAMIC_CLIENT_REGISTRATION_SCOPES);
+  // The OpenID Connect scopes (domain/scopes.ts OIDC_SCOPES; config.ts imports nothing above it):
+  // an API's scopes are given by its resource server, not by this list.
+  const personScopes = ['openid', 'profile', 'email', 'offline_access', 'roles'];
   for (const scope of registrationScopes) {
-    if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(scope)) problems.push(`DYNAMIC_CLIENT_REGISTRATION_SCOPES: ${JSON.stringify(scope)} is not a valid scope`);
+    if (!personScopes.includes(scope)) problems.push(`DYNAMIC_CLIENT_REGISTRATION_SCOPES: ${JSON.stringify(scope)} is not one of ${personScopes.join(', ')} (an API's scopes come with its resource server)`);
   }
+  if (!registrationScopes.length) problems.push('DYNAMIC_CLIENT_REGISTRATION_SCOPES: name at least one scope, e.g. openid');
   const allowedHosts = listOf(e.CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS);
   const deniedHosts = listOf(e.CLIENT_ID_METADATA_DOCUMENTS_DENIED_HOSTS);
   if (allowedHosts.length && deniedHosts.length) {

@@ -8,11 +8,15 @@
  *   themselves a machine identity;
  * - none of Tessera's own metadata (`tessera_resources`, `tessera_first_party`, roles...): those
  *   are what an operator grants, and granting them to oneself would reach the admin API's audience;
- * - OpenID Connect scopes only from DYNAMIC_CLIENT_REGISTRATION_SCOPES.
+ * - OpenID Connect scopes (openid, profile, email, offline_access, roles) only from
+ *   DYNAMIC_CLIENT_REGISTRATION_SCOPES; an API's scopes are the API's to give, checked against the
+ *   registered resource servers at every authorization and token request (an MCP client registers
+ *   with the scopes its server's protected resource metadata lists).
  * Such a client is marked (`tessera_registered`), which the consent page, `clients list` and the
  * admin API show.
  */
 import { redirectUriProblem } from './clients.ts';
+import { OIDC_SCOPES } from './scopes.ts';
 
 export const REGISTERED_METADATA = 'tessera_registered';
 export type RegisteredKind = 'dynamic' | 'metadata_document';
@@ -47,7 +51,7 @@ export function selfRegistrationProblems(metadata: Record<string, unknown>, poli
     if (metadata[name] !== undefined) problems.push(`${name} is set by the operator, not by registration`);
   }
   if (typeof metadata.scope === 'string') {
-    const refused = metadata.scope.split(' ').filter((scope) => scope && !policy.scopes.includes(scope));
+    const refused = metadata.scope.split(' ').filter((scope) => OIDC_SCOPES.has(scope) && !policy.scopes.includes(scope));
     if (refused.length) problems.push(`scope: ${refused.join(' ')} not allowed (allowed: ${policy.scopes.join(' ')})`);
   }
   return problems;

@@ -194,7 +194,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
         const kind = registering(ctx) ? 'dynamic'
           : config.selfRegistration.metadataDocuments && isMetadataDocumentId(metadata.client_id) && !staticClients.some((client) => client.client_id === metadata.client_id) ? 'metadata_document'
             : value === 'dynamic' ? 'dynamic' : undefined;
-        checkSelfRegistered(metadata as Record<string, unknown>, kind, config.selfRegistration);
+        checkSelfRegistered(metadata as Record<string, unknown>, kind, config.selfRegistration, registering(ctx) ? ctx!.oidc.body as Record<string, unknown> | undefined : undefined);
       },
     },
     enabledJWA: {

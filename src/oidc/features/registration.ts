@@ -19,6 +19,7 @@ import { errors } from 'oidc-provider';
 import type { Config, SelfRegistrationConfig } from '../../config.ts';
 import type { ClientService } from '../../domain/clients.ts';
 import { randomId } from '../../domain/random.ts';
+import { OIDC_SCOPES } from '../../domain/scopes.ts';
 import { TOKEN_USES_FIELD, TOKEN_USES_POLICY } from '../../domain/registration-tokens.ts';
 import { REGISTERED_METADATA, selfRegistrationProblems, type RegisteredKind } from '../../domain/registered-clients.ts';
 import { isAppError } from '../../errors.ts';
@@ -74,13 +75,23 @@ export const dynamicClientRegistration: Slice = {
  * marks a client that came by itself and refuses what the policy refuses (invalid_client_metadata,
  * 400). `kind` is undefined for the operator's own clients, which this leaves alone.
  */
-export function checkSelfRegistered(metadata: Record<string, unknown>, kind: RegisteredKind | undefined, policy: SelfRegistrationConfig): void {
+export function checkSelfRegistered(metadata: Record<string, unknown>, kind: RegisteredKind | undefined, policy: SelfRegistrationConfig, sent?: Record<string, unknown>): void {
   if (!kind) return;
   const problems = selfRegistrationProblems({ ...metadata, [REGISTERED_METADATA]: undefined }, policy);
   if (problems.length) throw new errors.InvalidClientMetadata(problems.join('; '));
   metadata[REGISTERED_METADATA] = kind;
-  // Without a scope of its own the client could ask for every scope; with one, only those.
-  if (typeof metadata.scope !== 'string') metadata.scope = policy.scopes.join(' ');
+  // Tessera's clientDefaults require auth_time, and oidc-provider then refuses every request without
+  // `openid`: an OAuth-only agent (an MCP client asks for its server's scopes alone) could never
+  // sign anyone in. So a client that came by itself requires it only when it asked to, or when it
+  // named `openid` among its scopes.
+  const asked = sent && 'require_auth_time' in sent;
+  if (!asked && !(typeof metadata.scope === 'string' && metadata.scope.split(' ').includes('openid'))) metadata.require_auth_time = false;
+  // A client's `scope` limits the OpenID Connect scopes it may ask for; oidc-provider accepts only
+  // those there. An API's scopes (which MCP clients register with) are the API's to give, checked
+  // at every request by the resource-indicators slice, so they are left out of the metadata; a
+  // client left with no OpenID Connect scope of its own gets the allowed list, never no limit.
+  const personScopes = typeof metadata.scope === 'string' ? metadata.scope.split(' ').filter((scope) => OIDC_SCOPES.has(scope)) : [];
+  metadata.scope = (personScopes.length ? personScopes : policy.scopes.filter((scope) => OIDC_SCOPES.has(scope))).join(' ');
 }
 
 /** Whether oidc-provider is handling a registration or an RFC 7592 update right now. */
