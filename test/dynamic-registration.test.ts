@@ -11,7 +11,8 @@ import { runCli } from './helpers/cli.ts';
 import { eventually } from './helpers/eventually.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { newPerson, RP_CALLBACK, signIn } from './helpers/relying-party.ts';
-import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { killIfRunning, listeningUrl, serverEnv, spawnServer, workersReady } from './helpers/spawned-server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
 
 const PUBLIC_CLIENT = {
@@ -169,6 +170,25 @@ for (const lane of ['SQLite', 'MongoDB'] as const) {
     t.is((await register(server, PUBLIC_CLIENT, token)).status, 401);
   });
 }
+
+test('with WORKERS=2 on SQLite, a token created with --uses 3 registers exactly three clients of ten racing requests spread over both workers', async (t) => {
+  const dataDir = makeTempDir();
+  const options = { dataDir, env: { WORKERS: '2', DYNAMIC_CLIENT_REGISTRATION: 'token' } };
+  const server = spawnServer(options);
+  t.teardown(() => {
+    killIfRunning(server);
+    removeDir(dataDir);
+  });
+  const issuer = await listeningUrl(server);
+  await workersReady(server, 2);
+  const created = await runCli({ ...serverEnv(options), PORT: new URL(issuer).port }, ['registration-tokens', 'create', '--uses', '3', '--json']);
+  t.is(created.code, 0, created.stderr);
+  const { initial_access_token: token } = JSON.parse(created.stdout) as { initial_access_token: string };
+  // A fresh connection per request lets the primary spread them over both workers.
+  const target = { issuer } as TestServer;
+  const statuses = (await Promise.all(Array.from({ length: 10 }, () => register(target, PUBLIC_CLIENT, token)))).map((answer) => answer.status).sort();
+  t.deepEqual(statuses, [201, 201, 201, 401, 401, 401, 401, 401, 401, 401]);
+});
 
 test('the CLI refuses a bad --uses or --ttl with a usage error', async (t) => {
   const server = await startTestServer({ env: { DYNAMIC_CLIENT_REGISTRATION: 'token' } });
