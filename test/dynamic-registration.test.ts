@@ -7,7 +7,7 @@
 import test from 'ava';
 import * as oidc from 'openid-client';
 
-import { runCli } from './helpers/cli.ts';
+import { runCli, runCliJson } from './helpers/cli.ts';
 import { eventually } from './helpers/eventually.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { newPerson, RP_CALLBACK, signIn } from './helpers/relying-party.ts';
@@ -63,6 +63,18 @@ test('with registration open a client registers itself, is marked as registered,
 
   const listed = JSON.parse((await runCli(server.cliEnv, ['clients', 'list', '--json'])).stdout) as Array<Record<string, unknown>>;
   t.is(listed.find((client) => client.client_id === clientId)?.registered, 'dynamic');
+  t.regex((await runCli(server.cliEnv, ['clients', 'list'])).stdout, new RegExp(`${clientId}\\s+store \\(dynamic\\)`));
+  // The admin API marks it too.
+  const admin = `${server.issuer}/admin/api`;
+  const robot = await runCliJson<{ client_id: string; client_secret: string }>(server.cliEnv, ['clients', 'create', '--name', 'Ops robot', '--grant', 'client_credentials', '--resource', admin, '--scope', 'admin', '--role', 'admin']);
+  const adminToken = await fetch(`${server.issuer}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials', resource: admin, scope: 'admin' }),
+  }).then(async (response) => (await response.json() as { access_token: string }).access_token);
+  const viewed = await fetch(`${admin}/clients/${clientId}`, { headers: { authorization: `Bearer ${adminToken}` } });
+  t.is(viewed.status, 200);
+  t.is((await viewed.json() as { registered?: string }).registered, 'dynamic');
 
   // The registered client works with a real RP library: code flow with PKCE, tokens.
   const config = await oidc.discovery(new URL(server.issuer), clientId, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
