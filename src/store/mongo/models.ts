@@ -98,6 +98,8 @@ export interface AccountDocument {
   recoveryCodes?: string[];
   passkeys?: PasskeyDocument[];
   emailOtp?: boolean;
+  externalId?: string;
+  importDigest?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -143,6 +145,8 @@ const accountSchema = new Schema<AccountDocument>(
     recoveryCodes: { type: [String], default: undefined },
     passkeys: { type: [passkeySchema], default: undefined },
     emailOtp: { type: Boolean },
+    externalId: { type: String },
+    importDigest: { type: String },
     createdAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
   },
@@ -151,6 +155,7 @@ const accountSchema = new Schema<AccountDocument>(
 // Uniqueness lives in the index, so two concurrent registrations cannot both win.
 accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
 accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+accountSchema.index({ externalId: 1 }, { name: 'externalId_unique', unique: true, partialFilterExpression: { externalId: { $exists: true } } });
 
 export interface ClientDocument {
   /** The client_id. */
