@@ -15,6 +15,7 @@ import { pkiGroup } from './cli/pki.ts';
 import { registrationTokensGroup } from './cli/registration-tokens.ts';
 import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
+import { upstreamsGroup } from './cli/upstreams.ts';
 import { usersGroup } from './cli/users.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { AppError } from './errors.ts';
@@ -27,6 +28,7 @@ export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Conne
   clients: clientsGroup,
   resources: resourcesGroup,
   'registration-tokens': registrationTokensGroup,
+  upstreams: upstreamsGroup,
   users: usersGroup,
   keys: keysGroup,
   pki: pkiGroup,

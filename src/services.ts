@@ -25,6 +25,8 @@ import { RegistrationTokens } from './domain/registration-tokens.ts';
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
+import { IdentityService } from './domain/identities.ts';
+import { UpstreamService } from './domain/upstreams.ts';
 import { UserImport } from './domain/user-import.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -39,6 +41,9 @@ export interface Services {
   readonly resources: ResourceService;
   /** Roles of accounts (`tessera users roles`), released by the `roles` scope and limiting API scopes. */
   readonly roles: RoleService;
+  /** Upstream identity providers (Google, GitHub, any OpenID provider) and the identities linked through them. */
+  readonly upstreams: UpstreamService;
+  readonly identities: IdentityService;
   readonly keys: KeyService;
   readonly mailer: Mailer;
   readonly secret: MasterSecret;
@@ -103,6 +108,17 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     lockout,
     events,
   });
+  const upstreams = new UpstreamService({
+    repository: store.upstreams,
+    revisions: store.revisions,
+    staticUpstreams: config.staticUpstreams,
+    masterSecret: secret.value,
+    issuer: config.issuer,
+    production: config.env === 'production',
+    pollSeconds: config.storePollSeconds,
+    events,
+  });
+  const identities = new IdentityService(store.identities, store.accounts, events);
   metadataCheck = clientMetadataCheck({
     config,
     accounts,
@@ -114,6 +130,8 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     accounts,
     clients,
     resources,
+    upstreams,
+    identities,
     roles: new RoleService(store.accounts, events),
     userImport: new UserImport(store.accounts),
     keys: new KeyService(store.keys, secret.value, retainSeconds, events),
@@ -133,6 +151,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       mailer,
       issuer: config.issuer,
       revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
+      identities,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {
