@@ -156,6 +156,9 @@ test('the registration policy holds in open mode: https, loopback or private-use
     body: new URLSearchParams({ grant_type: 'authorization_code', code: 'no-such-code', redirect_uri: RP_CALLBACK, code_verifier: 'x'.repeat(43) }),
   }).then(async (response) => (await response.json() as { error: string }).error);
   t.is(await tokenRequest(secret), 'invalid_grant', 'authenticated; only the code is wrong');
+  const read = await fetch(String(confidential.body!.registration_client_uri), { headers: { authorization: `Bearer ${String(confidential.body!.registration_access_token)}` } });
+  t.is(read.status, 200);
+  t.false('client_secret' in (await read.json() as object), 'RFC 7592 reads do not show the stored digest');
   t.is(await tokenRequest('wrong'), 'invalid_client');
 });
 

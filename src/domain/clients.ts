@@ -16,6 +16,11 @@ import { roleProblem } from './roles.ts';
 
 const HASHED_SECRET_PREFIX = 'sha256$';
 
+/** Whether a stored `client_secret` is a digest (every client's but a static one from a config file). */
+export function isClientSecretDigest(value: unknown): boolean {
+  return typeof value === 'string' && value.startsWith(HASHED_SECRET_PREFIX);
+}
+
 export function hashClientSecret(secret: string): string {
   // The one-shot hash: no Hash object per call (this runs at every secret-authenticated token request).
   return HASHED_SECRET_PREFIX + hash('sha256', secret, 'base64url');

@@ -17,7 +17,7 @@ import type { Configuration, KoaContextWithOIDC, Provider } from 'oidc-provider'
 import { errors } from 'oidc-provider';
 
 import type { Config, SelfRegistrationConfig } from '../../config.ts';
-import type { ClientService } from '../../domain/clients.ts';
+import { isClientSecretDigest, type ClientService } from '../../domain/clients.ts';
 import { randomId } from '../../domain/random.ts';
 import { OIDC_SCOPES } from '../../domain/scopes.ts';
 import { TOKEN_USES_FIELD, TOKEN_USES_POLICY } from '../../domain/registration-tokens.ts';
@@ -100,25 +100,35 @@ export function registering(ctx: KoaContextWithOIDC | undefined): boolean {
 }
 
 /**
- * Every POST /reg counts against RATE_LIMIT_CLIENT_REGISTRATION_PER_IP before oidc-provider sees it
- * (registration is open to anyone in `open` mode); over the limit, 429 in OAuth's JSON shape.
+ * In front of the registration endpoints:
+ * - every POST /reg counts against RATE_LIMIT_CLIENT_REGISTRATION_PER_IP before oidc-provider sees
+ *   it (registration is open to anyone in `open` mode); over the limit, 429 in OAuth's JSON shape;
+ * - RFC 7592 reads and updates answer with the client's metadata, whose `client_secret` is the
+ *   stored digest (domain/clients.ts): it is left out, as it is no secret the client could use.
  */
 export function limitClientRegistrations(config: Config, rateLimits: RateLimits): Middleware {
   const enabled = config.selfRegistration.mode !== 'off';
-  return async function limitClientRegistration(ctx: Context, next: Next) {
-    if (!enabled || ctx.method !== 'POST' || ctx.path !== REGISTRATION_PATH) return next();
-    try {
-      await rateLimits.clientRegistration(ctx);
-    } catch (error) {
-      if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
-      const seconds = error.retryAfterSeconds ?? 1;
-      ctx.status = 429;
-      ctx.set('Retry-After', String(seconds));
-      ctx.set('Cache-Control', 'no-store');
-      ctx.body = { error: 'invalid_request', error_description: `too many client registrations; retry after ${seconds} seconds` };
-      return;
+  return async function registrationEndpoints(ctx: Context, next: Next) {
+    if (!enabled || !(ctx.path === REGISTRATION_PATH || ctx.path.startsWith(`${REGISTRATION_PATH}/`))) return next();
+    if (ctx.method === 'POST' && ctx.path === REGISTRATION_PATH) {
+      try {
+        await rateLimits.clientRegistration(ctx);
+      } catch (error) {
+        if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
+        const seconds = error.retryAfterSeconds ?? 1;
+        ctx.status = 429;
+        ctx.set('Retry-After', String(seconds));
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = { error: 'invalid_request', error_description: `too many client registrations; retry after ${seconds} seconds` };
+        return;
+      }
     }
     await next();
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (ctx.path !== REGISTRATION_PATH && body && typeof body === 'object' && isClientSecretDigest(body.client_secret)) {
+      const { client_secret: _digest, ...rest } = body;
+      ctx.body = rest;
+    }
   };
 }
 
