@@ -204,6 +204,16 @@ test('an admin signs in with a second factor and runs Tessera from the console, 
   t.true(await page.locator('td', { hasText: 'account.disabled' }).first().isVisible());
   await checkAccessible(t, page, 'the audit trail');
 
+  // A form posted after the console session ran out: a fresh sign-in (silent: the Tessera session
+  // holds its second factor) and back to the page the form was on, with nothing done.
+  await page.getByRole('link', { name: 'Keys' }).click();
+  await context.clearCookies({ name: 'tessera.console' });
+  await page.locator('#confirm-rotate').check();
+  await page.getByRole('button', { name: 'Rotate keys' }).click();
+  await page.waitForURL(`${server.url}/admin/keys`);
+  t.is((await page.locator('h1').textContent())?.trim(), 'Keys');
+  t.is(await page.getByText('New signing keys are in use').count(), 0);
+
   // Every write went through the admin API, audited as admin.action naming the operator.
   const actions = (await auditOf(undefined, 'admin.action')).filter((event) => event.details?.actor_sub === operatorSub).map((event) => event.details?.action);
   for (const action of ['unlockUser', 'updateUser', 'addRole', 'removeRole', 'createUser', 'createClient', 'deleteClient', 'rotateKeys']) {

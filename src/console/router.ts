@@ -69,6 +69,14 @@ const DONE: Record<string, string> = {
   rotated: 'New signing keys are in use; the old ones stay published until their tokens expire.',
 };
 
+/** The page a console form posts from: where to come back after signing in again (`/admin/keys/rotate` -> `/admin/keys`). */
+export function pageOfAction(path: string): string {
+  const match = /^\/admin\/(people|apps)\/([^/]+)\/[^/]+$/.exec(path);
+  if (match) return `/admin/${match[1]}/${match[2]}`;
+  if (path === '/admin/keys/rotate') return '/admin/keys';
+  return path === '/admin/people' || path === '/admin/apps' ? path : CONSOLE_PATH;
+}
+
 function seeOther(ctx: Context, location: string): void {
   ctx.status = 303;
   ctx.redirect(location);
@@ -142,7 +150,7 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
     const session = signIn.current(ctx);
     if (!session) {
       if (ctx.method === 'GET') return ctx.redirect(await signIn.start(ctx, ctx.originalUrl));
-      return seeOther(ctx, `${CONSOLE_PATH}/signin?expired=1&return=${encodeURIComponent(safeConsolePath(ctx.path))}`);
+      return seeOther(ctx, `${CONSOLE_PATH}/signin?expired=1&return=${encodeURIComponent(safeConsolePath(pageOfAction(ctx.path)))}`);
     }
     signIn.remember(ctx, session);
     ctx.state.consoleSession = session;
