@@ -46,7 +46,9 @@ import {
   type StoreModels,
   type TotpDocument,
 } from './models.ts';
-import { isMongoUnavailable } from './mongo-errors.ts';
+import { errorCode, isDuplicateKey, isMongoUnavailable } from './mongo-errors.ts';
+import { mongoIdentities } from './identities.ts';
+import { mongoUpstreams } from './upstreams.ts';
 
 export interface MongoStoreOptions {
   uri: string;
@@ -67,7 +69,7 @@ export interface MongoStoreOptions {
   clock?: () => number;
 }
 
-const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources'];
+const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources', 'upstreams'];
 /** Tessera's requests make single-document, indexed calls of a few milliseconds; 3 s means the store is gone. */
 const DEFAULT_OPERATION_TIMEOUT_MS = 3_000;
 /** A rotation takes milliseconds; the lease only bounds how long a crashed holder blocks the others. */
@@ -626,6 +628,8 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     accounts,
     clients,
     resources,
+    upstreams: mongoUpstreams(models, { atomically, bumpRevision, clock }),
+    identities: mongoIdentities(models),
     keys,
     revisions,
     audit,
@@ -699,10 +703,6 @@ async function supportsTransactions(connection: Connection, models: StoreModels)
   }
 }
 
-function errorCode(error: unknown): unknown {
-  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-}
-
 /** An import's fields as $set and $unset: an absent optional field is removed, as the record says. */
 function importedFields(fields: ImportedAccountFields): { set: Record<string, unknown>; unset: Record<string, ''> } {
   const set: Record<string, unknown> = {
@@ -720,15 +720,6 @@ function importedFields(fields: ImportedAccountFields): { set: Record<string, un
   return { set, unset };
 }
 
-/** E11000, optionally on a given field (by key pattern when the server reports it, else by index name). */
-function isDuplicateKey(error: unknown, field?: string): boolean {
-  if (errorCode(error) !== 11000) return false;
-  if (field === undefined) return true;
-  const details = error as { keyPattern?: Record<string, unknown>; keyValue?: Record<string, unknown>; message?: unknown };
-  if (details.keyPattern !== undefined) return field in details.keyPattern;
-  if (details.keyValue !== undefined) return field in details.keyValue;
-  return typeof details.message === 'string' && details.message.includes(field);
-}
 
 const UPDATABLE_ACCOUNT_FIELDS: ReadonlyArray<keyof AccountChanges> = [...MUTABLE_ACCOUNT_FIELDS, ...CLEARABLE_ACCOUNT_FIELDS];
 const CLEARABLE = new Set<keyof AccountChanges>(CLEARABLE_ACCOUNT_FIELDS);

@@ -31,7 +31,9 @@ import type {
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 import { createPrivateFile, ensurePrivateDirectory, restrictFiles } from './file-modes.ts';
-import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
+import { IDENTITIES_MIGRATION, sqliteIdentities } from './identities.ts';
+import { isSqliteDamaged, isSqliteUnavailable, isUniqueViolation } from './sqlite-errors.ts';
+import { sqliteUpstreams, UPSTREAMS_MIGRATION } from './upstreams.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
 export interface SqliteStoreOptions {
@@ -217,6 +219,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE accounts ADD COLUMN import_digest TEXT;
   CREATE UNIQUE INDEX IF NOT EXISTS accounts_external_id ON accounts (external_id) WHERE external_id IS NOT NULL;
   `,
+  // 10: upstream identity providers and the identities linked through them.
+  UPSTREAMS_MIGRATION + IDENTITIES_MIGRATION,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -835,6 +839,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     accounts,
     clients,
     resources,
+    upstreams: sqliteUpstreams(db, { transaction, bumpRevision, clock }),
+    identities: sqliteIdentities(db),
     keys,
     revisions,
     audit,
@@ -1201,8 +1207,3 @@ function optionalString(value: unknown): string | null {
 }
 
 /** SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555) on the given table.column. */
-function isUniqueViolation(error: unknown, column: string): boolean {
-  if (!(error instanceof Error)) return false;
-  const errcode = (error as Error & { errcode?: unknown }).errcode;
-  return (errcode === 2067 || errcode === 1555) && error.message.includes(column);
-}
