@@ -43,7 +43,7 @@ export interface ConsoleRouterDependencies {
 
 interface Page<T> { items: T[]; next_cursor?: string }
 interface User { sub: string; email: string; name?: string; disabled: boolean; roles: string[]; locked_until?: string; second_factor: boolean; created_at: string }
-interface UserDetails extends User { email_verified: boolean; second_factors: { totp: boolean; passkeys: number; email_codes: boolean; recovery_codes_left: number } }
+interface UserDetails extends User { email_verified: boolean; identities?: Array<{ upstream: string; subject: string; email?: string; linked_at: string }>; second_factors: { totp: boolean; passkeys: number; email_codes: boolean; recovery_codes_left: number } }
 interface Client { client_id: string; kind: string; source: string; name?: string; redirect_uris?: string[]; [key: string]: unknown }
 interface AuditEvent { id: string; type: string; at: string; sub?: string; client_id?: string; details?: Record<string, unknown> }
 interface Key { kid: string; alg: string; use: string; status: string; created_at: string; retired_at?: string; expires_at?: string }
