@@ -12,6 +12,7 @@ import * as OTPAuth from 'otpauth';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 import type { SecurityEventType } from '../src/domain/events.ts';
+import { startPausableEmulator } from './helpers/mongo-lane.ts';
 import { CHROMIUM_ARGS, findChromium } from './helpers/browser.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
@@ -72,9 +73,9 @@ async function checkAccessible(t: ExecutionContext, page: Page, what: string): P
 }
 
 /** Password, then the console's demand for a second factor: an authenticator app is set up. Returns its secret. */
-async function signInAndEnrol(page: Page, email: string): Promise<OTPAuth.Secret> {
-  await page.goto(`${server.url}/admin`);
-  await page.waitForURL(`${server.url}/interaction/**`);
+async function signInAndEnrol(page: Page, email: string, at: TestServer = server): Promise<OTPAuth.Secret> {
+  await page.goto(`${at.url}/admin`);
+  await page.waitForURL(`${at.url}/interaction/**`);
   await page.locator('#email').fill(email);
   await page.locator('#password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
@@ -221,4 +222,39 @@ test('an admin signs in with a second factor and runs Tessera from the console, 
   }
   t.truthy((await auditOf(undefined, 'admin.action')).find((event) => event.clientId === clientId && event.details?.action === 'deleteClient'));
   t.deepEqual(problems, []);
+});
+
+test('while the store answers nothing, a console page keeps its navigation and says so in a banner, 503 and never a 500', async (t) => {
+  const chrome = requireBrowser(t);
+  const lane = await startPausableEmulator();
+  t.teardown(() => lane.stop());
+  const mongoServer = await startTestServer({ env: { MONGODB_URI: lane.uri } });
+  t.teardown(async () => {
+    await mongoServer.close();
+    removeDir(mongoServer.dataDir);
+  });
+  await mongoServer.withServices(async ({ accounts, roles }) => {
+    await accounts.register({ email: 'operator@example.org', password: PASSWORD });
+    await roles.add('operator@example.org', 'admin');
+  });
+  const context = await chrome.newContext();
+  t.teardown(() => context.close());
+  const page = await context.newPage();
+  await signInAndEnrol(page, 'operator@example.org', mongoServer);
+  await page.waitForURL(`${mongoServer.url}/admin`);
+
+  lane.pause();
+  let resumed = false;
+  t.teardown(() => {
+    if (!resumed) lane.resume();
+  });
+  const response = await page.goto(`${mongoServer.url}/admin/people`);
+  t.is(response?.status(), 503);
+  t.regex((await page.locator('#banner').textContent()) ?? '', /store is not answering/);
+  t.true(await page.getByRole('navigation', { name: 'Admin console' }).isVisible());
+  lane.resume();
+  resumed = true;
+  const again = await page.reload();
+  t.is(again?.status(), 200);
+  t.is(await page.locator('#banner').count(), 0);
 });
