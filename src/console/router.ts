@@ -228,21 +228,19 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
       return { events: found, truncated: Boolean(cursor) };
     };
     // The reads are independent: in parallel, so the page costs the slowest of them, not their sum.
-    const [[chartData, auditProblem], [locked, lockedProblem], [keys, keysProblem], [people, peopleProblem]] = await Promise.all([
+    const [[chartData, auditProblem], [locked, lockedProblem], [keys, keysProblem]] = await Promise.all([
       read(signIns, { events: [] as AuditEvent[], truncated: false }),
       read(() => calls(ctx).get<Page<User>>('/users', { status: 'locked', limit: 10 }), { items: [] as User[] }),
       read(() => calls(ctx).get<Page<Key>>('/keys', { limit: 100 }), { items: [] as Key[] }),
-      read(() => calls(ctx).get<Page<User>>('/users', { limit: 1 }), { items: [] as User[] }),
     ]);
     const { events, truncated } = chartData;
-    const problem = [auditProblem, lockedProblem, keysProblem, peopleProblem].find(Boolean);
+    const problem = [auditProblem, lockedProblem, keysProblem].find(Boolean);
     await show(ctx, 'overview', 'Overview', {
       chart: signInChart(events.map((event) => ({ at: new Date(event.at), failed: event.type === 'signin.failed' })), since, new Date()),
       truncated,
       locked: locked.items,
       moreLocked: Boolean(locked.next_cursor),
       keys: keys.items.map((key) => ({ ...key, ageDays: Math.floor((Date.now() - Date.parse(key.created_at)) / 86_400_000) })),
-      hasAccounts: people.items.length > 0,
       storeAnswering: !problem?.unavailable,
     }, problem);
   });
