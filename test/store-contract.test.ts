@@ -21,7 +21,7 @@ import { openStore } from '../src/store/open-store.ts';
 import type {
   Account, AccountChanges, AuditQuery, AuditRecord, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
 } from '../src/store/port.ts';
-import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
+import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/open.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 
 /** Storage of one test: open() may be called more than once (a reopen, or a second process sharing it). */
@@ -1285,7 +1285,7 @@ test('sqlite: two processes writing one database file at the same time lose no w
   const writes = 300;
   // The other process is a real one, as the CLI is next to a running server.
   const script = `
-    import { openSqliteStore } from ${JSON.stringify(new URL('../src/store/sqlite/sqlite-store.ts', import.meta.url).href)};
+    import { openSqliteStore } from ${JSON.stringify(new URL('../src/store/sqlite/open.ts', import.meta.url).href)};
     const store = await openSqliteStore({ file: process.argv[1] });
     process.stdout.write('ready\\n');
     for (let i = 0; i < ${writes}; i += 1) await store.clients.create({ clientId: 'child-' + i, metadata: {} });

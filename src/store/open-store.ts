@@ -9,6 +9,6 @@ export async function openStore(config: { mongodbUri?: string | undefined; dataD
     const { openMongoStore } = await import('./mongo/mongo-store.ts');
     return openMongoStore({ uri: config.mongodbUri });
   }
-  const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
+  const { openSqliteStore } = await import('./sqlite/open.ts');
   return openSqliteStore({ file: path.join(config.dataDir, 'tessera.db'), ...(options.warn && { warn: options.warn }) });
 }
