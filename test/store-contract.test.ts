@@ -16,7 +16,7 @@ import mongoose from 'mongoose';
 import { RateLimiterRes } from 'rate-limiter-flexible';
 
 import { isAppError } from '../src/errors.ts';
-import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
+import { openMongoStore } from '../src/store/mongo/open.ts';
 import { openStore } from '../src/store/open-store.ts';
 import type {
   Account, AccountChanges, AuditQuery, AuditRecord, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
