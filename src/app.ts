@@ -30,6 +30,7 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
@@ -73,19 +74,16 @@ async function seeOtherAfterPost(ctx: Context, next: Next) {
  * the error middleware has anything at these paths (views, static files, pages, routers, Tessera's
  * own APIs), so their requests skip all of it: profiling showed the routers' matching alone at
  * several percent of a client_credentials request, and every middleware layer costs a promise and an
- * allocation or two. The rest of the protocol (authorization, logout) takes the long way.
+ * allocation or two. The rest of the protocol (authorization, logout) takes the long way. Which
+ * paths these are is each feature's to say (oidc/features/*, `fastPath`); PROTOCOL_PATHS is derived.
  */
-const PROTOCOL_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/me', '/request', '/jwks', '/.well-known/openid-configuration']);
-/** Public, change rarely, fetched by every RP and resource server: let them cache. */
-const PUBLIC_DOCUMENTS = new Set(['/jwks', '/.well-known/openid-configuration']);
-
 const isProtocolPath = (ctx: Context) => PROTOCOL_PATHS.has(ctx.path);
 
 function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>): Middleware {
   return async function protocolEndpoint(ctx, next) {
     if (!PROTOCOL_PATHS.has(ctx.path)) return next();
     await protocol(ctx);
-    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENTS.has(ctx.path)) {
+    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENT_PATHS.has(ctx.path)) {
       ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
     }
   };
@@ -113,7 +111,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
-  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
+  const protocol = compose([clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS), rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
@@ -150,7 +148,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   if (config.security.registrationApi) {
     app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
   }
-  app.use(clientCertificates(config.tls, logger));
+  app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);
   app.use(host.middleware());

@@ -16,7 +16,6 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
-import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/client-certificates.ts';
 import type { Store } from '../store/port.ts';
 import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
 
@@ -234,11 +233,12 @@ export class RateLimits {
    * bits, a key or certificate cannot be guessed at all). A successful token request stays free of
    * store writes. A request from an address, or for a client from an address, already over its
    * limit is answered 429 before any credential is checked; looking that up is a read.
+   * `authenticatingPaths` are those endpoints (oidc/features/index.ts, CLIENT_AUTHENTICATING_PATHS).
    */
-  clientFailures(): Middleware {
+  clientFailures(authenticatingPaths: ReadonlySet<string>): Middleware {
     const limits = this;
     return async function limitFailedClientRequests(ctx: Context, next: Next) {
-      if (ctx.method !== 'POST' || !CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) return next();
+      if (ctx.method !== 'POST' || !authenticatingPaths.has(ctx.path)) return next();
       const address = addressKey(limits.address(ctx));
       const addressWait = await limits.#blockedFor('tokenFailuresPerIp', address);
       if (addressWait) return tooManyClientRequests(ctx, addressWait);

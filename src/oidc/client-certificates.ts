@@ -23,12 +23,6 @@ export interface PresentedCertificate {
 }
 
 /**
- * Endpoints that authenticate a client (a secret, an assertion or a certificate): an expired
- * certificate is refused there outright, and failures there count against rate limits.
- */
-export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
-
-/**
  * A TLS 1.3 connection's client certificate cannot change (1.3 has no renegotiation), so it is read
  * and parsed once per connection: on the mTLS listener that was most of a token request's cost
  * (the detailed peer certificate and two parses, every request of a keep-alive connection).
@@ -94,7 +88,11 @@ function splitOutsideQuotes(value: string, separator: string): string[] {
   return parts;
 }
 
-export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
+/**
+ * `authenticatingPaths` are the endpoints where a client authenticates (features/index.ts,
+ * CLIENT_AUTHENTICATING_PATHS): an expired certificate is refused there outright.
+ */
+export function clientCertificates(tls: TlsConfig, logger: Logger, authenticatingPaths: ReadonlySet<string>): Middleware {
   const proxies = trustedProxyList(tls.trustedProxies);
   const header = tls.clientCertHeader;
 
@@ -122,7 +120,7 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     // requests never do, and on the mTLS listener parsing costs more than the rest of a token request.
     let presented: PresentedCertificate | undefined | null = null;
     const lookUp = () => (presented === null ? (presented = fromTls(ctx) ?? fromProxy(ctx)) : presented);
-    if (ctx.method === 'POST' && CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) {
+    if (ctx.method === 'POST' && authenticatingPaths.has(ctx.path)) {
       const certificate = lookUp();
       if (certificate && !isCurrentlyValid(certificate.certificate)) {
         ctx.status = 401;
