@@ -5,7 +5,8 @@
  */
 import { Schema, type Connection, type Model } from 'mongoose';
 
-import type { Account, AccountChanges, AccountRepository, Passkey, TotpFactor } from '../port.ts';
+import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder } from '../account-search.ts';
+import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, Passkey, TotpFactor } from '../port.ts';
 import { CLEARABLE_ACCOUNT_FIELDS, MUTABLE_ACCOUNT_FIELDS } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
 import { COMPARE_AND_SET_ATTEMPTS, isDuplicateKey, schemaOptions, type MongoDatabase } from './database.ts';
@@ -207,6 +208,10 @@ function toPasskey(doc: PasskeyDocument): Passkey {
   return passkey;
 }
 
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDocument>): AccountRepository {
   const { clock } = database;
 
@@ -237,7 +242,49 @@ export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDoc
     throw storeUnavailableError(`The account field ${field} kept changing under concurrent writes.`);
   }
 
+  async function search(query: AccountSearch): Promise<AccountPage> {
+    const limit = Math.max(0, Math.floor(query.limit));
+    // MongoDB reads limit(0) as "no limit"; the port means none.
+    if (limit === 0) return { accounts: [] };
+    const order = searchOrder(query);
+    const after = decodeAccountCursor(query);
+    const conditions: Array<Record<string, unknown>> = [];
+    if (query.emailPrefix) {
+      // A range, which the email index serves on every server; the bound is computed, not a regex.
+      const prefix = String(query.emailPrefix);
+      const bound = prefixUpperBound(prefix);
+      conditions.push({ email: bound === undefined ? { $gte: prefix } : { $gte: prefix, $lt: bound } });
+    }
+    if (query.query) conditions.push({ email: { $regex: escapeRegex(String(query.query)) } });
+    if (query.role !== undefined) conditions.push({ roles: String(query.role) });
+    if (query.status !== undefined) {
+      const now = query.at ?? new Date(clock());
+      conditions.push({
+        disabled: { disabled: true },
+        locked: { disabled: false, lockedUntil: { $gt: now } },
+        active: { disabled: false, lockedUntil: { $not: { $gt: now } } },
+      }[query.status]);
+    }
+    if (after?.order === 'email') conditions.push({ email: { $gt: after.email } });
+    if (after?.order === 'created') {
+      const at = new Date(after.createdAt);
+      conditions.push({ $or: [{ createdAt: { $gt: at } }, { createdAt: at, _id: { $gt: after.sub } }] });
+    }
+    const filter = conditions.length === 0 ? {} : conditions.length === 1 ? conditions[0]! : { $and: conditions };
+    const sort: Record<string, 1> = order === 'email' ? { email: 1 } : { createdAt: 1, _id: 1 };
+    // One more than asked, to know whether there is a next page.
+    const docs = await Account.find(filter).sort(sort).limit(limit + 1).lean().exec();
+    const accounts = docs.slice(0, limit).map(toAccount);
+    if (docs.length <= limit) return { accounts };
+    const last = accounts[accounts.length - 1]!;
+    const next = order === 'email'
+      ? encodeAccountCursor({ order, email: last.email })
+      : encodeAccountCursor({ order, createdAt: last.createdAt.getTime(), sub: last.sub });
+    return { accounts, next };
+  }
+
   return {
+    search,
     async create(input) {
       const now = new Date(clock());
       const doc: AccountDocument = {

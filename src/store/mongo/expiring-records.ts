@@ -5,7 +5,7 @@
  */
 import mongoose, { Schema, type Connection, type Model } from 'mongoose';
 
-import type { OidcPayload, OidcStore } from '../port.ts';
+import type { OidcPayload, ExpiringRecordStore } from '../port.ts';
 import { storeUnavailableError } from '../store-errors.ts';
 import { COMPARE_AND_SET_ATTEMPTS, schemaOptions, type MongoDatabase } from './database.ts';
 
@@ -53,7 +53,7 @@ export function oidcRecordModel(connection: Connection): Model<OidcRecordDocumen
   return connection.model<OidcRecordDocument>('OidcRecord', oidcRecordSchema);
 }
 
-export function mongoExpiringRecords(database: MongoDatabase, OidcRecord: Model<OidcRecordDocument>): OidcStore {
+export function mongoExpiringRecords(database: MongoDatabase, OidcRecord: Model<OidcRecordDocument>): ExpiringRecordStore {
   const { connection, clock, live } = database;
   const oidcId = (model: string, id: string) => `${String(model)}:${String(id)}`;
 

@@ -4,7 +4,8 @@
  */
 import type { StatementSync } from 'node:sqlite';
 
-import type { Account, AccountChanges, AccountRepository, ClearableAccountField, Passkey } from '../port.ts';
+import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder } from '../account-search.ts';
+import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, ClearableAccountField, Passkey } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
 import { isUniqueViolation, optionalString, type SqliteDatabase } from './database.ts';
 
@@ -201,7 +202,75 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
     listAccounts: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, sub LIMIT :limit OFFSET :offset`),
   };
 
+  // Each combination of filters gets its own statement (prepared once), as the audit trail's do,
+  // so the planner picks the index that fits: the email index for a prefix, (created_at, sub) else.
+  const searches = new Map<string, StatementSync>();
+
+  function search(query: AccountSearch): AccountPage {
+    const limit = Math.max(0, Math.floor(query.limit));
+    if (limit === 0) return { accounts: [] };
+    const order = searchOrder(query);
+    const after = decodeAccountCursor(query);
+    const conditions: string[] = [];
+    // One more than asked, to know whether there is a next page.
+    const parameters: Record<string, string | number> = { limit: limit + 1 };
+    if (query.emailPrefix) {
+      // A range on the email column (BINARY collation) is what its unique index serves; LIKE 'x%'
+      // would only use it with case_sensitive_like, and would need its wildcards escaped.
+      conditions.push('email >= :prefix');
+      parameters.prefix = String(query.emailPrefix);
+      const bound = prefixUpperBound(parameters.prefix);
+      if (bound !== undefined) {
+        conditions.push('email < :prefix_bound');
+        parameters.prefix_bound = bound;
+      }
+    }
+    if (query.query) {
+      // instr, not LIKE: no wildcards to escape in what an operator typed.
+      conditions.push('instr(email, :query) > 0');
+      parameters.query = String(query.query);
+    }
+    if (query.role !== undefined) {
+      conditions.push('EXISTS (SELECT 1 FROM json_each(accounts.roles) WHERE value = :role)');
+      parameters.role = String(query.role);
+    }
+    if (query.status !== undefined) {
+      if (query.status !== 'disabled') parameters.now = (query.at ?? new Date(clock())).getTime();
+      conditions.push({
+        disabled: 'disabled = 1',
+        locked: 'disabled = 0 AND locked_until > :now',
+        active: 'disabled = 0 AND (locked_until IS NULL OR locked_until <= :now)',
+      }[query.status]);
+    }
+    if (after?.order === 'email') {
+      conditions.push('email > :after_email');
+      parameters.after_email = after.email;
+    } else if (after?.order === 'created') {
+      conditions.push('(created_at, sub) > (:after_at, :after_sub)');
+      parameters.after_at = after.createdAt;
+      parameters.after_sub = after.sub;
+    }
+    const where = conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
+    const sql = `SELECT ${ACCOUNT_COLUMNS} FROM accounts ${where} ORDER BY ${order === 'email' ? 'email' : 'created_at, sub'} LIMIT :limit`;
+    let statement = searches.get(sql);
+    if (!statement) {
+      statement = database.db.prepare(sql);
+      searches.set(sql, statement);
+    }
+    const rows = statement.all(parameters) as unknown as AccountRow[];
+    const accounts = rows.slice(0, limit).map(toAccount);
+    if (rows.length <= limit) return { accounts };
+    const last = accounts[accounts.length - 1]!;
+    const next = order === 'email'
+      ? encodeAccountCursor({ order, email: last.email })
+      : encodeAccountCursor({ order, createdAt: last.createdAt.getTime(), sub: last.sub });
+    return { accounts, next };
+  }
+
   return {
+    async search(query) {
+      return search(query);
+    },
     async create(input) {
       const now = clock();
       try {

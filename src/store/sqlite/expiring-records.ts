@@ -6,7 +6,7 @@
  */
 import type { StatementSync } from 'node:sqlite';
 
-import type { OidcPayload, OidcStore } from '../port.ts';
+import type { OidcPayload, ExpiringRecordStore } from '../port.ts';
 import { LIVE, optionalString, type SqliteDatabase } from './database.ts';
 import type { GroupCommit } from './group-commit.ts';
 
@@ -23,7 +23,7 @@ function toPayload(row: OidcRow | undefined): OidcPayload | undefined {
 }
 
 export interface SqliteExpiringRecords {
-  readonly records: OidcStore;
+  readonly records: ExpiringRecordStore;
   /** Deletes up to `limit` expired records; answers how many. */
   purge(now: number, limit: number): number;
 }
@@ -52,7 +52,7 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
     purgeOidc: prepare('DELETE FROM oidc WHERE rowid IN (SELECT rowid FROM oidc WHERE expires_at <= :now LIMIT :limit)'),
   };
 
-  const records: OidcStore = {
+  const records: ExpiringRecordStore = {
     upsert(model, id, payload, expiresInSeconds) {
       const parameters = {
         model: String(model),
