@@ -10,7 +10,7 @@ import compose from 'koa-compose';
 import send from 'koa-send';
 
 import { accountRouter } from './account/router.ts';
-import { registrationApiRouter } from './api/registration.ts';
+import { registrationApi } from './api/registration.ts';
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { SecurityEvents } from './domain/events.ts';
@@ -146,7 +146,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
   if (config.security.registrationApi) {
-    app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
+    app.use(registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }));
   }
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.

@@ -161,7 +161,7 @@ export class ConfigError extends AppError {
   readonly problems: readonly string[];
 
   constructor(problems: string[]) {
-    super('ERR_CONFIG', problems.map((p) => `Configuration error: ${p}`).join('\n'), { status: 500, expose: false });
+    super('ERR_CONFIG', problems.map((p) => `Configuration error: ${p}`).join('\n'));
     this.problems = problems;
   }
 }

@@ -755,12 +755,12 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.revisions.get('clients'), before + 4);
   });
 
-  it('creating a client with a taken id fails with ERR_CLIENT_INVALID and changes nothing', async (t) => {
+  it('creating a client with a taken id fails with ERR_CLIENT_EXISTS and changes nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.clients.create({ clientId: 'app-1', metadata: { version: 1 } });
     const revision = await store.revisions.get('clients');
 
-    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_INVALID' });
+    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_EXISTS' });
     t.deepEqual((await store.clients.find('app-1'))?.metadata, { version: 1 });
     t.is(await store.revisions.get('clients'), revision);
   });
@@ -773,7 +773,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const results = await Promise.allSettled(attempts);
     t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
-    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_INVALID')));
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_EXISTS')));
     t.is(await store.revisions.get('clients'), before + 1);
   });
 
@@ -834,13 +834,13 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual((await store.resources.find('https://api.example'))?.scopes, ['read']);
   });
 
-  it('creating a resource server with a taken audience fails with ERR_RESOURCE_INVALID and changes nothing', async (t) => {
+  it('creating a resource server with a taken audience fails with ERR_RESOURCE_EXISTS and changes nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     const original = await store.resources.create(resource('https://api.example', { name: 'First' }));
     const revision = await store.revisions.get('resources');
 
-    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_INVALID' });
-    t.true(isAppError(error, 'ERR_RESOURCE_INVALID') && error.status === 409);
+    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_EXISTS' });
+    t.true(isAppError(error, 'ERR_RESOURCE_EXISTS') && error.status === 409);
     t.deepEqual(await store.resources.list(), [original]);
     t.is(await store.revisions.get('resources'), revision);
   });
@@ -855,7 +855,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const results = await Promise.allSettled(attempts);
     t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
-    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_INVALID')));
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_EXISTS')));
     t.is((await store.resources.list()).length, 1);
     t.is(await store.revisions.get('resources'), before + 1);
   });
@@ -1170,7 +1170,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await reopened.resources.list(), [api]);
     t.deepEqual(await reopened.resources.find('https://api.example'), api);
     t.is(await reopened.revisions.get('resources'), resourcesRevision);
-    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_INVALID' }, 'so does audience uniqueness');
+    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_EXISTS' }, 'so does audience uniqueness');
     await t.throwsAsync(reopened.accounts.create(account('sub-2', 'keep@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'uniqueness survives too');
   });
 }

@@ -23,11 +23,11 @@ import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
-import { describeScopes } from '../interaction/scopes.ts';
+import { describeScopes } from '../domain/scopes.ts';
 import type { Logger } from '../log.ts';
 import type { Account, OidcStore } from '../store/port.ts';
-import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from './activity.ts';
-import { ACCOUNT_CALLBACK_PATH } from './client.ts';
+import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
+import { ACCOUNT_CALLBACK_PATH } from '../oidc/account-client.ts';
 import { OneTimeNotices } from './notices.ts';
 import { AccountSignIn, mayChangeFactors, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
 
@@ -224,7 +224,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       // The same check as signing in: one argon2 verify, and every attempt counts towards the lockout first.
       if (!setting) {
         await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
-          throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
+          throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_INPUT', 'Your current password is not right.') : error;
         });
       }
       await accounts.setPassword(account.sub, next);
@@ -250,7 +250,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account } = signedIn(ctx);
     const clientId = formField(ctx, 'client_id');
     if (!clientId || !(await revokeApp(provider(), oidc, account.sub, clientId))) {
-      return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.', { status: 404 }));
+      return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.'));
     }
     logger.info({ sub: account.sub, clientId }, 'app access revoked');
     events.emit({ type: 'consent.revoked', sub: account.sub, clientId });
@@ -309,7 +309,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   router.post('/recovery-codes', requireSignIn, requireRecentSignIn, async function regenerateRecoveryCodes(ctx) {
     const { account } = signedIn(ctx);
     if (!(await secondFactors.summary(account.sub)).enabled) {
-      return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.', { status: 409 }));
+      return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.'));
     }
     logger.info({ sub: account.sub }, 'recovery codes regenerated');
     await showNewRecoveryCodes(ctx, account.sub);

@@ -5,7 +5,7 @@
  * Users page through the store's own cursors instead (accounts.search), which carry a position in
  * an index rather than an offset, so a million accounts page as cheaply as ten.
  */
-import { invalidRequest } from './errors.ts';
+import { invalidRequest } from './route-steps.ts';
 
 const PREFIX = 'p1.';
 

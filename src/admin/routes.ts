@@ -3,15 +3,15 @@
  * resource servers, keys and audit events. Each entry names its schemas (schemas.ts) and answers
  * through the same domain services as the CLI, so the rules are the same whichever an operator uses.
  */
-import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../account/activity.ts';
 import { normalizeEmail, registrationSchema } from '../domain/accounts.ts';
 import { isLocked } from '../domain/lockout.ts';
 import { randomId } from '../domain/random.ts';
-import { isAppError } from '../errors.ts';
+import { AppError, isAppError } from '../errors.ts';
+import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
 import type { Account } from '../store/port.ts';
 import type { AdminApiDependencies } from './dependencies.ts';
-import { AdminApiError, conflict, invalidRequest, notFound } from './errors.ts';
 import { pageOf } from './pagination.ts';
+import { invalidRequest } from './route-steps.ts';
 import { defineRoute, type Route } from './route-table.ts';
 import * as schemas from './schemas.ts';
 import { auditEventView, clientKind, clientView, resourceView, sessionHandle, sessionView, userDetailsView, userView } from './views.ts';
@@ -20,7 +20,7 @@ import { auditEventView, clientKind, clientView, resourceView, sessionHandle, se
 
 async function findUser(deps: AdminApiDependencies, sub: string): Promise<Account> {
   const account = await deps.services.accounts.findBySub(sub);
-  if (!account) throw notFound('There is no user with this sub');
+  if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no user with this sub');
   return account;
 }
 
@@ -128,6 +128,10 @@ const createUser = defineRoute({
       name: body.name,
       givenName: body.given_name,
       familyName: body.family_name,
+    }).catch((error: unknown) => {
+      // The admin API names every 409 `conflict` (its published contract); the field says which.
+      if (isAppError(error, 'ERR_EMAIL_TAKEN')) throw new AppError('ERR_CONFLICT', 'An account with this email already exists', { fields: { email: 'Already registered' } });
+      throw error;
     });
     note({ created_sub: account.sub });
     for (const role of body.roles ?? []) await roles.add(account.email, role);
@@ -252,7 +256,7 @@ const endSession = defineRoute({
   async handle({ params, deps }) {
     await findUser(deps, params.sub);
     const session = (await accountSessions(deps.oidc, params.sub)).find(({ id }) => sessionHandle(id) === params.session_id);
-    if (!session) throw notFound('The user has no session with this id');
+    if (!session) throw new AppError('ERR_NOT_FOUND', 'The user has no session with this id');
     await destroySession(deps.provider(), deps.oidc, session.id);
   },
 });
@@ -308,7 +312,7 @@ const revokeGrant = defineRoute({
   ...schemas.revokeGrant,
   async handle({ params, deps }) {
     await findUser(deps, params.sub);
-    if (!(await revokeApp(deps.provider(), deps.oidc, params.sub, params.client_id))) throw notFound('The user granted this client nothing');
+    if (!(await revokeApp(deps.provider(), deps.oidc, params.sub, params.client_id))) throw new AppError('ERR_NOT_FOUND', 'The user granted this client nothing');
   },
 });
 
@@ -318,13 +322,13 @@ async function findClient(deps: AdminApiDependencies, clientId: string) {
   const configured = deps.services.clients.staticClient(clientId);
   if (configured) return { client_id: clientId, source: 'config' as const, metadata: configured };
   const stored = await deps.services.clients.findMetadata(clientId);
-  if (!stored) throw notFound('There is no client with this client_id');
+  if (!stored) throw new AppError('ERR_NOT_FOUND', 'There is no client with this client_id');
   return { client_id: clientId, source: 'store' as const, metadata: stored };
 }
 
 function refuseConfigured(deps: AdminApiDependencies, clientId: string): void {
   if (deps.services.clients.staticClient(clientId)) {
-    throw conflict('This client is configured in clients.json; change it there');
+    throw new AppError('ERR_CONFLICT', 'This client is configured in clients.json; change it there');
   }
 }
 
@@ -406,7 +410,7 @@ const deleteClient = defineRoute({
   ...schemas.deleteClient,
   async handle({ params, deps }) {
     refuseConfigured(deps, params.client_id);
-    if (!(await deps.services.clients.delete(params.client_id))) throw notFound('There is no client with this client_id');
+    if (!(await deps.services.clients.delete(params.client_id))) throw new AppError('ERR_NOT_FOUND', 'There is no client with this client_id');
   },
 });
 
@@ -507,7 +511,7 @@ const getResource = defineRoute({
   ...schemas.getResource,
   async handle({ params, deps }) {
     const found = (await allResources(deps)).find((resource) => resource.audience === params.audience);
-    if (!found) throw notFound('There is no resource server with this audience');
+    if (!found) throw new AppError('ERR_NOT_FOUND', 'There is no resource server with this audience');
     return found;
   },
 });
@@ -545,9 +549,9 @@ const deleteResource = defineRoute({
   ...schemas.deleteResource,
   async handle({ params, deps }) {
     const existing = (await allResources(deps)).find((resource) => resource.audience === params.audience);
-    if (existing?.source === 'builtin') throw conflict('This resource server is built into Tessera');
-    if (existing?.source === 'config') throw conflict('This resource server is configured in resources.json; change it there');
-    if (!(await deps.services.resources.delete(params.audience))) throw notFound('There is no resource server with this audience');
+    if (existing?.source === 'builtin') throw new AppError('ERR_CONFLICT', 'This resource server is built into Tessera');
+    if (existing?.source === 'config') throw new AppError('ERR_CONFLICT', 'This resource server is configured in resources.json; change it there');
+    if (!(await deps.services.resources.delete(params.audience))) throw new AppError('ERR_NOT_FOUND', 'There is no resource server with this audience');
   },
 });
 
@@ -595,7 +599,7 @@ const listAuditEvents = defineRoute({
   errors: [503],
   ...schemas.listAuditEvents,
   async handle({ query, deps }) {
-    if (!deps.audit) throw new AdminApiError(503, 'temporarily_unavailable', 'The audit trail is not available in this instance');
+    if (!deps.audit) throw new AppError('ERR_FEATURE_UNAVAILABLE', 'The audit trail is not available in this instance');
     const page = await deps.audit.query({
       limit: query.limit,
       ...(query.cursor !== undefined && { before: query.cursor }),

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 
-import type { SessionView } from '../account/activity.ts';
+import type { SessionView } from '../oidc/sessions-and-grants.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
 import type { ResourceServer } from '../domain/resources.ts';

@@ -236,7 +236,7 @@ const remove = defineCommand({
       const isStatic = clients.staticClient(clientId) !== undefined;
       throw new AppError('ERR_NOT_FOUND', isStatic
         ? `client ${clientId} is defined in ${path.join(config.configDir, 'clients.json')}; remove it there`
-        : `no client with id ${clientId}`, { status: 404 });
+        : `no client with id ${clientId}`);
     }
     if (values.json) return printJson({ client_id: clientId, deleted: true });
     printLines(`Deleted client ${clientId}.`);

@@ -51,7 +51,7 @@ const create = defineCommand({
       .register({ email: values.email, password, name: values.name, givenName: values['given-name'], familyName: values['family-name'] })
       .catch((error: unknown) => {
         if (isAppError(error, 'ERR_EMAIL_TAKEN')) {
-          throw new AppError('ERR_EMAIL_TAKEN', `a user with the email ${normalizeEmail(values.email)} already exists`, { status: 409, cause: error });
+          throw new AppError('ERR_EMAIL_TAKEN', `a user with the email ${normalizeEmail(values.email)} already exists`, { cause: error });
         }
         throw error;
       });
@@ -82,7 +82,7 @@ function setDisabledCommand(disabled: boolean) {
     async run({ values, args: [email = ''], services }) {
       const { accounts } = await services();
       if (!(await accounts.setDisabled(email, disabled))) {
-        throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+        throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
       }
       const account = await accounts.findByEmail(email);
       if (values.json) return printJson({ sub: account?.sub, email: account?.email, disabled });
@@ -99,7 +99,7 @@ const unlock = defineCommand({
   async run({ values, args: [email = ''], services }) {
     const { accounts } = await services();
     if (!(await accounts.unlock(email))) {
-      throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+      throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
     }
     const account = await accounts.findByEmail(email);
     if (values.json) return printJson({ sub: account?.sub, email: account?.email, locked: false });
@@ -148,7 +148,7 @@ const resetFactors = defineCommand({
   async run({ values, args: [email = ''], services }) {
     const { accounts, secondFactors } = await services();
     const account = await accounts.findByEmail(email);
-    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
     await secondFactors.resetAll(account.sub);
     if (values.json) return printJson({ sub: account.sub, email: account.email, second_factors: false });
     printLines(`Removed every second factor of ${account.email}: they sign in with their password alone until they set one up.`);

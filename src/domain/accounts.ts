@@ -164,7 +164,7 @@ export class AccountService {
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
       if (account && reason === 'wrong_password') await this.#lockout.recordFailure(account, counted, now);
-      throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
+      throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS);
     }
     await this.#lockout.recordSuccess(account);
     if (this.#hasher.needsRehash(hash)) {
@@ -180,7 +180,7 @@ export class AccountService {
    */
   async setPassword(sub: string, password: string, how: 'changed' | 'reset' = 'changed'): Promise<void> {
     const account = await this.#accounts.findBySub(sub);
-    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.');
     const problem = await this.#policy.check(password, { email: account.email });
     if (problem) throw new AppError('ERR_INVALID_INPUT', problem.message);
     await this.#accounts.update(sub, { passwordHash: await this.#hasher.hash(password), failedSignIns: 0, lockouts: 0, lockedUntil: null });
@@ -227,7 +227,7 @@ export class AccountService {
     if (!parsed.success) throw new AppError('ERR_INVALID_INPUT', parsed.error.issues.map((issue) => issue.message).join('. '));
     const { name, givenName, familyName } = parsed.data;
     const updated = await this.#accounts.update(sub, { name: name ?? null, givenName: givenName ?? null, familyName: familyName ?? null });
-    if (!updated) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    if (!updated) throw new AppError('ERR_NOT_FOUND', 'There is no such account.');
   }
 }
 

@@ -324,7 +324,7 @@ export class ClientService {
     await this.#updateStored(clientId, (metadata) => {
       const keys = ((metadata.jwks as { keys?: Record<string, unknown>[] } | undefined)?.keys ?? []);
       const remaining = keys.filter((key) => key.kid !== certificateThumbprint);
-      if (remaining.length === keys.length) throw new AppError('ERR_NOT_FOUND', 'No certificate with that thumbprint is registered for this client', { status: 404 });
+      if (remaining.length === keys.length) throw new AppError('ERR_NOT_FOUND', 'No certificate with that thumbprint is registered for this client');
       if (!remaining.length) throw new AppError('ERR_CLIENT_INVALID', 'That is the client\'s only certificate; add the new one first');
       return { ...metadata, jwks: { keys: remaining } };
     });
@@ -348,7 +348,7 @@ export class ClientService {
     await this.#updateStored(clientId, (metadata) => {
       const subjects = (metadata.tessera_tls_subjects as TlsSubject[] | undefined) ?? [];
       const remaining = subjects.filter((known) => !(known.type === subject.type && known.value === subject.value));
-      if (remaining.length === subjects.length) throw new AppError('ERR_NOT_FOUND', 'That subject is not registered for this client', { status: 404 });
+      if (remaining.length === subjects.length) throw new AppError('ERR_NOT_FOUND', 'That subject is not registered for this client');
       if (!remaining.length) throw new AppError('ERR_CLIENT_INVALID', 'That is the client\'s only subject; add the new one first');
       return { ...withoutSubjectMetadata(metadata), ...subjectMetadata(remaining) };
     });
@@ -357,7 +357,7 @@ export class ClientService {
   async #updateStored(clientId: string, change: (metadata: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
     if (this.#static.has(clientId)) throw new AppError('ERR_CLIENT_INVALID', `${clientId} is configured in config/clients.json; change it there`);
     const stored = await this.#clients.find(clientId);
-    if (!stored) throw new AppError('ERR_NOT_FOUND', `No client ${clientId}`, { status: 404 });
+    if (!stored) throw new AppError('ERR_NOT_FOUND', `No client ${clientId}`);
     const metadata = change(stored.metadata);
     await this.#clients.update(clientId, metadata);
     this.#events.emit({ type: 'client.changed', clientId, details: { fields: changedFields(stored.metadata, metadata) } });

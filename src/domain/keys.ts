@@ -103,7 +103,7 @@ export class KeyService {
       .map((key) => ({ ...(JSON.parse(this.#decrypt(key)) as JWK), kid: key.kid, use: 'sig' }));
     const cookieKeys = ordered.filter((key) => key.use === 'cookie').map((key) => this.#decrypt(key));
     if (!signingKeys.length || !cookieKeys.length) {
-      throw new AppError('ERR_SECRET', 'No keys in the store yet; start the server once or run `tessera keys rotate`', { status: 500 });
+      throw new AppError('ERR_SECRET', 'No keys in the store yet; start the server once or run `tessera keys rotate`');
     }
     const fingerprint = ordered.map((key) => `${key.kid}:${key.retiredAt ? 'r' : 'c'}`).join(',');
     return { signingKeys, cookieKeys, fingerprint };
@@ -151,7 +151,7 @@ export class KeyService {
     try {
       return this.#sealer.open(key.encryptedPrivate, key.kid);
     } catch (error) {
-      throw new AppError('ERR_SECRET', `Key ${key.kid} cannot be decrypted: TESSERA_SECRET differs from the one that encrypted it`, { status: 500, cause: error });
+      throw new AppError('ERR_SECRET', `Key ${key.kid} cannot be decrypted: TESSERA_SECRET differs from the one that encrypted it`, { cause: error });
     }
   }
 }

@@ -10,7 +10,7 @@ import { AppError } from '../errors.ts';
 import { formField } from '../http/form.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
-import { describeClaims, describeScopes } from './scopes.ts';
+import { describeClaims, describeScopes } from '../domain/scopes.ts';
 import type { Interaction, InteractionToolkit, SignInStep } from './toolkit.ts';
 
 export interface ConsentStep extends SignInStep {

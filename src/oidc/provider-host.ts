@@ -11,6 +11,7 @@ import compose from 'koa-compose';
 import { Provider } from 'oidc-provider';
 
 import { ConfigError, type Config } from '../config.ts';
+import { AppError, errorAnswer } from '../errors.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { ClientService } from '../domain/clients.ts';
 import type { SecurityEvents } from '../domain/events.ts';
@@ -19,7 +20,7 @@ import type { ResourceService } from '../domain/resources.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { observeProvider } from '../observability/provider-events.ts';
-import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
+import { isStoreUnavailable } from '../store/outage.ts';
 import type { RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
@@ -93,15 +94,17 @@ export class ProviderHost {
    */
   middleware(): Middleware {
     const current = () => this.#middleware;
+    // The outage's answer from the table (errors.ts), as every other surface gives it.
+    const outage = errorAnswer(new AppError('ERR_STORE_UNAVAILABLE', 'The store is unavailable.'));
     return async function oidcProvider(ctx, next) {
       await current()(ctx, next);
       if (ctx.state.storeUnavailable === true && ctx.status === 500) {
         ctx.status = 503;
         if ((ctx.body as { error?: unknown } | undefined)?.error === 'server_error') {
-          ctx.body = { error: 'temporarily_unavailable', error_description: 'The service is briefly unavailable. Try again in a few seconds.' };
+          ctx.body = { error: outage.body.error, error_description: outage.body.error_description };
         }
       }
-      if (ctx.status === 503) ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+      if (ctx.status === 503) ctx.set(outage.headers);
     };
   }
 

@@ -201,7 +201,7 @@ export interface StoredClient {
 
 /** Every write (create, update, delete) bumps the `clients` revision. */
 export interface ClientRepository {
-  /** Throws AppError ERR_CLIENT_INVALID when the id is taken. */
+  /** Throws AppError ERR_CLIENT_EXISTS when the id is taken. */
   create(client: Omit<StoredClient, 'createdAt'>): Promise<StoredClient>;
   find(clientId: string): Promise<StoredClient | undefined>;
   /** Replaces the metadata; returns false when there is no such client. */
@@ -228,7 +228,7 @@ export interface ResourceServerRecord {
 
 /** Every write (create, delete) bumps the `resources` revision. */
 export interface ResourceRepository {
-  /** Throws AppError ERR_RESOURCE_INVALID (409) when the audience is taken. */
+  /** Throws AppError ERR_RESOURCE_EXISTS (409) when the audience is taken. */
   create(resource: Omit<ResourceServerRecord, 'createdAt'>): Promise<ResourceServerRecord>;
   find(audience: string): Promise<ResourceServerRecord | undefined>;
   list(): Promise<ResourceServerRecord[]>;
