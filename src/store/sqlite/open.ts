@@ -22,7 +22,7 @@ import { migrate } from './migrations.ts';
 import { sqliteResources } from './resources.ts';
 import { sqliteRevisions } from './revisions.ts';
 import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
-import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
+import { prepareRateLimitStatements, SqliteRateLimiter } from './rate-limits.ts';
 
 export { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from './migrations.ts';
 
@@ -85,7 +85,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       try {
         removed = Math.max(
           expiring.purge(clock(), PURGE_BATCH),
-          // Wall-clock time, as the limiter counts (see sqlite-rate-limiter.ts).
+          // Wall-clock time, as the limiter counts (see rate-limits.ts).
           Number(rateLimitStatements.purge.run({ now: Date.now(), limit: PURGE_BATCH }).changes),
           audit.purge(clock(), PURGE_BATCH),
         );
