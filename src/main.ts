@@ -149,6 +149,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       keys: services.keys,
       revisions: store.revisions,
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
+      oidc: store.oidc,
       logger,
       render: renderPage,
       events: services.events,

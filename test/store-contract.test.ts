@@ -19,7 +19,7 @@ import { isAppError } from '../src/errors.ts';
 import { openMongoStore } from '../src/store/mongo/open.ts';
 import { openStore } from '../src/store/open-store.ts';
 import type {
-  Account, AccountChanges, AuditQuery, AuditRecord, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
+  Account, AccountChanges, AuditQuery, AuditRecord, ImportedAccountFields, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
 } from '../src/store/port.ts';
 import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/open.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
@@ -103,6 +103,9 @@ function retirement(at: number, keepFor: number) {
 
 function defineContract(name: string, createLane: LaneFactory): void {
   const it = (title: string, body: (t: ExecutionContext) => Promise<void>) => test(`${name}: ${title}`, body);
+  // Tests that read the real clock run on their own, before the concurrent ones: a busy event loop
+  // in this file (every other case at once) must not outlast the record's lifetime.
+  const itOnItsOwn = (title: string, body: (t: ExecutionContext) => Promise<void>) => test.serial(`${name}: ${title}`, body);
 
   // --- oidc-provider records ---------------------------------------------------------------------
 
@@ -267,7 +270,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.oidc.findByUserCode('DeviceCode', 'CODE-1'), { uid: 'u-1', userCode: 'CODE-1' });
   });
 
-  it('a record expires by the real clock when the store has no injected clock', async (t) => {
+  itOnItsOwn('a record expires by the real clock when the store has no injected clock', async (t) => {
     const { open } = await setUp(t, createLane);
     const store = await open({});
     // Three seconds of life: long enough that a loaded CI machine still reads it back in time.
@@ -528,6 +531,42 @@ function defineContract(name: string, createLane: LaneFactory): void {
       await t.throwsAsync(store.accounts.update('sub-1', changes as unknown as AccountChanges), { instanceOf: TypeError }, JSON.stringify(changes));
     }
     t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, before?.passwordHash);
+  });
+
+  it('importAccounts writes accounts whole, finds them by external id, and skips a taken email or an account changed since it was read', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const fields = (email: string, extra: Partial<ImportedAccountFields> = {}): ImportedAccountFields => ({
+      email, emailVerified: true, passwordHash: '$2b$04$abcdefghijklmnopqrstuuNhTXo0zgSrcGd1NZ4vY0ZJc9kcA3N6e', roles: ['imported'], importDigest: `digest-${email}`, ...extra,
+    });
+    await store.accounts.create(account('native', 'native@example.com'));
+    const createdAt = new Date('2019-01-02T03:04:05.000Z');
+    t.deepEqual(await store.accounts.importAccounts([
+      { kind: 'create', sub: 'imp-1', createdAt, fields: fields('one@example.com', { externalId: 'ext-1', name: 'One', givenName: 'O' }) },
+      { kind: 'create', sub: 'imp-2', createdAt, fields: fields('native@example.com') },
+      { kind: 'create', sub: 'imp-3', createdAt, fields: fields('three@example.com', { externalId: 'ext-1' }) },
+      { kind: 'create', sub: 'imp-4', createdAt, fields: fields('four@example.com', { passwordHash: undefined }) },
+    ]), [true, false, false, true], 'a taken email or external id is refused, the rest of the batch goes on');
+    const one = await store.accounts.findByExternalId('ext-1');
+    t.like(one, { sub: 'imp-1', email: 'one@example.com', emailVerified: true, roles: ['imported'], name: 'One', givenName: 'O', externalId: 'ext-1', importDigest: 'digest-one@example.com', disabled: false, failedSignIns: 0 });
+    t.is(one?.createdAt.getTime(), createdAt.getTime());
+    const four = await store.accounts.findByEmail('four@example.com');
+    t.true(four !== undefined && !('passwordHash' in four), 'an account without a password');
+    t.is(await store.accounts.findBySub('imp-3'), undefined);
+    t.is(await store.accounts.findByExternalId('nobody'), undefined);
+
+    clock.advance(SECOND);
+    t.deepEqual(await store.accounts.importAccounts([
+      { kind: 'update', sub: 'imp-1', expectedUpdatedAt: one!.updatedAt, fields: fields('moved@example.com', { externalId: 'ext-1', familyName: 'F' }) },
+    ]), [true]);
+    const moved = await store.accounts.findBySub('imp-1');
+    t.like(moved, { email: 'moved@example.com', familyName: 'F', externalId: 'ext-1' });
+    t.false(moved !== undefined && ('name' in moved || 'givenName' in moved), 'fields the record no longer has are cleared');
+    clock.advance(SECOND);
+    await store.accounts.update('imp-1', { name: 'Changed By Hand' });
+    t.deepEqual(await store.accounts.importAccounts([
+      { kind: 'update', sub: 'imp-1', expectedUpdatedAt: moved!.updatedAt, fields: fields('again@example.com', { externalId: 'ext-1' }) },
+    ]), [false], 'a change made since the read wins');
+    t.is((await store.accounts.findBySub('imp-1'))?.name, 'Changed By Hand');
   });
 
   it('countSignInAttempt counts before the check, and not while the account is locked', async (t) => {
@@ -1452,6 +1491,7 @@ test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   t.like(oidc.model_grantId, { key: { model: 1, grantId: 1 } });
   t.like(oidc.model_accountId, { key: { model: 1, 'payload.accountId': 1 } });
   t.like((await indexes('accounts')).email_unique, { key: { email: 1 }, unique: true });
+  t.like((await indexes('accounts')).externalId_unique, { key: { externalId: 1 }, unique: true });
   const rateLimits = await indexes('rate_limits');
   t.like(rateLimits.key_unique, { key: { key: 1 }, unique: true });
   t.like(rateLimits.expire_ttl, { key: { expire: -1 }, expireAfterSeconds: 0 });

@@ -16,6 +16,7 @@ import type { PasswordReset } from '../domain/password-reset.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import type { RoleService } from '../domain/roles.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
+import type { UserImport } from '../domain/user-import.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
 import type { KeyRepository, OidcStore, RevisionRepository } from '../store/port.ts';
@@ -33,6 +34,7 @@ export interface AdminApiDependencies {
     readonly passwordReset: PasswordReset;
     readonly emailVerification: EmailVerification;
     readonly rateLimits: RateLimits;
+    readonly userImport: UserImport;
   };
   readonly provider: () => Provider;
   /** Makes this instance see a change at once (caches, a new signing key), without waiting for its poll. */

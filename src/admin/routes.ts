@@ -144,6 +144,26 @@ const createUser = defineRoute({
   },
 });
 
+const importUsers = defineRoute({
+  method: 'post',
+  path: '/users/import',
+  operationId: 'importUsers',
+  tag: 'Users',
+  summary: 'Import a batch of users with their password hashes',
+  description: [
+    `The batch form of \`tessera users import\` (at most ${schemas.MAX_IMPORT_RECORDS} records a request): the same checks, matching and answer.`,
+    'Bad records are reported in `errors` by position and never stop the good ones; a re-run skips what was imported or changed since.',
+    'Hashes are kept as they are and become argon2id at each person\'s first sign-in.',
+  ].join(' '),
+  ...schemas.importUsers,
+  async handle({ body, deps, note }) {
+    const records = body.records.map((fields, index) => ({ line: index + 1, fields }));
+    const report = await deps.services.userImport.import(records, { dryRun: body.dry_run, allowWeakHashes: body.allow_weak_hashes });
+    note({ imported: report.imported, updated: report.updated, skipped: report.skipped, errors: report.errors.length, dry_run: report.dry_run });
+    return report;
+  },
+});
+
 const updateUser = defineRoute({
   method: 'patch',
   path: '/users/{sub}',
@@ -379,6 +399,7 @@ const createClient = defineRoute({
         redirectUris: body.redirect_uris,
         postLogoutRedirectUris: body.post_logout_redirect_uris,
         public: body.public,
+        native: body.application_type === 'native',
         requirePar: body.require_par,
         requireDpop: body.require_dpop,
         firstParty: body.first_party,
@@ -614,7 +635,7 @@ const listAuditEvents = defineRoute({
 });
 
 export const ADMIN_ROUTES: readonly Route[] = [
-  listUsers, createUser, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
+  listUsers, createUser, importUsers, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
   listUserSessions, endAllSessions, endSession, listGrants, revokeGrant,
   listClients, createClient, getClient, deleteClient, addCertificate, removeCertificate, addTlsSubject, removeTlsSubject,
   listResources, createResource, getResource, deleteResource,

@@ -108,6 +108,32 @@ export const createUser = {
   }),
 };
 
+/** Records per import request: a batch of them fits the admin API's 64 KB body even with bcrypt hashes. */
+export const MAX_IMPORT_RECORDS = 200;
+
+const importLine = z.number().int().meta({ description: 'The record\'s position in `records`, from 1' });
+
+export const importUsers = {
+  body: z.strictObject({
+    records: z.array(z.record(z.string(), z.unknown())).min(1).max(MAX_IMPORT_RECORDS).meta({
+      description: 'Accounts in the fields of `tessera users import` (email, name, given_name, family_name, email_verified, roles, created_at, external_id, password_hash, password_salt, password_salt_position); each is checked on its own',
+    }),
+    dry_run: z.boolean().optional().meta({ description: 'Check and report, writing nothing' }),
+    allow_weak_hashes: z.boolean().optional().meta({ description: 'Accept sha256:, sha1: and md5: digests' }),
+  }),
+  response: z.object({
+    dry_run: z.boolean(),
+    imported: z.number().int(),
+    updated: z.number().int(),
+    skipped: z.number().int(),
+    errors: z.array(z.object({ line: importLine, reason: z.string() })),
+    skipped_records: z.array(z.object({ line: importLine, email: z.string(), reason: z.string() })),
+    weak_hashes: z.array(z.object({ line: importLine, email: z.string(), algorithm: z.string() })),
+    notes: z.array(z.object({ line: importLine, note: z.string() })),
+    without_password: z.array(z.string()).meta({ description: 'Emails of accounts imported without a password' }),
+  }),
+};
+
 export const updateUser = {
   params: userParams,
   body: z.strictObject({
@@ -170,6 +196,7 @@ export const client = z.object({
   grant_types: z.array(z.string()),
   redirect_uris: z.array(z.string()).optional(),
   post_logout_redirect_uris: z.array(z.string()).optional(),
+  application_type: z.enum(['web', 'native']).optional(),
   resources: z.record(z.string(), z.array(z.string())).optional().meta({ description: 'Machine client: scopes it may get, per resource server audience' }),
   roles: z.array(z.string()).optional(),
   resource_server: z.string().optional().meta({ description: 'The audience whose tokens this client introspects and revokes' }),
@@ -201,10 +228,11 @@ const relyingPartyBody = z.strictObject({
   name: displayName,
   redirect_uris: z.array(z.string().max(2048)).min(1, 'at least one redirect URI is required').max(20),
   post_logout_redirect_uris: z.array(z.string().max(2048)).max(20).optional(),
-  public: z.boolean().optional().meta({ description: 'A public client (SPA, native app): no secret, PKCE alone' }),
+  public: z.boolean().optional().meta({ description: 'A public client (a single-page app): no secret, PKCE alone' }),
+  application_type: z.enum(['web', 'native']).optional().meta({ description: 'native (RFC 8252): public, loopback redirect URIs match any port, private-use schemes (com.example.app:/cb) allowed. Default web' }),
   require_par: z.boolean().optional(),
   require_dpop: z.boolean().optional(),
-  first_party: z.boolean().optional().meta({ description: 'May register people with POST /api/accounts' }),
+  first_party: z.boolean().optional().meta({ description: 'One of the operator\'s own apps: never shows the consent page, may register people with POST /api/accounts' }),
   require_mfa: z.boolean().optional(),
 });
 

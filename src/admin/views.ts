@@ -92,6 +92,7 @@ export function clientView(client: { client_id: string; source: 'config' | 'stor
     ...(kind === 'relying_party' && {
       redirect_uris: strings(metadata.redirect_uris) ?? [],
       post_logout_redirect_uris: strings(metadata.post_logout_redirect_uris) ?? [],
+      application_type: metadata.application_type === 'native' ? 'native' as const : 'web' as const,
     }),
     ...(metadata.tessera_resources !== undefined && { resources: metadata.tessera_resources as Record<string, string[]> }),
     ...(Array.isArray(metadata.tessera_roles) && { roles: strings(metadata.tessera_roles) }),

@@ -24,6 +24,19 @@ const SIGNING_FAMILIES = [
 
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi'];
 
+/**
+ * Throwaway key material of every family Tessera signs with, never stored or published: for an
+ * oidc-provider instance that only checks client metadata (the signing algorithms a client may name
+ * follow the key families), so that check needs neither the store's keys nor TESSERA_SECRET.
+ */
+export async function throwawayKeyMaterial(): Promise<KeyMaterial> {
+  const signingKeys = await Promise.all(SIGNING_FAMILIES.map(async ({ alg, generate }) => {
+    const { privateKey } = (await generate()) as { privateKey: KeyObject };
+    return { ...(privateKey.export({ format: 'jwk' }) as JWK), kid: `throwaway-${alg}`, use: 'sig' };
+  }));
+  return { signingKeys, cookieKeys: [randomBytes(32).toString('base64url')], fingerprint: 'throwaway' };
+}
+
 export interface KeyMaterial {
   /** Private JWKs for oidc-provider: current keys first, so they are the ones that sign. */
   readonly signingKeys: JWK[];

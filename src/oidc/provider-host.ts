@@ -21,7 +21,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { observeProvider } from '../observability/provider-events.ts';
 import { isStoreUnavailable } from '../store/outage.ts';
-import type { RevisionRepository } from '../store/port.ts';
+import type { OidcStore, RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
 import type { RenderPage } from './features/feature.ts';
@@ -37,6 +37,8 @@ export interface ProviderHostDependencies {
   mtlsBaseUrl?: string | undefined;
   revisions: RevisionRepository;
   adapter: AdapterConstructor;
+  /** oidc-provider's records, read directly where its models have no lookup (grants by account). */
+  oidc: OidcStore;
   logger: Logger;
   /** Renders Tessera's pages for oidc-provider's error and logout pages (http/render.ts). */
   render: RenderPage;
@@ -141,7 +143,7 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, clients, adapter, logger, mtlsBaseUrl, render } = this.#deps;
+    const { config, clients, adapter, oidc, logger, mtlsBaseUrl, render } = this.#deps;
     const { accounts, resources } = this.#facing;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
@@ -149,6 +151,7 @@ export class ProviderHost {
       resources,
       keys: material,
       adapter,
+      oidc,
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
       render,

@@ -74,6 +74,7 @@ export interface Account {
   /**
    * Absent for an account that signs in another way (a passkey; later an upstream provider or an
    * email link): no password signs in to it, and the account page offers to set one.
+   * argon2id for passwords set here; an imported one keeps its old algorithm until its first sign-in.
    */
   passwordHash?: string;
   name?: string;
@@ -95,6 +96,10 @@ export interface Account {
   passkeys: Passkey[];
   /** One-time codes by email as a second factor. */
   emailOtp: boolean;
+  /** The account's id in the system it was imported from (unique when set). */
+  externalId?: string;
+  /** Set by an import: a digest of the fields it wrote (domain/user-import.ts), so a re-run can tell whether anyone changed them since. */
+  importDigest?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -156,11 +161,40 @@ export interface AccountPage {
   next?: string;
 }
 
+/** What an import writes into an account: the record's fields and the digest of them. */
+export interface ImportedAccountFields {
+  email: string;
+  emailVerified: boolean;
+  /** Absent: the account has no password. */
+  passwordHash?: string;
+  roles: string[];
+  name?: string;
+  givenName?: string;
+  familyName?: string;
+  externalId?: string;
+  importDigest: string;
+}
+
+/**
+ * One account of an import: a new account, or an update of one whose `updatedAt` is still the one
+ * the import read (so a change made in between wins over the import).
+ */
+export type AccountImportWrite =
+  | { kind: 'create'; sub: string; createdAt: Date; fields: ImportedAccountFields }
+  | { kind: 'update'; sub: string; expectedUpdatedAt: Date; fields: ImportedAccountFields };
+
 export interface AccountRepository {
   /** Throws AppError ERR_EMAIL_TAKEN when the email is already registered. */
   create(account: NewAccount): Promise<Account>;
   findBySub(sub: string): Promise<Account | undefined>;
   findByEmail(email: string): Promise<Account | undefined>;
+  findByExternalId(externalId: string): Promise<Account | undefined>;
+  /**
+   * Writes a batch of an import in one transaction (SQLite) or one document write per account
+   * (MongoDB): each account is whole or absent, never half-written. For each write, whether it was
+   * made: false when the email or external id was taken, or the account changed, since it was read.
+   */
+  importAccounts(writes: readonly AccountImportWrite[]): Promise<boolean[]>;
   /** Changes the given fields; returns false when there is no such account. */
   update(sub: string, changes: AccountChanges): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;

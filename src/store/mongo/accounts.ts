@@ -6,7 +6,7 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 
 import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder } from '../account-search.ts';
-import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, Passkey, TotpFactor } from '../port.ts';
+import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, ImportedAccountFields, Passkey, TotpFactor } from '../port.ts';
 import { CLEARABLE_ACCOUNT_FIELDS, MUTABLE_ACCOUNT_FIELDS } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
 import { COMPARE_AND_SET_ATTEMPTS, isDuplicateKey, schemaOptions, type MongoDatabase } from './database.ts';
@@ -50,6 +50,8 @@ export interface AccountDocument {
   recoveryCodes?: string[];
   passkeys?: PasskeyDocument[];
   emailOtp?: boolean;
+  externalId?: string;
+  importDigest?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -95,6 +97,8 @@ const accountSchema = new Schema<AccountDocument>(
     recoveryCodes: { type: [String], default: undefined },
     passkeys: { type: [passkeySchema], default: undefined },
     emailOtp: { type: Boolean },
+    externalId: { type: String },
+    importDigest: { type: String },
     createdAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
   },
@@ -103,6 +107,7 @@ const accountSchema = new Schema<AccountDocument>(
 // Uniqueness lives in the index, so two concurrent registrations cannot both win.
 accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
 accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+accountSchema.index({ externalId: 1 }, { name: 'externalId_unique', unique: true, partialFilterExpression: { externalId: { $exists: true } } });
 
 export function accountModel(connection: Connection): Model<AccountDocument> {
   return connection.model<AccountDocument>('Account', accountSchema);
@@ -187,6 +192,8 @@ function toAccount(doc: AccountDocument): Account {
   if (doc.givenName != null) account.givenName = doc.givenName;
   if (doc.familyName != null) account.familyName = doc.familyName;
   if (doc.lockedUntil != null) account.lockedUntil = doc.lockedUntil;
+  if (doc.externalId != null) account.externalId = doc.externalId;
+  if (doc.importDigest != null) account.importDigest = doc.importDigest;
   if (doc.totp != null) {
     const totp: TotpFactor = { encryptedSecret: doc.totp.encryptedSecret, lastStep: doc.totp.lastStep };
     if (doc.totp.confirmedAt != null) totp.confirmedAt = doc.totp.confirmedAt;
@@ -206,6 +213,23 @@ function toPasskey(doc: PasskeyDocument): Passkey {
   if (doc.transports != null) passkey.transports = [...doc.transports];
   if (doc.lastUsedAt != null) passkey.lastUsedAt = doc.lastUsedAt;
   return passkey;
+}
+
+/** An import's fields as $set and $unset: an absent optional field is removed, as the record says. */
+function importedFields(fields: ImportedAccountFields): { set: Record<string, unknown>; unset: Record<string, ''> } {
+  const set: Record<string, unknown> = {
+    email: String(fields.email),
+    emailVerified: fields.emailVerified,
+    roles: fields.roles.map(String),
+    importDigest: String(fields.importDigest),
+  };
+  const unset: Record<string, ''> = {};
+  for (const field of ['passwordHash', 'name', 'givenName', 'familyName', 'externalId'] as const) {
+    const value = fields[field];
+    if (value === undefined) unset[field] = '';
+    else set[field] = String(value);
+  }
+  return { set, unset };
 }
 
 function escapeRegex(text: string): string {
@@ -320,6 +344,53 @@ export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDoc
     async findByEmail(email) {
       const doc = await Account.findOne({ email: String(email) }).lean().exec();
       return doc === null ? undefined : toAccount(doc);
+    },
+    async findByExternalId(externalId) {
+      const doc = await Account.findOne({ externalId: String(externalId) }).lean().exec();
+      return doc === null ? undefined : toAccount(doc);
+    },
+    async importAccounts(writes) {
+      // One document per account: each write is atomic on its own, so a kill leaves each account whole or absent.
+      const done: boolean[] = [];
+      for (const write of writes) {
+        const now = new Date(clock());
+        try {
+          if (write.kind === 'create') {
+            const { fields } = write;
+            const doc: AccountDocument = {
+              _id: String(write.sub),
+              email: String(fields.email),
+              emailVerified: fields.emailVerified,
+              disabled: false,
+              roles: fields.roles.map(String),
+              failedSignIns: 0,
+              lockouts: 0,
+              recoveryCodes: [],
+              passkeys: [],
+              emailOtp: false,
+              importDigest: String(fields.importDigest),
+              createdAt: write.createdAt,
+              updatedAt: now,
+            };
+            if (fields.passwordHash !== undefined) doc.passwordHash = String(fields.passwordHash);
+            if (fields.name !== undefined) doc.name = String(fields.name);
+            if (fields.givenName !== undefined) doc.givenName = String(fields.givenName);
+            if (fields.familyName !== undefined) doc.familyName = String(fields.familyName);
+            if (fields.externalId !== undefined) doc.externalId = String(fields.externalId);
+            await Account.insertMany([doc]);
+            done.push(true);
+          } else {
+            const { set, unset } = importedFields(write.fields);
+            const update = Object.keys(unset).length === 0 ? { $set: { ...set, updatedAt: now } } : { $set: { ...set, updatedAt: now }, $unset: unset };
+            const result = await Account.updateOne({ _id: String(write.sub), updatedAt: write.expectedUpdatedAt }, update).exec();
+            done.push(result.matchedCount > 0);
+          }
+        } catch (error) {
+          if (isDuplicateKey(error, 'email') || isDuplicateKey(error, 'externalId')) done.push(false);
+          else throw error;
+        }
+      }
+      return done;
     },
     async update(sub, changes) {
       const { set, unset } = accountUpdate(changes);

@@ -173,6 +173,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     'ClientCredentials', 'BackchannelAuthenticationRequest', 'PushedAuthorizationRequest', 'RegistrationAccessToken',
     'InitialAccessToken', 'ReplayDetection');
   `,
+  // 9: imported accounts: their id in the system they came from, and the digest of what the import wrote.
+  `
+  ALTER TABLE accounts ADD COLUMN external_id TEXT;
+  ALTER TABLE accounts ADD COLUMN import_digest TEXT;
+  CREATE UNIQUE INDEX IF NOT EXISTS accounts_external_id ON accounts (external_id) WHERE external_id IS NOT NULL;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
