@@ -24,6 +24,14 @@ export type AppErrorCode =
   | 'ERR_RESOURCE_EXISTS'
   /** It exists already, or is configured in a file or built in, and cannot be changed here. */
   | 'ERR_CONFLICT'
+  /** An upstream identity provider's settings were refused (bad issuer, taken id, ...). */
+  | 'ERR_UPSTREAM_INVALID'
+  /** An upstream provider with this id exists already. */
+  | 'ERR_UPSTREAM_EXISTS'
+  /** Signing in through an upstream provider failed (it refused, timed out, or answered wrongly). */
+  | 'ERR_UPSTREAM_FAILED'
+  /** That upstream identity is already linked to an account. */
+  | 'ERR_IDENTITY_TAKEN'
   | 'ERR_CERTIFICATE_INVALID'
   | 'ERR_SECRET'
   | 'ERR_STORE_UNAVAILABLE'
@@ -92,6 +100,10 @@ export const ERROR_TABLE: Readonly<Record<AppErrorCode, ErrorMeaning>> = Object.
   ERR_CLIENT_INVALID: invalidRequest,
   ERR_RESOURCE_INVALID: invalidRequest,
   ERR_CERTIFICATE_INVALID: invalidRequest,
+  ERR_UPSTREAM_INVALID: invalidRequest,
+  // A round trip to an upstream provider that failed (refused, timed out, bad ID token, replayed
+  // state): the person's answer was not usable, never Tessera's fault, so a 400 page with a way on.
+  ERR_UPSTREAM_FAILED: { status: 400, oauthError: 'upstream_sign_in_failed', expose: true },
   ERR_INTERACTION_EXPIRED: { status: 400, oauthError: 'interaction_expired', expose: true },
   ERR_SECOND_FACTOR_INVALID: { status: 400, oauthError: 'second_factor_invalid', expose: true },
   ERR_INVALID_CREDENTIALS: { status: 401, oauthError: 'invalid_credentials', expose: true },
@@ -106,6 +118,8 @@ export const ERROR_TABLE: Readonly<Record<AppErrorCode, ErrorMeaning>> = Object.
   ERR_CONFLICT: conflict,
   ERR_CLIENT_EXISTS: conflict,
   ERR_RESOURCE_EXISTS: conflict,
+  ERR_UPSTREAM_EXISTS: conflict,
+  ERR_IDENTITY_TAKEN: conflict,
   ERR_EMAIL_TAKEN: { status: 409, oauthError: 'email_taken', expose: true },
   ERR_SECOND_FACTOR_UNAVAILABLE: { status: 409, oauthError: 'second_factor_unavailable', expose: true },
   ERR_BODY_TOO_LARGE: { status: 413, oauthError: 'request_too_large', expose: true },

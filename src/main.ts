@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
+import { Federation } from './domain/federation.ts';
+import { upstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { renderPage } from './http/render.ts';
 import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
@@ -171,6 +173,18 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      upstreams: services.upstreams,
+      identities: services.identities,
+      upstreamSignIn: upstreamSignIn({
+        upstreams: services.upstreams,
+        identities: services.identities,
+        federation: new Federation({ timeoutSeconds: config.upstreamTimeoutSeconds, production: config.env === 'production' }),
+        oidc: store.oidc,
+        rateLimits: services.rateLimits,
+        logger,
+        events: services.events,
+        flowTtlSeconds: config.ttl.interaction,
+      }),
       adminApi: config.security.adminApi ? adminApi({
         config,
         logger,

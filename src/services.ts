@@ -24,6 +24,8 @@ import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
+import { IdentityService } from './domain/identities.ts';
+import { UpstreamService } from './domain/upstreams.ts';
 import { UserImport } from './domain/user-import.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -38,6 +40,9 @@ export interface Services {
   readonly resources: ResourceService;
   /** Roles of accounts (`tessera users roles`), released by the `roles` scope and limiting API scopes. */
   readonly roles: RoleService;
+  /** Upstream identity providers (Google, GitHub, any OpenID provider) and the identities linked through them. */
+  readonly upstreams: UpstreamService;
+  readonly identities: IdentityService;
   readonly keys: KeyService;
   readonly mailer: Mailer;
   readonly secret: MasterSecret;
@@ -100,6 +105,17 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     lockout,
     events,
   });
+  const upstreams = new UpstreamService({
+    repository: store.upstreams,
+    revisions: store.revisions,
+    staticUpstreams: config.staticUpstreams,
+    masterSecret: secret.value,
+    issuer: config.issuer,
+    production: config.env === 'production',
+    pollSeconds: config.storePollSeconds,
+    events,
+  });
+  const identities = new IdentityService(store.identities, store.accounts, events);
   metadataCheck = clientMetadataCheck({
     config,
     accounts,
@@ -111,6 +127,8 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     accounts,
     clients,
     resources,
+    upstreams,
+    identities,
     roles: new RoleService(store.accounts, events),
     userImport: new UserImport(store.accounts),
     keys: new KeyService(store.keys, secret.value, retainSeconds, events),
@@ -130,6 +148,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       mailer,
       issuer: config.issuer,
       revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
+      identities,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {

@@ -928,6 +928,56 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual((await store.resources.list()).map((r) => r.audience).sort(), ['https://api.example/v1', 'https://api.example/v1/']);
   });
 
+  // --- upstream providers and identities ----------------------------------------------------------
+
+  it('an upstream provider can be created, found, listed oldest first and deleted, and each change bumps the upstreams revision', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const before = await store.revisions.get('upstreams');
+    const clientsBefore = await store.revisions.get('clients');
+    const settings = { name: 'Zeta ID', kind: 'oidc', issuer: 'https://id.example', clientId: 'tessera', scopes: ['openid', 'email'], trustEmail: false };
+    const created = await store.upstreams.create({ id: 'zeta', settings, encryptedClientSecret: 'v1.sealed' });
+    t.deepEqual(created, { id: 'zeta', settings, encryptedClientSecret: 'v1.sealed', createdAt: new Date(clock.now()) });
+    t.deepEqual(await store.upstreams.find('zeta'), created);
+    clock.advance(SECOND);
+    const second = await store.upstreams.create({ id: 'alpha', settings: { ...settings, name: 'Alpha' }, encryptedClientSecret: 'v1.other' });
+    t.deepEqual(await store.upstreams.list(), [created, second]);
+    t.is(await store.revisions.get('upstreams'), before + 2);
+    await t.throwsAsync(store.upstreams.create({ id: 'zeta', settings, encryptedClientSecret: 'v1.again' }), { code: 'ERR_UPSTREAM_EXISTS' });
+    t.deepEqual(await store.upstreams.find('zeta'), created, 'a refused create leaves the first one as it was');
+
+    t.true(await store.upstreams.delete('zeta'));
+    t.false(await store.upstreams.delete('zeta'));
+    t.is(await store.upstreams.find('zeta'), undefined);
+    t.deepEqual(await store.upstreams.list(), [second]);
+    t.is(await store.revisions.get('upstreams'), before + 3);
+    t.is(await store.revisions.get('clients'), clientsBefore, 'upstream writes leave the clients revision alone');
+  });
+
+  it('an upstream identity belongs to one account only, keyed by upstream and subject, and is listed by account', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const at = new Date(clock.now());
+    const first = await store.identities.create({ upstreamId: 'google', subject: '1001', accountSub: 'sub-1', email: 'ada@example.com', createdAt: at });
+    t.deepEqual(first, { upstreamId: 'google', subject: '1001', accountSub: 'sub-1', email: 'ada@example.com', createdAt: at });
+    t.deepEqual(await store.identities.find('google', '1001'), first);
+    t.is(await store.identities.find('github', '1001'), undefined, 'the same subject at another upstream is another identity');
+    const later = new Date(clock.now() + SECOND);
+    const second = await store.identities.create({ upstreamId: 'github', subject: '1001', accountSub: 'sub-1', createdAt: later });
+    t.false('email' in second);
+    await store.identities.create({ upstreamId: 'google', subject: '2002', accountSub: 'sub-2', createdAt: at });
+
+    // Concurrent links of one upstream identity: exactly one wins, whichever account asked.
+    const attempts = await Promise.allSettled(['sub-3', 'sub-4', 'sub-5'].map((accountSub) =>
+      store.identities.create({ upstreamId: 'gitlab', subject: '7', accountSub, createdAt: at })));
+    t.is(attempts.filter((attempt) => attempt.status === 'fulfilled').length, 1);
+    for (const attempt of attempts) if (attempt.status === 'rejected') t.true(isAppError(attempt.reason, 'ERR_IDENTITY_TAKEN'));
+
+    t.deepEqual(await store.identities.listByAccount('sub-1'), [first, second]);
+    t.false(await store.identities.delete('google', '1001', 'sub-2'), 'an identity is only removed from the account it belongs to');
+    t.true(await store.identities.delete('google', '1001', 'sub-1'));
+    t.deepEqual(await store.identities.listByAccount('sub-1'), [second]);
+    t.deepEqual((await store.identities.listByAccount('sub-2')).map((identity) => identity.subject), ['2002']);
+  });
+
   // --- keys ---------------------------------------------------------------------------------------
 
   it('the first rotation stores the keys as current and bumps the keys revision', async (t) => {

@@ -12,7 +12,7 @@ import type { AdminCaller } from './authentication.ts';
 import type { AdminApiDependencies } from './dependencies.ts';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
-export type Tag = 'Users' | 'Sessions and grants' | 'Clients' | 'Resource servers' | 'Keys' | 'Audit events';
+export type Tag = 'Users' | 'Sessions and grants' | 'Clients' | 'Resource servers' | 'Upstream providers' | 'Keys' | 'Audit events';
 
 type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
 type Reply<S> = S extends z.ZodType ? z.input<S> : void;

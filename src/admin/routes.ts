@@ -14,7 +14,7 @@ import { pageOf } from './pagination.ts';
 import { invalidRequest } from './route-steps.ts';
 import { defineRoute, type Route } from './route-table.ts';
 import * as schemas from './schemas.ts';
-import { auditEventView, clientKind, clientView, resourceView, sessionHandle, sessionView, userDetailsView, userView } from './views.ts';
+import { auditEventView, clientKind, clientView, resourceView, sessionHandle, sessionView, upstreamView, userDetailsView, userView } from './views.ts';
 
 // --- Users ---
 
@@ -26,7 +26,7 @@ async function findUser(deps: AdminApiDependencies, sub: string): Promise<Accoun
 
 async function userDetails(deps: AdminApiDependencies, sub: string) {
   const account = await findUser(deps, sub);
-  return userDetailsView(account, await deps.services.secondFactors.summary(sub));
+  return userDetailsView(account, await deps.services.secondFactors.summary(sub), await deps.services.identities.list(sub));
 }
 
 function brief(deps: AdminApiDependencies, account: Account) {
@@ -576,6 +576,81 @@ const deleteResource = defineRoute({
   },
 });
 
+// --- Upstream identity providers ---
+
+async function allUpstreams(deps: AdminApiDependencies) {
+  const { upstreams } = deps.services;
+  return (await upstreams.list()).map((upstream) => upstreamView(upstream, upstreams.redirectUri(upstream.id)));
+}
+
+const listUpstreams = defineRoute({
+  method: 'get',
+  path: '/upstreams',
+  operationId: 'listUpstreams',
+  tag: 'Upstream providers',
+  summary: 'Upstream identity providers people may sign in with: from upstreams.json and from the store',
+  ...schemas.listUpstreams,
+  handle: async ({ query, deps }) => pageOf(await allUpstreams(deps), query, (upstream) => upstream),
+});
+
+const getUpstream = defineRoute({
+  method: 'get',
+  path: '/upstreams/{id}',
+  operationId: 'getUpstream',
+  tag: 'Upstream providers',
+  summary: 'An upstream identity provider (never its client secret)',
+  errors: [404],
+  ...schemas.getUpstream,
+  async handle({ params, deps }) {
+    const found = (await allUpstreams(deps)).find((upstream) => upstream.id === params.id);
+    if (!found) throw new AppError('ERR_NOT_FOUND', 'There is no upstream provider with this id');
+    return found;
+  },
+});
+
+const createUpstream = defineRoute({
+  method: 'post',
+  path: '/upstreams',
+  operationId: 'createUpstream',
+  tag: 'Upstream providers',
+  summary: 'Add an upstream identity provider; answers with the redirect URI to register there',
+  status: 201,
+  errors: [409, 413, 415],
+  ...schemas.createUpstream,
+  async handle({ body, deps }) {
+    const { upstream, redirectUri } = await deps.services.upstreams.create({
+      id: body.id,
+      name: body.name,
+      preset: body.preset,
+      issuer: body.issuer,
+      clientId: body.client_id,
+      clientSecret: body.client_secret,
+      scopes: body.scopes,
+      trustEmail: body.trust_email,
+      authorizationEndpoint: body.authorization_endpoint,
+      tokenEndpoint: body.token_endpoint,
+      userEndpoint: body.user_endpoint,
+      emailsEndpoint: body.emails_endpoint,
+    });
+    return upstreamView(upstream, redirectUri);
+  },
+});
+
+const deleteUpstream = defineRoute({
+  method: 'delete',
+  path: '/upstreams/{id}',
+  operationId: 'deleteUpstream',
+  tag: 'Upstream providers',
+  summary: 'Remove an upstream provider kept in the store',
+  description: 'Identities linked through it stay on their accounts but cannot sign in until an upstream with this id exists again.',
+  errors: [404, 409],
+  ...schemas.deleteUpstream,
+  async handle({ params, deps }) {
+    if (deps.services.upstreams.isStatic(params.id)) throw new AppError('ERR_CONFLICT', 'This upstream provider is configured in upstreams.json; change it there');
+    if (!(await deps.services.upstreams.delete(params.id))) throw new AppError('ERR_NOT_FOUND', 'There is no upstream provider with this id');
+  },
+});
+
 // --- Keys ---
 
 const listKeys = defineRoute({
@@ -639,6 +714,7 @@ export const ADMIN_ROUTES: readonly Route[] = [
   listUserSessions, endAllSessions, endSession, listGrants, revokeGrant,
   listClients, createClient, getClient, deleteClient, addCertificate, removeCertificate, addTlsSubject, removeTlsSubject,
   listResources, createResource, getResource, deleteResource,
+  listUpstreams, createUpstream, getUpstream, deleteUpstream,
   listKeys, rotateKeys,
   listAuditEvents,
 ];

@@ -69,7 +69,16 @@ export const user = z.object({
   updated_at: timestamp,
 }).meta({ id: 'User' });
 
+export const identity = z.object({
+  upstream: z.string().meta({ description: 'The upstream provider\'s id' }),
+  subject: z.string().meta({ description: 'The person\'s subject identifier at the upstream' }),
+  email: z.string().optional(),
+  linked_at: timestamp,
+}).meta({ id: 'Identity' });
+
 export const userDetails = user.extend({
+  password: z.boolean().meta({ description: 'Whether the account has a password (accounts born at an upstream provider have none until one is set)' }),
+  identities: z.array(identity).meta({ description: 'Identities at upstream providers that sign in to this account' }),
   second_factors: z.object({
     totp: z.boolean(),
     passkeys: z.number().int(),
@@ -309,6 +318,48 @@ export const createResource = {
 };
 
 export const deleteResource = { params: audienceParams };
+
+// --- Upstream identity providers ---
+
+export const upstream = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['oidc', 'github']),
+  preset: z.enum(['google', 'microsoft', 'github', 'gitlab']).optional(),
+  issuer: z.string().optional(),
+  authorization_endpoint: z.string().optional(),
+  token_endpoint: z.string().optional(),
+  user_endpoint: z.string().optional(),
+  emails_endpoint: z.string().optional(),
+  client_id: z.string(),
+  scopes: z.array(z.string()),
+  trust_email: z.boolean(),
+  source: z.enum(['config', 'store']),
+  redirect_uri: z.string().meta({ description: 'The redirect URI to register at the upstream' }),
+}).meta({ id: 'Upstream' });
+
+const upstreamParams = z.strictObject({ id: z.string().regex(/^[a-z0-9-]{1,40}$/, 'must be an upstream id') });
+
+export const listUpstreams = { query: z.strictObject(pageQuery), response: page(upstream) };
+export const getUpstream = { params: upstreamParams, response: upstream };
+export const createUpstream = {
+  body: z.strictObject({
+    id: z.string().max(40),
+    name: z.string().trim().min(1).max(60).optional(),
+    preset: z.enum(['google', 'microsoft', 'github', 'gitlab']).optional(),
+    issuer: z.string().max(2048).optional(),
+    client_id: z.string().min(1).max(512),
+    client_secret: z.string().min(1).max(4096).meta({ description: 'Kept sealed with TESSERA_SECRET; never shown again' }),
+    scopes: z.array(scope).min(1).max(50).optional(),
+    trust_email: z.boolean().optional(),
+    authorization_endpoint: z.string().max(2048).optional(),
+    token_endpoint: z.string().max(2048).optional(),
+    user_endpoint: z.string().max(2048).optional(),
+    emails_endpoint: z.string().max(2048).optional(),
+  }),
+  response: upstream,
+};
+export const deleteUpstream = { params: upstreamParams };
 
 // --- Keys ---
 

@@ -10,7 +10,8 @@ import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
 import type { ResourceServer } from '../domain/resources.ts';
 import type { SecondFactorSummary } from '../domain/second-factors.ts';
-import type { Account } from '../store/port.ts';
+import type { Upstream } from '../domain/upstreams.ts';
+import type { Account, FederatedIdentity } from '../store/port.ts';
 
 /** An account as the admin API and `tessera users list` show it. */
 export function accountView(account: Account) {
@@ -34,9 +35,41 @@ export function userView(account: Account, secondFactor: boolean) {
   return { ...accountView(account), second_factor: secondFactor };
 }
 
-export function userDetailsView(account: Account, factors: SecondFactorSummary) {
+/** An identity at an upstream provider linked to an account (admin API, `tessera users list`). */
+export function identityView(identity: FederatedIdentity) {
+  return {
+    upstream: identity.upstreamId,
+    subject: identity.subject,
+    ...(identity.email !== undefined && { email: identity.email }),
+    linked_at: identity.createdAt.toISOString(),
+  };
+}
+
+/** Never the client secret: it was shown to nobody after it was given, and is kept sealed. */
+export function upstreamView(upstream: Upstream, redirectUri: string) {
+  return {
+    id: upstream.id,
+    name: upstream.name,
+    kind: upstream.kind,
+    ...(upstream.preset && { preset: upstream.preset }),
+    ...(upstream.issuer && { issuer: upstream.issuer }),
+    ...(upstream.authorizationEndpoint && { authorization_endpoint: upstream.authorizationEndpoint }),
+    ...(upstream.tokenEndpoint && { token_endpoint: upstream.tokenEndpoint }),
+    ...(upstream.userEndpoint && { user_endpoint: upstream.userEndpoint }),
+    ...(upstream.emailsEndpoint && { emails_endpoint: upstream.emailsEndpoint }),
+    client_id: upstream.clientId,
+    scopes: [...upstream.scopes],
+    trust_email: upstream.trustEmail,
+    source: upstream.source,
+    redirect_uri: redirectUri,
+  };
+}
+
+export function userDetailsView(account: Account, factors: SecondFactorSummary, identities: readonly FederatedIdentity[] = []) {
   return {
     ...userView(account, factors.enabled),
+    password: Boolean(account.passwordHash),
+    identities: identities.map(identityView),
     second_factors: {
       totp: factors.totp,
       passkeys: factors.passkeys.length,

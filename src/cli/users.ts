@@ -4,32 +4,14 @@
  */
 import { closeSync, constants, fchmodSync, openSync, readFileSync, writeSync } from 'node:fs';
 
-import { accountView } from '../admin/views.ts';
+import { accountView, identityView } from '../admin/views.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { formatOfFile, IMPORT_FORMATS, parseImportFile, type ImportFormat } from '../domain/import-formats.ts';
 import { csvLine, IMPORT_FIELDS, type ImportReport } from '../domain/user-import.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
-import { printJson, printLines, printTable, streams } from './output.ts';
-
-/** Far above any valid password (256 characters); bounds what a mistaken pipe can make us buffer. */
-const STDIN_LIMIT_BYTES = 64 * 1024;
-
-/** Reads stdin to the end and strips one trailing newline (what `echo` and heredocs add), nothing more. */
-async function readPasswordFromStdin(): Promise<string> {
-  const { stdin, stderr } = streams();
-  if (stdin.isTTY) stderr.write('Password (not hidden; end with Enter, then Ctrl-D): ');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stdin) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += buffer.length;
-    if (size > STDIN_LIMIT_BYTES) throw new AppError('ERR_INVALID_INPUT', 'the password on stdin is too long');
-    chunks.push(buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text.replace(/\r?\n$/, '');
-}
+import { printJson, printLines, printTable } from './output.ts';
+import { readSecretFromStdin } from './stdin.ts';
 
 const create = defineCommand({
   summary: 'Create a user; the password is read from stdin',
@@ -49,7 +31,7 @@ const create = defineCommand({
     if (!values['password-stdin']) {
       throw new UsageError('"users create" needs --password-stdin: passwords are read from stdin, never from arguments', 'users create');
     }
-    const password = await readPasswordFromStdin();
+    const password = await readSecretFromStdin('password');
     const { accounts } = await services();
     const account = await accounts
       .register({ email: values.email, password, name: values.name, givenName: values['given-name'], familyName: values['family-name'] })
@@ -68,12 +50,19 @@ const list = defineCommand({
   summary: 'List users (password hashes are never shown)',
   options: { json: JSON_OPTION },
   async run({ values, services }) {
-    const users = (await (await services()).accounts.list()).map(accountView);
+    const { accounts, identities } = await services();
+    const users = await Promise.all((await accounts.list()).map(async (account) => ({
+      ...accountView(account),
+      identities: (await identities.list(account.sub)).map(identityView),
+    })));
     if (values.json) return printJson(users);
     if (!users.length) return printLines('No users yet. Create one with "tessera users create".');
     printTable(
-      ['EMAIL', 'SUB', 'STATUS', 'ROLES', 'NAME', 'CREATED'],
-      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.roles.join(',') || '-', user.name ?? '', user.created_at]),
+      ['EMAIL', 'SUB', 'STATUS', 'ROLES', 'IDENTITIES', 'NAME', 'CREATED'],
+      users.map((user) => [
+        user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.roles.join(',') || '-',
+        user.identities.map((identity) => `${identity.upstream}:${identity.subject}`).join(',') || '-', user.name ?? '', user.created_at,
+      ]),
     );
   },
 });

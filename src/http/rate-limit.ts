@@ -168,6 +168,11 @@ export class RateLimits {
     return this.#consume(['signInPerIp', addressKey(this.address(ctx))], ['signInPerAccount', identifierKey(normalizeEmail(String(email)))]);
   }
 
+  /** An upstream provider's answer (the callback) counts as a sign-in attempt from its address. */
+  upstreamCallback(ctx: Context): Promise<void> {
+    return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
+  }
+
   /**
    * A passwordless passkey sign-in names no account until it is answered, so its ceremony counts per
    * address, against the same limit as the password sign-in posts: asking for options is the step

@@ -16,6 +16,7 @@ import { jwksUriProblem, TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_VALUES, REQUIRE_MFA_METADATA } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
+import { UPSTREAM_HINT_PARAMETERS } from '../domain/upstreams.ts';
 import { providerCookieNames } from '../http/cookie-names.ts';
 import type { OidcStore } from '../store/port.ts';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
@@ -160,6 +161,8 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       openid: [...CLAIMS_BY_SCOPE.openid, 'acr', 'amr'],
     },
     acrValues: [...ACR_VALUES],
+    // Kept on the interaction, so the sign-in page can go straight to the named upstream provider.
+    extraParams: [...UPSTREAM_HINT_PARAMETERS],
     scopes: ['openid', 'offline_access', 'profile', 'email', 'roles'],
     // RPs (and people comparing with Keycloak/Auth0) expect the scope's claims in the ID token too,
     // not only at userinfo.

@@ -302,7 +302,7 @@ export interface KeyRepository {
  * Revisions let every process notice changes other processes made (the CLI, another instance):
  * a write bumps the counter, readers poll it and drop their caches when it moves.
  */
-export type RevisionName = 'clients' | 'keys' | 'resources';
+export type RevisionName = 'clients' | 'keys' | 'resources' | 'upstreams';
 
 export interface RevisionRepository {
   get(name: RevisionName): Promise<number>;
@@ -346,6 +346,52 @@ export interface AuditRepository {
   query(query: AuditQuery): Promise<AuditRecord[]>;
 }
 
+/**
+ * An upstream identity provider (Google, GitHub, another OpenID provider) as kept in the store.
+ * `settings` is the domain's validated shape (domain/upstreams.ts) as JSON; the client secret is
+ * sealed with a key derived from TESSERA_SECRET, bound to the upstream's id.
+ */
+export interface StoredUpstream {
+  id: string;
+  settings: Record<string, unknown>;
+  encryptedClientSecret: string;
+  createdAt: Date;
+}
+
+/** Every write (create, delete) bumps the `upstreams` revision. */
+export interface UpstreamRepository {
+  /** Throws AppError ERR_UPSTREAM_INVALID (409) when the id is taken. */
+  create(upstream: Omit<StoredUpstream, 'createdAt'>): Promise<StoredUpstream>;
+  find(id: string): Promise<StoredUpstream | undefined>;
+  list(): Promise<StoredUpstream[]>;
+  /** Returns false when there was no such upstream. */
+  delete(id: string): Promise<boolean>;
+}
+
+/**
+ * A person's identity at an upstream provider, linked to one Tessera account. Keyed by
+ * (upstream id, the upstream's `sub`), never by email: an address proves nothing about who holds it.
+ */
+export interface FederatedIdentity {
+  upstreamId: string;
+  /** The upstream's subject identifier (its `sub`, or GitHub's numeric user id). */
+  subject: string;
+  accountSub: string;
+  /** The address the upstream gave when the identity was linked, for people to recognise it. */
+  email?: string;
+  createdAt: Date;
+}
+
+export interface IdentityRepository {
+  /** Throws AppError ERR_IDENTITY_TAKEN (409) when (upstreamId, subject) is already linked. */
+  create(identity: FederatedIdentity): Promise<FederatedIdentity>;
+  find(upstreamId: string, subject: string): Promise<FederatedIdentity | undefined>;
+  /** The identities of one account, oldest first. */
+  listByAccount(accountSub: string): Promise<FederatedIdentity[]>;
+  /** Removes the identity only if it belongs to that account; false otherwise. */
+  delete(upstreamId: string, subject: string, accountSub: string): Promise<boolean>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'mongodb';
   /** oidc-provider's records (the adapter's name for them). */
@@ -353,6 +399,8 @@ export interface Store {
   readonly accounts: AccountRepository;
   readonly clients: ClientRepository;
   readonly resources: ResourceRepository;
+  readonly upstreams: UpstreamRepository;
+  readonly identities: IdentityRepository;
   readonly keys: KeyRepository;
   readonly revisions: RevisionRepository;
   readonly audit: AuditRepository;

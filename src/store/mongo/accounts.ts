@@ -9,7 +9,9 @@ import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder
 import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, ImportedAccountFields, Passkey, TotpFactor } from '../port.ts';
 import { CLEARABLE_ACCOUNT_FIELDS, MUTABLE_ACCOUNT_FIELDS } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
-import { COMPARE_AND_SET_ATTEMPTS, isDuplicateKey, schemaOptions, type MongoDatabase } from './database.ts';
+import { COMPARE_AND_SET_ATTEMPTS, type MongoDatabase } from './database.ts';
+import { isDuplicateKey } from './mongo-errors.ts';
+import { schemaOptions } from './schema-options.ts';
 
 export interface TotpDocument {
   encryptedSecret: string;

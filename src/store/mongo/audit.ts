@@ -2,7 +2,8 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 
 import type { AuditRecord, AuditRepository } from '../port.ts';
-import { schemaOptions, type MongoDatabase } from './database.ts';
+import type { MongoDatabase } from './database.ts';
+import { schemaOptions } from './schema-options.ts';
 
 /** One security event of the audit trail (see domain/audit.ts). */
 export interface AuditEventDocument {

@@ -3,8 +3,10 @@ import { Schema, type Connection, type Model } from 'mongoose';
 
 import type { ClientRepository, StoredClient } from '../port.ts';
 import { clientIdTakenError } from '../store-errors.ts';
-import { isDuplicateKey, schemaOptions, type MongoDatabase } from './database.ts';
+import type { MongoDatabase } from './database.ts';
+import { isDuplicateKey } from './mongo-errors.ts';
 import type { MongoRevisions } from './revisions.ts';
+import { schemaOptions } from './schema-options.ts';
 
 export interface ClientDocument {
   /** The client_id. */

@@ -1,11 +1,13 @@
 /**
  * What every MongoDB repository shares: the store's own connection (no global mongoose state), its
- * clock, whether writes of several documents run in transactions, and the schema options that keep
- * mongoose from creating anything on its own (collections and indexes are made at open, in open.ts).
+ * clock, and whether writes of several documents run in transactions (collections and indexes are
+ * made at open, in open.ts; schema-options.ts keeps mongoose from creating anything on its own).
  */
 import { setTimeout as delay } from 'node:timers/promises';
 
 import type { ClientSession, Connection } from 'mongoose';
+
+import { errorCode } from './mongo-errors.ts';
 
 /** MongoServerError code for WriteConflict: a concurrent transaction wrote the same document first. */
 const WRITE_CONFLICT = 112;
@@ -14,16 +16,6 @@ const CONFLICT_RERUNS = 5;
 /** Compare-and-set rounds on one field; n concurrent writers need at most n (the rate limiters keep n small). */
 export const COMPARE_AND_SET_ATTEMPTS = 50;
 
-/** Options every schema shares: no implicit DDL, no version key, empty objects kept as they were given. */
-export const schemaOptions = {
-  versionKey: false,
-  autoCreate: false,
-  autoIndex: false,
-  bufferCommands: false,
-  minimize: false,
-  // A field the schema does not know is a bug in this module, not data to drop silently.
-  strict: 'throw',
-} as const;
 
 export interface MongoDatabase {
   readonly connection: Connection;
@@ -63,18 +55,4 @@ export function mongoDatabase(connection: Connection, settings: { clock: () => n
       }
     },
   };
-}
-
-export function errorCode(error: unknown): unknown {
-  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-}
-
-/** E11000, optionally on a given field (by key pattern when the server reports it, else by index name). */
-export function isDuplicateKey(error: unknown, field?: string): boolean {
-  if (errorCode(error) !== 11000) return false;
-  if (field === undefined) return true;
-  const details = error as { keyPattern?: Record<string, unknown>; keyValue?: Record<string, unknown>; message?: unknown };
-  if (details.keyPattern !== undefined) return field in details.keyPattern;
-  if (details.keyValue !== undefined) return field in details.keyValue;
-  return typeof details.message === 'string' && details.message.includes(field);
 }

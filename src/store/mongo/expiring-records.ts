@@ -7,7 +7,8 @@ import mongoose, { Schema, type Connection, type Model } from 'mongoose';
 
 import type { OidcPayload, ExpiringRecordStore } from '../port.ts';
 import { storeUnavailableError } from '../store-errors.ts';
-import { COMPARE_AND_SET_ATTEMPTS, schemaOptions, type MongoDatabase } from './database.ts';
+import { COMPARE_AND_SET_ATTEMPTS, type MongoDatabase } from './database.ts';
+import { schemaOptions } from './schema-options.ts';
 
 /** One document per oidc-provider record of any model; `_id` is `${model}:${id}` (model names never contain ':'). */
 export interface OidcRecordDocument {

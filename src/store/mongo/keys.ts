@@ -2,9 +2,10 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 
 import type { KeyRepository, KeyUse, StoredKey } from '../port.ts';
-import { schemaOptions, type MongoDatabase } from './database.ts';
+import type { MongoDatabase } from './database.ts';
 import type { leases } from './locks.ts';
 import type { MongoRevisions } from './revisions.ts';
+import { schemaOptions } from './schema-options.ts';
 
 export interface KeyDocument {
   /** The kid. */

@@ -5,7 +5,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Schema, type Connection, type Model } from 'mongoose';
 
 import { storeUnavailableError } from '../store-errors.ts';
-import { isDuplicateKey, schemaOptions } from './database.ts';
+import { isDuplicateKey } from './mongo-errors.ts';
+import { schemaOptions } from './schema-options.ts';
 
 /** A rotation takes milliseconds; the lease only bounds how long a crashed holder blocks the others. */
 const LOCK_LEASE_MS = 10_000;

@@ -11,14 +11,16 @@ import { storeUnavailableError } from '../store-errors.ts';
 import { accountModel, mongoAccounts } from './accounts.ts';
 import { auditEventModel, mongoAudit } from './audit.ts';
 import { clientModel, mongoClients } from './clients.ts';
-import { errorCode, mongoDatabase } from './database.ts';
+import { mongoDatabase } from './database.ts';
 import { mongoExpiringRecords, oidcRecordModel } from './expiring-records.ts';
+import { identityModel, mongoIdentities } from './identities.ts';
 import { keyModel, mongoKeys } from './keys.ts';
 import { leases, lockModel } from './locks.ts';
-import { isMongoUnavailable } from './mongo-errors.ts';
+import { errorCode, isMongoUnavailable } from './mongo-errors.ts';
 import { mongoRateLimiter, rateLimitModel } from './rate-limits.ts';
 import { mongoResources, resourceModel } from './resources.ts';
 import { mongoRevisions, revisionModel, seedRevisions, type RevisionDocument } from './revisions.ts';
+import { mongoUpstreams, upstreamModel } from './upstreams.ts';
 
 export interface MongoStoreOptions {
   uri: string;
@@ -105,6 +107,8 @@ function bindModels(connection: Connection) {
     Lock: lockModel(connection),
     RateLimit: rateLimitModel(connection),
     AuditEvent: auditEventModel(connection),
+    Upstream: upstreamModel(connection),
+    Identity: identityModel(connection),
   };
 }
 
@@ -119,6 +123,8 @@ function composeStore(connection: Connection, models: ReturnType<typeof bindMode
     accounts: mongoAccounts(database, models.Account),
     clients: mongoClients(database, models.Client, revisions),
     resources: mongoResources(database, models.Resource, revisions),
+    upstreams: mongoUpstreams(database, models.Upstream, revisions),
+    identities: mongoIdentities(models.Identity),
     keys: mongoKeys(database, models.Key, revisions, leases(models.Lock)),
     revisions: revisions.repository,
     audit: mongoAudit(database, models.AuditEvent),

@@ -3,7 +3,7 @@ import { Schema, type Connection, type Model } from 'mongoose';
 import { RateLimiterMongo } from 'rate-limiter-flexible';
 
 import type { RateLimiterOptions } from '../port.ts';
-import { schemaOptions } from './database.ts';
+import { schemaOptions } from './schema-options.ts';
 
 /** The collection every rate limiter counts in; keys carry the limiter's prefix, so limits stay apart. */
 export const RATE_LIMITS_COLLECTION = 'rate_limits';

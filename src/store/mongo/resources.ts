@@ -3,8 +3,10 @@ import { Schema, type Connection, type Model } from 'mongoose';
 
 import type { ResourceRepository, ResourceServerRecord } from '../port.ts';
 import { resourceAudienceTakenError } from '../store-errors.ts';
-import { isDuplicateKey, schemaOptions, type MongoDatabase } from './database.ts';
+import type { MongoDatabase } from './database.ts';
+import { isDuplicateKey } from './mongo-errors.ts';
 import type { MongoRevisions } from './revisions.ts';
+import { schemaOptions } from './schema-options.ts';
 
 export interface ResourceDocument {
   /** The audience (resource indicator), compared exactly as stored. */

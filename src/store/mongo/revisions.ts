@@ -6,9 +6,11 @@ import { Schema, type ClientSession, type Connection, type Model } from 'mongoos
 
 import type { RevisionName, RevisionRepository } from '../port.ts';
 import { storeUnavailableError } from '../store-errors.ts';
-import { COMPARE_AND_SET_ATTEMPTS, isDuplicateKey, schemaOptions } from './database.ts';
+import { COMPARE_AND_SET_ATTEMPTS } from './database.ts';
+import { isDuplicateKey } from './mongo-errors.ts';
+import { schemaOptions } from './schema-options.ts';
 
-const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources'];
+const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources', 'upstreams'];
 
 export interface RevisionDocument {
   /** The revision name. */

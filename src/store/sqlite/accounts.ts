@@ -7,7 +7,8 @@ import type { StatementSync } from 'node:sqlite';
 import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder } from '../account-search.ts';
 import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, ClearableAccountField, ImportedAccountFields, Passkey } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
-import { isUniqueViolation, optionalString, type SqliteDatabase } from './database.ts';
+import { optionalString, type SqliteDatabase } from './database.ts';
+import { isUniqueViolation } from './sqlite-errors.ts';
 
 interface AccountRow {
   sub: string;

@@ -3,8 +3,9 @@ import type { StatementSync } from 'node:sqlite';
 
 import type { ClientRepository, StoredClient } from '../port.ts';
 import { clientIdTakenError } from '../store-errors.ts';
-import { isUniqueViolation, type SqliteDatabase } from './database.ts';
+import type { SqliteDatabase } from './database.ts';
 import type { SqliteRevisions } from './revisions.ts';
+import { isUniqueViolation } from './sqlite-errors.ts';
 
 interface ClientRow {
   client_id: string;

@@ -41,10 +41,3 @@ export const PURGE_BATCH = 500;
 export function optionalString(value: unknown): string | null {
   return value === undefined || value === null ? null : String(value);
 }
-
-/** SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555) on the given table.column. */
-export function isUniqueViolation(error: unknown, column: string): boolean {
-  if (!(error instanceof Error)) return false;
-  const errcode = (error as Error & { errcode?: unknown }).errcode;
-  return (errcode === 2067 || errcode === 1555) && error.message.includes(column);
-}

@@ -179,6 +179,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE accounts ADD COLUMN import_digest TEXT;
   CREATE UNIQUE INDEX IF NOT EXISTS accounts_external_id ON accounts (external_id) WHERE external_id IS NOT NULL;
   `,
+  // 10: upstream identity providers and the identities linked through them.
+  `
+  CREATE TABLE IF NOT EXISTS upstreams (
+    id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    encrypted_client_secret TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE IF NOT EXISTS identities (
+    upstream_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    account_sub TEXT NOT NULL,
+    email TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (upstream_id, subject)
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS identities_account ON identities (account_sub, created_at);
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;

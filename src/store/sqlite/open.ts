@@ -17,12 +17,14 @@ import { PURGE_BATCH, sqliteDatabase } from './database.ts';
 import { sqliteExpiringRecords } from './expiring-records.ts';
 import { createPrivateFile, ensurePrivateDirectory, restrictFiles } from './file-modes.ts';
 import { groupCommit } from './group-commit.ts';
+import { sqliteIdentities } from './identities.ts';
 import { sqliteKeys } from './keys.ts';
 import { migrate } from './migrations.ts';
+import { prepareRateLimitStatements, SqliteRateLimiter } from './rate-limits.ts';
 import { sqliteResources } from './resources.ts';
 import { sqliteRevisions } from './revisions.ts';
 import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
-import { prepareRateLimitStatements, SqliteRateLimiter } from './rate-limits.ts';
+import { sqliteUpstreams } from './upstreams.ts';
 
 export { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from './migrations.ts';
 
@@ -111,6 +113,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     accounts: repositories.accounts,
     clients: repositories.clients,
     resources: repositories.resources,
+    upstreams: repositories.upstreams,
+    identities: repositories.identities,
     keys: repositories.keys,
     revisions: repositories.revisions.repository,
     audit: audit.repository,
@@ -155,6 +159,8 @@ function composeRepositories(db: DatabaseSync, clock: () => number) {
     accounts: sqliteAccounts(database),
     clients: sqliteClients(database, revisions),
     resources: sqliteResources(database, revisions),
+    upstreams: sqliteUpstreams(database, revisions),
+    identities: sqliteIdentities(database),
     keys: sqliteKeys(database, revisions),
     revisions,
     audit: sqliteAudit(database),

@@ -3,8 +3,9 @@ import type { StatementSync } from 'node:sqlite';
 
 import type { ResourceRepository, ResourceServerRecord } from '../port.ts';
 import { resourceAudienceTakenError } from '../store-errors.ts';
-import { isUniqueViolation, optionalString, type SqliteDatabase } from './database.ts';
+import { optionalString, type SqliteDatabase } from './database.ts';
 import type { SqliteRevisions } from './revisions.ts';
+import { isUniqueViolation } from './sqlite-errors.ts';
 
 interface ResourceRow {
   audience: string;
