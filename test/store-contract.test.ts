@@ -1105,7 +1105,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is((await limiters[1]!.get('burst'))?.consumedPoints, 10, 'no action went uncounted');
   });
 
-  it('a rate limit starts over once its window has passed', async (t) => {
+  itOnItsOwn('a rate limit starts over once its window has passed', async (t) => {
     const { store } = await setUp(t, createLane);
     const limiter = store.rateLimiter({ keyPrefix: 'window', points: 1, duration: 1 });
     await limiter.consume('key');
@@ -1119,7 +1119,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.true(res.isFirstInDuration);
   });
 
-  it('a key over the limit stays blocked for blockDuration, beyond its window and for every instance', async (t) => {
+  itOnItsOwn('a key over the limit stays blocked for blockDuration, beyond its window and for every instance', async (t) => {
     const { store, open } = await setUp(t, createLane);
     const other = await open();
     const options = { keyPrefix: 'blocking', points: 1, duration: 1, blockDuration: 3 };
