@@ -863,6 +863,17 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.false('scopeRoles' in (await store.resources.find('https://api.example/plain'))!);
   });
 
+  it('a resource server keeps the clients it accepts in the code flow, and names none when given none', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const created = await store.resources.create(resource('https://api.example/named', { clients: ['rp-1', 'rp-2'] }));
+    t.deepEqual(created.clients, ['rp-1', 'rp-2']);
+    t.deepEqual((await store.resources.find('https://api.example/named'))?.clients, ['rp-1', 'rp-2']);
+    t.deepEqual((await store.resources.list()).find((r) => r.audience === 'https://api.example/named')?.clients, ['rp-1', 'rp-2']);
+    const open = await store.resources.create(resource('https://api.example/open'));
+    t.false('clients' in open);
+    t.false('clients' in (await store.resources.find('https://api.example/open'))!);
+  });
+
   it('a created resource server does not change when the caller later changes its input', async (t) => {
     const { store } = await setUp(t, createLane);
     const input = resource('https://api.example', { scopes: ['read'] });

@@ -17,6 +17,8 @@ export interface ResourceDocument {
   ttlSeconds: number;
   /** Scopes limited to roles, as pairs: a scope token may hold `.` and `$`, which field names must not. */
   scopeRoles?: Array<{ scope: string; roles: string[] }>;
+  /** The clients it accepts in the code flow (absent: any, by consent). */
+  clients?: string[];
   createdAt: Date;
 }
 
@@ -28,6 +30,7 @@ const resourceSchema = new Schema<ResourceDocument>(
     format: { type: String, required: true, enum: ['jwt', 'opaque'] },
     ttlSeconds: { type: Number, required: true },
     scopeRoles: { type: [{ _id: false, scope: { type: String, required: true }, roles: { type: [String], required: true } }], default: undefined },
+    clients: { type: [String], default: undefined },
     createdAt: { type: Date, required: true },
   },
   { ...schemaOptions, collection: 'resources' },
@@ -48,6 +51,7 @@ function toResource(doc: ResourceDocument): ResourceServerRecord {
   };
   if (doc.name != null) resource.name = doc.name;
   if (doc.scopeRoles?.length) resource.scopeRoles = Object.fromEntries(doc.scopeRoles.map(({ scope, roles }) => [scope, [...roles]]));
+  if (doc.clients?.length) resource.clients = [...doc.clients];
   return resource;
 }
 
@@ -69,6 +73,7 @@ export function mongoResources(database: MongoDatabase, Resource: Model<Resource
       if (resource.scopeRoles && Object.keys(resource.scopeRoles).length) {
         doc.scopeRoles = Object.entries(resource.scopeRoles).map(([scope, roles]) => ({ scope: String(scope), roles: roles.map(String) }));
       }
+      if (resource.clients?.length) doc.clients = resource.clients.map(String);
       try {
         await atomically(async (session) => {
           await Resource.insertMany([doc], { session });

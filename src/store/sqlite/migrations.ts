@@ -198,6 +198,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX IF NOT EXISTS identities_account ON identities (account_sub, created_at);
   `,
+  // 11: the clients a resource server accepts in the code flow (JSON array; NULL: any client, by consent).
+  `
+  ALTER TABLE resources ADD COLUMN clients TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;

@@ -15,10 +15,12 @@ interface ResourceRow {
   ttl_seconds: number;
   /** JSON object of scope to roles, or NULL. */
   scope_roles: string | null;
+  /** JSON array of client ids, or NULL. */
+  clients: string | null;
   created_at: number;
 }
 
-const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, created_at';
+const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at';
 
 function toResource(row: ResourceRow): ResourceServerRecord {
   const resource: ResourceServerRecord = {
@@ -30,6 +32,7 @@ function toResource(row: ResourceRow): ResourceServerRecord {
   };
   if (row.name !== null) resource.name = row.name;
   if (row.scope_roles !== null) resource.scopeRoles = JSON.parse(row.scope_roles) as Record<string, string[]>;
+  if (row.clients !== null) resource.clients = JSON.parse(row.clients) as string[];
   return resource;
 }
 
@@ -40,7 +43,7 @@ export function sqliteResources(database: SqliteDatabase, revisions: SqliteRevis
   const statements = {
     insertResource: prepare(`
       INSERT INTO resources (${RESOURCE_COLUMNS})
-      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :created_at)`),
+      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :clients, :created_at)`),
     findResource: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE audience = :audience`),
     listResources: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources ORDER BY created_at, audience`),
     deleteResource: prepare('DELETE FROM resources WHERE audience = :audience'),
@@ -59,6 +62,7 @@ export function sqliteResources(database: SqliteDatabase, revisions: SqliteRevis
         scope_roles: resource.scopeRoles && Object.keys(resource.scopeRoles).length
           ? JSON.stringify(Object.fromEntries(Object.entries(resource.scopeRoles).map(([scope, roles]) => [String(scope), roles.map(String)])))
           : null,
+        clients: resource.clients?.length ? JSON.stringify(resource.clients.map(String)) : null,
         created_at: createdAt,
       };
       try {
