@@ -12,6 +12,8 @@ import send from 'koa-send';
 import { accountRouter } from './account/router.ts';
 import { registrationApi } from './api/registration.ts';
 import type { Config } from './config.ts';
+import { AdminApiCaller } from './console/admin-calls.ts';
+import { consoleRouter } from './console/router.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
@@ -26,6 +28,7 @@ import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { viewsMiddleware } from './http/views.ts';
+import type { ResourceNames } from './interaction/consent.ts';
 import type { UpstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
@@ -34,6 +37,7 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { limitClientRegistrations } from './oidc/features/registration.ts';
 import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
@@ -68,6 +72,8 @@ export interface AppDependencies {
   mtlsUrl?: string | undefined;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
   adminApi?: Middleware | undefined;
+  /** Resource servers by indicator, for the consent page's API names. */
+  resources?: ResourceNames | undefined;
 }
 
 /** RFC 9700 section 4.12: a redirect answering a POST must be 303, or the browser may re-POST the form (with credentials) to the target. */
@@ -102,7 +108,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities, resources }: AppDependencies): Koa {
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
@@ -146,7 +152,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     production: config.env === 'production',
   }));
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams: upstreamSignIn });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams: upstreamSignIn, resources });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
   app.use(upstreamSignIn.callbackRouter().routes());
@@ -161,6 +167,13 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
   if (config.security.registrationApi) {
     app.use(registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }));
+  }
+  app.use(limitClientRegistrations(config, rateLimits));
+  // The admin console (/admin) calls the admin API through this same app, in process, as its operator.
+  if (adminApi) {
+    let handler: ReturnType<Koa['callback']> | undefined;
+    const api = new AdminApiCaller(config.issuer, () => (handler ??= app.callback()));
+    app.use(consoleRouter({ config, provider: () => host.provider, api, oidc, masterSecret, logger }));
   }
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.

@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdapterClass } from './oidc/adapter.ts';
+import { sweepUnusedClients } from './oidc/features/registration.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { buildServices } from './services.ts';
 import { openStore } from './store/open-store.ts';
@@ -156,8 +157,10 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       render: renderPage,
       events: services.events,
       metrics,
+      rateLimits: services.rateLimits,
     });
     host.watch();
+    const stopSweep = sweepUnusedClients(config, services.clients, logger);
     const app = createApp({
       config,
       mtlsUrl,
@@ -173,6 +176,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      resources: (audience) => services.resources.find(audience),
       upstreams: services.upstreams,
       identities: services.identities,
       upstreamSignIn: upstreamSignIn({
@@ -223,6 +227,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       close() {
         closing ??= (async () => {
           host.stop();
+          stopSweep();
           await closeAll();
           // Audit events still queued are written before the store goes.
           await services.close();

@@ -21,6 +21,7 @@ import { PasswordHasher } from './domain/password.ts';
 import { PasswordPolicy } from './domain/password-policy.ts';
 import { FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
+import { RegistrationTokens } from './domain/registration-tokens.ts';
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
@@ -59,6 +60,8 @@ export interface Services {
   readonly events: SecurityEvents;
   /** The audit trail: every security event, kept for AUDIT_RETENTION_DAYS; `audit.query(filter)`. */
   readonly audit: AuditService;
+  /** Initial access tokens for dynamic client registration (DYNAMIC_CLIENT_REGISTRATION=token). */
+  readonly registrationTokens: RegistrationTokens;
   /** Writes what is still queued (audit events); call before closing the store. */
   close(): Promise<void>;
 }
@@ -160,6 +163,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     }),
     events,
     audit,
+    registrationTokens: new RegistrationTokens(store.oidc, events),
     close: () => audit.close(),
   };
 }

@@ -85,6 +85,9 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      // Only dynamic registration (RFC 7591/7592) writes clients through oidc-provider: they join the
+      // clients every other part of Tessera lists, marks and purges (domain/clients.ts).
+      if (this.model === 'Client') return guarded(clients.saveRegistered(payload as Record<string, unknown>));
       await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), expiresIn > 0 ? expiresIn : undefined));
       // Without a grace period a second consumer is refused outright, so no lineage can fork: no successor to keep.
       if (this.model === 'RefreshToken' && refreshReuseGraceSeconds > 0) await guarded(recordSuccessor(id));
@@ -129,6 +132,10 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async destroy(id: string): Promise<void> {
+      if (this.model === 'Client') {
+        await guarded(clients.deleteRegistered(id));
+        return;
+      }
       await guarded(oidc.destroy(this.model, storeKey(this.model, id)));
     }
 

@@ -5,13 +5,16 @@
  * derived from it below, so none of them can be forgotten.
  */
 import { authorization } from './authorization.ts';
+import { clientIdMetadataDocuments } from './client-id-metadata-document.ts';
 import { documents } from './documents.ts';
 import { dpop } from './dpop.ts';
 import type { Slice } from './feature.ts';
 import { introspectionAndRevocation } from './introspection.ts';
 import { logout } from './logout.ts';
 import { mtls } from './mtls.ts';
+import { outgoingRequests } from './outgoing-requests.ts';
 import { pushedAuthorizationRequests } from './par.ts';
+import { dynamicClientRegistration } from './registration.ts';
 import { resourceIndicators } from './resource-indicators.ts';
 import { tokenEndpoint } from './token-endpoint.ts';
 import { userinfo } from './userinfo.ts';
@@ -27,6 +30,9 @@ export const SLICES: readonly Slice[] = [
   mtls,
   dpop,
   logout,
+  dynamicClientRegistration,
+  clientIdMetadataDocuments,
+  outgoingRequests,
 ];
 
 const PATHS = SLICES.flatMap((slice) => slice.paths ?? []);
