@@ -23,6 +23,7 @@ import type { SecondFactorService } from './domain/second-factors.ts';
 import type { UpstreamService } from './domain/upstreams.ts';
 import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
+import { defaultLocale, languageRoute } from './http/locale.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
@@ -122,6 +123,8 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders(isProtocolPath));
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
+  // Before the protocol fork: oidc-provider's own pages (error, logout) are translated too.
+  app.use(defaultLocale(config.defaultLocale));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
   const protocol = compose([clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS), rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS), host.middleware()]);
@@ -131,10 +134,11 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(viewsMiddleware({ root: VIEWS_DIR, cache: config.env === 'production' }));
   app.use(seeOtherAfterPost);
   app.use(assets);
+  app.use(languageRoute(config.issuer));
 
   app.use(async function home(ctx, next) {
     if (ctx.path !== '/' || ctx.method !== 'GET') return next();
-    await renderPage(ctx, 'home', { title: 'Tessera', issuer: config.issuer });
+    await renderPage(ctx, 'home', { issuer: config.issuer });
   });
   app.use(async function healthz(ctx, next) {
     if (ctx.path !== '/healthz') return next();

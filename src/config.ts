@@ -9,6 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { AppError } from './errors.ts';
+import { SUPPORTED_LOCALES, type Locale } from './i18n/locales.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -77,6 +78,11 @@ export interface Config {
   /** Passkeys: the relying party id defaults to the issuer's host name, the origin is the issuer's. */
   readonly webauthn: { readonly rpId: string | undefined; readonly rpName: string };
   readonly observability: ObservabilityConfig;
+  /**
+   * DEFAULT_LOCALE: the language of pages and mails when nothing else says which (no `ui_locales`, no
+   * pick in the switcher, no Accept-Language Tessera speaks). One of SUPPORTED_LOCALES.
+   */
+  readonly defaultLocale: Locale;
   /** Clients that come by themselves: dynamic registration and client ID metadata documents. */
   readonly selfRegistration: SelfRegistrationConfig;
 }
@@ -281,6 +287,7 @@ const envSchema = z.object({
   WEBAUTHN_RP_NAME: z.string().min(1).default('Tessera'),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').optional(),
   AUDIT_RETENTION_DAYS: integer(1, 3650).default(90),
+  DEFAULT_LOCALE: z.enum(SUPPORTED_LOCALES, { error: `must be one of ${SUPPORTED_LOCALES.join(', ')}` }).default('en'),
   DYNAMIC_CLIENT_REGISTRATION: z.enum(['off', 'token', 'open']).default('off'),
   DYNAMIC_CLIENT_REGISTRATION_SCOPES: z.string().default('openid profile email offline_access'),
   DYNAMIC_CLIENT_REGISTRATION_UNUSED_DAYS: integer(1, 3650).default(30),
@@ -538,6 +545,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     webauthn: { rpId: e.WEBAUTHN_RP_ID, rpName: e.WEBAUTHN_RP_NAME },
     observability: { metricsToken: e.METRICS_TOKEN, auditRetentionDays: e.AUDIT_RETENTION_DAYS },
+    defaultLocale: e.DEFAULT_LOCALE,
     selfRegistration: {
       mode: e.DYNAMIC_CLIENT_REGISTRATION,
       scopes: registrationScopes,

@@ -97,12 +97,12 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   // The owner hears of each lockout once; the mail goes out in the background, so the failed
   // sign-in that locked the account answers as fast as any other.
   lockout.onLocked((account, lockedUntil) => {
-    const message = lockoutMessage(account.email, lockedUntil, config.security.lockoutThreshold, `${config.issuer}${FORGOT_PASSWORD_PATH}`);
+    const message = lockoutMessage(account.email, lockedUntil, config.security.lockoutThreshold, `${config.issuer}${FORGOT_PASSWORD_PATH}`, config.defaultLocale);
     logger.warn({ sub: account.sub, lockedUntil }, 'account locked after failed sign-ins');
     events.emit({ type: 'account.locked', sub: account.sub, details: { lockedUntil: lockedUntil.toISOString() } });
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
-  notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
+  notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, config.defaultLocale, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
   const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,

@@ -6,6 +6,7 @@
  * mailbox, and removes upstream identities linked while it was unverified), ends every session of the account (and, unless REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=false,
  * the refresh tokens of its apps) and kills the account's other reset links.
  */
+import type { Locale } from '../i18n/locales.ts';
 import type { Account, AccountRepository, OidcStore } from '../store/port.ts';
 import type { AccountService } from './accounts.ts';
 import { passwordResetMessage } from './account-mail.ts';
@@ -78,14 +79,14 @@ export class PasswordReset {
    * log; never for the page). `uid` (a sign-in in progress) is carried in the link, so the person
    * can go on signing in afterwards.
    */
-  async request(email: string, options: { uid?: string | undefined } = {}): Promise<Account | undefined> {
+  async request(email: string, options: { uid?: string | undefined; locale?: Locale } = {}): Promise<Account | undefined> {
     const { accounts, tokens, mailer, issuer } = this.#deps;
     const uid = interactionUid(options.uid);
     const account = await accounts.findByEmail(email);
     if (!account || account.disabled) return undefined;
     const token = await tokens.issue({ accountId: account.sub, email: account.email });
     const link = `${issuer}${RESET_PASSWORD_PATH}?token=${encodeURIComponent(token)}${uid ? `&uid=${uid}` : ''}`;
-    await mailer.send(passwordResetMessage(account.email, link, tokens.ttlSeconds));
+    await mailer.send(passwordResetMessage(account.email, link, tokens.ttlSeconds, options.locale));
     return account;
   }
 

@@ -247,7 +247,6 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       const status = (error as { statusCode?: number; status?: number }).statusCode ?? ctx.status;
       ctx.status = status >= 400 && status < 600 ? status : 400;
       await render(ctx, 'error', {
-        title: 'Something went wrong',
         error: out.error,
         description: out.error_description,
       });
