@@ -30,6 +30,7 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { deviceFlow, prefillUserCode } from './oidc/features/device-flow.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
@@ -75,7 +76,7 @@ async function seeOtherAfterPost(ctx: Context, next: Next) {
  * several percent of a client_credentials request, and every middleware layer costs a promise and an
  * allocation or two. The rest of the protocol (authorization, logout) takes the long way.
  */
-const PROTOCOL_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/me', '/request', '/jwks', '/.well-known/openid-configuration']);
+const PROTOCOL_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/me', '/request', '/jwks', '/.well-known/openid-configuration', ...deviceFlow.machinePaths]);
 /** Public, change rarely, fetched by every RP and resource server: let them cache. */
 const PUBLIC_DOCUMENTS = new Set(['/jwks', '/.well-known/openid-configuration']);
 
@@ -113,7 +114,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
-  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), host.middleware()]);
+  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), rateLimits.devicePolls(config.devicePollInterval), host.middleware()]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
@@ -153,6 +154,8 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(clientCertificates(config.tls, logger));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);
+  app.use(prefillUserCode());
+  app.use(rateLimits.userCodeGuesses());
   app.use(host.middleware());
   return app;
 }

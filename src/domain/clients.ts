@@ -42,7 +42,19 @@ export interface NewRelyingParty {
   firstParty?: boolean;
   /** Every sign-in to this app needs a second factor (`tessera_require_mfa`). */
   requireMfa?: boolean;
+  /**
+   * A device (TV, CLI, printer) that signs people in with the device authorization grant (RFC 8628)
+   * instead of a redirect: no redirect URIs, grant types device_code and refresh_token.
+   */
+  device?: boolean;
+  /** OIDC Back-Channel Logout: where Tessera posts a logout token when a session of this app ends. */
+  backchannelLogoutUri?: string;
+  /** Its logout tokens must name the session (`sid`); Tessera's always do. */
+  backchannelLogoutSessionRequired?: boolean;
 }
+
+/** The grant type of RFC 8628, as clients register it. */
+export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
 
 export const MACHINE_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt', 'client_secret_basic'] as const;
 export type MachineAuthMethod = (typeof MACHINE_AUTH_METHODS)[number];
@@ -142,6 +154,11 @@ export function jwksUriProblem(uri: string, production: boolean): string | undef
   return undefined;
 }
 
+/** Where logout tokens go: like a jwks_uri, https (http only on loopback), never to a private address in production. */
+export function backchannelLogoutUriProblem(uri: string, production: boolean): string | undefined {
+  return jwksUriProblem(uri, production);
+}
+
 export interface ClientPolicy {
   /** NODE_ENV=production: refuse jwks_uri on loopback and special-use addresses. */
   production: boolean;
@@ -186,7 +203,10 @@ export class ClientService {
   async createRelyingParty(input: NewRelyingParty): Promise<CreatedClient> {
     const problems = [
       ...(input.name.trim() ? [] : ['a name is required']),
-      ...(input.redirectUris.length ? [] : ['at least one redirect URI is required']),
+      ...(input.redirectUris.length || input.device ? [] : ['at least one redirect URI is required']),
+      ...(input.device && input.redirectUris.length ? ['a device client has no redirect URIs'] : []),
+      ...(input.backchannelLogoutUri === undefined ? [] : [backchannelLogoutUriProblem(input.backchannelLogoutUri, this.#policy.production)]
+        .filter((problem): problem is string => Boolean(problem)).map((problem) => `back-channel logout URI: ${problem}`)),
       ...[...input.redirectUris, ...(input.postLogoutRedirectUris ?? [])]
         .map((uri) => redirectUriProblem(uri, Boolean(input.public)))
         .filter((problem): problem is string => Boolean(problem)),
@@ -202,8 +222,12 @@ export class ClientService {
         client_name: input.name.trim(),
         redirect_uris: input.redirectUris,
         post_logout_redirect_uris: input.postLogoutRedirectUris ?? [],
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
+        grant_types: input.device ? [DEVICE_CODE_GRANT_TYPE, 'refresh_token'] : ['authorization_code', 'refresh_token'],
+        response_types: input.device ? [] : ['code'],
+        ...(input.backchannelLogoutUri !== undefined && {
+          backchannel_logout_uri: input.backchannelLogoutUri,
+          backchannel_logout_session_required: Boolean(input.backchannelLogoutSessionRequired),
+        }),
         token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
         ...(secret && { client_secret: hashClientSecret(secret) }),
         ...(input.requirePar && { require_pushed_authorization_requests: true }),

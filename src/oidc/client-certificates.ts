@@ -13,6 +13,7 @@ import type { TlsConfig } from '../config.ts';
 import { isCurrentlyValid, parseBundle, toPem } from '../domain/certificates.ts';
 import { peerIsTrusted, trustedProxyList } from '../http/trusted-proxies.ts';
 import type { Logger } from '../log.ts';
+import { deviceFlow } from './features/device-flow.ts';
 
 export interface PresentedCertificate {
   readonly pem: string;
@@ -26,7 +27,7 @@ export interface PresentedCertificate {
  * Endpoints that authenticate a client (a secret, an assertion or a certificate): an expired
  * certificate is refused there outright, and failures there count against rate limits.
  */
-export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation']);
+export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation', ...deviceFlow.clientAuthenticatingPaths]);
 
 /**
  * A TLS 1.3 connection's client certificate cannot change (1.3 has no renegotiation), so it is read

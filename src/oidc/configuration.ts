@@ -22,6 +22,7 @@ import { providerCookieNames } from '../http/cookie-names.ts';
 import { renderPage } from '../http/render.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import { presentedCertificate, type PresentedCertificate } from './client-certificates.ts';
+import { deviceFlow, deviceFlowFeature, deviceFlowTtl } from './features/device-flow.ts';
 
 export interface ConfigurationDependencies {
   config: Config;
@@ -368,6 +369,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       Session: config.ttl.session,
       Interaction: config.ttl.interaction,
       Grant: config.ttl.grant,
+      ...deviceFlowTtl(config),
     },
 
     discovery: {
@@ -382,6 +384,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
           introspection_endpoint: `${mtlsBaseUrl}/token/introspection`,
           revocation_endpoint: `${mtlsBaseUrl}/token/revocation`,
           pushed_authorization_request_endpoint: `${mtlsBaseUrl}/request`,
+          ...Object.fromEntries(Object.entries(deviceFlow.mtlsEndpointAliases).map(([name, route]) => [name, `${mtlsBaseUrl}${route}`])),
         },
       }),
     },
@@ -440,6 +443,7 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
         },
       },
       dPoP: { enabled: true },
+      deviceFlow: deviceFlowFeature(config),
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
       rpInitiatedLogout: {
         enabled: true,

@@ -3,10 +3,12 @@
  * upgrade of oidc-provider is checked here and nowhere else. Each hook says why it exists.
  * (Checked against oidc-provider 9.13.)
  */
-import { Provider } from 'oidc-provider';
+import { createHash } from 'node:crypto';
+
+import { errors, Provider } from 'oidc-provider';
 
 import { clientSecretMatches } from '../domain/clients.ts';
-import { clientMayAuthenticate } from '../http/rate-limit.ts';
+import { clientMayAuthenticate, devicePollTooSoon } from '../http/rate-limit.ts';
 import { currentCertificate } from './client-certificates.ts';
 
 const TOKEN_VALUE = Symbol('tessera.tokenValue');
@@ -27,6 +29,29 @@ export function extendProvider(provider: Provider): void {
   certificateBoundRefreshTokens(provider);
   rateLimitedClientAuthentication(provider);
   sessionUserAgent(provider);
+  deviceSlowDown(provider);
+}
+
+/**
+ * RFC 8628 section 3.5: a device polling faster than `interval` is told `slow_down`; oidc-provider
+ * has the error but never sends it. The device code grant reads its code through DeviceCode.find,
+ * so the check sits there: only at the token endpoint, and only while the code still waits for the
+ * person (an answered, denied or expired code is answered at once). Polls are counted in the store
+ * (http/rate-limit.ts), keyed by a digest of the device code.
+ */
+function deviceSlowDown(provider: Provider): void {
+  interface DeviceCodeLike { accountId?: string; error?: string; isExpired?: boolean }
+  const DeviceCode = provider.DeviceCode as unknown as { find(id: string, ...rest: unknown[]): Promise<DeviceCodeLike | undefined> };
+  const find = DeviceCode.find.bind(DeviceCode);
+  DeviceCode.find = async function findUnlessPolledTooSoon(id: string, ...rest: unknown[]) {
+    const code = await find(id, ...rest);
+    const ctx = Provider.ctx;
+    if (code && ctx?.oidc?.route === 'token' && !code.accountId && !code.error && !code.isExpired
+      && await devicePollTooSoon(ctx, createHash('sha256').update(id).digest('base64url'))) {
+      throw new errors.SlowDown();
+    }
+    return code;
+  };
 }
 
 /**

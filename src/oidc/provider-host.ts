@@ -23,6 +23,7 @@ import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.t
 import type { RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
+import { deviceFlowEvents } from './features/device-flow.ts';
 import { extendProvider } from './internals.ts';
 
 export interface ProviderHostDependencies {
@@ -149,6 +150,7 @@ export class ProviderHost {
     // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
     provider.proxy = true;
     extendProvider(provider);
+    deviceFlowEvents(provider, config);
     observeProvider(provider, this.#deps);
     provider.on('server_error', (ctx, error) => {
       if (isStoreUnavailable(error)) {
