@@ -30,7 +30,8 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
-import { deviceFlow, prefillUserCode } from './oidc/features/device-flow.ts';
+import { prefillUserCode } from './oidc/features/device-flow.ts';
+import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
 import type { OidcStore } from './store/port.ts';
@@ -74,19 +75,16 @@ async function seeOtherAfterPost(ctx: Context, next: Next) {
  * the error middleware has anything at these paths (views, static files, pages, routers, Tessera's
  * own APIs), so their requests skip all of it: profiling showed the routers' matching alone at
  * several percent of a client_credentials request, and every middleware layer costs a promise and an
- * allocation or two. The rest of the protocol (authorization, logout) takes the long way.
+ * allocation or two. The rest of the protocol (authorization, logout) takes the long way. Which
+ * paths these are is each feature's to say (oidc/features/*, `fastPath`); PROTOCOL_PATHS is derived.
  */
-const PROTOCOL_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/me', '/request', '/jwks', '/.well-known/openid-configuration', ...deviceFlow.machinePaths]);
-/** Public, change rarely, fetched by every RP and resource server: let them cache. */
-const PUBLIC_DOCUMENTS = new Set(['/jwks', '/.well-known/openid-configuration']);
-
 const isProtocolPath = (ctx: Context) => PROTOCOL_PATHS.has(ctx.path);
 
 function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>): Middleware {
   return async function protocolEndpoint(ctx, next) {
     if (!PROTOCOL_PATHS.has(ctx.path)) return next();
     await protocol(ctx);
-    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENTS.has(ctx.path)) {
+    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENT_PATHS.has(ctx.path)) {
       ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
     }
   };
@@ -114,7 +112,12 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
-  const protocol = compose([clientCertificates(config.tls, logger), rateLimits.clientFailures(), rateLimits.devicePolls(config.devicePollInterval), host.middleware()]);
+  const protocol = compose([
+    clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS),
+    rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS),
+    rateLimits.devicePolls(config.devicePollInterval),
+    host.middleware(),
+  ]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
@@ -151,7 +154,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   if (config.security.registrationApi) {
     app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
   }
-  app.use(clientCertificates(config.tls, logger));
+  app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);
   app.use(prefillUserCode());

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
+import { renderPage } from './http/render.ts';
 import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -149,6 +150,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       revisions: store.revisions,
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
       logger,
+      render: renderPage,
       events: services.events,
       metrics,
     });

@@ -16,8 +16,10 @@ import { UserAgent, type Page } from './helpers/user-agent.ts';
 const DEVICE_UA = 'LivingRoomTV/2.1 (SmartOS)';
 
 let server: TestServer;
-/** Short-lived codes and a low limit on wrong ones, for expiry and guessing. */
+/** Short-lived codes, for expiry. */
 let strict: TestServer;
+/** A low limit on wrong user codes per address, for guessing (its own server: the limit is per address, and tests share one). */
+let guarded: TestServer;
 let device: oidc.Configuration;
 let strictDevice: oidc.Configuration;
 let person: Person;
@@ -32,9 +34,10 @@ async function deviceClient(on: TestServer): Promise<oidc.Configuration> {
 }
 
 test.before(async () => {
-  [server, strict] = await Promise.all([
+  [server, strict, guarded] = await Promise.all([
     startTestServer({ env: { DEVICE_POLL_INTERVAL: '1' } }),
-    startTestServer({ env: { DEVICE_POLL_INTERVAL: '1', DEVICE_CODE_TTL: '2', RATE_LIMIT_USER_CODE_PER_IP: '3/300' } }),
+    startTestServer({ env: { DEVICE_POLL_INTERVAL: '1', DEVICE_CODE_TTL: '2' } }),
+    startTestServer({ env: { RATE_LIMIT_USER_CODE_PER_IP: '3/300' } }),
   ]);
   [device, strictDevice] = await Promise.all([deviceClient(server), deviceClient(strict)]);
   person = newPerson();
@@ -42,7 +45,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  for (const running of [server, strict]) {
+  for (const running of [server, strict, guarded]) {
     await running?.close();
     if (running) removeDir(running.dataDir);
   }
@@ -170,7 +173,7 @@ test('guessing user codes from one address is answered 429 with a page once over
   const statuses: number[] = [];
   let last: Page | undefined;
   for (let attempt = 0; attempt < 4; attempt += 1) {
-    const form = await agent.request(`${strict.issuer}/device`);
+    const form = await agent.request(`${guarded.issuer}/device`);
     last = await submit(agent, form, '/device', { user_code: `BBBB-BBB${'BCDF'[attempt]}` }, 'http://never/');
     statuses.push(last.status);
   }

@@ -16,8 +16,6 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { AppError } from '../errors.ts';
-import { CLIENT_AUTHENTICATING_PATHS } from '../oidc/client-certificates.ts';
-import { userCodeMissed } from '../oidc/features/device-flow.ts';
 import type { Store } from '../store/port.ts';
 import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
 
@@ -227,7 +225,7 @@ export class RateLimits {
 
   /**
    * RFC 8628 section 5.1: user codes are short enough to guess, so the device page limits the codes
-   * an address may get wrong. Only misses count (the page notes them, userCodeMissed); an address
+   * an address may get wrong. Only misses count (the page notes them, noteUserCodeMiss); an address
    * over the limit is answered 429 with the error page before its code is looked at.
    */
   userCodeGuesses(): Middleware {
@@ -238,7 +236,7 @@ export class RateLimits {
       const wait = await limits.#blockedFor('userCodePerIp', address);
       if (wait) throw new RateLimitedError(wait);
       await next();
-      if (!userCodeMissed(ctx)) return;
+      if (!(ctx.state as Record<symbol, boolean | undefined>)[USER_CODE_MISS]) return;
       await limits.#consume(['userCodePerIp', address]).catch((error: unknown) => {
         if (!(error instanceof RateLimitedError)) throw error;
       });
@@ -277,11 +275,12 @@ export class RateLimits {
    * bits, a key or certificate cannot be guessed at all). A successful token request stays free of
    * store writes. A request from an address, or for a client from an address, already over its
    * limit is answered 429 before any credential is checked; looking that up is a read.
+   * `authenticatingPaths` are those endpoints (oidc/features/index.ts, CLIENT_AUTHENTICATING_PATHS).
    */
-  clientFailures(): Middleware {
+  clientFailures(authenticatingPaths: ReadonlySet<string>): Middleware {
     const limits = this;
     return async function limitFailedClientRequests(ctx: Context, next: Next) {
-      if (ctx.method !== 'POST' || !CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) return next();
+      if (ctx.method !== 'POST' || !authenticatingPaths.has(ctx.path)) return next();
       const address = addressKey(limits.address(ctx));
       const addressWait = await limits.#blockedFor('tokenFailuresPerIp', address);
       if (addressWait) return tooManyClientRequests(ctx, addressWait);
@@ -309,6 +308,14 @@ export class RateLimits {
       }
     };
   }
+}
+
+/** Where a request for the device page notes that the user code it carried matched nothing (see noteUserCodeMiss). */
+const USER_CODE_MISS = Symbol('tessera.userCodeMiss');
+
+/** The device flow's user-code page (oidc/features/device-flow.ts) calls this when the code entered matched no device: a guess, or a typo. */
+export function noteUserCodeMiss(ctx: { state?: object } | undefined): void {
+  if (ctx?.state) (ctx.state as Record<symbol, boolean>)[USER_CODE_MISS] = true;
 }
 
 /** Where limitDevicePolls leaves the request's poll check, in ctx.state (see devicePollTooSoon). */

@@ -13,7 +13,6 @@ import type { TlsConfig } from '../config.ts';
 import { isCurrentlyValid, parseBundle, toPem } from '../domain/certificates.ts';
 import { peerIsTrusted, trustedProxyList } from '../http/trusted-proxies.ts';
 import type { Logger } from '../log.ts';
-import { deviceFlow } from './features/device-flow.ts';
 
 export interface PresentedCertificate {
   readonly pem: string;
@@ -22,12 +21,6 @@ export interface PresentedCertificate {
   readonly chain: readonly X509Certificate[];
   readonly source: 'tls' | 'proxy';
 }
-
-/**
- * Endpoints that authenticate a client (a secret, an assertion or a certificate): an expired
- * certificate is refused there outright, and failures there count against rate limits.
- */
-export const CLIENT_AUTHENTICATING_PATHS: ReadonlySet<string> = new Set(['/token', '/request', '/token/introspection', '/token/revocation', ...deviceFlow.clientAuthenticatingPaths]);
 
 /**
  * A TLS 1.3 connection's client certificate cannot change (1.3 has no renegotiation), so it is read
@@ -95,7 +88,11 @@ function splitOutsideQuotes(value: string, separator: string): string[] {
   return parts;
 }
 
-export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
+/**
+ * `authenticatingPaths` are the endpoints where a client authenticates (features/index.ts,
+ * CLIENT_AUTHENTICATING_PATHS): an expired certificate is refused there outright.
+ */
+export function clientCertificates(tls: TlsConfig, logger: Logger, authenticatingPaths: ReadonlySet<string>): Middleware {
   const proxies = trustedProxyList(tls.trustedProxies);
   const header = tls.clientCertHeader;
 
@@ -123,7 +120,7 @@ export function clientCertificates(tls: TlsConfig, logger: Logger): Middleware {
     // requests never do, and on the mTLS listener parsing costs more than the rest of a token request.
     let presented: PresentedCertificate | undefined | null = null;
     const lookUp = () => (presented === null ? (presented = fromTls(ctx) ?? fromProxy(ctx)) : presented);
-    if (ctx.method === 'POST' && CLIENT_AUTHENTICATING_PATHS.has(ctx.path)) {
+    if (ctx.method === 'POST' && authenticatingPaths.has(ctx.path)) {
       const certificate = lookUp();
       if (certificate && !isCurrentlyValid(certificate.certificate)) {
         ctx.status = 401;

@@ -10,6 +10,7 @@ import { errors, Provider } from 'oidc-provider';
 import { clientSecretMatches } from '../domain/clients.ts';
 import { clientMayAuthenticate, devicePollTooSoon } from '../http/rate-limit.ts';
 import { currentCertificate } from './client-certificates.ts';
+import { INTERACTION_ROUTES } from './features/index.ts';
 
 const TOKEN_VALUE = Symbol('tessera.tokenValue');
 
@@ -181,6 +182,7 @@ function atHashAtTokenEndpoint(provider: Provider): void {
  * Tessera instead always treats an offline_access request as one that needs the person's explicit
  * consent, so RPs need not know to add prompt=consent: the consent page is shown and the refresh
  * token is issued. With prompt=none nothing changes (offline_access is dropped, as the spec says).
+ * Which routes start or resume an interaction is each feature's to say (features/*, interactionRoutes).
  */
 function offlineAccessAsksConsent(provider: Provider): void {
   const prototype = provider.OIDCContext.prototype as object;
@@ -192,7 +194,7 @@ function offlineAccessAsksConsent(provider: Provider): void {
     get(this: OidcContextLike) {
       const requested = prompts.call(this) as Set<string>;
       const scope = typeof this.params?.scope === 'string' ? this.params.scope.split(' ') : [];
-      if (scope.includes('offline_access') && !requested.has('none') && (this.route === 'authorization' || this.route === 'resume')) {
+      if (scope.includes('offline_access') && !requested.has('none') && this.route !== undefined && INTERACTION_ROUTES.has(this.route)) {
         requested.add('consent');
       }
       return requested;

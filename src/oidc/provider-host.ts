@@ -23,6 +23,7 @@ import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.t
 import type { RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
+import type { RenderPage } from './features/feature.ts';
 import { deviceFlowEvents } from './features/device-flow.ts';
 import { extendProvider } from './internals.ts';
 
@@ -37,6 +38,8 @@ export interface ProviderHostDependencies {
   revisions: RevisionRepository;
   adapter: AdapterConstructor;
   logger: Logger;
+  /** Renders Tessera's pages for oidc-provider's error and logout pages (http/render.ts). */
+  render: RenderPage;
   /** Token issuance and revocation become security events and metrics (observability/provider-events.ts). */
   events?: SecurityEvents | undefined;
   metrics?: Metrics | undefined;
@@ -136,7 +139,7 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, clients, adapter, logger, mtlsBaseUrl } = this.#deps;
+    const { config, clients, adapter, logger, mtlsBaseUrl, render } = this.#deps;
     const { accounts, resources } = this.#facing;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
@@ -146,6 +149,7 @@ export class ProviderHost {
       adapter,
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
+      render,
     }));
     // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
     provider.proxy = true;

@@ -15,34 +15,16 @@ import type { Context, Middleware, Next } from 'koa';
 import type { Configuration, KoaContextWithOIDC, Provider } from 'oidc-provider';
 
 import type { Config } from '../../config.ts';
-import { renderPage } from '../../http/render.ts';
+import { noteUserCodeMiss } from '../../http/rate-limit.ts';
+import type { RenderPage, Slice } from './feature.ts';
 
 type DeviceFlowFeature = NonNullable<NonNullable<Configuration['features']>['deviceFlow']>;
 
-export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
-
-/** The device's endpoint: a client authenticates there (or names itself, if public) and gets JSON back. */
-const DEVICE_AUTHORIZATION_PATH = '/device/auth';
 /** The person's page. */
 const USER_CODE_PATH = '/device';
 
-export const deviceFlow = {
-  /** Paths that answer machines only (JSON), taking the short way through the chain (app.ts). */
-  machinePaths: [DEVICE_AUTHORIZATION_PATH],
-  /** Paths where clients authenticate: expired certificates refused, failures counted. */
-  clientAuthenticatingPaths: [DEVICE_AUTHORIZATION_PATH],
-  /** RFC 8705 section 5: discovery's mtls_endpoint_aliases. */
-  mtlsEndpointAliases: { device_authorization_endpoint: DEVICE_AUTHORIZATION_PATH },
-  pagePaths: [USER_CODE_PATH],
-} as const;
-
 const PREFILLED = Symbol('tessera.prefilledUserCode');
-const USER_CODE_MISS = Symbol('tessera.userCodeMiss');
 
-/** Whether the user code this request carried matched no device (a guess, or a typo): http/rate-limit.ts counts those. */
-export function userCodeMissed(ctx: Context): boolean {
-  return (ctx.state as Record<symbol, boolean | undefined>)[USER_CODE_MISS] === true;
-}
 
 type DeviceInfo = { ip?: string; ua?: string };
 
@@ -67,7 +49,7 @@ function problemOf(error: (Error & { name: string; userCode?: string }) | undefi
   }
 }
 
-export function deviceFlowFeature(config: Config): DeviceFlowFeature {
+function deviceFlowFeature(config: Config, render: RenderPage): DeviceFlowFeature {
   return {
     enabled: true,
     // Twenty consonants, eight of them: about 34 bits, and no words or look-alike characters (RFC 8628 section 6.1).
@@ -79,10 +61,10 @@ export function deviceFlowFeature(config: Config): DeviceFlowFeature {
     async userCodeInputSource(ctx, _form, _out, err) {
       const error = err as (Error & { name: string; userCode?: string }) | undefined;
       const problem = problemOf(error);
-      if (error?.name === 'NotFoundError') (ctx.state as Record<symbol, boolean>)[USER_CODE_MISS] = true;
+      if (error?.name === 'NotFoundError') noteUserCodeMiss(ctx);
       if (problem.status !== undefined) ctx.status = problem.status;
       const prefilled = (ctx.state as Record<symbol, string | undefined>)[PREFILLED];
-      await renderPage(ctx, 'device', {
+      await render(ctx, 'device', {
         title: problem.denied ? 'Access denied' : 'Connect a device',
         action: USER_CODE_PATH,
         xsrf: xsrfOf(ctx),
@@ -95,7 +77,7 @@ export function deviceFlowFeature(config: Config): DeviceFlowFeature {
     },
     async userCodeConfirmSource(ctx, _form, client, deviceInfo, userCode) {
       const device = (deviceInfo ?? {}) as DeviceInfo;
-      await renderPage(ctx, 'device-confirm', {
+      await render(ctx, 'device-confirm', {
         title: 'Connect a device',
         action: USER_CODE_PATH,
         xsrf: xsrfOf(ctx),
@@ -105,7 +87,7 @@ export function deviceFlowFeature(config: Config): DeviceFlowFeature {
       });
     },
     async successSource(ctx) {
-      await renderPage(ctx, 'device-done', {
+      await render(ctx, 'device-done', {
         title: 'Device connected',
         clientName: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId,
       });
@@ -113,9 +95,22 @@ export function deviceFlowFeature(config: Config): DeviceFlowFeature {
   };
 }
 
-export function deviceFlowTtl(config: Config): NonNullable<Configuration['ttl']> {
-  return { DeviceCode: config.ttl.deviceCode };
-}
+export const deviceFlow: Slice = {
+  name: 'device authorization grant',
+  paths: [
+    // The device's endpoint: a client authenticates there (or names itself, if public) and gets JSON back.
+    { path: '/device/auth', fastPath: true, authenticatesClient: true, mtlsAlias: 'device_authorization_endpoint' },
+    { path: USER_CODE_PATH, fastPath: false },
+    { path: '/device/:uid', fastPath: false },
+  ],
+  // Entering the code starts the interaction, and it resumes at /device/:uid: offline_access asks consent there too.
+  interactionRoutes: ['code_verification', 'device_resume'],
+  pages: ['device', 'device-confirm', 'device-done'],
+  configure: ({ config, render }) => ({
+    features: { deviceFlow: deviceFlowFeature(config, render) },
+    ttl: { DeviceCode: config.ttl.deviceCode },
+  }),
+};
 
 /** RFC 8628 section 3.2: the device authorization response says how often to poll (oidc-provider leaves it out). */
 export function deviceFlowEvents(provider: Provider, config: Config): void {
