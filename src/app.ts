@@ -13,6 +13,7 @@ import { accountRouter } from './account/router.ts';
 import { registrationApiRouter } from './api/registration.ts';
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
+import type { SessionLogout } from './domain/backchannel-logout.ts';
 import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
@@ -42,6 +43,8 @@ const ASSETS_DIR = path.join(VIEWS_DIR, 'assets');
 
 export interface AppDependencies {
   config: Config;
+  /** Sessions the account page ends are told here, so their apps get logout tokens. */
+  logout: SessionLogout;
   logger: Logger;
   host: ProviderHost;
   accounts: AccountService;
@@ -95,7 +98,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, logout }: AppDependencies): Koa {
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
@@ -147,7 +150,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
-  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits });
+  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, logout });
   app.use(account.routes());
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).

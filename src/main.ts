@@ -134,6 +134,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     const services = buildServices(config, store, logger);
     const metrics = new Metrics();
     metrics.subscribe(services.events);
+    services.backchannelLogout.observe((outcome) => metrics.backchannelLogout(outcome));
+    metrics.gauge('tessera_backchannel_logout_pending', 'Back-channel logout tokens queued, being sent or waiting for a retry', () => services.backchannelLogout.pending);
     metrics.gauge('tessera_audit_events_queued', 'Audit events waiting to be written to the store', () => services.audit.queued);
     metrics.gauge('tessera_audit_events_dropped', 'Audit events dropped since start because the store could not take them', () => services.audit.dropped);
     if (services.secret.generatedFile) {
@@ -153,10 +155,12 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       render: renderPage,
       events: services.events,
       metrics,
+      backchannelLogout: services.backchannelLogout,
     });
     host.watch();
     const app = createApp({
       config,
+      logout: services.backchannelLogout,
       mtlsUrl,
       logger,
       host,
@@ -208,6 +212,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       close() {
         closing ??= (async () => {
           host.stop();
+          services.backchannelLogout.stop();
           await closeAll();
           // Audit events still queued are written before the store goes.
           await services.close();

@@ -9,6 +9,7 @@ import type { Config } from './config.ts';
 import { lockoutMessage } from './domain/account-mail.ts';
 import { AccountService } from './domain/accounts.ts';
 import { AuditService } from './domain/audit.ts';
+import { BackchannelLogout } from './domain/backchannel-logout.ts';
 import { ClientService } from './domain/clients.ts';
 import { SecurityEvents } from './domain/events.ts';
 import { notifyFactorChanges } from './domain/factor-notices.ts';
@@ -19,7 +20,7 @@ import { LockoutPolicy } from './domain/lockout.ts';
 import { createMailer, type Mailer } from './domain/mailer.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { PasswordPolicy } from './domain/password-policy.ts';
-import { FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
+import { endAllSessions, FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
@@ -49,6 +50,10 @@ export interface Services {
   readonly events: SecurityEvents;
   /** The audit trail: every security event, kept for AUDIT_RETENTION_DAYS; `audit.query(filter)`. */
   readonly audit: AuditService;
+  /** Logout tokens for the apps of sessions that end (OIDC Back-Channel Logout), sent in the background. */
+  readonly backchannelLogout: BackchannelLogout;
+  /** Ends every session of an account (a disabled user), and queues logout tokens for their apps; returns how many ended. */
+  endAllSessions(sub: string): Promise<number>;
   /** Writes what is still queued (audit events); call before closing the store. */
   close(): Promise<void>;
 }
@@ -86,6 +91,18 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
   notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
+  const keys = new KeyService(store.keys, secret.value, retainSeconds, events);
+  const backchannelLogout = new BackchannelLogout({
+    issuer: config.issuer,
+    production: config.env === 'production',
+    findClient: (clientId) => clients.findMetadata(clientId),
+    signingKeys: async () => (await keys.material()).signingKeys,
+    onOutcome(outcome, { clientId, error, attempt }) {
+      if (outcome === 'delivered') logger.debug({ clientId, attempt }, 'back-channel logout token delivered');
+      else if (outcome === 'retried') logger.warn({ clientId, attempt, err: error }, 'back-channel logout token not delivered; will retry');
+      else logger.error({ clientId, attempt, err: error }, outcome === 'dropped' ? 'back-channel logout queue full; token dropped' : 'back-channel logout token not delivered; giving up');
+    },
+  });
   const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
@@ -96,7 +113,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     clients,
     resources,
     roles: new RoleService(store.accounts, events),
-    keys: new KeyService(store.keys, secret.value, retainSeconds, events),
+    keys,
     mailer,
     secret,
     emailVerification: new EmailVerification({
@@ -113,6 +130,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       mailer,
       issuer: config.issuer,
       revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
+      logout: backchannelLogout,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {
@@ -124,6 +142,8 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     }),
     events,
     audit,
+    backchannelLogout,
+    endAllSessions: (sub) => endAllSessions(store.oidc, sub, backchannelLogout),
     close: () => audit.close(),
   };
 }

@@ -15,6 +15,7 @@ import type { Provider } from 'oidc-provider';
 
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
+import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import { revokeAppTokens } from '../domain/password-reset.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
@@ -26,7 +27,7 @@ import { renderPage } from '../http/render.ts';
 import { describeScopes } from '../interaction/scopes.ts';
 import type { Logger } from '../log.ts';
 import type { Account, OidcStore } from '../store/port.ts';
-import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from './activity.ts';
+import { accountSessions, destroySession, endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp, sessionHandle } from './activity.ts';
 import { ACCOUNT_CALLBACK_PATH } from './client.ts';
 import { OneTimeNotices } from './notices.ts';
 import { AccountSignIn, mayChangeFactors, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
@@ -42,6 +43,8 @@ export interface AccountRouterDependencies {
   events: SecurityEvents;
   /** The current-password check counts against the sign-in limits, like the sign-in page. */
   rateLimits: RateLimits;
+  /** The apps of the sessions ended here get logout tokens (OIDC Back-Channel Logout). */
+  logout: SessionLogout;
 }
 
 interface SignedIn {
@@ -59,6 +62,7 @@ const DONE: Record<string, string> = {
   password: 'Your password is changed. You were signed out everywhere else.',
   'password-set': 'Your password is set. You were signed out everywhere else.',
   'sessions-ended': 'You were signed out everywhere else.',
+  'session-ended': 'That browser was signed out.',
   revoked: 'The app no longer has access to your account.',
   'totp-on': 'Your authenticator app is set up.',
   'totp-off': 'Your authenticator app is removed.',
@@ -77,7 +81,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, logout }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -146,7 +150,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       title: 'Your account',
       account,
       factors,
-      sessions,
+      sessions: sessions.map((view) => ({ ...view, handle: sessionHandle(view.id) })),
       apps,
       done,
       errors: extra.errors ?? {},
@@ -231,7 +235,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     } catch (error) {
       return refuse(ctx, 'password', error);
     }
-    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     if (config.security.revokeAppTokensOnPasswordChange) await revokeAppTokens(oidc, account.sub);
     logger.info({ sub: account.sub, sessionsEnded: ended }, setting ? 'password set on the account page' : 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
@@ -240,10 +244,23 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
     const { account, sessionId } = signedIn(ctx);
-    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'signed_out_elsewhere' } });
     seeOther(ctx, '/account?done=sessions-ended#sessions');
+  });
+
+  // One session, from the list: that browser must sign in again, and its apps hear of it.
+  router.post('/sessions/end', requireSignIn, async function endOneSession(ctx) {
+    const { account, sessionId } = signedIn(ctx);
+    const handle = formField(ctx, 'session');
+    const session = (await accountSessions(oidc, account.sub)).find(({ id }) => sessionHandle(id) === handle);
+    if (!session) return refuse(ctx, 'sessions', new AppError('ERR_NOT_FOUND', 'That session has ended already.', { status: 404 }));
+    await destroySession(provider(), oidc, session, logout);
+    logger.info({ sub: account.sub, current: session.id === sessionId }, 'signed out of one session');
+    events.emit({ type: 'session.ended', sub: account.sub, details: { count: 1, reason: 'signed_out_one' } });
+    if (session.id === sessionId) return seeOther(ctx, '/account');
+    seeOther(ctx, '/account?done=session-ended#sessions');
   });
 
   router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {

@@ -15,7 +15,7 @@ export interface AdminApiDependencies {
   readonly config: Config;
   readonly logger: Logger;
   readonly services: Pick<Services,
-    'accounts' | 'roles' | 'clients' | 'resources' | 'keys' | 'secondFactors' | 'passwordReset' | 'emailVerification' | 'rateLimits'>;
+    'accounts' | 'roles' | 'clients' | 'resources' | 'keys' | 'secondFactors' | 'passwordReset' | 'emailVerification' | 'rateLimits' | 'backchannelLogout' | 'endAllSessions'>;
   readonly provider: () => Provider;
   /** Makes this instance see a change at once (caches, a new signing key), without waiting for its poll. */
   readonly refresh: () => Promise<void>;

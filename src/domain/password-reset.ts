@@ -7,6 +7,7 @@
  * the refresh tokens of its apps) and kills the account's other reset links.
  */
 import type { Account, AccountRepository, OidcStore } from '../store/port.ts';
+import type { SessionLogout } from './backchannel-logout.ts';
 import type { AccountService } from './accounts.ts';
 import { passwordResetMessage } from './account-mail.ts';
 import type { LinkTokens } from './link-tokens.ts';
@@ -32,6 +33,8 @@ export interface PasswordResetDependencies {
   issuer: string;
   /** REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: a reset also ends the apps' refresh tokens. */
   revokeAppTokens: boolean;
+  /** The apps signed in through the sessions a reset ends hear of it (OIDC Back-Channel Logout). */
+  logout?: SessionLogout;
 }
 
 export type ResetOutcome =
@@ -40,9 +43,10 @@ export type ResetOutcome =
   | { ok: false; reason: 'rejected_password'; problem: PasswordProblem };
 
 /** Ends every sign-in session of an account, in every browser: the next authorization request asks to sign in. */
-export async function endAllSessions(oidc: OidcStore, accountId: string): Promise<number> {
+export async function endAllSessions(oidc: OidcStore, accountId: string, logout?: SessionLogout): Promise<number> {
   const sessions = await oidc.findByAccountId('Session', accountId);
   for (const { id } of sessions) await oidc.destroy('Session', id);
+  logout?.sessionsEnded(sessions);
   return sessions.length;
 }
 
@@ -110,7 +114,7 @@ export class PasswordReset {
 
     await accounts.setPassword(account.sub, password, 'reset');
     if (!account.emailVerified) await repository.update(account.sub, { emailVerified: true });
-    const sessionsEnded = await endAllSessions(oidc, account.sub);
+    const sessionsEnded = await endAllSessions(oidc, account.sub, this.#deps.logout);
     if (this.#deps.revokeAppTokens) await revokeAppTokens(oidc, account.sub);
     await tokens.revokeAll(account.sub);
     return { ok: true, account, sessionsEnded };

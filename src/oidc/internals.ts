@@ -22,7 +22,13 @@ interface IdTokenLike {
 }
 interface OidcContextLike { params?: { scope?: unknown; prompt?: unknown }; route?: string }
 
-export function extendProvider(provider: Provider): void {
+/** What the hooks below hand work to. */
+export interface ProviderExtensions {
+  /** Logout tokens are queued here and sent in the background (domain/backchannel-logout.ts). */
+  backchannelLogout?: { notify(clientId: string, sub: string, sid: string): void } | undefined;
+}
+
+export function extendProvider(provider: Provider, extensions: ProviderExtensions = {}): void {
   reusedClientInstances(provider);
   hashedClientSecrets(provider);
   atHashAtTokenEndpoint(provider);
@@ -31,6 +37,36 @@ export function extendProvider(provider: Provider): void {
   rateLimitedClientAuthentication(provider);
   sessionUserAgent(provider);
   deviceSlowDown(provider);
+  sidInEveryIdToken(provider);
+  if (extensions.backchannelLogout) queuedBackchannelLogout(provider, extensions.backchannelLogout);
+}
+
+/**
+ * oidc-provider puts `sid` in ID tokens only for clients that registered back-channel logout with
+ * `backchannel_logout_session_required` (Client#includeSid). Tessera puts it in every ID token: an
+ * app that adds back-channel logout later, or does not ask for it, can still match a logout token
+ * (which always names the session) to the sign-in it came from.
+ */
+function sidInEveryIdToken(provider: Provider): void {
+  const prototype = provider.Client.prototype as unknown as { includeSid(): boolean };
+  if (typeof prototype.includeSid !== 'function') throw new Error('oidc-provider changed: Client#includeSid is gone');
+  prototype.includeSid = function includeSid() {
+    return true;
+  };
+}
+
+/**
+ * At RP-initiated logout oidc-provider calls Client#backchannelLogout(sub, sid) for each app of the
+ * session and waits for all of them before it answers, so one slow app server would hold up the
+ * logout page. The call queues the token instead (it is built and sent by
+ * domain/backchannel-logout.ts, with retries) and answers at once.
+ */
+function queuedBackchannelLogout(provider: Provider, queue: NonNullable<ProviderExtensions['backchannelLogout']>): void {
+  const prototype = provider.Client.prototype as unknown as { clientId: string; backchannelLogout(sub: string, sid: string): Promise<void> };
+  if (typeof prototype.backchannelLogout !== 'function') throw new Error('oidc-provider changed: Client#backchannelLogout is gone');
+  prototype.backchannelLogout = async function queueBackchannelLogout(this: { clientId: string }, sub: string, sid: string) {
+    queue.notify(this.clientId, sub, sid);
+  };
 }
 
 /**

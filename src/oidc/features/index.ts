@@ -5,6 +5,7 @@
  * derived from it below, so none of them can be forgotten.
  */
 import { authorization } from './authorization.ts';
+import { backchannelLogout } from './backchannel-logout.ts';
 import { deviceFlow } from './device-flow.ts';
 import { documents } from './documents.ts';
 import { dpop } from './dpop.ts';
@@ -29,6 +30,7 @@ export const SLICES: readonly Slice[] = [
   dpop,
   logout,
   deviceFlow,
+  backchannelLogout,
 ];
 
 const PATHS = SLICES.flatMap((slice) => slice.paths ?? []);
