@@ -10,7 +10,7 @@ import test from 'ava';
 import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
-import { runCli, runCliJson } from './helpers/cli.ts';
+import { runCli, runCliJson, singleErrorLine } from './helpers/cli.ts';
 import { eventually } from './helpers/eventually.ts';
 import { linkIn, startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { newPerson, RP_CALLBACK, signIn, submit, type Person } from './helpers/relying-party.ts';
@@ -227,4 +227,24 @@ test('a receiver that fails is tried again, and the failure is counted', async (
   t.not(second!.jti, first!.jti, 'in a fresh token (an app that did act on the first may reject its jti as replayed)');
   t.true(await metric('retried') > retriedBefore);
   t.true(await eventually(async () => (await metric('delivered')) > 0, { what: 'the delivery to be counted' }));
+});
+
+test('clients create --backchannel-logout-uri is checked: with its session flag only, not for machine clients, and no loopback address in production', async (t) => {
+  const usage = async (args: string[], message: RegExp) => {
+    const refused = await runCli(server.cliEnv, ['clients', 'create', '--name', 'x', ...args]);
+    t.is(refused.code, 2, args.join(' '));
+    t.regex(singleErrorLine(refused), message);
+  };
+  await usage(['--redirect-uri', RP_CALLBACK, '--backchannel-logout-session-required'], /--backchannel-logout-session-required needs --backchannel-logout-uri/);
+  await usage(['--grant', 'client_credentials', '--resource', 'https://api.example.com', '--scope', 's', '--backchannel-logout-uri', `${receiver.url}/x`], /--backchannel-logout-uri is for relying parties/);
+
+  const production = { ...server.cliEnv, NODE_ENV: 'production', TESSERA_SECRET: 'a production secret of at least thirty-two characters', ISSUER: 'https://id.example.com' };
+  const refused = await runCli(production, ['clients', 'create', '--name', 'x', '--redirect-uri', 'https://rp.example.com/cb', '--backchannel-logout-uri', 'https://localhost:8443/logout']);
+  t.is(refused.code, 1);
+  t.regex(singleErrorLine(refused), /back-channel logout URI: https:\/\/localhost:8443\/logout points at a loopback or private address, which is refused in production/);
+
+  const stored = await runCliJson<{ client_id: string }>(server.cliEnv, ['clients', 'create', '--name', 'Flagged', '--redirect-uri', RP_CALLBACK, '--backchannel-logout-uri', `${receiver.url}/flagged`, '--backchannel-logout-session-required', '--json']);
+  const metadata = await server.withServices(({ clients }) => clients.findMetadata(stored.client_id));
+  t.is(metadata?.backchannel_logout_uri, `${receiver.url}/flagged`);
+  t.true(metadata?.backchannel_logout_session_required);
 });

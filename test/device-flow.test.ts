@@ -7,7 +7,7 @@ import test from 'ava';
 import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
-import { runCliJson } from './helpers/cli.ts';
+import { runCli, runCliJson, singleErrorLine } from './helpers/cli.ts';
 import { eventually } from './helpers/eventually.ts';
 import { newPerson, submit, type Person } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -181,4 +181,22 @@ test('guessing user codes from one address is answered 429 with a page once over
   t.regex(last!.headers.get('content-type') ?? '', /text\/html/);
   t.regex(last!.body, /Too many attempts/);
   t.truthy(last!.headers.get('retry-after'));
+});
+
+test('clients create --grant device_code registers a public device client, and refuses options a device cannot use', async (t) => {
+  const created = await runCliJson<{ client_id: string; client_secret?: string }>(server.cliEnv, ['clients', 'create', '--name', 'Printer', '--grant', 'device_code', '--public', '--json']);
+  t.is(created.client_secret, undefined, 'a public device has no secret');
+  const metadata = await server.withServices(({ clients }) => clients.findMetadata(created.client_id));
+  t.deepEqual(metadata?.grant_types, ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token']);
+  t.is(metadata?.token_endpoint_auth_method, 'none');
+  t.deepEqual(metadata?.redirect_uris, []);
+
+  const confidential = await runCliJson<{ client_secret?: string }>(server.cliEnv, ['clients', 'create', '--name', 'Kiosk', '--grant', 'device_code', '--json']);
+  t.truthy(confidential.client_secret, 'without --public a device client gets a secret');
+
+  for (const misplaced of [['--redirect-uri', 'http://localhost:9/cb'], ['--require-par'], ['--resource', 'https://api.example.com']]) {
+    const refused = await runCli(server.cliEnv, ['clients', 'create', '--name', 'x', '--grant', 'device_code', ...misplaced]);
+    t.is(refused.code, 2, misplaced.join(' '));
+    t.regex(singleErrorLine(refused), new RegExp(`^tessera: ${misplaced[0]} is not for devices`));
+  }
 });
