@@ -10,6 +10,7 @@ import test from 'ava';
 import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
+import { BackchannelLogout } from '../src/domain/backchannel-logout.ts';
 import { runCli, runCliJson, singleErrorLine } from './helpers/cli.ts';
 import { eventually } from './helpers/eventually.ts';
 import { linkIn, startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
@@ -204,6 +205,36 @@ test('the admin API ending a user\'s sessions sends their apps logout tokens', a
   t.is(response.status, 200, await response.clone().text());
   t.deepEqual(await response.json(), { ended: 1 });
   await logoutTokenFor(t, '/shop', shop.clientId, claims.sub, String(claims.sid));
+});
+
+test('the admin API disabling a user ends their sessions and sends their apps logout tokens', async (t) => {
+  const ADMIN = `${server.issuer}/admin/api`;
+  const machine = await runCliJson<{ client_id: string; client_secret: string }>(server.cliEnv, ['clients', 'create', '--name', 'Ops robot 2', '--grant', 'client_credentials', '--resource', ADMIN, '--scope', 'admin', '--role', 'admin', '--json']);
+  await server.host.refresh();
+  const robot = await oidc.discovery(new URL(server.issuer), machine.client_id, {}, oidc.ClientSecretBasic(machine.client_secret), { execute: [oidc.allowInsecureRequests] });
+  const { access_token: token } = await oidc.clientCredentialsGrant(robot, { scope: 'admin', resource: ADMIN });
+  const { claims } = await signedIn();
+  const response = await fetch(`${ADMIN}/users/${claims.sub}`, { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ disabled: true }) });
+  t.is(response.status, 200, await response.text());
+  await logoutTokenFor(t, '/shop', shop.clientId, claims.sub, String(claims.sid));
+});
+
+test('in production a receiver on loopback is refused when sending, and the failure is reported', async (t) => {
+  const before = receiver.received.length;
+  const outcomes: string[] = [];
+  const sender = new BackchannelLogout({
+    issuer: server.issuer,
+    production: true,
+    retryDelaysMs: [],
+    findClient: async () => ({ backchannel_logout_uri: `${receiver.url}/production` }),
+    signingKeys: async () => server.withServices(async ({ keys }) => (await keys.material()).signingKeys),
+    onOutcome: (outcome, { error }) => outcomes.push(`${outcome}: ${(error as Error | undefined)?.message ?? ''}`),
+  });
+  sender.notify('some-client', 'some-sub', 'some-sid');
+  await sender.idle();
+  t.is(outcomes.length, 1);
+  t.regex(outcomes[0]!, /^failed: localhost is a loopback or private address, refused in production/);
+  t.is(receiver.received.length, before, 'nothing reached the receiver');
 });
 
 test('a receiver that fails is tried again, and the failure is counted', async (t) => {
