@@ -10,20 +10,23 @@ import compose from 'koa-compose';
 import send from 'koa-send';
 
 import { accountRouter } from './account/router.ts';
-import { registrationApiRouter } from './api/registration.ts';
+import { registrationApi } from './api/registration.ts';
 import type { Config } from './config.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { SessionLogout } from './domain/backchannel-logout.ts';
 import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
+import type { IdentityService } from './domain/identities.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
 import type { SecondFactorService } from './domain/second-factors.ts';
+import type { UpstreamService } from './domain/upstreams.ts';
 import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { viewsMiddleware } from './http/views.ts';
+import type { UpstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
 import type { Logger } from './log.ts';
@@ -60,6 +63,10 @@ export interface AppDependencies {
   metrics: Metrics;
   /** The store's ping, for /readyz. */
   pingStore(): Promise<void>;
+  /** Sign-in through upstream identity providers (interaction/first-factors/upstream.ts), and linking them on the account page. */
+  upstreamSignIn: UpstreamSignIn;
+  upstreams: UpstreamService;
+  identities: IdentityService;
   /** Public base URL of the mTLS endpoints (MTLS_URL, or Tessera's own mTLS listener), when there are any. */
   mtlsUrl?: string | undefined;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
@@ -98,7 +105,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, logout }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities, logout }: AppDependencies): Koa {
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
@@ -144,18 +151,21 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     production: config.env === 'production',
   }));
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams: upstreamSignIn });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+  app.use(upstreamSignIn.callbackRouter().routes());
   const recovery = recoveryRouter({ accounts, emailVerification, passwordReset, rateLimits, logger, events, secondFactors });
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
-  const account = accountRouter({ config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, logout });
+  const account = accountRouter({
+    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn, logout,
+  });
   app.use(account.routes());
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
   if (config.security.registrationApi) {
-    app.use(registrationApiRouter({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }).routes());
+    app.use(registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }));
   }
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.

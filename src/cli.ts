@@ -14,6 +14,7 @@ import { streams, withStreams, type CliStreams } from './cli/output.ts';
 import { pkiGroup } from './cli/pki.ts';
 import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
+import { upstreamsGroup } from './cli/upstreams.ts';
 import { usersGroup } from './cli/users.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { AppError } from './errors.ts';
@@ -25,6 +26,7 @@ export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Conne
   serve,
   clients: clientsGroup,
   resources: resourcesGroup,
+  upstreams: upstreamsGroup,
   users: usersGroup,
   keys: keysGroup,
   pki: pkiGroup,

@@ -56,7 +56,7 @@ export function runPrimary(config: Pick<Config, 'workers'>, logger: Logger, opti
       if (!stopping || slots.some((slot) => slot.worker !== undefined)) return;
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
-      if (failure) reject(new AppError('ERR_WORKERS', failure, { status: 500 }));
+      if (failure) reject(new AppError('ERR_WORKERS', failure));
       else resolve();
     };
 

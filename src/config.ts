@@ -59,6 +59,8 @@ export interface Config {
   readonly refreshReuseGraceSeconds: number;
   /** How often a running server looks for key and client changes made elsewhere (CLI, other instances). */
   readonly storePollSeconds: number;
+  /** Longest wait for one request to an upstream identity provider (discovery, token, JWKS, API). */
+  readonly upstreamTimeoutSeconds: number;
   /** Worker processes `tessera serve` runs (WORKERS; default one per core); 1 runs no cluster at all. */
   readonly workers: number;
   /**
@@ -71,6 +73,8 @@ export interface Config {
   readonly staticClients: readonly Record<string, unknown>[];
   /** Static resource servers from config/resources.json. */
   readonly staticResources: readonly StaticResource[];
+  /** Static upstream identity providers from config/upstreams.json; domain/upstreams.ts checks them in depth. */
+  readonly staticUpstreams: readonly StaticUpstream[];
   readonly tls: TlsConfig;
   readonly security: SecurityConfig;
   readonly mail: MailConfig;
@@ -143,6 +147,22 @@ export interface StaticResource {
   readonly scopeRoles?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
+/** An upstream provider as written in config/upstreams.json, its secret resolved (from the file or an environment variable). */
+export interface StaticUpstream {
+  readonly id: string;
+  readonly name?: string | undefined;
+  readonly preset?: string | undefined;
+  readonly issuer?: string | undefined;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly scopes?: readonly string[] | undefined;
+  readonly trustEmail: boolean;
+  readonly authorizationEndpoint?: string | undefined;
+  readonly tokenEndpoint?: string | undefined;
+  readonly userEndpoint?: string | undefined;
+  readonly emailsEndpoint?: string | undefined;
+}
+
 export interface TlsConfig {
   /** PEM certificate and key for the HTTPS listener (browsers) and the mTLS listener. */
   readonly cert: string | undefined;
@@ -167,7 +187,7 @@ export class ConfigError extends AppError {
   readonly problems: readonly string[];
 
   constructor(problems: string[]) {
-    super('ERR_CONFIG', problems.map((p) => `Configuration error: ${p}`).join('\n'), { status: 500, expose: false });
+    super('ERR_CONFIG', problems.map((p) => `Configuration error: ${p}`).join('\n'));
     this.problems = problems;
   }
 }
@@ -204,6 +224,7 @@ const envSchema = z.object({
   DEVICE_POLL_INTERVAL: integer(1, 60).default(5),
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
+  UPSTREAM_TIMEOUT_SECONDS: integer(1, 60).default(10),
   WORKERS: integer(1, 256).optional(),
   UV_THREADPOOL_SIZE: integer(1, 1024).optional(),
   TLS_CERT: z.string().min(1).optional(),
@@ -261,6 +282,25 @@ const resourcesFileSchema = z.array(z.object({
   for (const scope of Object.keys(resource.scope_roles ?? {})) {
     if (!resource.scopes.includes(scope)) ctx.addIssue({ code: 'custom', path: ['scope_roles', scope], message: 'is not one of the resource\'s scopes' });
   }
+}));
+
+/** Upstream providers as written in config/upstreams.json; the secret inline or, better, named by an environment variable. */
+const upstreamsFileSchema = z.array(z.object({
+  id: z.string().min(1),
+  name: z.string().min(1).optional(),
+  preset: z.string().optional(),
+  issuer: z.string().optional(),
+  client_id: z.string().min(1),
+  client_secret: z.string().min(1).optional(),
+  client_secret_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name').optional(),
+  scopes: z.array(z.string()).min(1).optional(),
+  trust_email: z.boolean().default(false),
+  authorization_endpoint: z.string().optional(),
+  token_endpoint: z.string().optional(),
+  user_endpoint: z.string().optional(),
+  emails_endpoint: z.string().optional(),
+}).strict().refine((upstream) => (upstream.client_secret === undefined) !== (upstream.client_secret_env === undefined), {
+  message: 'give exactly one of client_secret and client_secret_env',
 }));
 
 /** Client metadata is checked in depth by oidc-provider at startup; here only the shape a file must have. */
@@ -325,6 +365,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     problems.push(...resources.error.issues.map((issue) => describeIssue(issue, `${resourcesFile}: `)));
   }
 
+  const upstreamsFile = path.join(configDir, 'upstreams.json');
+  const upstreams = upstreamsFileSchema.safeParse(readJsonFile(upstreamsFile, problems) ?? []);
+  if (!upstreams.success) {
+    problems.push(...upstreams.error.issues.map((issue) => describeIssue(issue, `${upstreamsFile}: `)));
+  }
+  const staticUpstreams: StaticUpstream[] = [];
+  for (const [index, upstream] of (upstreams.success ? upstreams.data : []).entries()) {
+    const clientSecret = upstream.client_secret ?? env[upstream.client_secret_env ?? ''];
+    if (!clientSecret) problems.push(`${upstreamsFile}: ${index}.client_secret_env: ${upstream.client_secret_env} is not set`);
+    staticUpstreams.push({
+      id: upstream.id,
+      name: upstream.name,
+      preset: upstream.preset,
+      issuer: upstream.issuer,
+      clientId: upstream.client_id,
+      clientSecret: clientSecret ?? '',
+      scopes: upstream.scopes,
+      trustEmail: upstream.trust_email,
+      authorizationEndpoint: upstream.authorization_endpoint,
+      tokenEndpoint: upstream.token_endpoint,
+      userEndpoint: upstream.user_endpoint,
+      emailsEndpoint: upstream.emails_endpoint,
+    });
+  }
+
   const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = {
     cert: readPemFile('TLS_CERT', e.TLS_CERT, cwd, problems),
     key: readPemFile('TLS_KEY', e.TLS_KEY, cwd, problems),
@@ -381,9 +446,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     devicePollInterval: e.DEVICE_POLL_INTERVAL,
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
+    upstreamTimeoutSeconds: e.UPSTREAM_TIMEOUT_SECONDS,
     workers: e.WORKERS ?? availableParallelism(),
     threadPoolSize: e.UV_THREADPOOL_SIZE ?? 4,
     staticClients: clients.success ? clients.data : [],
+    staticUpstreams,
     staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }) })),
     tls,
     security: {

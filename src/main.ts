@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
+import { Federation } from './domain/federation.ts';
+import { upstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { renderPage } from './http/render.ts';
 import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
@@ -151,6 +153,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       keys: services.keys,
       revisions: store.revisions,
       adapter: createAdapterClass({ oidc: store.oidc, clients: services.clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
+      oidc: store.oidc,
       logger,
       render: renderPage,
       events: services.events,
@@ -174,6 +177,18 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      upstreams: services.upstreams,
+      identities: services.identities,
+      upstreamSignIn: upstreamSignIn({
+        upstreams: services.upstreams,
+        identities: services.identities,
+        federation: new Federation({ timeoutSeconds: config.upstreamTimeoutSeconds, production: config.env === 'production' }),
+        oidc: store.oidc,
+        rateLimits: services.rateLimits,
+        logger,
+        events: services.events,
+        flowTtlSeconds: config.ttl.interaction,
+      }),
       adminApi: config.security.adminApi ? adminApi({
         config,
         logger,

@@ -10,7 +10,7 @@ import { lockoutMessage } from './domain/account-mail.ts';
 import { AccountService } from './domain/accounts.ts';
 import { AuditService } from './domain/audit.ts';
 import { BackchannelLogout } from './domain/backchannel-logout.ts';
-import { ClientService } from './domain/clients.ts';
+import { ClientService, type ClientMetadataCheck } from './domain/clients.ts';
 import { SecurityEvents } from './domain/events.ts';
 import { notifyFactorChanges } from './domain/factor-notices.ts';
 import { KeyService } from './domain/keys.ts';
@@ -25,8 +25,13 @@ import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
+import { IdentityService } from './domain/identities.ts';
+import { UpstreamService } from './domain/upstreams.ts';
+import { UserImport } from './domain/user-import.ts';
 import { RateLimits } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
+import { createAdapterClass } from './oidc/adapter.ts';
+import { clientMetadataCheck } from './oidc/client-metadata-check.ts';
 import { currentRequest } from './request-context.ts';
 import type { Store } from './store/port.ts';
 
@@ -36,12 +41,17 @@ export interface Services {
   readonly resources: ResourceService;
   /** Roles of accounts (`tessera users roles`), released by the `roles` scope and limiting API scopes. */
   readonly roles: RoleService;
+  /** Upstream identity providers (Google, GitHub, any OpenID provider) and the identities linked through them. */
+  readonly upstreams: UpstreamService;
+  readonly identities: IdentityService;
   readonly keys: KeyService;
   readonly mailer: Mailer;
   readonly secret: MasterSecret;
   /** Verification links for new addresses (registration pages and API). */
   readonly emailVerification: EmailVerification;
   readonly passwordReset: PasswordReset;
+  /** `tessera users import/export` and the admin API's batch import: accounts with the hashes they came with. */
+  readonly userImport: UserImport;
   /** Store-backed rate limits; `rateLimits.secondFactor(ctx, sub)` before checking any second factor. */
   readonly rateLimits: RateLimits;
   /** TOTP, recovery codes, codes by email and passkeys: enrolment, checks, management. */
@@ -76,7 +86,11 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   const retainSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_TTL_SECONDS) + CLOCK_SKEW_SECONDS;
   // Clients check their resources exist, and resources create their own clients: tie the knot lazily.
   let resources: ResourceService | undefined;
-  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events, { production: config.env === 'production' });
+  // A client oidc-provider would refuse at every request is refused when created, with its reason
+  // (oidc/client-metadata-check.ts); the check needs the accounts and resources made below.
+  let metadataCheck: ClientMetadataCheck | undefined;
+  const checkMetadata: ClientMetadataCheck = (metadata) => metadataCheck!(metadata);
+  const clients = new ClientService(store.clients, store.revisions, config.staticClients, (audience) => resources!.find(audience), events, { production: config.env === 'production', checkMetadata });
   // The admin API is a resource server of Tessera's own (admin/resource.ts), there whenever the API is.
   const builtInResources = config.security.adminApi ? [adminResource(config.issuer)] : [];
   resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources, builtInResources);
@@ -108,11 +122,32 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     lockout,
     events,
   });
+  const upstreams = new UpstreamService({
+    repository: store.upstreams,
+    revisions: store.revisions,
+    staticUpstreams: config.staticUpstreams,
+    masterSecret: secret.value,
+    issuer: config.issuer,
+    production: config.env === 'production',
+    pollSeconds: config.storePollSeconds,
+    events,
+  });
+  const identities = new IdentityService(store.identities, store.accounts, events);
+  metadataCheck = clientMetadataCheck({
+    config,
+    accounts,
+    resources,
+    adapter: createAdapterClass({ oidc: store.oidc, clients, refreshReuseGraceSeconds: config.refreshReuseGraceSeconds }),
+    oidc: store.oidc,
+  });
   return {
     accounts,
     clients,
     resources,
+    upstreams,
+    identities,
     roles: new RoleService(store.accounts, events),
+    userImport: new UserImport(store.accounts),
     keys,
     mailer,
     secret,
@@ -130,6 +165,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       mailer,
       issuer: config.issuer,
       revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
+      identities,
       logout: backchannelLogout,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),

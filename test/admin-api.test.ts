@@ -20,6 +20,7 @@ import { hashClientSecret } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate, type KeyAndCertificate } from '../src/domain/pki.ts';
 import { runCliJson } from './helpers/cli.ts';
 import { eventually } from './helpers/eventually.ts';
+import { pythonBcrypt } from './helpers/foreign-hashes.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { discover, newPerson, signIn, staticClient, type Person } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -416,6 +417,35 @@ test('users: created without a password, the person is mailed a link to choose o
     return message.includes(address) && message.includes('/password/reset');
   })) || undefined, { what: 'the password link in the outbox', timeoutMs: 10_000 });
   t.pass();
+});
+
+test('users: a batch import takes hashes from other systems, reports bad records by position, and the old password signs in', async (t) => {
+  const imported = email('imported');
+  const records = [
+    { email: imported, password_hash: pythonBcrypt('the password from the old system'), roles: ['staff'], external_id: `ext-${imported}` },
+    { email: 'not an email' },
+    { email: email('weak'), password_hash: 'md5:5f4dcc3b5aa765d61d8327deb882cf99' },
+  ];
+  const dry = await api('POST', '/users/import', { body: { records, dry_run: true } });
+  t.is(dry.status, 200, JSON.stringify(dry.body));
+  t.like(dry.body, { dry_run: true, imported: 1 });
+  t.deepEqual((await api('GET', `/users?email=${encodeURIComponent(imported)}`)).body.items, [], 'the dry run wrote nothing');
+
+  const answer = await api('POST', '/users/import', { body: { records } });
+  t.like(answer.body, { dry_run: false, imported: 1, updated: 0, skipped: 0 });
+  t.deepEqual((answer.body.errors as Array<{ line: number }>).map((error) => error.line), [2, 3]);
+  t.regex(JSON.stringify(answer.body.errors), /invalid email.*weak hash/);
+  t.like((await api('POST', '/users/import', { body: { records: records.slice(0, 1) } })).body, { imported: 0, skipped: 1 });
+
+  const page = await attemptSignIn(server, imported, 'the password from the old system');
+  t.is(page.status, 303);
+  const account = await server.withServices(({ accounts }) => accounts.findByEmail(imported));
+  t.regex(account?.passwordHash ?? '', /^\$argon2id\$/);
+  t.deepEqual(account?.roles, ['staff']);
+
+  const tooMany = await api('POST', '/users/import', { body: { records: Array.from({ length: 201 }, () => ({ email: 'a@example.com' })) } });
+  t.is(tooMany.status, 400);
+  t.is((await api('POST', '/users/import', { body: { records: [], extra: 1 } })).status, 400);
 });
 
 test('users: unlock lifts a lockout, roles are given and taken, second factors are reset', async (t) => {

@@ -233,7 +233,7 @@ test('users list shows accounts without password hashes', async (t) => {
   t.is(users.length, 1);
   t.like(users[0], { sub, email: 'ada@example.com', email_verified: false, name: 'Ada', disabled: false });
   t.false(/hash|argon2/i.test(listed.stdout));
-  t.deepEqual(Object.keys(users[0] ?? {}).sort(), ['created_at', 'disabled', 'email', 'email_verified', 'name', 'roles', 'sub', 'updated_at']);
+  t.deepEqual(Object.keys(users[0] ?? {}).sort(), ['created_at', 'disabled', 'email', 'email_verified', 'identities', 'name', 'roles', 'sub', 'updated_at']);
 
   const human = await cli(['users', 'list']);
   t.regex(human.stdout, /^EMAIL\s+SUB\s+STATUS/);

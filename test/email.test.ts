@@ -93,15 +93,17 @@ test('registration sends a single-use link that confirms the address, and email_
   t.regex(replay.body, /expired or was already used/);
 });
 
-test('a verification link stops working when it expires', async (t) => {
-  const fixture = await setUp(t, { EMAIL_VERIFICATION_TTL: '1' });
+// Real-clock expiry: on its own, before the file's concurrent tests, and with a
+// lifetime of 3 s, so a busy machine delivering the mail does not outlast it.
+test.serial('a verification link stops working when it expires', async (t) => {
+  const fixture = await setUp(t, { EMAIL_VERIFICATION_TTL: '3' });
   const person = newPerson();
   await registerThroughPage(fixture, person);
   const link = linkIn(await fixture.mail.waitFor((mail) => mail.to === person.email), `${fixture.server.issuer}/email/verify?token=`);
   const browser = new UserAgent();
   const confirm = await browser.request(link);
   t.is(confirm.status, 200, 'live at first');
-  await delay(2100);
+  await delay(3100);
   t.is((await browser.request(link)).status, 400);
   const late = await post(browser, confirm, '/email/verify');
   t.is(late.status, 400);
@@ -305,8 +307,8 @@ test('asking to reset the password of an unknown email looks exactly like a know
   t.deepEqual(fixture.mail.messages.map((mail) => mail.to), [person.email]);
 });
 
-test('a reset link expires, and a reset lifts a lockout', async (t) => {
-  const fixture = await setUp(t, { PASSWORD_RESET_TTL: '1' });
+test.serial('a reset link expires, and a reset lifts a lockout', async (t) => {
+  const fixture = await setUp(t, { PASSWORD_RESET_TTL: '3' });
   const person = newPerson();
   await fixture.server.withServices(({ accounts }) => accounts.register({ email: person.email, password: person.password }));
   /** Asks for a reset link and returns it from the mail that follows. */
@@ -322,7 +324,7 @@ test('a reset link expires, and a reset lifts a lockout', async (t) => {
   const first = await ask();
   const form = await first.browser.request(first.link);
   t.is(form.status, 200);
-  await delay(2100);
+  await delay(3100);
   const late = await post(first.browser, form, '/password/reset', { password: 'a brand new passphrase', password_confirmation: 'a brand new passphrase' });
   t.is(late.status, 400);
   t.regex(late.body, /expired or was already used/);

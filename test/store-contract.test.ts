@@ -19,7 +19,7 @@ import { isAppError } from '../src/errors.ts';
 import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
 import { openStore } from '../src/store/open-store.ts';
 import type {
-  Account, AccountChanges, AuditQuery, AuditRecord, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
+  Account, AccountChanges, AuditQuery, AuditRecord, ImportedAccountFields, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
 } from '../src/store/port.ts';
 import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
@@ -103,6 +103,9 @@ function retirement(at: number, keepFor: number) {
 
 function defineContract(name: string, createLane: LaneFactory): void {
   const it = (title: string, body: (t: ExecutionContext) => Promise<void>) => test(`${name}: ${title}`, body);
+  // Tests that read the real clock run on their own, before the concurrent ones: a busy event loop
+  // in this file (every other case at once) must not outlast the record's lifetime.
+  const itOnItsOwn = (title: string, body: (t: ExecutionContext) => Promise<void>) => test.serial(`${name}: ${title}`, body);
 
   // --- oidc-provider records ---------------------------------------------------------------------
 
@@ -267,7 +270,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.oidc.findByUserCode('DeviceCode', 'CODE-1'), { uid: 'u-1', userCode: 'CODE-1' });
   });
 
-  it('a record expires by the real clock when the store has no injected clock', async (t) => {
+  itOnItsOwn('a record expires by the real clock when the store has no injected clock', async (t) => {
     const { open } = await setUp(t, createLane);
     const store = await open({});
     // Three seconds of life: long enough that a loaded CI machine still reads it back in time.
@@ -530,6 +533,42 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is((await store.accounts.findBySub('sub-1'))?.passwordHash, before?.passwordHash);
   });
 
+  it('importAccounts writes accounts whole, finds them by external id, and skips a taken email or an account changed since it was read', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const fields = (email: string, extra: Partial<ImportedAccountFields> = {}): ImportedAccountFields => ({
+      email, emailVerified: true, passwordHash: '$2b$04$abcdefghijklmnopqrstuuNhTXo0zgSrcGd1NZ4vY0ZJc9kcA3N6e', roles: ['imported'], importDigest: `digest-${email}`, ...extra,
+    });
+    await store.accounts.create(account('native', 'native@example.com'));
+    const createdAt = new Date('2019-01-02T03:04:05.000Z');
+    t.deepEqual(await store.accounts.importAccounts([
+      { kind: 'create', sub: 'imp-1', createdAt, fields: fields('one@example.com', { externalId: 'ext-1', name: 'One', givenName: 'O' }) },
+      { kind: 'create', sub: 'imp-2', createdAt, fields: fields('native@example.com') },
+      { kind: 'create', sub: 'imp-3', createdAt, fields: fields('three@example.com', { externalId: 'ext-1' }) },
+      { kind: 'create', sub: 'imp-4', createdAt, fields: fields('four@example.com', { passwordHash: undefined }) },
+    ]), [true, false, false, true], 'a taken email or external id is refused, the rest of the batch goes on');
+    const one = await store.accounts.findByExternalId('ext-1');
+    t.like(one, { sub: 'imp-1', email: 'one@example.com', emailVerified: true, roles: ['imported'], name: 'One', givenName: 'O', externalId: 'ext-1', importDigest: 'digest-one@example.com', disabled: false, failedSignIns: 0 });
+    t.is(one?.createdAt.getTime(), createdAt.getTime());
+    const four = await store.accounts.findByEmail('four@example.com');
+    t.true(four !== undefined && !('passwordHash' in four), 'an account without a password');
+    t.is(await store.accounts.findBySub('imp-3'), undefined);
+    t.is(await store.accounts.findByExternalId('nobody'), undefined);
+
+    clock.advance(SECOND);
+    t.deepEqual(await store.accounts.importAccounts([
+      { kind: 'update', sub: 'imp-1', expectedUpdatedAt: one!.updatedAt, fields: fields('moved@example.com', { externalId: 'ext-1', familyName: 'F' }) },
+    ]), [true]);
+    const moved = await store.accounts.findBySub('imp-1');
+    t.like(moved, { email: 'moved@example.com', familyName: 'F', externalId: 'ext-1' });
+    t.false(moved !== undefined && ('name' in moved || 'givenName' in moved), 'fields the record no longer has are cleared');
+    clock.advance(SECOND);
+    await store.accounts.update('imp-1', { name: 'Changed By Hand' });
+    t.deepEqual(await store.accounts.importAccounts([
+      { kind: 'update', sub: 'imp-1', expectedUpdatedAt: moved!.updatedAt, fields: fields('again@example.com', { externalId: 'ext-1' }) },
+    ]), [false], 'a change made since the read wins');
+    t.is((await store.accounts.findBySub('imp-1'))?.name, 'Changed By Hand');
+  });
+
   it('countSignInAttempt counts before the check, and not while the account is locked', async (t) => {
     const { store, clock } = await setUp(t, createLane);
     await store.accounts.create(account('sub-1', 'attempt@example.com'));
@@ -685,12 +724,12 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.revisions.get('clients'), before + 4);
   });
 
-  it('creating a client with a taken id fails with ERR_CLIENT_INVALID and changes nothing', async (t) => {
+  it('creating a client with a taken id fails with ERR_CLIENT_EXISTS and changes nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.clients.create({ clientId: 'app-1', metadata: { version: 1 } });
     const revision = await store.revisions.get('clients');
 
-    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_INVALID' });
+    await t.throwsAsync(store.clients.create({ clientId: 'app-1', metadata: { version: 2 } }), { code: 'ERR_CLIENT_EXISTS' });
     t.deepEqual((await store.clients.find('app-1'))?.metadata, { version: 1 });
     t.is(await store.revisions.get('clients'), revision);
   });
@@ -703,7 +742,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const results = await Promise.allSettled(attempts);
     t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
-    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_INVALID')));
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_CLIENT_EXISTS')));
     t.is(await store.revisions.get('clients'), before + 1);
   });
 
@@ -764,13 +803,13 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual((await store.resources.find('https://api.example'))?.scopes, ['read']);
   });
 
-  it('creating a resource server with a taken audience fails with ERR_RESOURCE_INVALID and changes nothing', async (t) => {
+  it('creating a resource server with a taken audience fails with ERR_RESOURCE_EXISTS and changes nothing', async (t) => {
     const { store } = await setUp(t, createLane);
     const original = await store.resources.create(resource('https://api.example', { name: 'First' }));
     const revision = await store.revisions.get('resources');
 
-    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_INVALID' });
-    t.true(isAppError(error, 'ERR_RESOURCE_INVALID') && error.status === 409);
+    const error = await t.throwsAsync(store.resources.create(resource('https://api.example', { name: 'Second', format: 'opaque' })), { code: 'ERR_RESOURCE_EXISTS' });
+    t.true(isAppError(error, 'ERR_RESOURCE_EXISTS') && error.status === 409);
     t.deepEqual(await store.resources.list(), [original]);
     t.is(await store.revisions.get('resources'), revision);
   });
@@ -785,7 +824,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const results = await Promise.allSettled(attempts);
     t.is(results.filter((result) => result.status === 'fulfilled').length, 1);
-    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_INVALID')));
+    t.true(results.every((result) => result.status === 'fulfilled' || isAppError(result.reason, 'ERR_RESOURCE_EXISTS')));
     t.is((await store.resources.list()).length, 1);
     t.is(await store.revisions.get('resources'), before + 1);
   });
@@ -817,6 +856,56 @@ function defineContract(name: string, createLane: LaneFactory): void {
     // A near-miss is a different audience, so it can be created alongside.
     await store.resources.create(resource('https://api.example/v1/'));
     t.deepEqual((await store.resources.list()).map((r) => r.audience).sort(), ['https://api.example/v1', 'https://api.example/v1/']);
+  });
+
+  // --- upstream providers and identities ----------------------------------------------------------
+
+  it('an upstream provider can be created, found, listed oldest first and deleted, and each change bumps the upstreams revision', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const before = await store.revisions.get('upstreams');
+    const clientsBefore = await store.revisions.get('clients');
+    const settings = { name: 'Zeta ID', kind: 'oidc', issuer: 'https://id.example', clientId: 'tessera', scopes: ['openid', 'email'], trustEmail: false };
+    const created = await store.upstreams.create({ id: 'zeta', settings, encryptedClientSecret: 'v1.sealed' });
+    t.deepEqual(created, { id: 'zeta', settings, encryptedClientSecret: 'v1.sealed', createdAt: new Date(clock.now()) });
+    t.deepEqual(await store.upstreams.find('zeta'), created);
+    clock.advance(SECOND);
+    const second = await store.upstreams.create({ id: 'alpha', settings: { ...settings, name: 'Alpha' }, encryptedClientSecret: 'v1.other' });
+    t.deepEqual(await store.upstreams.list(), [created, second]);
+    t.is(await store.revisions.get('upstreams'), before + 2);
+    await t.throwsAsync(store.upstreams.create({ id: 'zeta', settings, encryptedClientSecret: 'v1.again' }), { code: 'ERR_UPSTREAM_EXISTS' });
+    t.deepEqual(await store.upstreams.find('zeta'), created, 'a refused create leaves the first one as it was');
+
+    t.true(await store.upstreams.delete('zeta'));
+    t.false(await store.upstreams.delete('zeta'));
+    t.is(await store.upstreams.find('zeta'), undefined);
+    t.deepEqual(await store.upstreams.list(), [second]);
+    t.is(await store.revisions.get('upstreams'), before + 3);
+    t.is(await store.revisions.get('clients'), clientsBefore, 'upstream writes leave the clients revision alone');
+  });
+
+  it('an upstream identity belongs to one account only, keyed by upstream and subject, and is listed by account', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    const at = new Date(clock.now());
+    const first = await store.identities.create({ upstreamId: 'google', subject: '1001', accountSub: 'sub-1', email: 'ada@example.com', createdAt: at });
+    t.deepEqual(first, { upstreamId: 'google', subject: '1001', accountSub: 'sub-1', email: 'ada@example.com', createdAt: at });
+    t.deepEqual(await store.identities.find('google', '1001'), first);
+    t.is(await store.identities.find('github', '1001'), undefined, 'the same subject at another upstream is another identity');
+    const later = new Date(clock.now() + SECOND);
+    const second = await store.identities.create({ upstreamId: 'github', subject: '1001', accountSub: 'sub-1', createdAt: later });
+    t.false('email' in second);
+    await store.identities.create({ upstreamId: 'google', subject: '2002', accountSub: 'sub-2', createdAt: at });
+
+    // Concurrent links of one upstream identity: exactly one wins, whichever account asked.
+    const attempts = await Promise.allSettled(['sub-3', 'sub-4', 'sub-5'].map((accountSub) =>
+      store.identities.create({ upstreamId: 'gitlab', subject: '7', accountSub, createdAt: at })));
+    t.is(attempts.filter((attempt) => attempt.status === 'fulfilled').length, 1);
+    for (const attempt of attempts) if (attempt.status === 'rejected') t.true(isAppError(attempt.reason, 'ERR_IDENTITY_TAKEN'));
+
+    t.deepEqual(await store.identities.listByAccount('sub-1'), [first, second]);
+    t.false(await store.identities.delete('google', '1001', 'sub-2'), 'an identity is only removed from the account it belongs to');
+    t.true(await store.identities.delete('google', '1001', 'sub-1'));
+    t.deepEqual(await store.identities.listByAccount('sub-1'), [second]);
+    t.deepEqual((await store.identities.listByAccount('sub-2')).map((identity) => identity.subject), ['2002']);
   });
 
   // --- keys ---------------------------------------------------------------------------------------
@@ -1100,7 +1189,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await reopened.resources.list(), [api]);
     t.deepEqual(await reopened.resources.find('https://api.example'), api);
     t.is(await reopened.revisions.get('resources'), resourcesRevision);
-    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_INVALID' }, 'so does audience uniqueness');
+    await t.throwsAsync(reopened.resources.create(resource('https://api.example')), { code: 'ERR_RESOURCE_EXISTS' }, 'so does audience uniqueness');
     await t.throwsAsync(reopened.accounts.create(account('sub-2', 'keep@example.com')), { code: 'ERR_EMAIL_TAKEN' }, 'uniqueness survives too');
   });
 }
@@ -1382,6 +1471,7 @@ test('mongodb: open creates the TTL, lookup and unique indexes', async (t) => {
   t.like(oidc.model_grantId, { key: { model: 1, grantId: 1 } });
   t.like(oidc.model_accountId, { key: { model: 1, 'payload.accountId': 1 } });
   t.like((await indexes('accounts')).email_unique, { key: { email: 1 }, unique: true });
+  t.like((await indexes('accounts')).externalId_unique, { key: { externalId: 1 }, unique: true });
   const rateLimits = await indexes('rate_limits');
   t.like(rateLimits.key_unique, { key: { key: 1 }, unique: true });
   t.like(rateLimits.expire_ttl, { key: { expire: -1 }, expireAfterSeconds: 0 });

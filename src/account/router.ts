@@ -17,18 +17,21 @@ import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { SecurityEvents } from '../domain/events.ts';
+import type { IdentityService } from '../domain/identities.ts';
 import { revokeAppTokens } from '../domain/password-reset.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
+import type { UpstreamService } from '../domain/upstreams.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
-import { describeScopes } from '../interaction/scopes.ts';
+import { describeScopes } from '../domain/scopes.ts';
+import type { UpstreamSignIn } from '../interaction/first-factors/upstream.ts';
 import type { Logger } from '../log.ts';
 import type { Account, OidcStore } from '../store/port.ts';
-import { accountSessions, destroySession, endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp, sessionHandle } from './activity.ts';
-import { ACCOUNT_CALLBACK_PATH } from './client.ts';
+import { accountSessions, destroySession, endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp, sessionHandle } from '../oidc/sessions-and-grants.ts';
+import { ACCOUNT_CALLBACK_PATH } from '../oidc/account-client.ts';
 import { OneTimeNotices } from './notices.ts';
 import { AccountSignIn, mayChangeFactors, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
 
@@ -43,6 +46,10 @@ export interface AccountRouterDependencies {
   events: SecurityEvents;
   /** The current-password check counts against the sign-in limits, like the sign-in page. */
   rateLimits: RateLimits;
+  /** Upstream providers, the identities linked through them, and the round trip that links another. */
+  upstreams: UpstreamService;
+  identities: IdentityService;
+  upstreamLinks: Pick<UpstreamSignIn, 'startLink' | 'takeLinkResult'>;
   /** The apps of the sessions ended here get logout tokens (OIDC Back-Channel Logout). */
   logout: SessionLogout;
 }
@@ -54,7 +61,7 @@ interface SignedIn {
   account: Account;
 }
 
-type Section = 'profile' | 'password' | 'security' | 'sessions' | 'apps';
+type Section = 'profile' | 'password' | 'security' | 'identities' | 'sessions' | 'apps';
 
 /** What a 303 back to the page says; fixed texts, so nothing from the request is reflected. */
 const DONE: Record<string, string> = {
@@ -70,6 +77,8 @@ const DONE: Record<string, string> = {
   'passkey-off': 'The passkey is removed.',
   'email-codes-on': 'Codes by email are turned on.',
   'email-codes-off': 'Codes by email are turned off.',
+  'identity-on': 'It is linked: you can sign in with it from now on.',
+  'identity-off': 'It is unlinked: it no longer signs in to this account.',
 };
 
 function signedIn(ctx: Context): SignedIn {
@@ -81,7 +90,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, logout }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -140,11 +149,14 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   async function showPage(ctx: Context, extra: { errors?: Partial<Record<Section, string>>; values?: Record<string, string> } = {}) {
     const { account, sessionId, session } = signedIn(ctx);
     const names = clientNames();
-    const [factors, sessions, apps] = await Promise.all([
+    const [factors, sessions, apps, linked, offered] = await Promise.all([
       secondFactors.summary(account.sub),
       listSessions(oidc, account.sub, sessionId, config.ttl.session, names),
       listConnectedApps(oidc, account.sub, names).then((list) => list.map((app) => ({ ...app, scopeWords: describeScopes(app.scopes) }))),
+      identities.list(account.sub),
+      upstreams.list(),
     ]);
+    const upstreamNames = new Map(offered.map((upstream) => [upstream.id, upstream.name]));
     const done = typeof ctx.query.done === 'string' ? DONE[ctx.query.done] : undefined;
     await renderPage(ctx, 'account', {
       title: 'Your account',
@@ -152,6 +164,8 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       factors,
       sessions: sessions.map((view) => ({ ...view, handle: sessionHandle(view.id) })),
       apps,
+      linkedIdentities: linked.map((identity) => ({ ...identity, upstreamName: upstreamNames.get(identity.upstreamId) ?? identity.upstreamId })),
+      linkableUpstreams: offered.filter((upstream) => !linked.some((identity) => identity.upstreamId === upstream.id)),
       done,
       errors: extra.errors ?? {},
       values: extra.values ?? {},
@@ -228,7 +242,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       // The same check as signing in: one argon2 verify, and every attempt counts towards the lockout first.
       if (!setting) {
         await accounts.authenticate(account.email, formField(ctx, 'current_password'), { purpose: 'password-change' }).catch((error: unknown) => {
-          throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_CREDENTIALS', 'Your current password is not right.', { status: 400 }) : error;
+          throw isAppError(error, 'ERR_INVALID_CREDENTIALS') ? new AppError('ERR_INVALID_INPUT', 'Your current password is not right.') : error;
         });
       }
       await accounts.setPassword(account.sub, next);
@@ -255,7 +269,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account, sessionId } = signedIn(ctx);
     const handle = formField(ctx, 'session');
     const session = (await accountSessions(oidc, account.sub)).find(({ id }) => sessionHandle(id) === handle);
-    if (!session) return refuse(ctx, 'sessions', new AppError('ERR_NOT_FOUND', 'That session has ended already.', { status: 404 }));
+    if (!session) return refuse(ctx, 'sessions', new AppError('ERR_NOT_FOUND', 'That session has ended already.'));
     await destroySession(provider(), oidc, session, logout);
     logger.info({ sub: account.sub, current: session.id === sessionId }, 'signed out of one session');
     events.emit({ type: 'session.ended', sub: account.sub, details: { count: 1, reason: 'signed_out_one' } });
@@ -267,7 +281,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const { account } = signedIn(ctx);
     const clientId = formField(ctx, 'client_id');
     if (!clientId || !(await revokeApp(provider(), oidc, account.sub, clientId))) {
-      return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.', { status: 404 }));
+      return refuse(ctx, 'apps', new AppError('ERR_NOT_FOUND', 'That app has no access to your account.'));
     }
     logger.info({ sub: account.sub, clientId }, 'app access revoked');
     events.emit({ type: 'consent.revoked', sub: account.sub, clientId });
@@ -326,7 +340,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   router.post('/recovery-codes', requireSignIn, requireRecentSignIn, async function regenerateRecoveryCodes(ctx) {
     const { account } = signedIn(ctx);
     if (!(await secondFactors.summary(account.sub)).enabled) {
-      return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.', { status: 409 }));
+      return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.'));
     }
     logger.info({ sub: account.sub }, 'recovery codes regenerated');
     await showNewRecoveryCodes(ctx, account.sub);
@@ -421,6 +435,45 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     }
     logger.info({ sub: account.sub }, 'passkey removed');
     seeOther(ctx, '/account?done=passkey-off#security');
+  });
+
+  // Identities at upstream providers: link another (a round trip to it), unlink one (never the last way to sign in).
+  router.post('/identities/link', requireSignIn, requireRecentSignIn, async function linkIdentity(ctx) {
+    const { account } = signedIn(ctx);
+    const upstream = await upstreams.find(formField(ctx, 'upstream'));
+    if (!upstream) return refuse(ctx, 'identities', new AppError('ERR_NOT_FOUND', 'That way to sign in is not offered.'));
+    await upstreamLinks.startLink(ctx, account.sub, upstream.id);
+  });
+
+  router.get('/identities/done', requireSignIn, async function finishLinkingIdentity(ctx) {
+    const { account } = signedIn(ctx);
+    const result = typeof ctx.query.handle === 'string' ? await upstreamLinks.takeLinkResult(ctx.query.handle, account.sub) : undefined;
+    if (!result) return refuse(ctx, 'identities', new AppError('ERR_UPSTREAM_FAILED', 'That link expired or was made already. Try again.'));
+    const existing = await identities.find(result.upstreamId, result.profile.subject);
+    if (existing && existing.accountSub !== account.sub) {
+      return refuse(ctx, 'identities', new AppError('ERR_IDENTITY_TAKEN', 'That account at the provider already signs in to another Tessera account.'));
+    }
+    if (!existing) {
+      try {
+        await identities.link(result.upstreamId, result.profile.subject, account.sub, result.profile.email, 'account_page');
+      } catch (error) {
+        return refuse(ctx, 'identities', error);
+      }
+    }
+    logger.info({ sub: account.sub, upstream: result.upstreamId }, 'upstream identity linked from the account page');
+    seeOther(ctx, '/account?done=identity-on#identities');
+  });
+
+  router.post('/identities/unlink', requireSignIn, requireRecentSignIn, async function unlinkIdentity(ctx) {
+    const { account } = signedIn(ctx);
+    try {
+      const removed = await identities.unlink(account.sub, formField(ctx, 'upstream'), formField(ctx, 'subject'));
+      if (!removed) throw new AppError('ERR_NOT_FOUND', 'That identity is not linked to your account.');
+    } catch (error) {
+      return refuse(ctx, 'identities', error);
+    }
+    logger.info({ sub: account.sub, upstream: formField(ctx, 'upstream') }, 'upstream identity unlinked');
+    seeOther(ctx, '/account?done=identity-off#identities');
   });
 
   return router;

@@ -17,7 +17,7 @@ import * as oidc from 'openid-client';
 
 import { AppError } from '../errors.ts';
 import { ACCOUNT_SESSION_COOKIE, ACCOUNT_SIGN_IN_COOKIE, hostCookieName } from '../http/cookie-names.ts';
-import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './client.ts';
+import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from '../oidc/account-client.ts';
 import { inProcessFetch } from './in-process-fetch.ts';
 
 const SESSION_COOKIE = ACCOUNT_SESSION_COOKIE;

@@ -21,11 +21,11 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet,
 
 import type { AccountService } from '../domain/accounts.ts';
 import { thumbprint } from '../domain/certificates.ts';
+import { AppError, isAppError, rateLimited } from '../errors.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { presentedCertificate } from '../oidc/client-certificates.ts';
 import { SIGNING_ALGORITHMS } from '../oidc/configuration.ts';
 import type { KeyRepository, RevisionRepository } from '../store/port.ts';
-import { AdminApiError } from './errors.ts';
 import { ADMIN_ROLE, ADMIN_SCOPE, adminAudience } from './resource.ts';
 
 /** Who made an admin request: a machine client acting for itself, or a person through an app. */
@@ -55,14 +55,14 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const KEY_SET_MAX_AGE_MS = 60_000;
 const CLOCK_TOLERANCE_SECONDS = 5;
 
-function invalidToken(description: string): AdminApiError {
-  return new AdminApiError(401, 'invalid_token', description, {
+function invalidToken(description: string): AppError {
+  return new AppError('ERR_INVALID_TOKEN', description, {
     headers: { 'WWW-Authenticate': `Bearer realm="${REALM}", error="invalid_token", error_description="${description}"` },
   });
 }
 
-function insufficientScope(description: string): AdminApiError {
-  return new AdminApiError(403, 'insufficient_scope', description, {
+function insufficientScope(description: string): AppError {
+  return new AppError('ERR_INSUFFICIENT_SCOPE', description, {
     headers: { 'WWW-Authenticate': `Bearer realm="${REALM}", error="insufficient_scope", scope="${ADMIN_SCOPE}", error_description="${description}"` },
   });
 }
@@ -71,7 +71,7 @@ function insufficientScope(description: string): AdminApiError {
 function bearerToken(ctx: Context): string {
   const header = ctx.get('Authorization');
   if (!header) {
-    throw new AdminApiError(401, 'invalid_token', 'Send an access token for the admin API: Authorization: Bearer TOKEN', {
+    throw new AppError('ERR_INVALID_TOKEN', 'Send an access token for the admin API: Authorization: Bearer TOKEN', {
       headers: { 'WWW-Authenticate': `Bearer realm="${REALM}", scope="${ADMIN_SCOPE}"` },
     });
   }
@@ -135,17 +135,16 @@ export class AdminAuthentication {
     this.#keys = new VerificationKeys(deps.keys, deps.revisions);
   }
 
-  /** Throws AdminApiError 401, 403 or 429; refused tokens count towards the per-address limit. */
+  /** Throws ERR_INVALID_TOKEN (401), ERR_INSUFFICIENT_SCOPE (403) or ERR_RATE_LIMITED (429); refused tokens count towards the per-address limit. */
   async authenticate(ctx: Context): Promise<AdminCaller> {
     const blockedMs = await this.#deps.rateLimits.adminBlockedFor(ctx);
     if (blockedMs) {
-      const seconds = Math.max(1, Math.ceil(blockedMs / 1000));
-      throw new AdminApiError(429, 'rate_limited', `Too many requests with a bad access token; retry after ${seconds} seconds`, { headers: { 'Retry-After': String(seconds) } });
+      throw rateLimited(blockedMs, 'Too many requests with a bad access token; retry after {seconds} seconds');
     }
     try {
       return await this.#check(ctx);
     } catch (error) {
-      if (error instanceof AdminApiError && error.status === 401) await this.#deps.rateLimits.adminFailure(ctx);
+      if (isAppError(error, 'ERR_INVALID_TOKEN')) await this.#deps.rateLimits.adminFailure(ctx);
       throw error;
     }
   }

@@ -4,7 +4,7 @@
  * none of them is ever reordered: accounts are never deleted, and a deleted client or resource only
  * shifts later pages by one, which a listing of configuration can live with).
  */
-import { invalidRequest } from './errors.ts';
+import { invalidRequest } from './route-steps.ts';
 
 const PREFIX = 'p1.';
 

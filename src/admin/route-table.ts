@@ -1,7 +1,9 @@
 /**
- * What an admin API route is: method, path, the schemas of its parts, and the function that answers.
- * One table of these (routes.ts) drives both the Koa router (router.ts) and the OpenAPI document
- * (openapi.ts), so what is documented and what answers cannot drift apart.
+ * What a JSON API route is: method, path, the schemas of its parts, and the function that answers.
+ * One table of these drives both the Koa router and the OpenAPI document (openapi.ts), so what is
+ * documented and what answers cannot drift apart: the admin API's table (routes.ts, router.ts), and
+ * the registration API's (api/registration.ts), which has its own prefix, callers and dependencies.
+ * The steps every such route goes through are route-steps.ts.
  */
 import type { Context } from 'koa';
 import type { z } from 'zod';
@@ -10,59 +12,65 @@ import type { AdminCaller } from './authentication.ts';
 import type { AdminApiDependencies } from './dependencies.ts';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
-export type Tag = 'Users' | 'Sessions and grants' | 'Clients' | 'Resource servers' | 'Keys' | 'Audit events';
+export type Tag = 'Users' | 'Sessions and grants' | 'Clients' | 'Resource servers' | 'Upstream providers' | 'Keys' | 'Audit events';
 
 type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
 type Reply<S> = S extends z.ZodType ? z.input<S> : void;
 
-export interface AdminRequest<P, Q, B> {
+export interface ApiRequest<P, Q, B, D, C> {
   readonly params: P;
   readonly query: Q;
   readonly body: B;
-  readonly caller: AdminCaller;
-  readonly deps: AdminApiDependencies;
+  /** Who is calling, as the API's own authentication found out (undefined for an API without any). */
+  readonly caller: C;
+  readonly deps: D;
   readonly ctx: Context;
   /** Adds details to the admin.action event this write records (ids of what it created, counts). */
   note(details: Record<string, string | number | boolean>): void;
 }
 
-export interface RouteSpec<P, Q, B, R> {
+export type AdminRequest<P, Q, B> = ApiRequest<P, Q, B, AdminApiDependencies, AdminCaller>;
+
+/** An error status a route documents; the table in errors.ts says what each means. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429 | 503;
+
+export interface RouteSpec<P, Q, B, R, D = AdminApiDependencies, C = AdminCaller, T extends string = Tag> {
   readonly method: HttpMethod;
-  /** Under /admin/api, OpenAPI style: `/users/{sub}`. */
+  /** Under the API's prefix (/admin/api), OpenAPI style: `/users/{sub}`. */
   readonly path: string;
   readonly operationId: string;
   readonly summary: string;
   readonly description?: string;
-  readonly tag: Tag;
+  readonly tag: T;
   readonly params?: P;
   readonly query?: Q;
   readonly body?: B;
   /** Absent: the answer is 204 with no body. */
   readonly response?: R;
   readonly status?: 200 | 201;
-  /** Statuses this route can answer besides the ones every route can (400, 401, 403, 429). */
-  readonly errors?: readonly (404 | 409 | 413 | 415 | 503)[];
-  handle(request: AdminRequest<Out<P>, Out<Q>, Out<B>>): Promise<Reply<R>>;
+  /** Statuses this route can answer besides the ones every route of its API can. */
+  readonly errors?: readonly ErrorStatus[];
+  handle(request: ApiRequest<Out<P>, Out<Q>, Out<B>, D, C>): Promise<Reply<R>>;
 }
 
 /** A route with its types erased, as the router and the document generator see it. */
-export interface Route {
+export interface Route<D = AdminApiDependencies, C = AdminCaller> {
   readonly method: HttpMethod;
   readonly path: string;
   readonly operationId: string;
   readonly summary: string;
   readonly description?: string;
-  readonly tag: Tag;
+  readonly tag: string;
   readonly params?: z.ZodObject;
   readonly query?: z.ZodObject;
   readonly body?: z.ZodType;
   readonly response?: z.ZodType;
   readonly status?: 200 | 201;
   readonly errors?: readonly number[];
-  handle(request: AdminRequest<unknown, unknown, unknown>): Promise<unknown>;
+  handle(request: ApiRequest<unknown, unknown, unknown, D, C>): Promise<unknown>;
 }
 
-/** Keeps a route's types precise while it is written, then files it in the table. */
+/** Keeps an admin route's types precise while it is written, then files it in the table. */
 export function defineRoute<
   const P extends z.ZodObject | undefined = undefined,
   const Q extends z.ZodObject | undefined = undefined,
@@ -70,6 +78,18 @@ export function defineRoute<
   const R extends z.ZodType | undefined = undefined,
 >(spec: RouteSpec<P, Q, B, R>): Route {
   return spec as unknown as Route;
+}
+
+/** The same for another API's table, with its own dependencies, caller and tags. */
+export function defineApiRoute<D, C, T extends string>() {
+  return function define<
+    const P extends z.ZodObject | undefined = undefined,
+    const Q extends z.ZodObject | undefined = undefined,
+    const B extends z.ZodType | undefined = undefined,
+    const R extends z.ZodType | undefined = undefined,
+  >(spec: RouteSpec<P, Q, B, R, D, C, T>): Route<D, C> {
+    return spec as unknown as Route<D, C>;
+  };
 }
 
 /** `/users/{sub}` -> `/users/:sub`, for the Koa router. */

@@ -3,29 +3,30 @@
  * resource servers, keys and audit events. Each entry names its schemas (schemas.ts) and answers
  * through the same domain services as the CLI, so the rules are the same whichever an operator uses.
  */
-import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../account/activity.ts';
 import { normalizeEmail, registrationSchema } from '../domain/accounts.ts';
 import { isLocked } from '../domain/lockout.ts';
 import { randomId } from '../domain/random.ts';
+import { AppError, isAppError } from '../errors.ts';
+import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
 import type { Account } from '../store/port.ts';
 import type { AdminApiDependencies } from './dependencies.ts';
-import { AdminApiError, conflict, invalidRequest, notFound } from './errors.ts';
 import { decodeCursor, encodeCursor, pageOf } from './pagination.ts';
+import { invalidRequest } from './route-steps.ts';
 import { defineRoute, type Route } from './route-table.ts';
 import * as schemas from './schemas.ts';
-import { auditEventView, clientKind, clientView, resourceView, sessionHandle, sessionView, userDetailsView, userView } from './views.ts';
+import { auditEventView, clientKind, clientView, resourceView, sessionHandle, sessionView, upstreamView, userDetailsView, userView } from './views.ts';
 
 // --- Users ---
 
 async function findUser(deps: AdminApiDependencies, sub: string): Promise<Account> {
   const account = await deps.services.accounts.findBySub(sub);
-  if (!account) throw notFound('There is no user with this sub');
+  if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no user with this sub');
   return account;
 }
 
 async function userDetails(deps: AdminApiDependencies, sub: string) {
   const account = await findUser(deps, sub);
-  return userDetailsView(account, await deps.services.secondFactors.summary(sub));
+  return userDetailsView(account, await deps.services.secondFactors.summary(sub), await deps.services.identities.list(sub));
 }
 
 function brief(deps: AdminApiDependencies, account: Account) {
@@ -125,6 +126,10 @@ const createUser = defineRoute({
       name: body.name,
       givenName: body.given_name,
       familyName: body.family_name,
+    }).catch((error: unknown) => {
+      // The admin API names every 409 `conflict` (its published contract); the field says which.
+      if (isAppError(error, 'ERR_EMAIL_TAKEN')) throw new AppError('ERR_CONFLICT', 'An account with this email already exists', { fields: { email: 'Already registered' } });
+      throw error;
     });
     note({ created_sub: account.sub });
     for (const role of body.roles ?? []) await roles.add(account.email, role);
@@ -134,6 +139,26 @@ const createUser = defineRoute({
       emailVerification.send(account).catch((error: unknown) => deps.logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
     }
     return { ...brief(deps, await findUser(deps, account.sub)), password_link_sent: body.password === undefined };
+  },
+});
+
+const importUsers = defineRoute({
+  method: 'post',
+  path: '/users/import',
+  operationId: 'importUsers',
+  tag: 'Users',
+  summary: 'Import a batch of users with their password hashes',
+  description: [
+    `The batch form of \`tessera users import\` (at most ${schemas.MAX_IMPORT_RECORDS} records a request): the same checks, matching and answer.`,
+    'Bad records are reported in `errors` by position and never stop the good ones; a re-run skips what was imported or changed since.',
+    'Hashes are kept as they are and become argon2id at each person\'s first sign-in.',
+  ].join(' '),
+  ...schemas.importUsers,
+  async handle({ body, deps, note }) {
+    const records = body.records.map((fields, index) => ({ line: index + 1, fields }));
+    const report = await deps.services.userImport.import(records, { dryRun: body.dry_run, allowWeakHashes: body.allow_weak_hashes });
+    note({ imported: report.imported, updated: report.updated, skipped: report.skipped, errors: report.errors.length, dry_run: report.dry_run });
+    return report;
   },
 });
 
@@ -252,7 +277,7 @@ const endSession = defineRoute({
   async handle({ params, deps }) {
     await findUser(deps, params.sub);
     const session = (await accountSessions(deps.oidc, params.sub)).find(({ id }) => sessionHandle(id) === params.session_id);
-    if (!session) throw notFound('The user has no session with this id');
+    if (!session) throw new AppError('ERR_NOT_FOUND', 'The user has no session with this id');
     await destroySession(deps.provider(), deps.oidc, session, deps.services.backchannelLogout);
   },
 });
@@ -308,7 +333,7 @@ const revokeGrant = defineRoute({
   ...schemas.revokeGrant,
   async handle({ params, deps }) {
     await findUser(deps, params.sub);
-    if (!(await revokeApp(deps.provider(), deps.oidc, params.sub, params.client_id))) throw notFound('The user granted this client nothing');
+    if (!(await revokeApp(deps.provider(), deps.oidc, params.sub, params.client_id))) throw new AppError('ERR_NOT_FOUND', 'The user granted this client nothing');
   },
 });
 
@@ -318,13 +343,13 @@ async function findClient(deps: AdminApiDependencies, clientId: string) {
   const configured = deps.services.clients.staticClient(clientId);
   if (configured) return { client_id: clientId, source: 'config' as const, metadata: configured };
   const stored = await deps.services.clients.findMetadata(clientId);
-  if (!stored) throw notFound('There is no client with this client_id');
+  if (!stored) throw new AppError('ERR_NOT_FOUND', 'There is no client with this client_id');
   return { client_id: clientId, source: 'store' as const, metadata: stored };
 }
 
 function refuseConfigured(deps: AdminApiDependencies, clientId: string): void {
   if (deps.services.clients.staticClient(clientId)) {
-    throw conflict('This client is configured in clients.json; change it there');
+    throw new AppError('ERR_CONFLICT', 'This client is configured in clients.json; change it there');
   }
 }
 
@@ -375,6 +400,7 @@ const createClient = defineRoute({
         redirectUris: body.redirect_uris,
         postLogoutRedirectUris: body.post_logout_redirect_uris,
         public: body.public,
+        native: body.application_type === 'native',
         requirePar: body.require_par,
         requireDpop: body.require_dpop,
         firstParty: body.first_party,
@@ -406,7 +432,7 @@ const deleteClient = defineRoute({
   ...schemas.deleteClient,
   async handle({ params, deps }) {
     refuseConfigured(deps, params.client_id);
-    if (!(await deps.services.clients.delete(params.client_id))) throw notFound('There is no client with this client_id');
+    if (!(await deps.services.clients.delete(params.client_id))) throw new AppError('ERR_NOT_FOUND', 'There is no client with this client_id');
   },
 });
 
@@ -507,7 +533,7 @@ const getResource = defineRoute({
   ...schemas.getResource,
   async handle({ params, deps }) {
     const found = (await allResources(deps)).find((resource) => resource.audience === params.audience);
-    if (!found) throw notFound('There is no resource server with this audience');
+    if (!found) throw new AppError('ERR_NOT_FOUND', 'There is no resource server with this audience');
     return found;
   },
 });
@@ -545,9 +571,84 @@ const deleteResource = defineRoute({
   ...schemas.deleteResource,
   async handle({ params, deps }) {
     const existing = (await allResources(deps)).find((resource) => resource.audience === params.audience);
-    if (existing?.source === 'builtin') throw conflict('This resource server is built into Tessera');
-    if (existing?.source === 'config') throw conflict('This resource server is configured in resources.json; change it there');
-    if (!(await deps.services.resources.delete(params.audience))) throw notFound('There is no resource server with this audience');
+    if (existing?.source === 'builtin') throw new AppError('ERR_CONFLICT', 'This resource server is built into Tessera');
+    if (existing?.source === 'config') throw new AppError('ERR_CONFLICT', 'This resource server is configured in resources.json; change it there');
+    if (!(await deps.services.resources.delete(params.audience))) throw new AppError('ERR_NOT_FOUND', 'There is no resource server with this audience');
+  },
+});
+
+// --- Upstream identity providers ---
+
+async function allUpstreams(deps: AdminApiDependencies) {
+  const { upstreams } = deps.services;
+  return (await upstreams.list()).map((upstream) => upstreamView(upstream, upstreams.redirectUri(upstream.id)));
+}
+
+const listUpstreams = defineRoute({
+  method: 'get',
+  path: '/upstreams',
+  operationId: 'listUpstreams',
+  tag: 'Upstream providers',
+  summary: 'Upstream identity providers people may sign in with: from upstreams.json and from the store',
+  ...schemas.listUpstreams,
+  handle: async ({ query, deps }) => pageOf(await allUpstreams(deps), query, (upstream) => upstream),
+});
+
+const getUpstream = defineRoute({
+  method: 'get',
+  path: '/upstreams/{id}',
+  operationId: 'getUpstream',
+  tag: 'Upstream providers',
+  summary: 'An upstream identity provider (never its client secret)',
+  errors: [404],
+  ...schemas.getUpstream,
+  async handle({ params, deps }) {
+    const found = (await allUpstreams(deps)).find((upstream) => upstream.id === params.id);
+    if (!found) throw new AppError('ERR_NOT_FOUND', 'There is no upstream provider with this id');
+    return found;
+  },
+});
+
+const createUpstream = defineRoute({
+  method: 'post',
+  path: '/upstreams',
+  operationId: 'createUpstream',
+  tag: 'Upstream providers',
+  summary: 'Add an upstream identity provider; answers with the redirect URI to register there',
+  status: 201,
+  errors: [409, 413, 415],
+  ...schemas.createUpstream,
+  async handle({ body, deps }) {
+    const { upstream, redirectUri } = await deps.services.upstreams.create({
+      id: body.id,
+      name: body.name,
+      preset: body.preset,
+      issuer: body.issuer,
+      clientId: body.client_id,
+      clientSecret: body.client_secret,
+      scopes: body.scopes,
+      trustEmail: body.trust_email,
+      authorizationEndpoint: body.authorization_endpoint,
+      tokenEndpoint: body.token_endpoint,
+      userEndpoint: body.user_endpoint,
+      emailsEndpoint: body.emails_endpoint,
+    });
+    return upstreamView(upstream, redirectUri);
+  },
+});
+
+const deleteUpstream = defineRoute({
+  method: 'delete',
+  path: '/upstreams/{id}',
+  operationId: 'deleteUpstream',
+  tag: 'Upstream providers',
+  summary: 'Remove an upstream provider kept in the store',
+  description: 'Identities linked through it stay on their accounts but cannot sign in until an upstream with this id exists again.',
+  errors: [404, 409],
+  ...schemas.deleteUpstream,
+  async handle({ params, deps }) {
+    if (deps.services.upstreams.isStatic(params.id)) throw new AppError('ERR_CONFLICT', 'This upstream provider is configured in upstreams.json; change it there');
+    if (!(await deps.services.upstreams.delete(params.id))) throw new AppError('ERR_NOT_FOUND', 'There is no upstream provider with this id');
   },
 });
 
@@ -595,7 +696,7 @@ const listAuditEvents = defineRoute({
   errors: [503],
   ...schemas.listAuditEvents,
   async handle({ query, deps }) {
-    if (!deps.audit) throw new AdminApiError(503, 'temporarily_unavailable', 'The audit trail is not available in this instance');
+    if (!deps.audit) throw new AppError('ERR_FEATURE_UNAVAILABLE', 'The audit trail is not available in this instance');
     const page = await deps.audit.query({
       limit: query.limit,
       ...(query.cursor !== undefined && { before: query.cursor }),
@@ -610,10 +711,11 @@ const listAuditEvents = defineRoute({
 });
 
 export const ADMIN_ROUTES: readonly Route[] = [
-  listUsers, createUser, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
+  listUsers, createUser, importUsers, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
   listUserSessions, endAllSessions, endSession, listGrants, revokeGrant,
   listClients, createClient, getClient, deleteClient, addCertificate, removeCertificate, addTlsSubject, removeTlsSubject,
   listResources, createResource, getResource, deleteResource,
+  listUpstreams, createUpstream, getUpstream, deleteUpstream,
   listKeys, rotateKeys,
   listAuditEvents,
 ];

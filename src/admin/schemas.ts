@@ -69,7 +69,16 @@ export const user = z.object({
   updated_at: timestamp,
 }).meta({ id: 'User' });
 
+export const identity = z.object({
+  upstream: z.string().meta({ description: 'The upstream provider\'s id' }),
+  subject: z.string().meta({ description: 'The person\'s subject identifier at the upstream' }),
+  email: z.string().optional(),
+  linked_at: timestamp,
+}).meta({ id: 'Identity' });
+
 export const userDetails = user.extend({
+  password: z.boolean().meta({ description: 'Whether the account has a password (accounts born at an upstream provider have none until one is set)' }),
+  identities: z.array(identity).meta({ description: 'Identities at upstream providers that sign in to this account' }),
   second_factors: z.object({
     totp: z.boolean(),
     passkeys: z.number().int(),
@@ -104,6 +113,32 @@ export const createUser = {
   }),
   response: user.extend({
     password_link_sent: z.boolean().meta({ description: 'A link to choose a password was mailed (no password was given)' }),
+  }),
+};
+
+/** Records per import request: a batch of them fits the admin API's 64 KB body even with bcrypt hashes. */
+export const MAX_IMPORT_RECORDS = 200;
+
+const importLine = z.number().int().meta({ description: 'The record\'s position in `records`, from 1' });
+
+export const importUsers = {
+  body: z.strictObject({
+    records: z.array(z.record(z.string(), z.unknown())).min(1).max(MAX_IMPORT_RECORDS).meta({
+      description: 'Accounts in the fields of `tessera users import` (email, name, given_name, family_name, email_verified, roles, created_at, external_id, password_hash, password_salt, password_salt_position); each is checked on its own',
+    }),
+    dry_run: z.boolean().optional().meta({ description: 'Check and report, writing nothing' }),
+    allow_weak_hashes: z.boolean().optional().meta({ description: 'Accept sha256:, sha1: and md5: digests' }),
+  }),
+  response: z.object({
+    dry_run: z.boolean(),
+    imported: z.number().int(),
+    updated: z.number().int(),
+    skipped: z.number().int(),
+    errors: z.array(z.object({ line: importLine, reason: z.string() })),
+    skipped_records: z.array(z.object({ line: importLine, email: z.string(), reason: z.string() })),
+    weak_hashes: z.array(z.object({ line: importLine, email: z.string(), algorithm: z.string() })),
+    notes: z.array(z.object({ line: importLine, note: z.string() })),
+    without_password: z.array(z.string()).meta({ description: 'Emails of accounts imported without a password' }),
   }),
 };
 
@@ -169,6 +204,7 @@ export const client = z.object({
   grant_types: z.array(z.string()),
   redirect_uris: z.array(z.string()).optional(),
   post_logout_redirect_uris: z.array(z.string()).optional(),
+  application_type: z.enum(['web', 'native']).optional(),
   resources: z.record(z.string(), z.array(z.string())).optional().meta({ description: 'Machine client: scopes it may get, per resource server audience' }),
   roles: z.array(z.string()).optional(),
   resource_server: z.string().optional().meta({ description: 'The audience whose tokens this client introspects and revokes' }),
@@ -200,10 +236,11 @@ const relyingPartyBody = z.strictObject({
   name: displayName,
   redirect_uris: z.array(z.string().max(2048)).min(1, 'at least one redirect URI is required').max(20),
   post_logout_redirect_uris: z.array(z.string().max(2048)).max(20).optional(),
-  public: z.boolean().optional().meta({ description: 'A public client (SPA, native app): no secret, PKCE alone' }),
+  public: z.boolean().optional().meta({ description: 'A public client (a single-page app): no secret, PKCE alone' }),
+  application_type: z.enum(['web', 'native']).optional().meta({ description: 'native (RFC 8252): public, loopback redirect URIs match any port, private-use schemes (com.example.app:/cb) allowed. Default web' }),
   require_par: z.boolean().optional(),
   require_dpop: z.boolean().optional(),
-  first_party: z.boolean().optional().meta({ description: 'May register people with POST /api/accounts' }),
+  first_party: z.boolean().optional().meta({ description: 'One of the operator\'s own apps: never shows the consent page, may register people with POST /api/accounts' }),
   require_mfa: z.boolean().optional(),
 });
 
@@ -280,6 +317,48 @@ export const createResource = {
 };
 
 export const deleteResource = { params: audienceParams };
+
+// --- Upstream identity providers ---
+
+export const upstream = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['oidc', 'github']),
+  preset: z.enum(['google', 'microsoft', 'github', 'gitlab']).optional(),
+  issuer: z.string().optional(),
+  authorization_endpoint: z.string().optional(),
+  token_endpoint: z.string().optional(),
+  user_endpoint: z.string().optional(),
+  emails_endpoint: z.string().optional(),
+  client_id: z.string(),
+  scopes: z.array(z.string()),
+  trust_email: z.boolean(),
+  source: z.enum(['config', 'store']),
+  redirect_uri: z.string().meta({ description: 'The redirect URI to register at the upstream' }),
+}).meta({ id: 'Upstream' });
+
+const upstreamParams = z.strictObject({ id: z.string().regex(/^[a-z0-9-]{1,40}$/, 'must be an upstream id') });
+
+export const listUpstreams = { query: z.strictObject(pageQuery), response: page(upstream) };
+export const getUpstream = { params: upstreamParams, response: upstream };
+export const createUpstream = {
+  body: z.strictObject({
+    id: z.string().max(40),
+    name: z.string().trim().min(1).max(60).optional(),
+    preset: z.enum(['google', 'microsoft', 'github', 'gitlab']).optional(),
+    issuer: z.string().max(2048).optional(),
+    client_id: z.string().min(1).max(512),
+    client_secret: z.string().min(1).max(4096).meta({ description: 'Kept sealed with TESSERA_SECRET; never shown again' }),
+    scopes: z.array(scope).min(1).max(50).optional(),
+    trust_email: z.boolean().optional(),
+    authorization_endpoint: z.string().max(2048).optional(),
+    token_endpoint: z.string().max(2048).optional(),
+    user_endpoint: z.string().max(2048).optional(),
+    emails_endpoint: z.string().max(2048).optional(),
+  }),
+  response: upstream,
+};
+export const deleteUpstream = { params: upstreamParams };
 
 // --- Keys ---
 

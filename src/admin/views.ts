@@ -3,12 +3,13 @@
  * secret (no password hash, no client secret, no session cookie value). The response schemas
  * (schemas.ts) strip anything else on the way out, as a second line.
  */
-import { sessionHandle, type SessionView } from '../account/activity.ts';
+import { sessionHandle, type SessionView } from '../oidc/sessions-and-grants.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
 import type { ResourceServer } from '../domain/resources.ts';
 import type { SecondFactorSummary } from '../domain/second-factors.ts';
-import type { Account } from '../store/port.ts';
+import type { Upstream } from '../domain/upstreams.ts';
+import type { Account, FederatedIdentity } from '../store/port.ts';
 
 /** An account as the admin API and `tessera users list` show it. */
 export function accountView(account: Account) {
@@ -32,9 +33,41 @@ export function userView(account: Account, secondFactor: boolean) {
   return { ...accountView(account), second_factor: secondFactor };
 }
 
-export function userDetailsView(account: Account, factors: SecondFactorSummary) {
+/** An identity at an upstream provider linked to an account (admin API, `tessera users list`). */
+export function identityView(identity: FederatedIdentity) {
+  return {
+    upstream: identity.upstreamId,
+    subject: identity.subject,
+    ...(identity.email !== undefined && { email: identity.email }),
+    linked_at: identity.createdAt.toISOString(),
+  };
+}
+
+/** Never the client secret: it was shown to nobody after it was given, and is kept sealed. */
+export function upstreamView(upstream: Upstream, redirectUri: string) {
+  return {
+    id: upstream.id,
+    name: upstream.name,
+    kind: upstream.kind,
+    ...(upstream.preset && { preset: upstream.preset }),
+    ...(upstream.issuer && { issuer: upstream.issuer }),
+    ...(upstream.authorizationEndpoint && { authorization_endpoint: upstream.authorizationEndpoint }),
+    ...(upstream.tokenEndpoint && { token_endpoint: upstream.tokenEndpoint }),
+    ...(upstream.userEndpoint && { user_endpoint: upstream.userEndpoint }),
+    ...(upstream.emailsEndpoint && { emails_endpoint: upstream.emailsEndpoint }),
+    client_id: upstream.clientId,
+    scopes: [...upstream.scopes],
+    trust_email: upstream.trustEmail,
+    source: upstream.source,
+    redirect_uri: redirectUri,
+  };
+}
+
+export function userDetailsView(account: Account, factors: SecondFactorSummary, identities: readonly FederatedIdentity[] = []) {
   return {
     ...userView(account, factors.enabled),
+    password: Boolean(account.passwordHash),
+    identities: identities.map(identityView),
     second_factors: {
       totp: factors.totp,
       passkeys: factors.passkeys.length,
@@ -84,6 +117,7 @@ export function clientView(client: { client_id: string; source: 'config' | 'stor
     ...(kind === 'relying_party' && {
       redirect_uris: strings(metadata.redirect_uris) ?? [],
       post_logout_redirect_uris: strings(metadata.post_logout_redirect_uris) ?? [],
+      application_type: metadata.application_type === 'native' ? 'native' as const : 'web' as const,
     }),
     ...(metadata.tessera_resources !== undefined && { resources: metadata.tessera_resources as Record<string, string[]> }),
     ...(Array.isArray(metadata.tessera_roles) && { roles: strings(metadata.tessera_roles) }),

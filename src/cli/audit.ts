@@ -76,7 +76,7 @@ export const audit = defineCommand({
     let sub = values.sub;
     if (values.email !== undefined) {
       const account = await accounts.findByEmail(values.email);
-      if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(values.email)}`, { status: 404 });
+      if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(values.email)}`);
       sub = account.sub;
     }
     const since = time('since', values.since);

@@ -16,9 +16,9 @@ import { printJson, printLines, printTable } from './output.ts';
 const GRANTS = ['authorization_code', 'device_code', 'client_credentials'] as const;
 
 /** Options that only make sense for one kind of client; naming the other kind's is a usage error. */
-const RELYING_PARTY_ONLY = ['redirect-uri', 'post-logout-redirect-uri', 'public', 'require-par', 'first-party', 'require-mfa'] as const;
+const RELYING_PARTY_ONLY = ['redirect-uri', 'post-logout-redirect-uri', 'public', 'native', 'require-par', 'first-party', 'require-mfa'] as const;
 /** A device signs people in without redirects: these relying-party options mean nothing for it. */
-const DEVICE_EXCLUDED = ['redirect-uri', 'post-logout-redirect-uri', 'require-par'] as const;
+const DEVICE_EXCLUDED = ['redirect-uri', 'post-logout-redirect-uri', 'native', 'require-par'] as const;
 /** Back-channel logout is about people's sessions: machine clients have none. */
 const LOGOUT_OPTIONS = ['backchannel-logout-uri', 'backchannel-logout-session-required'] as const;
 const MACHINE_ONLY = ['auth', 'cert', 'jwks', 'jwks-uri', 'resource', 'scope', 'role', ...Object.keys(TLS_SUBJECT_OPTIONS) as (keyof typeof TLS_SUBJECT_OPTIONS)[]] as const;
@@ -45,6 +45,9 @@ const create = defineCommand({
     '  self_signed_tls_client_auth  a registered certificate (--cert PATH.pem)',
     '  private_key_jwt              a JWT signed with a registered key (--jwks PATH.json or --jwks-uri URL)',
     '  client_secret_basic          a 256-bit secret (the default)',
+    'A native app (--native, RFC 8252) is public and may redirect to a loopback address on any port',
+    '(register http://127.0.0.1/callback; the app may listen on any port) or to a private-use scheme named',
+    'after a reversed domain (com.example.app:/callback). Only native apps may use private-use schemes.',
     'Every --scope applies to every --resource that offers it; a scope no given resource offers is refused.',
     'A generated secret is printed once: Tessera keeps only its hash.',
   ].join('\n'),
@@ -60,12 +63,13 @@ const create = defineCommand({
       type: 'string',
       multiple: true,
       placeholder: 'URI',
-      description: 'Relying party (needs at least one): where authorization responses go; https, or http on localhost',
+      description: 'Relying party (needs at least one): where authorization responses go; https, or http on a loopback address (native apps: also com.example.app:/path)',
     },
     'post-logout-redirect-uri': { type: 'string', multiple: true, placeholder: 'URI', description: 'Relying party: where to send people after logout' },
-    public: { type: 'boolean', description: 'Relying party: a public client (SPA, native app): no secret, PKCE alone' },
+    public: { type: 'boolean', description: 'Relying party: a public client (a single-page app): no secret, PKCE alone' },
+    native: { type: 'boolean', description: 'Relying party: a native app (application_type native): public, loopback redirects on any port, private-use schemes' },
     'require-par': { type: 'boolean', description: 'Relying party: authorization requests must be pushed first (RFC 9126)' },
-    'first-party': { type: 'boolean', description: 'Relying party: one of your own apps, allowed to register people with POST /api/accounts' },
+    'first-party': { type: 'boolean', description: 'Relying party: one of your own apps: no consent page, and may register people with POST /api/accounts' },
     'require-mfa': { type: 'boolean', description: 'Relying party: every sign-in needs a second factor; people without one set it up first' },
     auth: { type: 'string', placeholder: 'METHOD', description: `Machine client: ${MACHINE_AUTH_METHODS.join(', ')} (default client_secret_basic)` },
     ...TLS_SUBJECT_SPECS,
@@ -119,6 +123,7 @@ const create = defineCommand({
         redirectUris: values['redirect-uri'],
         postLogoutRedirectUris: values['post-logout-redirect-uri'],
         public: values.public,
+        native: values.native,
         requirePar: values['require-par'],
         requireDpop: values['require-dpop'],
         firstParty: values['first-party'],
@@ -147,7 +152,8 @@ const create = defineCommand({
       `client_id:     ${created.client_id}`,
       ...(created.client_secret
         ? [`client_secret: ${created.client_secret}`, 'Store the secret now: Tessera keeps only a hash and cannot show it again.']
-        : values.public ? [grant === 'device_code' ? 'Public client: no secret.' : 'Public client: no secret; it must use PKCE.'] : []),
+        : values.native ? ['Native app: no secret; it must use PKCE. Loopback redirect URIs match any port.']
+          : values.public ? [grant === 'device_code' ? 'Public client: no secret.' : 'Public client: no secret; it must use PKCE.'] : []),
     );
   },
 });
@@ -199,6 +205,7 @@ function describeClient(client: { client_id: string; client_name?: unknown; sour
     ...(metadata.tessera_resources !== undefined && { tessera_resources: metadata.tessera_resources }),
     ...(typeof metadata.tessera_resource_server === 'string' && { resource_server: metadata.tessera_resource_server }),
     ...(Array.isArray(metadata.tessera_roles) && { roles: metadata.tessera_roles as string[] }),
+    ...(metadata.application_type === 'native' && { application_type: 'native' }),
     ...(metadata.tessera_first_party === true && { first_party: true }),
     ...(metadata.tessera_require_mfa === true && { require_mfa: true }),
     metadata,
@@ -253,7 +260,7 @@ const remove = defineCommand({
       const isStatic = clients.staticClient(clientId) !== undefined;
       throw new AppError('ERR_NOT_FOUND', isStatic
         ? `client ${clientId} is defined in ${path.join(config.configDir, 'clients.json')}; remove it there`
-        : `no client with id ${clientId}`, { status: 404 });
+        : `no client with id ${clientId}`);
     }
     if (values.json) return printJson({ client_id: clientId, deleted: true });
     printLines(`Deleted client ${clientId}.`);

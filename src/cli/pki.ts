@@ -120,7 +120,7 @@ const serverCert = defineCommand({
   },
   async run({ values, config }) {
     const pki = await localPki(config.dataDir);
-    if (!existsSync(pki.caCertFile)) throw new AppError('ERR_NOT_FOUND', 'no local CA yet; run "tessera pki init" first', { status: 404 });
+    if (!existsSync(pki.caCertFile)) throw new AppError('ERR_NOT_FOUND', 'no local CA yet; run "tessera pki init" first');
     const { issueCertificate } = await import('../domain/pki.ts');
     const defaults = !values['san-dns'].length && !values['san-ip'].length;
     const sans = defaults ? { dns: ['localhost'], ip: ['127.0.0.1', '::1'] } : { dns: values['san-dns'], ip: values['san-ip'] };

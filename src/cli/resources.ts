@@ -100,7 +100,7 @@ const remove = defineCommand({
       const isStatic = (await resources.list()).some((resource) => resource.audience === audience && resource.source === 'config');
       throw new AppError('ERR_NOT_FOUND', isStatic
         ? `resource server ${audience} is defined in ${path.join(config.configDir, 'resources.json')}; remove it there`
-        : `no resource server ${audience}`, { status: 404 });
+        : `no resource server ${audience}`);
     }
     const stillAllowed = (await clients.list())
       .filter((client) => Object.hasOwn((client.metadata.tessera_resources as Record<string, unknown> | undefined) ?? {}, audience))

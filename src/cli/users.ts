@@ -2,32 +2,17 @@
  * `tessera users ...`: accounts. Passwords come from stdin only: an argument would sit in shell
  * history and in every `ps` listing.
  */
+import { closeSync, constants, fchmodSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { accountView } from '../admin/views.ts';
+import { accountView, identityView } from '../admin/views.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
+import { formatOfFile, IMPORT_FORMATS, parseImportFile, type ImportFormat } from '../domain/import-formats.ts';
+import { csvLine, IMPORT_FIELDS, type ImportReport } from '../domain/user-import.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
-import { printJson, printLines, printTable, streams } from './output.ts';
-
-/** Far above any valid password (256 characters); bounds what a mistaken pipe can make us buffer. */
-const STDIN_LIMIT_BYTES = 64 * 1024;
-
-/** Reads stdin to the end and strips one trailing newline (what `echo` and heredocs add), nothing more. */
-async function readPasswordFromStdin(): Promise<string> {
-  const { stdin, stderr } = streams();
-  if (stdin.isTTY) stderr.write('Password (not hidden; end with Enter, then Ctrl-D): ');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stdin) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += buffer.length;
-    if (size > STDIN_LIMIT_BYTES) throw new AppError('ERR_INVALID_INPUT', 'the password on stdin is too long');
-    chunks.push(buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text.replace(/\r?\n$/, '');
-}
+import { printJson, printLines, printTable } from './output.ts';
+import { readSecretFromStdin } from './stdin.ts';
 
 const create = defineCommand({
   summary: 'Create a user; the password is read from stdin',
@@ -47,13 +32,13 @@ const create = defineCommand({
     if (!values['password-stdin']) {
       throw new UsageError('"users create" needs --password-stdin: passwords are read from stdin, never from arguments', 'users create');
     }
-    const password = await readPasswordFromStdin();
+    const password = await readSecretFromStdin('password');
     const { accounts } = await services();
     const account = await accounts
       .register({ email: values.email, password, name: values.name, givenName: values['given-name'], familyName: values['family-name'] })
       .catch((error: unknown) => {
         if (isAppError(error, 'ERR_EMAIL_TAKEN')) {
-          throw new AppError('ERR_EMAIL_TAKEN', `a user with the email ${normalizeEmail(values.email)} already exists`, { status: 409, cause: error });
+          throw new AppError('ERR_EMAIL_TAKEN', `a user with the email ${normalizeEmail(values.email)} already exists`, { cause: error });
         }
         throw error;
       });
@@ -66,12 +51,19 @@ const list = defineCommand({
   summary: 'List users (password hashes are never shown)',
   options: { json: JSON_OPTION },
   async run({ values, services }) {
-    const users = (await (await services()).accounts.list()).map(accountView);
+    const { accounts, identities } = await services();
+    const users = await Promise.all((await accounts.list()).map(async (account) => ({
+      ...accountView(account),
+      identities: (await identities.list(account.sub)).map(identityView),
+    })));
     if (values.json) return printJson(users);
     if (!users.length) return printLines('No users yet. Create one with "tessera users create".');
     printTable(
-      ['EMAIL', 'SUB', 'STATUS', 'ROLES', 'NAME', 'CREATED'],
-      users.map((user) => [user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.roles.join(',') || '-', user.name ?? '', user.created_at]),
+      ['EMAIL', 'SUB', 'STATUS', 'ROLES', 'IDENTITIES', 'NAME', 'CREATED'],
+      users.map((user) => [
+        user.email, user.sub, user.disabled ? 'disabled' : user.locked_until ? 'locked' : 'active', user.roles.join(',') || '-',
+        user.identities.map((identity) => `${identity.upstream}:${identity.subject}`).join(',') || '-', user.name ?? '', user.created_at,
+      ]),
     );
   },
 });
@@ -87,7 +79,7 @@ function setDisabledCommand(disabled: boolean) {
     async run({ values, args: [email = ''], services }) {
       const { accounts, endAllSessions, backchannelLogout } = await services();
       if (!(await accounts.setDisabled(email, disabled))) {
-        throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+        throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
       }
       const account = await accounts.findByEmail(email);
       // A disabled user is signed out everywhere, and the apps they were signed in to hear of it
@@ -113,7 +105,7 @@ const unlock = defineCommand({
   async run({ values, args: [email = ''], services }) {
     const { accounts } = await services();
     if (!(await accounts.unlock(email))) {
-      throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+      throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
     }
     const account = await accounts.findByEmail(email);
     if (values.json) return printJson({ sub: account?.sub, email: account?.email, locked: false });
@@ -162,16 +154,137 @@ const resetFactors = defineCommand({
   async run({ values, args: [email = ''], services }) {
     const { accounts, secondFactors } = await services();
     const account = await accounts.findByEmail(email);
-    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
     await secondFactors.resetAll(account.sub);
     if (values.json) return printJson({ sub: account.sub, email: account.email, second_factors: false });
     printLines(`Removed every second factor of ${account.email}: they sign in with their password alone until they set one up.`);
   },
 });
 
+/** Files up to this size are read whole; 100,000 records with bcrypt hashes are about 15 MB. */
+const IMPORT_FILE_LIMIT_BYTES = 512 * 1024 * 1024;
+
+/** A one-line progress bar on a terminal (counts and rate); nothing when stderr is a pipe or a file. */
+function progressBar(): ((progress: { done: number; total: number }) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  const started = performance.now();
+  return ({ done, total }) => {
+    const width = 30;
+    const filled = total ? Math.round((done / total) * width) : width;
+    const rate = Math.round(done / Math.max((performance.now() - started) / 1000, 0.001));
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} records, ${rate}/s${done === total ? '\n' : ''}`);
+  };
+}
+
+const importUsers = defineCommand({
+  summary: 'Import users with their password hashes (JSON Lines, CSV, Auth0, Firebase, Keycloak)',
+  description: [
+    'Import accounts from another system. Hashes are kept as they are (bcrypt, scrypt, PBKDF2, argon2)',
+    'and become argon2id at each person\'s first sign-in. Safe to run twice (matched by external_id, then',
+    'email; accounts changed since are skipped) and safe to stop (each account is whole or absent).',
+    'Fields: ' + IMPORT_FIELDS.join(', ') + '. See README, "Importing and exporting users".',
+  ].join('\n'),
+  args: [{ name: 'FILE', description: 'The file to import' }],
+  options: {
+    format: { type: 'string', placeholder: IMPORT_FORMATS.join('|'), description: 'The file\'s format (default: csv for *.csv, else jsonl)' },
+    'dry-run': { type: 'boolean', description: 'Check every record and report what would happen, writing nothing' },
+    'allow-weak-hashes': { type: 'boolean', description: 'Accept sha256:, sha1: and md5: digests (fast hashes; reported as weak)' },
+    'send-set-password-links': { type: 'boolean', description: 'Mail a link to choose a password to each account imported without one' },
+    json: JSON_OPTION,
+  },
+  check(values) {
+    if (values.format !== undefined && !(IMPORT_FORMATS as readonly string[]).includes(values.format)) {
+      throw new UsageError(`--format must be one of ${IMPORT_FORMATS.join(', ')}`, 'users import');
+    }
+  },
+  async run({ values, args: [file = ''], services }) {
+    const text = readImportFile(file);
+    const records = parseImportFile(text, (values.format as ImportFormat | undefined) ?? formatOfFile(file));
+    const { userImport, passwordReset } = await services();
+    const report: ImportReport & { set_password_links_sent?: number } = await userImport.import(records, {
+      dryRun: values['dry-run'],
+      allowWeakHashes: values['allow-weak-hashes'],
+      onProgress: records.length >= 1000 ? progressBar() : undefined,
+    });
+    if (values['send-set-password-links'] && !values['dry-run']) {
+      let sent = 0;
+      for (const email of report.without_password) if (await passwordReset.request(email)) sent += 1;
+      report.set_password_links_sent = sent;
+    }
+    if (values.json) return printJson(report);
+    printLines(
+      `${values['dry-run'] ? 'Dry run: would import' : 'Imported'} ${report.imported}, updated ${report.updated}, skipped ${report.skipped}, ${report.errors.length} errors.`,
+      ...report.errors.map((error) => `  line ${error.line}: ${error.reason}`),
+      ...report.skipped_records.slice(0, 20).map((skip) => `  line ${skip.line} skipped (${skip.email}): ${skip.reason}`),
+      ...(report.skipped_records.length > 20 ? [`  ... and ${report.skipped_records.length - 20} more skipped (--json lists them all)`] : []),
+      ...(report.weak_hashes.length ? [`  ${report.weak_hashes.length} accounts came with weak hashes (${[...new Set(report.weak_hashes.map((weak) => weak.algorithm))].join(', ')}); they become argon2id at their next sign-in.`] : []),
+      ...report.notes.map((note) => `  line ${note.line}: ${note.note}`),
+      ...(report.without_password.length ? [`  ${report.without_password.length} accounts have no password${report.set_password_links_sent !== undefined ? `; ${report.set_password_links_sent} set-password links mailed` : ' (--send-set-password-links mails them a link)'}.`] : []),
+    );
+  },
+});
+
+function readImportFile(file: string): string {
+  try {
+    const text = readFileSync(file);
+    if (text.length > IMPORT_FILE_LIMIT_BYTES) throw new AppError('ERR_INVALID_INPUT', `${file} is larger than ${IMPORT_FILE_LIMIT_BYTES / 1024 / 1024} MB`);
+    return text.toString('utf8');
+  } catch (error) {
+    if (isAppError(error)) throw error;
+    throw new AppError('ERR_INVALID_INPUT', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
+  }
+}
+
+const exportUsers = defineCommand({
+  summary: 'Export users in the import format (hashes only with --with-hashes)',
+  description: [
+    'Write every account as JSON Lines (or CSV for *.csv), in the format "users import" reads, so an',
+    'import of an export gives the same accounts. With --with-hashes the password hashes are included and',
+    'the file is created readable by its owner only (0600); an existing file is refused.',
+  ].join('\n'),
+  args: [{ name: 'FILE', description: 'The file to create' }],
+  options: {
+    'with-hashes': { type: 'boolean', description: 'Include the password hashes (the file is created with mode 0600)' },
+    format: { type: 'string', placeholder: 'jsonl|csv', description: 'The file\'s format (default: csv for *.csv, else jsonl)' },
+    json: JSON_OPTION,
+  },
+  check(values) {
+    if (values.format !== undefined && values.format !== 'jsonl' && values.format !== 'csv') throw new UsageError('--format must be jsonl or csv', 'users export');
+  },
+  async run({ values, args: [file = ''], services }) {
+    const csv = (values.format ?? formatOfFile(file)) === 'csv';
+    const withHashes = values['with-hashes'];
+    const { userImport } = await services();
+    let fd: number;
+    try {
+      // O_EXCL: never write hashes into a file someone else created (and may read) beforehand.
+      fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, withHashes ? 0o600 : 0o644);
+    } catch (error) {
+      throw new AppError('ERR_INVALID_INPUT', `cannot create ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
+    }
+    let count = 0;
+    try {
+      // The umask can only take bits away; set the mode explicitly so it is exactly what was asked.
+      if (withHashes) fchmodSync(fd, 0o600);
+      const columns = IMPORT_FIELDS.filter((name) => withHashes || !name.startsWith('password_'));
+      if (csv) writeSync(fd, `${columns.join(',')}\n`);
+      for await (const record of userImport.export({ withHashes })) {
+        writeSync(fd, csv ? `${csvLine(columns.map((name) => record[name]))}\n` : `${JSON.stringify(record)}\n`);
+        count += 1;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    if (values.json) return printJson({ file, exported: count, with_hashes: withHashes });
+    printLines(`Exported ${count} users to ${file}${withHashes ? ' with their password hashes (mode 0600: keep it safe, delete it when done)' : ''}.`);
+  },
+});
+
 export const usersGroup = defineGroup('Manage user accounts', {
   create,
   list,
+  import: importUsers,
+  export: exportUsers,
   disable: setDisabledCommand(true),
   enable: setDisabledCommand(false),
   unlock,

@@ -135,7 +135,9 @@ export class AccountService {
    * error for an unknown email, a wrong password, a disabled account, a locked one and one without a
    * password (no enumeration, and a lock cannot be told apart from a wrong password, even by timing).
    * Every attempt counts towards the lockout before the verify (see lockout.ts); a success resets the count.
-   * A hash made with older parameters is upgraded on success.
+   * A hash made with older parameters, or brought by an import in another algorithm (bcrypt, scrypt,
+   * PBKDF2, ...: verified with its own), is replaced by an argon2id one on success, in the write
+   * that records the success.
    * A failure is a `signin.failed` event saying why (for operators only, never for the person);
    * `attempt` says where it came from. The typed email is never recorded: people type passwords there.
    */
@@ -164,12 +166,12 @@ export class AccountService {
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
       if (account && reason === 'wrong_password') await this.#lockout.recordFailure(account, counted, now);
-      throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS, { status: 401 });
+      throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS);
     }
-    await this.#lockout.recordSuccess(account);
-    if (this.#hasher.needsRehash(hash)) {
-      await this.#accounts.update(account.sub, { passwordHash: await this.#hasher.hash(password) });
-    }
+    // An imported hash (bcrypt, PBKDF2, ...) or one made with older parameters becomes argon2id in
+    // the same write that records the sign-in: no moment where the count is reset but the old hash kept.
+    const upgrade = this.#hasher.needsRehash(hash) ? { passwordHash: await this.#hasher.hash(password) } : {};
+    await this.#lockout.recordSuccess(account, upgrade);
     return account;
   }
 
@@ -180,7 +182,7 @@ export class AccountService {
    */
   async setPassword(sub: string, password: string, how: 'changed' | 'reset' = 'changed'): Promise<void> {
     const account = await this.#accounts.findBySub(sub);
-    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.');
     const problem = await this.#policy.check(password, { email: account.email });
     if (problem) throw new AppError('ERR_INVALID_INPUT', problem.message);
     await this.#accounts.update(sub, { passwordHash: await this.#hasher.hash(password), failedSignIns: 0, lockouts: 0, lockedUntil: null });
@@ -222,7 +224,7 @@ export class AccountService {
     if (!parsed.success) throw new AppError('ERR_INVALID_INPUT', parsed.error.issues.map((issue) => issue.message).join('. '));
     const { name, givenName, familyName } = parsed.data;
     const updated = await this.#accounts.update(sub, { name: name ?? null, givenName: givenName ?? null, familyName: familyName ?? null });
-    if (!updated) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    if (!updated) throw new AppError('ERR_NOT_FOUND', 'There is no such account.');
   }
 }
 

@@ -43,6 +43,11 @@ export interface NewRelyingParty {
   /** Every sign-in to this app needs a second factor (`tessera_require_mfa`). */
   requireMfa?: boolean;
   /**
+   * A native app (RFC 8252, `application_type: native`): public (no secret, PKCE alone), its
+   * loopback redirect URIs match whatever port it listens on, and it may use a private-use scheme.
+   */
+  native?: boolean;
+  /**
    * A device (TV, CLI, printer) that signs people in with the device authorization grant (RFC 8628)
    * instead of a redirect: no redirect URIs, grant types device_code and refresh_token.
    */
@@ -55,6 +60,14 @@ export interface NewRelyingParty {
 
 /** The grant type of RFC 8628, as clients register it. */
 export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
+
+/**
+ * Whether client metadata would work, by the rules oidc-provider applies to it at every request:
+ * the problem (`redirect_uris must only contain web uris`), or undefined. Passed in by the wiring
+ * (oidc/client-metadata-check.ts), so a client that could never work is refused when it is created,
+ * with the reason, and the domain still knows nothing of oidc-provider.
+ */
+export type ClientMetadataCheck = (metadata: Record<string, unknown>) => Promise<string | undefined>;
 
 export const MACHINE_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt', 'client_secret_basic'] as const;
 export type MachineAuthMethod = (typeof MACHINE_AUTH_METHODS)[number];
@@ -87,15 +100,22 @@ export interface CreatedClient {
   client_secret?: string;
 }
 
-function isLoopback(hostname: string): boolean {
+export function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]';
 }
 
+/** RFC 8252 section 7.1: a private-use scheme is a reversed domain name the app's publisher owns (com.example.app). */
+const REVERSE_DOMAIN_SCHEME = /^[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+:$/;
+
 /**
- * Redirect URIs must be absolute, without fragments; https, or http only on loopback (RFC 8252);
- * a public native client may also use a private-use scheme such as com.example.app:/callback.
+ * Redirect URIs must be absolute, without fragments; https, or http only on a loopback address
+ * (RFC 8252 section 7.3; oidc-provider counts `localhost` as one too). Only a native app may use a
+ * private-use scheme, and only one named after a reversed domain (com.example.app:/callback):
+ * oidc-provider refuses any other scheme for a web client at every authorization request, and a
+ * bare `myapp:` is what another app on the device would most easily claim. oidc-provider's rules
+ * are checked on top of these (ClientMetadataCheck).
  */
-export function redirectUriProblem(uri: string, isPublic: boolean): string | undefined {
+export function redirectUriProblem(uri: string, native: boolean): string | undefined {
   let url: URL;
   try {
     url = new URL(uri);
@@ -104,9 +124,14 @@ export function redirectUriProblem(uri: string, isPublic: boolean): string | und
   }
   if (url.hash || uri.includes('#')) return `${uri} must not contain a fragment`;
   if (url.protocol === 'https:') return undefined;
-  if (url.protocol === 'http:') return isLoopback(url.hostname) ? undefined : `${uri} must use https (http is allowed only on localhost)`;
-  if (isPublic && /^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+:$/.test(url.protocol)) return undefined;
-  return `${uri} must use https`;
+  if (url.protocol === 'http:') return isLoopback(url.hostname) ? undefined : `${uri} must use https (http is allowed only on a loopback address: 127.0.0.1, [::1] or localhost)`;
+  const reverseDomain = REVERSE_DOMAIN_SCHEME.test(url.protocol);
+  if (!native) {
+    return reverseDomain
+      ? `${uri} uses a private-use scheme, which only a native app may use (create it as one: --native, application_type native)`
+      : `${uri} must use https`;
+  }
+  return reverseDomain ? undefined : `${uri} must use https, http on a loopback address, or a private-use scheme named after a reversed domain name (such as com.example.app:/callback)`;
 }
 
 /**
@@ -162,6 +187,14 @@ export function backchannelLogoutUriProblem(uri: string, production: boolean): s
 export interface ClientPolicy {
   /** NODE_ENV=production: refuse jwks_uri on loopback and special-use addresses. */
   production: boolean;
+  /** oidc-provider's rules for client metadata; without it (unit use) only Tessera's own rules apply. */
+  checkMetadata?: ClientMetadataCheck | undefined;
+}
+
+/** The metadata field a problem is about: oidc-provider's messages start with it (`redirect_uris must ...`). */
+function fieldOf(problem: string): string {
+  const first = /^([a-z][a-z0-9_]*) /.exec(problem)?.[1];
+  return first && first.includes('_') ? first : 'metadata';
 }
 
 export class ClientService {
@@ -200,42 +233,62 @@ export class ClientService {
     this.#events.emit({ type: 'client.created', clientId, details: { kind, name } });
   }
 
+  /**
+   * Refuses metadata oidc-provider would refuse at every request, with its reason, so what is
+   * stored always works. Runs after Tessera's own rules, whose messages say more.
+   */
+  async #checkMetadata(metadata: Record<string, unknown>): Promise<void> {
+    const problem = await this.#policy.checkMetadata?.(metadata);
+    if (problem) throw new AppError('ERR_CLIENT_INVALID', problem, { fields: { [fieldOf(problem)]: problem } });
+  }
+
   async createRelyingParty(input: NewRelyingParty): Promise<CreatedClient> {
-    const problems = [
-      ...(input.name.trim() ? [] : ['a name is required']),
-      ...(input.redirectUris.length || input.device ? [] : ['at least one redirect URI is required']),
-      ...(input.device && input.redirectUris.length ? ['a device client has no redirect URIs'] : []),
-      ...(input.backchannelLogoutUri === undefined ? [] : [backchannelLogoutUriProblem(input.backchannelLogoutUri, this.#policy.production)]
-        .filter((problem): problem is string => Boolean(problem)).map((problem) => `back-channel logout URI: ${problem}`)),
-      ...[...input.redirectUris, ...(input.postLogoutRedirectUris ?? [])]
-        .map((uri) => redirectUriProblem(uri, Boolean(input.public)))
-        .filter((problem): problem is string => Boolean(problem)),
-    ];
-    if (problems.length) throw new AppError('ERR_CLIENT_INVALID', problems.join('; '));
+    const native = Boolean(input.native);
+    const fields: Record<string, string> = {};
+    const problems: string[] = [];
+    const refuse = (field: string, problem: string) => {
+      problems.push(problem);
+      fields[field] ??= problem;
+    };
+    if (!input.name.trim()) refuse('name', 'a name is required');
+    if (!input.redirectUris.length && !input.device) refuse('redirect_uris', 'at least one redirect URI is required');
+    if (input.device && input.redirectUris.length) refuse('redirect_uris', 'a device client has no redirect URIs');
+    if (input.backchannelLogoutUri !== undefined) {
+      const problem = backchannelLogoutUriProblem(input.backchannelLogoutUri, this.#policy.production);
+      if (problem) refuse('backchannel_logout_uri', `back-channel logout URI: ${problem}`);
+    }
+    for (const [field, uris] of [['redirect_uris', input.redirectUris], ['post_logout_redirect_uris', input.postLogoutRedirectUris ?? []]] as const) {
+      for (const uri of uris) {
+        const problem = redirectUriProblem(uri, native);
+        if (problem) refuse(field, problem);
+      }
+    }
+    if (problems.length) throw new AppError('ERR_CLIENT_INVALID', problems.join('; '), { fields });
 
     const clientId = randomId(16);
-    const secret = input.public ? undefined : randomId(32);
-    await this.#clients.create({
-      clientId,
-      metadata: {
-        client_id: clientId,
-        client_name: input.name.trim(),
-        redirect_uris: input.redirectUris,
-        post_logout_redirect_uris: input.postLogoutRedirectUris ?? [],
-        grant_types: input.device ? [DEVICE_CODE_GRANT_TYPE, 'refresh_token'] : ['authorization_code', 'refresh_token'],
-        response_types: input.device ? [] : ['code'],
-        ...(input.backchannelLogoutUri !== undefined && {
-          backchannel_logout_uri: input.backchannelLogoutUri,
-          backchannel_logout_session_required: Boolean(input.backchannelLogoutSessionRequired),
-        }),
-        token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
-        ...(secret && { client_secret: hashClientSecret(secret) }),
-        ...(input.requirePar && { require_pushed_authorization_requests: true }),
-        ...(input.requireDpop && { dpop_bound_access_tokens: true }),
-        ...(input.firstParty && { tessera_first_party: true }),
-        ...(input.requireMfa && { tessera_require_mfa: true }),
-      },
-    });
+    // RFC 8252 section 8.5: a native app cannot keep a secret, so it gets none.
+    const secret = input.public || native ? undefined : randomId(32);
+    const metadata: Record<string, unknown> = {
+      client_id: clientId,
+      client_name: input.name.trim(),
+      ...(native && { application_type: 'native' }),
+      redirect_uris: input.redirectUris,
+      post_logout_redirect_uris: input.postLogoutRedirectUris ?? [],
+      grant_types: input.device ? [DEVICE_CODE_GRANT_TYPE, 'refresh_token'] : ['authorization_code', 'refresh_token'],
+      response_types: input.device ? [] : ['code'],
+      ...(input.backchannelLogoutUri !== undefined && {
+        backchannel_logout_uri: input.backchannelLogoutUri,
+        backchannel_logout_session_required: Boolean(input.backchannelLogoutSessionRequired),
+      }),
+      token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
+      ...(secret && { client_secret: hashClientSecret(secret) }),
+      ...(input.requirePar && { require_pushed_authorization_requests: true }),
+      ...(input.requireDpop && { dpop_bound_access_tokens: true }),
+      ...(input.firstParty && { tessera_first_party: true }),
+      ...(input.requireMfa && { tessera_require_mfa: true }),
+    };
+    await this.#checkMetadata(metadata);
+    await this.#clients.create({ clientId, metadata });
     this.#created(clientId, 'relying_party', input.name.trim());
     return { client_id: clientId, ...(secret && { client_secret: secret }) };
   }
@@ -248,6 +301,11 @@ export class ClientService {
     for (const role of input.roles ?? []) {
       const problem = roleProblem(role);
       if (problem) problems.push(problem);
+    }
+    const certificateAuthenticated = input.auth === 'tls_client_auth' || input.auth === 'self_signed_tls_client_auth';
+    // oidc-provider allows one binding per client, and refuses such a client at every request.
+    if (certificateAuthenticated && input.requireDpop) {
+      problems.push(`the tokens of a ${input.auth} client are bound to its certificate (RFC 8705); they cannot be DPoP-bound as well (drop --require-dpop)`);
     }
     const credentials: Record<string, unknown> = {};
     switch (input.auth) {
@@ -285,24 +343,23 @@ export class ClientService {
 
     const clientId = randomId(16);
     const secret = input.auth === 'client_secret_basic' ? randomId(32) : undefined;
-    const certificateBound = input.auth === 'tls_client_auth' || input.auth === 'self_signed_tls_client_auth';
-    await this.#clients.create({
-      clientId,
-      metadata: {
-        client_id: clientId,
-        client_name: input.name.trim(),
-        grant_types: ['client_credentials'],
-        response_types: [],
-        redirect_uris: [],
-        token_endpoint_auth_method: input.auth,
-        ...credentials,
-        ...(secret && { client_secret: hashClientSecret(secret) }),
-        ...(certificateBound && { tls_client_certificate_bound_access_tokens: true }),
-        ...(input.requireDpop && { dpop_bound_access_tokens: true }),
-        tessera_resources: Object.fromEntries(Object.entries(input.resources).map(([audience, scopes]) => [audience, [...new Set(scopes)]])),
-        ...(input.roles?.length && { tessera_roles: [...new Set(input.roles)].sort() }),
-      },
-    });
+    const certificateBound = certificateAuthenticated;
+    const metadata: Record<string, unknown> = {
+      client_id: clientId,
+      client_name: input.name.trim(),
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: input.auth,
+      ...credentials,
+      ...(secret && { client_secret: hashClientSecret(secret) }),
+      ...(certificateBound && { tls_client_certificate_bound_access_tokens: true }),
+      ...(input.requireDpop && { dpop_bound_access_tokens: true }),
+      tessera_resources: Object.fromEntries(Object.entries(input.resources).map(([audience, scopes]) => [audience, [...new Set(scopes)]])),
+      ...(input.roles?.length && { tessera_roles: [...new Set(input.roles)].sort() }),
+    };
+    await this.#checkMetadata(metadata);
+    await this.#clients.create({ clientId, metadata });
     this.#created(clientId, 'machine', input.name.trim());
     return { client_id: clientId, ...(secret && { client_secret: secret }) };
   }
@@ -348,7 +405,7 @@ export class ClientService {
     await this.#updateStored(clientId, (metadata) => {
       const keys = ((metadata.jwks as { keys?: Record<string, unknown>[] } | undefined)?.keys ?? []);
       const remaining = keys.filter((key) => key.kid !== certificateThumbprint);
-      if (remaining.length === keys.length) throw new AppError('ERR_NOT_FOUND', 'No certificate with that thumbprint is registered for this client', { status: 404 });
+      if (remaining.length === keys.length) throw new AppError('ERR_NOT_FOUND', 'No certificate with that thumbprint is registered for this client');
       if (!remaining.length) throw new AppError('ERR_CLIENT_INVALID', 'That is the client\'s only certificate; add the new one first');
       return { ...metadata, jwks: { keys: remaining } };
     });
@@ -372,7 +429,7 @@ export class ClientService {
     await this.#updateStored(clientId, (metadata) => {
       const subjects = (metadata.tessera_tls_subjects as TlsSubject[] | undefined) ?? [];
       const remaining = subjects.filter((known) => !(known.type === subject.type && known.value === subject.value));
-      if (remaining.length === subjects.length) throw new AppError('ERR_NOT_FOUND', 'That subject is not registered for this client', { status: 404 });
+      if (remaining.length === subjects.length) throw new AppError('ERR_NOT_FOUND', 'That subject is not registered for this client');
       if (!remaining.length) throw new AppError('ERR_CLIENT_INVALID', 'That is the client\'s only subject; add the new one first');
       return { ...withoutSubjectMetadata(metadata), ...subjectMetadata(remaining) };
     });
@@ -381,8 +438,9 @@ export class ClientService {
   async #updateStored(clientId: string, change: (metadata: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
     if (this.#static.has(clientId)) throw new AppError('ERR_CLIENT_INVALID', `${clientId} is configured in config/clients.json; change it there`);
     const stored = await this.#clients.find(clientId);
-    if (!stored) throw new AppError('ERR_NOT_FOUND', `No client ${clientId}`, { status: 404 });
+    if (!stored) throw new AppError('ERR_NOT_FOUND', `No client ${clientId}`);
     const metadata = change(stored.metadata);
+    await this.#checkMetadata(metadata);
     await this.#clients.update(clientId, metadata);
     this.#events.emit({ type: 'client.changed', clientId, details: { fields: changedFields(stored.metadata, metadata) } });
   }

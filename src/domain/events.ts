@@ -33,6 +33,11 @@ export const SECURITY_EVENT_TYPES = [
   'recovery_codes.generated',
   'passkey.added',
   'passkey.removed',
+  // Identities at upstream providers (Google, GitHub, ...): one proved who someone is (the first
+  // factor; the sign-in completes with signin.succeeded), linked to an account, unlinked.
+  'identity.signed_in',
+  'identity.linked',
+  'identity.unlinked',
   // What people let apps do, and the sessions they are signed in with.
   'consent.given',
   'consent.denied',
@@ -47,6 +52,8 @@ export const SECURITY_EVENT_TYPES = [
   'client.deleted',
   'resource.created',
   'resource.deleted',
+  'upstream.created',
+  'upstream.deleted',
   'key.rotated',
   'admin.action',
 ] as const;

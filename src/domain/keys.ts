@@ -24,6 +24,19 @@ const SIGNING_FAMILIES = [
 
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi'];
 
+/**
+ * Throwaway key material of every family Tessera signs with, never stored or published: for an
+ * oidc-provider instance that only checks client metadata (the signing algorithms a client may name
+ * follow the key families), so that check needs neither the store's keys nor TESSERA_SECRET.
+ */
+export async function throwawayKeyMaterial(): Promise<KeyMaterial> {
+  const signingKeys = await Promise.all(SIGNING_FAMILIES.map(async ({ alg, generate }) => {
+    const { privateKey } = (await generate()) as { privateKey: KeyObject };
+    return { ...(privateKey.export({ format: 'jwk' }) as JWK), kid: `throwaway-${alg}`, use: 'sig' };
+  }));
+  return { signingKeys, cookieKeys: [randomBytes(32).toString('base64url')], fingerprint: 'throwaway' };
+}
+
 export interface KeyMaterial {
   /** Private JWKs for oidc-provider: current keys first, so they are the ones that sign. */
   readonly signingKeys: JWK[];
@@ -103,7 +116,7 @@ export class KeyService {
       .map((key) => ({ ...(JSON.parse(this.#decrypt(key)) as JWK), kid: key.kid, use: 'sig' }));
     const cookieKeys = ordered.filter((key) => key.use === 'cookie').map((key) => this.#decrypt(key));
     if (!signingKeys.length || !cookieKeys.length) {
-      throw new AppError('ERR_SECRET', 'No keys in the store yet; start the server once or run `tessera keys rotate`', { status: 500 });
+      throw new AppError('ERR_SECRET', 'No keys in the store yet; start the server once or run `tessera keys rotate`');
     }
     const fingerprint = ordered.map((key) => `${key.kid}:${key.retiredAt ? 'r' : 'c'}`).join(',');
     return { signingKeys, cookieKeys, fingerprint };
@@ -151,7 +164,7 @@ export class KeyService {
     try {
       return this.#sealer.open(key.encryptedPrivate, key.kid);
     } catch (error) {
-      throw new AppError('ERR_SECRET', `Key ${key.kid} cannot be decrypted: TESSERA_SECRET differs from the one that encrypted it`, { status: 500, cause: error });
+      throw new AppError('ERR_SECRET', `Key ${key.kid} cannot be decrypted: TESSERA_SECRET differs from the one that encrypted it`, { cause: error });
     }
   }
 }

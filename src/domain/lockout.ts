@@ -9,7 +9,7 @@
  * Nothing about a lock is ever shown to the person signing in: a locked account answers like an
  * unknown email or a wrong password (see AccountService.authenticate).
  */
-import type { Account, AccountRepository } from '../store/port.ts';
+import type { Account, AccountChanges, AccountRepository } from '../store/port.ts';
 
 export const MAX_LOCKOUT_SECONDS = 86_400;
 
@@ -85,9 +85,12 @@ export class LockoutPolicy {
     for (const listener of this.#listeners) listener(account, lockedUntil);
   }
 
-  /** After a successful sign-in: the count (which this attempt raised) and the escalation start over. */
-  async recordSuccess(account: Account): Promise<void> {
-    await this.#accounts.update(account.sub, { failedSignIns: 0, lockouts: 0, lockedUntil: null });
+  /**
+   * After a successful sign-in: the count (which this attempt raised) and the escalation start over;
+   * `also` joins that write (a password rehashed to argon2id), so both land together or not at all.
+   */
+  async recordSuccess(account: Account, also: AccountChanges = {}): Promise<void> {
+    await this.#accounts.update(account.sub, { ...also, failedSignIns: 0, lockouts: 0, lockedUntil: null });
   }
 
   /** Lifts a lock (an operator's `users unlock`, or a password reset). */

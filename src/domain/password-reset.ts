@@ -3,7 +3,7 @@
  * that address or not (no enumeration); the page runs `request` in the background so the answer
  * takes the same time too. A link works once and for a short while; choosing a new password through it
  * applies the password policy, lifts any lockout, marks the address verified (the link proved the
- * mailbox), ends every session of the account (and, unless REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=false,
+ * mailbox, and removes upstream identities linked while it was unverified), ends every session of the account (and, unless REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=false,
  * the refresh tokens of its apps) and kills the account's other reset links.
  */
 import type { Account, AccountRepository, OidcStore } from '../store/port.ts';
@@ -33,6 +33,8 @@ export interface PasswordResetDependencies {
   issuer: string;
   /** REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE: a reset also ends the apps' refresh tokens. */
   revokeAppTokens: boolean;
+  /** Upstream identities (identities.ts): a reset of an unverified address removes them. */
+  identities?: { unlinkAll(accountSub: string, reason: string): Promise<number> };
   /** The apps signed in through the sessions a reset ends hear of it (OIDC Back-Channel Logout). */
   logout?: SessionLogout;
 }
@@ -113,7 +115,13 @@ export class PasswordReset {
     if (!payload || payload.accountId !== account.sub) return { ok: false, reason: 'invalid_link' };
 
     await accounts.setPassword(account.sub, password, 'reset');
-    if (!account.emailVerified) await repository.update(account.sub, { emailVerified: true });
+    if (!account.emailVerified) {
+      // Until now nobody had shown they hold this mailbox: an identity that an upstream (or a
+      // password) linked meanwhile may be someone else's, made in advance to take the account over
+      // once its owner claims it. The mailbox's holder has the last word: those links go.
+      await this.#deps.identities?.unlinkAll(account.sub, 'address_proved_by_reset');
+      await repository.update(account.sub, { emailVerified: true });
+    }
     const sessionsEnded = await endAllSessions(oidc, account.sub, this.#deps.logout);
     if (this.#deps.revokeAppTokens) await revokeAppTokens(oidc, account.sub);
     await tokens.revokeAll(account.sub);

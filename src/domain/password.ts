@@ -15,6 +15,7 @@ import { availableParallelism } from 'node:os';
 import * as argon2 from 'argon2';
 
 import type { Argon2Parameters } from '../config.ts';
+import { hashFamily, verifyImportedHash } from './imported-hashes.ts';
 
 /** A counting semaphore: `run` starts `work` once fewer than `limit` are running, first come first served. */
 export class Semaphore {
@@ -59,9 +60,17 @@ export class PasswordHasher {
     return this.#slots.run(() => argon2.hash(password, this.#options));
   }
 
-  /** Never throws on a malformed stored hash: that is a failed verification, not a server error. */
+  /**
+   * Never throws on a malformed stored hash: that is a failed verification, not a server error.
+   * An imported hash (bcrypt, scrypt, PBKDF2, a legacy digest) is verified with its own algorithm,
+   * in the same slots, since bcrypt and scrypt are as heavy as argon2. An account without a
+   * password (an empty hash) costs a decoy verify, so it answers like a wrong password, in time too.
+   */
   async verify(hash: string, password: string): Promise<boolean> {
+    const family = hashFamily(hash);
+    if (family === undefined && hash === '') return this.verifyDecoy(password);
     try {
+      if (family !== undefined && family !== 'argon2id' && family !== 'argon2i') return await this.#slots.run(() => verifyImportedHash(hash, password));
       return await this.#slots.run(() => argon2.verify(hash, password));
     } catch {
       return false;
@@ -75,8 +84,9 @@ export class PasswordHasher {
     return false;
   }
 
-  /** True when the hash was made with other parameters than the configured ones. */
+  /** True when the hash is not argon2id (an imported one), or was made with other parameters than the configured ones. */
   needsRehash(hash: string): boolean {
+    if (hashFamily(hash) !== 'argon2id') return true;
     try {
       return argon2.needsRehash(hash, this.#options);
     } catch {

@@ -166,7 +166,7 @@ export class LocalPki {
   }
 
   #ca(): KeyAndCertificate {
-    if (!existsSync(this.caCertFile)) throw new AppError('ERR_NOT_FOUND', 'No local CA yet; run "tessera pki init" first', { status: 404 });
+    if (!existsSync(this.caCertFile)) throw new AppError('ERR_NOT_FOUND', 'No local CA yet; run "tessera pki init" first');
     return { cert: readFileSync(this.caCertFile, 'utf8'), key: readFileSync(this.caKeyFile, 'utf8') };
   }
 

@@ -96,7 +96,7 @@ export class RoleService {
 
   async #find(email: string) {
     const account = await this.#accounts.findByEmail(normalizeEmail(email));
-    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`, { status: 404 });
+    if (!account) throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
     return { ...account, roles: account.roles ?? [] };
   }
 }

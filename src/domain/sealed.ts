@@ -27,7 +27,7 @@ export class Sealer {
   open(sealed: string, boundTo: string): string {
     const [version, iv, body] = sealed.split('.');
     if (version !== 'v1' || !iv || !body) {
-      throw new AppError('ERR_SECRET', 'A sealed value is stored in an unknown format', { status: 500 });
+      throw new AppError('ERR_SECRET', 'A sealed value is stored in an unknown format');
     }
     try {
       const data = Buffer.from(body, 'base64url');
@@ -36,7 +36,7 @@ export class Sealer {
       decipher.setAuthTag(data.subarray(data.length - 16));
       return Buffer.concat([decipher.update(data.subarray(0, data.length - 16)), decipher.final()]).toString('utf8');
     } catch (error) {
-      throw new AppError('ERR_SECRET', 'A sealed value cannot be opened: TESSERA_SECRET differs from the one that sealed it', { status: 500, cause: error });
+      throw new AppError('ERR_SECRET', 'A sealed value cannot be opened: TESSERA_SECRET differs from the one that sealed it', { cause: error });
     }
   }
 }

@@ -138,7 +138,7 @@ export class SecondFactorService {
   async startTotpEnrolment(sub: string, options: { restart?: boolean } = {}): Promise<TotpEnrolment> {
     const account = await this.#account(sub);
     if (account.totp?.confirmedAt) {
-      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'An authenticator app is already set up. Remove it first to set up another.', { status: 409 });
+      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'An authenticator app is already set up. Remove it first to set up another.');
     }
     let secret: string;
     if (account.totp && !options.restart) {
@@ -158,13 +158,13 @@ export class SecondFactorService {
   async confirmTotp(sub: string, code: unknown): Promise<void> {
     const account = await this.#account(sub);
     if (!account.totp || account.totp.confirmedAt) {
-      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'There is no authenticator app waiting to be confirmed. Start again.', { status: 409 });
+      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'There is no authenticator app waiting to be confirmed. Start again.');
     }
     const secret = this.#totpSealer.open(account.totp.encryptedSecret, sub);
     const normalized = normalizeTotpCode(code);
     const step = normalized ? matchTotpStep(secret, normalized) : undefined;
     if (step === undefined || !await this.#accounts.advanceTotpStep(sub, step)) {
-      throw new AppError('ERR_SECOND_FACTOR_INVALID', WRONG_CODE, { status: 400 });
+      throw new AppError('ERR_SECOND_FACTOR_INVALID', WRONG_CODE);
     }
     await this.#accounts.update(sub, { totp: { encryptedSecret: account.totp.encryptedSecret, lastStep: step, confirmedAt: new Date() } });
     this.#events.emit({ type: 'second_factor.added', sub, details: { method: 'totp' } });
@@ -210,7 +210,7 @@ export class SecondFactorService {
   /** Sends a sign-in code to the account's address. */
   async sendEmailCode(sub: string): Promise<void> {
     const account = await this.#account(sub);
-    if (!this.#emailOtpOn(account)) throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Codes by email are not turned on for this account.', { status: 409 });
+    if (!this.#emailOtpOn(account)) throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Codes by email are not turned on for this account.');
     await this.#emailCodes.send(sub, account.email, 'sign-in');
   }
 
@@ -232,7 +232,7 @@ export class SecondFactorService {
     await this.#account(sub);
     this.#assertMailConfigured();
     if (!await this.#emailCodes.verify(sub, code, 'enrol')) {
-      throw new AppError('ERR_SECOND_FACTOR_INVALID', 'That code is not right, or it expired. Ask for a new one.', { status: 400 });
+      throw new AppError('ERR_SECOND_FACTOR_INVALID', 'That code is not right, or it expired. Ask for a new one.');
     }
     await this.#accounts.update(sub, { emailOtp: true, emailVerified: true });
     this.#events.emit({ type: 'second_factor.added', sub, details: { method: 'email-code' } });
@@ -243,7 +243,7 @@ export class SecondFactorService {
     const account = await this.#account(sub);
     this.#assertMailConfigured();
     if (!account.emailVerified) {
-      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Verify your email address first.', { status: 409 });
+      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Verify your email address first.');
     }
     await this.#accounts.update(sub, { emailOtp: true });
     this.#events.emit({ type: 'second_factor.added', sub, details: { method: 'email-code' } });
@@ -273,7 +273,7 @@ export class SecondFactorService {
   /** With `sub`: a second factor for that account. Without: passwordless, any passkey of this site. */
   async passkeyAuthenticationOptions(sub: string | undefined, binding: CeremonyBinding) {
     const account = sub === undefined ? undefined : await this.#account(sub);
-    if (account && !account.passkeys.length) throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'This account has no passkey.', { status: 409 });
+    if (account && !account.passkeys.length) throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'This account has no passkey.');
     return this.#passkeys.authenticationOptions(account, binding);
   }
 
@@ -332,7 +332,7 @@ export class SecondFactorService {
 
   async #account(sub: string): Promise<Account> {
     const account = await this.#accounts.findBySub(sub);
-    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    if (!account) throw new AppError('ERR_NOT_FOUND', 'There is no such account.');
     return account;
   }
 
@@ -342,12 +342,12 @@ export class SecondFactorService {
 
   #assertMailConfigured(): void {
     if (!this.#settings.emailCodes) {
-      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Codes by email need a mail server (SMTP_URL), which is not configured.', { status: 409 });
+      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Codes by email need a mail server (SMTP_URL), which is not configured.');
     }
   }
 
   #noPasskey(): AppError {
-    return new AppError('ERR_NOT_FOUND', 'There is no such passkey on this account.', { status: 404 });
+    return new AppError('ERR_NOT_FOUND', 'There is no such passkey on this account.');
   }
 
   async #dropRecoveryCodesIfLast(sub: string): Promise<void> {

@@ -16,6 +16,14 @@ export function hostCookieName(ctx: Pick<Context, 'secure'>, name: string): stri
   return ctx.secure ? `__Host-${name}` : name;
 }
 
+/** The upstream sign-in's browser binding; Path=/federation/, so over TLS it can only be `__Secure-`. */
+export const UPSTREAM_FLOW_COOKIE = 'tessera.upstream';
+
+/** The name of one of Tessera's own cookies with a narrower path than /: `__Secure-` when the request came over TLS. */
+export function secureCookieName(ctx: Pick<Context, 'secure'>, name: string): string {
+  return ctx.secure ? `__Secure-${name}` : name;
+}
+
 export interface ProviderCookieNames {
   session: string;
   interaction: string;

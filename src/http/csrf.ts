@@ -47,5 +47,5 @@ export async function csrfProtection(ctx: Context, next: Next): Promise<void> {
 }
 
 function csrfError(): AppError {
-  return new AppError('ERR_CSRF', 'This form expired or did not come from this site. Go back, reload the page and try again.', { status: 403 });
+  return new AppError('ERR_CSRF', 'This form expired or did not come from this site. Go back, reload the page and try again.');
 }

@@ -119,9 +119,9 @@ export function refuseMisdirectedRequests({ issuer, mtlsUrl, isPathVariant }: Ed
     if (HEALTH_PROBES.has(ctx.path)) return next();
     const requested = (ctx.state as Record<symbol, string | undefined>)[REQUESTED_HOST];
     if (requested === undefined || !hostnames.has(requested)) {
-      throw new AppError('ERR_MISDIRECTED', 'This server does not answer for that host.', { status: 421 });
+      throw new AppError('ERR_MISDIRECTED', 'This server does not answer for that host.');
     }
-    if (isPathVariant(ctx.path)) throw new AppError('ERR_NOT_FOUND', 'There is nothing at this address.', { status: 404 });
+    if (isPathVariant(ctx.path)) throw new AppError('ERR_NOT_FOUND', 'There is nothing at this address.');
     return next();
   };
 }
@@ -139,7 +139,7 @@ export function refuseEncodedBodies(): Middleware {
     const coding = headers['content-encoding']?.trim().toLowerCase();
     if (!coding || coding === 'identity') return next();
     if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length']) > 0)) return next();
-    ctx.set('Accept-Encoding', 'identity');
-    throw new AppError('ERR_UNSUPPORTED_ENCODING', 'Send the request body without a Content-Encoding.', { status: 415 });
+    // The table (errors.ts) adds Accept-Encoding: identity to this code's every answer.
+    throw new AppError('ERR_UNSUPPORTED_ENCODING', 'Send the request body without a Content-Encoding.');
   };
 }

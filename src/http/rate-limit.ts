@@ -1,7 +1,7 @@
 /**
  * Rate limits, counted in the store (rate-limiter-flexible on the store's own table or collection),
  * so several Tessera instances share one count. Over a limit the answer is 429 with Retry-After:
- * Tessera's pages and JSON go through the error middleware (RateLimitedError); the token endpoint
+ * Tessera's pages and JSON go through the error middleware (ERR_RATE_LIMITED); the token endpoint
  * and the other client-authenticating endpoints answer in OAuth's JSON error shape.
  *
  * Which address a request comes from is decided in one place, clientAddress(): the socket's peer,
@@ -15,26 +15,9 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
-import { AppError } from '../errors.ts';
+import { isAppError, rateLimited } from '../errors.ts';
 import type { Store } from '../store/port.ts';
 import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies.ts';
-
-/** A refused request; the error middleware answers 429 with `Retry-After: retryAfterSeconds`. */
-export class RateLimitedError extends AppError {
-  readonly retryAfterSeconds: number;
-
-  constructor(msBeforeNext: number) {
-    const seconds = Math.max(1, Math.ceil(msBeforeNext / 1000));
-    super('ERR_RATE_LIMITED', `Too many attempts. Try again in ${waitInWords(seconds)}.`, { status: 429 });
-    this.retryAfterSeconds = seconds;
-  }
-}
-
-function waitInWords(seconds: number): string {
-  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
-  const minutes = Math.ceil(seconds / 60);
-  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
-}
 
 /**
  * The address a request comes from. X-Forwarded-For is read from the right (the entry the nearest
@@ -150,7 +133,7 @@ export class RateLimits {
     return limiter;
   }
 
-  /** Counts one action against every given limit; throws RateLimitedError if any is exceeded. */
+  /** Counts one action against every given limit; throws ERR_RATE_LIMITED (429) if any is exceeded. */
   async #consume(...counts: Array<[LimitName, string]>): Promise<void> {
     for (const [name, key] of counts) this.#clearUntil.get(name)?.delete(key);
     const results = await Promise.allSettled(counts.map(([name, key]) => this.#limiter(name).consume(key)));
@@ -160,7 +143,7 @@ export class RateLimits {
       if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
       waitMs = Math.max(waitMs, result.reason.msBeforeNext);
     }
-    if (waitMs > 0 || results.some((result) => result.status === 'rejected')) throw new RateLimitedError(waitMs);
+    if (waitMs > 0 || results.some((result) => result.status === 'rejected')) throw rateLimited(waitMs);
   }
 
   /** Milliseconds until `key` may act again under `name`, or 0; a read, never a write. */
@@ -183,6 +166,11 @@ export class RateLimits {
   /** Every sign-in attempt counts, per address and per (normalised) email, known or not. */
   signIn(ctx: Context, email: string): Promise<void> {
     return this.#consume(['signInPerIp', addressKey(this.address(ctx))], ['signInPerAccount', identifierKey(normalizeEmail(String(email)))]);
+  }
+
+  /** An upstream provider's answer (the callback) counts as a sign-in attempt from its address. */
+  upstreamCallback(ctx: Context): Promise<void> {
+    return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
   }
 
   /**
@@ -219,7 +207,7 @@ export class RateLimits {
 
   async adminFailure(ctx: Context): Promise<void> {
     await this.#consume(['adminFailuresPerIp', addressKey(this.address(ctx))]).catch((error: unknown) => {
-      if (!(error instanceof RateLimitedError)) throw error;
+      if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
     });
   }
 
@@ -234,11 +222,11 @@ export class RateLimits {
       if (ctx.method !== 'POST' || ctx.path !== '/device') return next();
       const address = addressKey(limits.address(ctx));
       const wait = await limits.#blockedFor('userCodePerIp', address);
-      if (wait) throw new RateLimitedError(wait);
+      if (wait) throw rateLimited(wait);
       await next();
       if (!(ctx.state as Record<symbol, boolean | undefined>)[USER_CODE_MISS]) return;
       await limits.#consume(['userCodePerIp', address]).catch((error: unknown) => {
-        if (!(error instanceof RateLimitedError)) throw error;
+        if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
       });
     };
   }
@@ -303,7 +291,7 @@ export class RateLimits {
         if (clientId) counts.push(['tokenFailuresPerClient', clientFromAddress(address, clientId)]);
         // The failure is already answered; going over the limit shows on the next request.
         await limits.#consume(...counts).catch((error: unknown) => {
-          if (!(error instanceof RateLimitedError)) throw error;
+          if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
         });
       }
     };

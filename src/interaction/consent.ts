@@ -1,6 +1,11 @@
 /**
  * The consent step: what the app asks for, in words, and POST /consent, which records the grant
- * (or the refusal) and finishes the interaction.
+ * (or the refusal) and finishes the interaction. The grant is the one oidc-provider found for this
+ * account and client (remembered across sessions, oidc/account-grant.ts), or a new one.
+ *
+ * A first-party app (`tessera_first_party`, `clients create --first-party`) is the operator's own,
+ * as in Auth0: the person is not asked, and the grant is made for what the app requested, as if
+ * they had allowed it (offline_access included, so the app gets its refresh token).
  */
 import type Router from '@koa/router';
 import type { Context } from 'koa';
@@ -10,7 +15,7 @@ import { AppError } from '../errors.ts';
 import { formField } from '../http/form.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
-import { describeClaims, describeScopes } from './scopes.ts';
+import { describeClaims, describeScopes } from '../domain/scopes.ts';
 import type { Interaction, InteractionToolkit, SignInStep } from './toolkit.ts';
 
 export interface ConsentStep extends SignInStep {
@@ -20,7 +25,13 @@ export interface ConsentStep extends SignInStep {
 export function consent({ toolkit, logger, events }: { toolkit: InteractionToolkit; logger: Logger; events: SecurityEvents }): ConsentStep {
   const { provider, loadInteraction, clientOf, finish } = toolkit;
 
-  async function showConsent(ctx: Context, interaction: Interaction) {
+  async function showConsent(ctx: Context, interaction: Interaction): Promise<void> {
+    const client = await provider().Client.find(String(interaction.params.client_id));
+    if (client?.metadata().tessera_first_party === true) return grantConsent(ctx, interaction, true);
+    return renderConsent(ctx, interaction);
+  }
+
+  async function renderConsent(ctx: Context, interaction: Interaction) {
     const details = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
     const requested = String(interaction.params.scope ?? '').split(' ').filter(Boolean);
     const claimsParam = typeof interaction.params.claims === 'string' ? safeClaimNames(interaction.params.claims) : [];
@@ -64,35 +75,40 @@ export function consent({ toolkit, logger, events }: { toolkit: InteractionToolk
         return finish(ctx, { error: 'access_denied', error_description: 'The person declined to grant access' });
       }
       if (decision !== 'allow') throw new AppError('ERR_INVALID_INPUT', 'Choose Allow or Deny.');
-
-      const { Grant } = provider();
-      const accountId = interaction.session?.accountId;
-      const clientId = String(interaction.params.client_id);
-      const grant = (interaction.grantId ? await Grant.find(interaction.grantId) : undefined) ?? new Grant({ accountId, clientId });
-      const details = interaction.prompt.details as {
-        missingOIDCScope?: string[];
-        missingOIDCClaims?: string[];
-        missingResourceScopes?: Record<string, string[]>;
-      };
-      if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
-      if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
-      for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) {
-        grant.addResourceScope(indicator, scopes.join(' '));
-      }
-      const grantId = await grant.save();
-      logger.info({ sub: accountId, clientId }, 'consent given');
-      events.emit({
-        type: 'consent.given',
-        ...(typeof accountId === 'string' && { sub: accountId }),
-        clientId,
-        details: {
-          scopes: details.missingOIDCScope ?? [],
-          claims: details.missingOIDCClaims ?? [],
-          resources: Object.entries(details.missingResourceScopes ?? {}).map(([indicator, scopes]) => `${indicator} ${scopes.join(' ')}`),
-        },
-      });
-      await finish(ctx, { consent: { grantId } });
+      await grantConsent(ctx, interaction, false);
     });
+  }
+
+  /** Adds what the consent prompt found missing to the grant, and finishes the interaction. */
+  async function grantConsent(ctx: Context, interaction: Interaction, firstParty: boolean): Promise<void> {
+    const { Grant } = provider();
+    const accountId = interaction.session?.accountId;
+    const clientId = String(interaction.params.client_id);
+    const grant = (interaction.grantId ? await Grant.find(interaction.grantId) : undefined) ?? new Grant({ accountId, clientId });
+    const details = interaction.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+    if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    logger.info({ sub: accountId, clientId, firstParty }, firstParty ? 'consent given for a first-party app' : 'consent given');
+    events.emit({
+      type: 'consent.given',
+      ...(typeof accountId === 'string' && { sub: accountId }),
+      clientId,
+      details: {
+        scopes: details.missingOIDCScope ?? [],
+        claims: details.missingOIDCClaims ?? [],
+        resources: Object.entries(details.missingResourceScopes ?? {}).map(([indicator, scopes]) => `${indicator} ${scopes.join(' ')}`),
+        ...(firstParty && { firstParty: true }),
+      },
+    });
+    await finish(ctx, { consent: { grantId } });
   }
 
   return { register, showConsent };

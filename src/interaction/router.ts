@@ -23,6 +23,7 @@ import { afterFirstFactorStep } from './after-first-factor.ts';
 import { consent } from './consent.ts';
 import { passkeySignIn } from './first-factors/passkey.ts';
 import { passwordSignIn } from './first-factors/password.ts';
+import type { UpstreamSignIn } from './first-factors/upstream.ts';
 import { signInPage } from './first-factors/sign-in-page.ts';
 import { registration } from './registration.ts';
 import { enrolSecondFactor } from './second-factors/enrol.ts';
@@ -38,13 +39,15 @@ export interface InteractionRouterDependencies {
   emailVerification: EmailVerification;
   secondFactors: SecondFactorService;
   events: SecurityEvents;
+  /** Sign-in through upstream providers; its callback is a router of its own (outside the interaction's cookie path). */
+  upstreams: UpstreamSignIn;
 }
 
-export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events }: InteractionRouterDependencies): Router {
+export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams }: InteractionRouterDependencies): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
-  const toolkit = interactionToolkit({ provider, events });
+  const toolkit = interactionToolkit({ provider, events, onSignedIn: (uid, sub) => upstreams.signedIn(uid, sub) });
   const after = afterFirstFactorStep({ toolkit, accounts, secondFactors, logger });
-  const showSignInPage = signInPage(toolkit);
+  const showSignInPage = signInPage(toolkit, (uid) => upstreams.controls(uid));
   const limitSecondFactor = rateLimits.secondFactor.bind(rateLimits);
   const steps = pendingSteps({ toolkit, accounts, secondFactors, logger });
   const consentStep = consent({ toolkit, logger, events });
@@ -56,6 +59,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   const firstFactors: SignInStep[] = [
     passwordSignIn({ toolkit, after, showSignInPage, accounts, logger, limitSignIn: rateLimits.signIn.bind(rateLimits) }),
     passkeySignIn({ toolkit, after, showSignInPage, secondFactors, logger, limitPasswordless: rateLimits.passwordlessSignIn.bind(rateLimits) }),
+    upstreams.step({ toolkit, after, showSignInPage }),
   ];
   const secondFactorSteps: SignInStep[] = [
     proveSecondFactor({ toolkit, steps, secondFactors, logger, limitSecondFactor }),
@@ -71,9 +75,13 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
     switch (interaction.prompt.name) {
       case 'create':
         return registrationStep.showRegister(ctx, interaction);
-      case 'login':
+      case 'login': {
         if (await after.stepUp(ctx, interaction)) return;
+        // upstream_hint (or Keycloak's kc_idp_hint) sends the person straight to that upstream.
+        const hinted = await upstreams.hinted(interaction);
+        if (hinted) return upstreams.start(ctx, interaction, hinted);
         return showSignInPage(ctx, interaction);
+      }
       case 'consent':
         return consentStep.showConsent(ctx, interaction);
       default:

@@ -74,7 +74,17 @@ function recorded(result: InteractionResults, prompt: string | undefined): Inter
   };
 }
 
-export function interactionToolkit({ provider, events }: { provider: () => Provider; events: SecurityEvents }): InteractionToolkit {
+export interface InteractionToolkitDependencies {
+  provider: () => Provider;
+  events: SecurityEvents;
+  /**
+   * Told when a sign-in of the interaction completes (second factor included), before oidc-provider
+   * hears of it: an upstream identity the person proved this account for is linked only then.
+   */
+  onSignedIn?(uid: string, accountSub: string): Promise<void>;
+}
+
+export function interactionToolkit({ provider, events, onSignedIn }: InteractionToolkitDependencies): InteractionToolkit {
   async function loadInteraction(ctx: Context): Promise<Interaction> {
     let interaction: Interaction;
     try {
@@ -111,8 +121,9 @@ export function interactionToolkit({ provider, events }: { provider: () => Provi
    * sign-in page came back in a loop. Error results are never merged.
    */
   async function finish(ctx: Context, result: InteractionResults): Promise<void> {
-    const returnTo = await provider().interactionResult(ctx.req, ctx.res, recorded(result, ctx.state.interactionPrompt as string | undefined));
     const login = result.login as { accountId?: unknown; amr?: unknown } | undefined;
+    if (typeof login?.accountId === 'string' && onSignedIn) await onSignedIn(String(ctx.params.uid), login.accountId);
+    const returnTo = await provider().interactionResult(ctx.req, ctx.res, recorded(result, ctx.state.interactionPrompt as string | undefined));
     if (typeof login?.accountId === 'string') {
       const clientId = ctx.state.interactionClientId as string | undefined;
       events.emit({

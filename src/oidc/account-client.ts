@@ -2,8 +2,7 @@
  * The account page signs people in the way any app does: through Tessera's own authorization
  * endpoint, as a built-in public client with PKCE. Being first-party, it never asks for consent
  * (see loadExistingGrant in oidc/configuration.ts) and only ever asks for `openid`. It lives here,
- * below the account page, because the provider's configuration registers it (account/client.ts
- * re-exports it for the page).
+ * below the account page, because the provider's configuration registers it.
  */
 export const ACCOUNT_CLIENT_ID = 'tessera-account';
 export const ACCOUNT_CALLBACK_PATH = '/account/callback';

@@ -16,8 +16,11 @@ import { backchannelLogoutUriProblem, jwksUriProblem, TESSERA_CLIENT_METADATA } 
 import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_VALUES, REQUIRE_MFA_METADATA } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
+import { UPSTREAM_HINT_PARAMETERS } from '../domain/upstreams.ts';
 import { providerCookieNames } from '../http/cookie-names.ts';
+import type { OidcStore } from '../store/port.ts';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
+import { findAccountGrant } from './account-grant.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import type { RenderPage } from './features/feature.ts';
 import { mtlsEndpointAliases, SLICES } from './features/index.ts';
@@ -28,6 +31,8 @@ export interface ConfigurationDependencies {
   resources: ResourceService;
   keys: KeyMaterial;
   adapter: AdapterConstructor;
+  /** Grants are looked up by account here (account-grant.ts). */
+  oidc: OidcStore;
   staticClients: Record<string, unknown>[];
   /** Public base URL of the mTLS listener, when there is one. */
   mtlsBaseUrl: string | undefined;
@@ -129,7 +134,7 @@ export function mergeFragments(base: Configuration, fragments: readonly { name: 
   return merged as Configuration;
 }
 
-export function buildConfiguration({ config, accounts, resources, keys, adapter, staticClients, mtlsBaseUrl, render }: ConfigurationDependencies): Configuration {
+export function buildConfiguration({ config, accounts, resources, keys, adapter, oidc, staticClients, mtlsBaseUrl, render }: ConfigurationDependencies): Configuration {
   if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
     throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
   }
@@ -158,16 +163,23 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       openid: [...CLAIMS_BY_SCOPE.openid, 'acr', 'amr'],
     },
     acrValues: [...ACR_VALUES],
+    // Kept on the interaction, so the sign-in page can go straight to the named upstream provider.
+    extraParams: [...UPSTREAM_HINT_PARAMETERS],
     scopes: ['openid', 'offline_access', 'profile', 'email', 'roles'],
     // RPs (and people comparing with Keycloak/Auth0) expect the scope's claims in the ID token too,
     // not only at userinfo.
     conformIdTokenClaims: false,
+    // Consent is remembered per account and client, whichever browser session asks (account-grant.ts).
     // The account page is Tessera's own: it asks only for `openid` and never for consent.
     async loadExistingGrant(ctx) {
       const { client, session, account, provider } = ctx.oidc;
       const grantId = ctx.oidc.result?.consent?.grantId || session?.grantIdFor(client!.clientId);
-      if (grantId) return provider.Grant.find(grantId);
-      if (client?.clientId !== ACCOUNT_CLIENT_ID || !account) return undefined;
+      const sessionGrant = grantId ? await provider.Grant.find(grantId) : undefined;
+      if (sessionGrant && sessionGrant.accountId === account?.accountId) return sessionGrant;
+      if (!client || !account) return undefined;
+      const accountGrant = await findAccountGrant(provider, oidc, account.accountId, client.clientId);
+      if (accountGrant) return accountGrant;
+      if (client.clientId !== ACCOUNT_CLIENT_ID) return undefined;
       const grant = new provider.Grant({ clientId: ACCOUNT_CLIENT_ID, accountId: account.accountId });
       grant.addOIDCScope('openid');
       await grant.save();

@@ -20,7 +20,11 @@ interface IdTokenLike {
   extra: Record<string, unknown>;
   set(key: string, value: unknown): void;
 }
-interface OidcContextLike { params?: { scope?: unknown; prompt?: unknown }; route?: string }
+interface OidcContextLike {
+  params?: { scope?: unknown; prompt?: unknown };
+  route?: string;
+  entities?: { Grant?: { getOIDCScope(): string } };
+}
 
 /** What the hooks below hand work to. */
 export interface ProviderExtensions {
@@ -218,6 +222,9 @@ function atHashAtTokenEndpoint(provider: Provider): void {
  * Tessera instead always treats an offline_access request as one that needs the person's explicit
  * consent, so RPs need not know to add prompt=consent: the consent page is shown and the refresh
  * token is issued. With prompt=none nothing changes (offline_access is dropped, as the spec says).
+ * Once the person's grant for this client (remembered per account, account-grant.ts) holds
+ * offline_access, that explicit consent is the "other condition" OIDC Core 11 allows: it is not
+ * asked for again. (Before the grant is loaded, `consent` stays in, so the scope is not dropped.)
  * Which routes start or resume an interaction is each feature's to say (features/*, interactionRoutes).
  */
 function offlineAccessAsksConsent(provider: Provider): void {
@@ -230,10 +237,23 @@ function offlineAccessAsksConsent(provider: Provider): void {
     get(this: OidcContextLike) {
       const requested = prompts.call(this) as Set<string>;
       const scope = typeof this.params?.scope === 'string' ? this.params.scope.split(' ') : [];
-      if (scope.includes('offline_access') && !requested.has('none') && this.route !== undefined && INTERACTION_ROUTES.has(this.route)) {
+      const granted = this.entities?.Grant?.getOIDCScope().split(' ').includes('offline_access') ?? false;
+      if (scope.includes('offline_access') && !granted && !requested.has('none') && this.route !== undefined && INTERACTION_ROUTES.has(this.route)) {
         requested.add('consent');
       }
       return requested;
     },
   });
+}
+
+/**
+ * oidc-provider's own check of client metadata, the one it runs when it loads a client at a request
+ * (`Client.validate`, not in its typings): resolves when the metadata would work, throws
+ * InvalidClientMetadata with the reason when not. Used to refuse such a client when it is created
+ * (client-metadata-check.ts) rather than at each authorization request.
+ */
+export async function validateClientMetadata(provider: Provider, metadata: Record<string, unknown>): Promise<void> {
+  const Client = provider.Client as unknown as { validate?(metadata: Record<string, unknown>): Promise<void> };
+  if (typeof Client.validate !== 'function') throw new Error('oidc-provider changed: Client.validate no longer exists');
+  await Client.validate(metadata);
 }

@@ -11,6 +11,7 @@ import compose from 'koa-compose';
 import { Provider } from 'oidc-provider';
 
 import { ConfigError, type Config } from '../config.ts';
+import { AppError, errorAnswer } from '../errors.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { ClientService } from '../domain/clients.ts';
 import type { SecurityEvents } from '../domain/events.ts';
@@ -19,8 +20,8 @@ import type { ResourceService } from '../domain/resources.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { observeProvider } from '../observability/provider-events.ts';
-import { isStoreUnavailable, STORE_RETRY_AFTER_SECONDS } from '../store/outage.ts';
-import type { RevisionRepository } from '../store/port.ts';
+import { isStoreUnavailable } from '../store/outage.ts';
+import type { OidcStore, RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
 import type { RenderPage } from './features/feature.ts';
@@ -37,6 +38,8 @@ export interface ProviderHostDependencies {
   mtlsBaseUrl?: string | undefined;
   revisions: RevisionRepository;
   adapter: AdapterConstructor;
+  /** oidc-provider's records, read directly where its models have no lookup (grants by account). */
+  oidc: OidcStore;
   logger: Logger;
   /** Renders Tessera's pages for oidc-provider's error and logout pages (http/render.ts). */
   render: RenderPage;
@@ -96,15 +99,17 @@ export class ProviderHost {
    */
   middleware(): Middleware {
     const current = () => this.#middleware;
+    // The outage's answer from the table (errors.ts), as every other surface gives it.
+    const outage = errorAnswer(new AppError('ERR_STORE_UNAVAILABLE', 'The store is unavailable.'));
     return async function oidcProvider(ctx, next) {
       await current()(ctx, next);
       if (ctx.state.storeUnavailable === true && ctx.status === 500) {
         ctx.status = 503;
         if ((ctx.body as { error?: unknown } | undefined)?.error === 'server_error') {
-          ctx.body = { error: 'temporarily_unavailable', error_description: 'The service is briefly unavailable. Try again in a few seconds.' };
+          ctx.body = { error: outage.body.error, error_description: outage.body.error_description };
         }
       }
-      if (ctx.status === 503) ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+      if (ctx.status === 503) ctx.set(outage.headers);
     };
   }
 
@@ -141,7 +146,7 @@ export class ProviderHost {
   }
 
   #install(material: KeyMaterial): void {
-    const { config, clients, adapter, logger, mtlsBaseUrl, render } = this.#deps;
+    const { config, clients, adapter, oidc, logger, mtlsBaseUrl, render } = this.#deps;
     const { accounts, resources } = this.#facing;
     const provider = new Provider(config.issuer, buildConfiguration({
       config,
@@ -149,6 +154,7 @@ export class ProviderHost {
       resources,
       keys: material,
       adapter,
+      oidc,
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
       render,

@@ -14,9 +14,6 @@ import { isAppError } from '../errors.ts';
 import type { Store } from './port.ts';
 import { storeUnavailableError } from './store-errors.ts';
 
-/** What a 503 caused by the store tells clients to wait: about how long a MongoDB failover or a restart takes. */
-export const STORE_RETRY_AFTER_SECONDS = 5;
-
 export interface GuardOptions {
   /** Whether a backend error means the store is unreachable or unusable for now (not a bug, not bad input). */
   isUnavailable(error: unknown): boolean;

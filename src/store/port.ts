@@ -68,6 +68,7 @@ export interface Account {
   /**
    * Absent for an account that signs in another way (a passkey; later an upstream provider or an
    * email link): no password signs in to it, and the account page offers to set one.
+   * argon2id for passwords set here; an imported one keeps its old algorithm until its first sign-in.
    */
   passwordHash?: string;
   name?: string;
@@ -89,6 +90,10 @@ export interface Account {
   passkeys: Passkey[];
   /** One-time codes by email as a second factor. */
   emailOtp: boolean;
+  /** The account's id in the system it was imported from (unique when set). */
+  externalId?: string;
+  /** Set by an import: a digest of the fields it wrote (domain/user-import.ts), so a re-run can tell whether anyone changed them since. */
+  importDigest?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -124,11 +129,40 @@ export type ClearableAccountField = typeof CLEARABLE_ACCOUNT_FIELDS[number];
 
 export type AccountChanges = { [K in MutableAccountField]?: Account[K] } & { [K in ClearableAccountField]?: Account[K] | null };
 
+/** What an import writes into an account: the record's fields and the digest of them. */
+export interface ImportedAccountFields {
+  email: string;
+  emailVerified: boolean;
+  /** Absent: the account has no password. */
+  passwordHash?: string;
+  roles: string[];
+  name?: string;
+  givenName?: string;
+  familyName?: string;
+  externalId?: string;
+  importDigest: string;
+}
+
+/**
+ * One account of an import: a new account, or an update of one whose `updatedAt` is still the one
+ * the import read (so a change made in between wins over the import).
+ */
+export type AccountImportWrite =
+  | { kind: 'create'; sub: string; createdAt: Date; fields: ImportedAccountFields }
+  | { kind: 'update'; sub: string; expectedUpdatedAt: Date; fields: ImportedAccountFields };
+
 export interface AccountRepository {
   /** Throws AppError ERR_EMAIL_TAKEN when the email is already registered. */
   create(account: NewAccount): Promise<Account>;
   findBySub(sub: string): Promise<Account | undefined>;
   findByEmail(email: string): Promise<Account | undefined>;
+  findByExternalId(externalId: string): Promise<Account | undefined>;
+  /**
+   * Writes a batch of an import in one transaction (SQLite) or one document write per account
+   * (MongoDB): each account is whole or absent, never half-written. For each write, whether it was
+   * made: false when the email or external id was taken, or the account changed, since it was read.
+   */
+  importAccounts(writes: readonly AccountImportWrite[]): Promise<boolean[]>;
   /** Changes the given fields; returns false when there is no such account. */
   update(sub: string, changes: AccountChanges): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
@@ -163,7 +197,7 @@ export interface StoredClient {
 
 /** Every write (create, update, delete) bumps the `clients` revision. */
 export interface ClientRepository {
-  /** Throws AppError ERR_CLIENT_INVALID when the id is taken. */
+  /** Throws AppError ERR_CLIENT_EXISTS when the id is taken. */
   create(client: Omit<StoredClient, 'createdAt'>): Promise<StoredClient>;
   find(clientId: string): Promise<StoredClient | undefined>;
   /** Replaces the metadata; returns false when there is no such client. */
@@ -190,7 +224,7 @@ export interface ResourceServerRecord {
 
 /** Every write (create, delete) bumps the `resources` revision. */
 export interface ResourceRepository {
-  /** Throws AppError ERR_RESOURCE_INVALID (409) when the audience is taken. */
+  /** Throws AppError ERR_RESOURCE_EXISTS (409) when the audience is taken. */
   create(resource: Omit<ResourceServerRecord, 'createdAt'>): Promise<ResourceServerRecord>;
   find(audience: string): Promise<ResourceServerRecord | undefined>;
   list(): Promise<ResourceServerRecord[]>;
@@ -230,7 +264,7 @@ export interface KeyRepository {
  * Revisions let every process notice changes other processes made (the CLI, another instance):
  * a write bumps the counter, readers poll it and drop their caches when it moves.
  */
-export type RevisionName = 'clients' | 'keys' | 'resources';
+export type RevisionName = 'clients' | 'keys' | 'resources' | 'upstreams';
 
 export interface RevisionRepository {
   get(name: RevisionName): Promise<number>;
@@ -274,12 +308,60 @@ export interface AuditRepository {
   query(query: AuditQuery): Promise<AuditRecord[]>;
 }
 
+/**
+ * An upstream identity provider (Google, GitHub, another OpenID provider) as kept in the store.
+ * `settings` is the domain's validated shape (domain/upstreams.ts) as JSON; the client secret is
+ * sealed with a key derived from TESSERA_SECRET, bound to the upstream's id.
+ */
+export interface StoredUpstream {
+  id: string;
+  settings: Record<string, unknown>;
+  encryptedClientSecret: string;
+  createdAt: Date;
+}
+
+/** Every write (create, delete) bumps the `upstreams` revision. */
+export interface UpstreamRepository {
+  /** Throws AppError ERR_UPSTREAM_INVALID (409) when the id is taken. */
+  create(upstream: Omit<StoredUpstream, 'createdAt'>): Promise<StoredUpstream>;
+  find(id: string): Promise<StoredUpstream | undefined>;
+  list(): Promise<StoredUpstream[]>;
+  /** Returns false when there was no such upstream. */
+  delete(id: string): Promise<boolean>;
+}
+
+/**
+ * A person's identity at an upstream provider, linked to one Tessera account. Keyed by
+ * (upstream id, the upstream's `sub`), never by email: an address proves nothing about who holds it.
+ */
+export interface FederatedIdentity {
+  upstreamId: string;
+  /** The upstream's subject identifier (its `sub`, or GitHub's numeric user id). */
+  subject: string;
+  accountSub: string;
+  /** The address the upstream gave when the identity was linked, for people to recognise it. */
+  email?: string;
+  createdAt: Date;
+}
+
+export interface IdentityRepository {
+  /** Throws AppError ERR_IDENTITY_TAKEN (409) when (upstreamId, subject) is already linked. */
+  create(identity: FederatedIdentity): Promise<FederatedIdentity>;
+  find(upstreamId: string, subject: string): Promise<FederatedIdentity | undefined>;
+  /** The identities of one account, oldest first. */
+  listByAccount(accountSub: string): Promise<FederatedIdentity[]>;
+  /** Removes the identity only if it belongs to that account; false otherwise. */
+  delete(upstreamId: string, subject: string, accountSub: string): Promise<boolean>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'mongodb';
   readonly oidc: OidcStore;
   readonly accounts: AccountRepository;
   readonly clients: ClientRepository;
   readonly resources: ResourceRepository;
+  readonly upstreams: UpstreamRepository;
+  readonly identities: IdentityRepository;
   readonly keys: KeyRepository;
   readonly revisions: RevisionRepository;
   readonly audit: AuditRepository;

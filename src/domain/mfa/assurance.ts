@@ -3,6 +3,7 @@
  * `amr` (RFC 8176 authentication method reference values) and `acr` (Tessera's two levels).
  *
  * - password alone: amr ["pwd"], acr loa:1;
+ * - an upstream provider alone: ["fed"], acr loa:1 (with a second factor: ["fed", "otp", "mfa"] and so on);
  * - password + TOTP or recovery code: ["pwd", "otp", "mfa"] (a recovery code is a pre-issued one-time password);
  * - password + emailed code: ["pwd", "otp", "mca", "mfa"] (the code travels over a second channel);
  * - password + passkey: ["pwd", "hwk" | "swk", "user", "mfa"];
@@ -32,6 +33,14 @@ export type PasskeyStorage = 'device-bound' | 'synced';
 
 function passkeyAmr(storage: PasskeyStorage): string[] {
   return [storage === 'synced' ? 'swk' : 'hwk', 'user'];
+}
+
+/**
+ * Signed in at an upstream provider (Google, GitHub, ...): one factor as far as Tessera knows, whatever
+ * the upstream did; "fed" names federated authentication. A second factor adds to it as to a password.
+ */
+export function upstreamOnly(): Assurance {
+  return { amr: ['fed'], acr: ACR_SINGLE_FACTOR };
 }
 
 export function passwordOnly(): Assurance {

@@ -90,7 +90,7 @@ const authenticationSchema = z.looseObject({
 });
 
 function refused(message = 'That passkey could not be used. Try again, or choose another way.', cause?: unknown): AppError {
-  return new AppError('ERR_SECOND_FACTOR_INVALID', message, { status: 400, cause });
+  return new AppError('ERR_SECOND_FACTOR_INVALID', message, { cause });
 }
 
 /** The browser's answer arrives as JSON text in a form field. */
@@ -135,7 +135,7 @@ export class Passkeys {
 
   async registrationOptions(account: Account, binding: CeremonyBinding = {}): Promise<PublicKeyCredentialCreationOptionsJSON> {
     if (account.passkeys.length >= MAX_PASSKEYS) {
-      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', `An account can have at most ${MAX_PASSKEYS} passkeys; remove one first.`, { status: 409 });
+      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', `An account can have at most ${MAX_PASSKEYS} passkeys; remove one first.`);
     }
     const options = await (await webauthn()).generateRegistrationOptions({
       rpName: this.#settings.rpName,
@@ -173,9 +173,9 @@ export class Passkeys {
     if (!verification.verified) throw refused();
     const { credential } = verification.registrationInfo;
     const fresh = await this.#accounts.findBySub(account.sub);
-    if (!fresh) throw new AppError('ERR_NOT_FOUND', 'There is no such account.', { status: 404 });
+    if (!fresh) throw new AppError('ERR_NOT_FOUND', 'There is no such account.');
     if (fresh.passkeys.some((passkey) => passkey.credentialId === credential.id)) {
-      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'This passkey is already registered.', { status: 409 });
+      throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'This passkey is already registered.');
     }
     const passkey: Passkey = {
       credentialId: credential.id,

@@ -5,19 +5,13 @@
  */
 import { Schema, type Connection, type Model } from 'mongoose';
 
+import { schemaOptions } from './schema-options.ts';
+import { identitySchema, type IdentityDocument } from './identities.ts';
+import { upstreamSchema, type UpstreamDocument } from './upstreams.ts';
+
 /** The collection every rate limiter counts in; keys carry the limiter's prefix, so limits stay apart. */
 export const RATE_LIMITS_COLLECTION = 'rate_limits';
 
-/** Options every schema shares: no implicit DDL, no version key, empty objects kept as they were given. */
-const schemaOptions = {
-  versionKey: false,
-  autoCreate: false,
-  autoIndex: false,
-  bufferCommands: false,
-  minimize: false,
-  // A field the schema does not know is a bug in this module, not data to drop silently.
-  strict: 'throw',
-} as const;
 
 /** One document per oidc-provider record of any model; `_id` is `${model}:${id}` (model names never contain ':'). */
 export interface OidcRecordDocument {
@@ -98,6 +92,8 @@ export interface AccountDocument {
   recoveryCodes?: string[];
   passkeys?: PasskeyDocument[];
   emailOtp?: boolean;
+  externalId?: string;
+  importDigest?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -143,6 +139,8 @@ const accountSchema = new Schema<AccountDocument>(
     recoveryCodes: { type: [String], default: undefined },
     passkeys: { type: [passkeySchema], default: undefined },
     emailOtp: { type: Boolean },
+    externalId: { type: String },
+    importDigest: { type: String },
     createdAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
   },
@@ -151,6 +149,7 @@ const accountSchema = new Schema<AccountDocument>(
 // Uniqueness lives in the index, so two concurrent registrations cannot both win.
 accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
 accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+accountSchema.index({ externalId: 1 }, { name: 'externalId_unique', unique: true, partialFilterExpression: { externalId: { $exists: true } } });
 
 export interface ClientDocument {
   /** The client_id. */
@@ -328,6 +327,8 @@ export interface StoreModels {
   Lock: Model<LockDocument>;
   RateLimit: Model<RateLimitDocument>;
   AuditEvent: Model<AuditEventDocument>;
+  Upstream: Model<UpstreamDocument>;
+  Identity: Model<IdentityDocument>;
 }
 
 /** Binds the schemas to one connection (never to mongoose's global default connection). */
@@ -342,5 +343,7 @@ export function createModels(connection: Connection): StoreModels {
     Lock: connection.model<LockDocument>('Lock', lockSchema),
     RateLimit: connection.model<RateLimitDocument>('RateLimit', rateLimitSchema),
     AuditEvent: connection.model<AuditEventDocument>('AuditEvent', auditEventSchema),
+    Upstream: connection.model<UpstreamDocument>('Upstream', upstreamSchema),
+    Identity: connection.model<IdentityDocument>('Identity', identitySchema),
   };
 }

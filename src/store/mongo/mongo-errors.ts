@@ -34,3 +34,17 @@ export function isMongoUnavailable(error: unknown): boolean {
   if (error.hasErrorLabel('TransientTransactionError') || error.hasErrorLabel('RetryableWriteError')) return true;
   return typeof error.code === 'number' && UNAVAILABLE_CODES.has(error.code);
 }
+
+export function errorCode(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
+/** E11000, optionally on a given field (by key pattern when the server reports it, else by index name). */
+export function isDuplicateKey(error: unknown, field?: string): boolean {
+  if (errorCode(error) !== 11000) return false;
+  if (field === undefined) return true;
+  const details = error as { keyPattern?: Record<string, unknown>; keyValue?: Record<string, unknown>; message?: unknown };
+  if (details.keyPattern !== undefined) return field in details.keyPattern;
+  if (details.keyValue !== undefined) return field in details.keyValue;
+  return typeof details.message === 'string' && details.message.includes(field);
+}

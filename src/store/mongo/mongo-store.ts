@@ -15,6 +15,7 @@ import type {
   AuditRecord,
   AuditRepository,
   ClientRepository,
+  ImportedAccountFields,
   KeyRepository,
   KeyUse,
   OidcPayload,
@@ -45,7 +46,9 @@ import {
   type StoreModels,
   type TotpDocument,
 } from './models.ts';
-import { isMongoUnavailable } from './mongo-errors.ts';
+import { errorCode, isDuplicateKey, isMongoUnavailable } from './mongo-errors.ts';
+import { mongoIdentities } from './identities.ts';
+import { mongoUpstreams } from './upstreams.ts';
 
 export interface MongoStoreOptions {
   uri: string;
@@ -66,7 +69,7 @@ export interface MongoStoreOptions {
   clock?: () => number;
 }
 
-const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources'];
+const REVISION_NAMES: readonly RevisionName[] = ['clients', 'keys', 'resources', 'upstreams'];
 /** Tessera's requests make single-document, indexed calls of a few milliseconds; 3 s means the store is gone. */
 const DEFAULT_OPERATION_TIMEOUT_MS = 3_000;
 /** A rotation takes milliseconds; the lease only bounds how long a crashed holder blocks the others. */
@@ -336,6 +339,53 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       const doc = await Account.findOne({ email: String(email) }).lean().exec();
       return doc === null ? undefined : toAccount(doc);
     },
+    async findByExternalId(externalId) {
+      const doc = await Account.findOne({ externalId: String(externalId) }).lean().exec();
+      return doc === null ? undefined : toAccount(doc);
+    },
+    async importAccounts(writes) {
+      // One document per account: each write is atomic on its own, so a kill leaves each account whole or absent.
+      const done: boolean[] = [];
+      for (const write of writes) {
+        const now = new Date(clock());
+        try {
+          if (write.kind === 'create') {
+            const { fields } = write;
+            const doc: AccountDocument = {
+              _id: String(write.sub),
+              email: String(fields.email),
+              emailVerified: fields.emailVerified,
+              disabled: false,
+              roles: fields.roles.map(String),
+              failedSignIns: 0,
+              lockouts: 0,
+              recoveryCodes: [],
+              passkeys: [],
+              emailOtp: false,
+              importDigest: String(fields.importDigest),
+              createdAt: write.createdAt,
+              updatedAt: now,
+            };
+            if (fields.passwordHash !== undefined) doc.passwordHash = String(fields.passwordHash);
+            if (fields.name !== undefined) doc.name = String(fields.name);
+            if (fields.givenName !== undefined) doc.givenName = String(fields.givenName);
+            if (fields.familyName !== undefined) doc.familyName = String(fields.familyName);
+            if (fields.externalId !== undefined) doc.externalId = String(fields.externalId);
+            await Account.insertMany([doc]);
+            done.push(true);
+          } else {
+            const { set, unset } = importedFields(write.fields);
+            const update = Object.keys(unset).length === 0 ? { $set: { ...set, updatedAt: now } } : { $set: { ...set, updatedAt: now }, $unset: unset };
+            const result = await Account.updateOne({ _id: String(write.sub), updatedAt: write.expectedUpdatedAt }, update).exec();
+            done.push(result.matchedCount > 0);
+          }
+        } catch (error) {
+          if (isDuplicateKey(error, 'email') || isDuplicateKey(error, 'externalId')) done.push(false);
+          else throw error;
+        }
+      }
+      return done;
+    },
     async update(sub, changes) {
       const { set, unset } = accountUpdate(changes);
       set.updatedAt = new Date(clock());
@@ -578,6 +628,8 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
     accounts,
     clients,
     resources,
+    upstreams: mongoUpstreams(models, { atomically, bumpRevision, clock }),
+    identities: mongoIdentities(models),
     keys,
     revisions,
     audit,
@@ -651,19 +703,23 @@ async function supportsTransactions(connection: Connection, models: StoreModels)
   }
 }
 
-function errorCode(error: unknown): unknown {
-  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+/** An import's fields as $set and $unset: an absent optional field is removed, as the record says. */
+function importedFields(fields: ImportedAccountFields): { set: Record<string, unknown>; unset: Record<string, ''> } {
+  const set: Record<string, unknown> = {
+    email: String(fields.email),
+    emailVerified: fields.emailVerified,
+    roles: fields.roles.map(String),
+    importDigest: String(fields.importDigest),
+  };
+  const unset: Record<string, ''> = {};
+  for (const field of ['passwordHash', 'name', 'givenName', 'familyName', 'externalId'] as const) {
+    const value = fields[field];
+    if (value === undefined) unset[field] = '';
+    else set[field] = String(value);
+  }
+  return { set, unset };
 }
 
-/** E11000, optionally on a given field (by key pattern when the server reports it, else by index name). */
-function isDuplicateKey(error: unknown, field?: string): boolean {
-  if (errorCode(error) !== 11000) return false;
-  if (field === undefined) return true;
-  const details = error as { keyPattern?: Record<string, unknown>; keyValue?: Record<string, unknown>; message?: unknown };
-  if (details.keyPattern !== undefined) return field in details.keyPattern;
-  if (details.keyValue !== undefined) return field in details.keyValue;
-  return typeof details.message === 'string' && details.message.includes(field);
-}
 
 const UPDATABLE_ACCOUNT_FIELDS: ReadonlyArray<keyof AccountChanges> = [...MUTABLE_ACCOUNT_FIELDS, ...CLEARABLE_ACCOUNT_FIELDS];
 const CLEARABLE = new Set<keyof AccountChanges>(CLEARABLE_ACCOUNT_FIELDS);
@@ -744,6 +800,8 @@ function toAccount(doc: AccountDocument): Account {
   if (doc.givenName != null) account.givenName = doc.givenName;
   if (doc.familyName != null) account.familyName = doc.familyName;
   if (doc.lockedUntil != null) account.lockedUntil = doc.lockedUntil;
+  if (doc.externalId != null) account.externalId = doc.externalId;
+  if (doc.importDigest != null) account.importDigest = doc.importDigest;
   if (doc.totp != null) {
     const totp: TotpFactor = { encryptedSecret: doc.totp.encryptedSecret, lastStep: doc.totp.lastStep };
     if (doc.totp.confirmedAt != null) totp.confirmedAt = doc.totp.confirmedAt;

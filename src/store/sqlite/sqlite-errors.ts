@@ -32,3 +32,10 @@ export function isSqliteUnavailable(error: unknown): boolean {
   // node:sqlite on a closed database.
   return code === 'ERR_INVALID_STATE' && typeof message === 'string' && /database is not open|statement has been finalized/i.test(message);
 }
+
+/** A UNIQUE or PRIMARY KEY constraint on `column` (as `table.column`) refused the write. */
+export function isUniqueViolation(error: unknown, column: string): boolean {
+  if (!(error instanceof Error)) return false;
+  const errcode = (error as Error & { errcode?: unknown }).errcode;
+  return (errcode === 2067 || errcode === 1555) && error.message.includes(column);
+}

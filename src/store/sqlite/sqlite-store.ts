@@ -14,6 +14,7 @@ import type {
   AuditRepository,
   ClearableAccountField,
   ClientRepository,
+  ImportedAccountFields,
   KeyRepository,
   KeyUse,
   OidcPayload,
@@ -30,7 +31,9 @@ import type {
 import { guardStore } from '../outage.ts';
 import { clientIdTakenError, emailTakenError, resourceAudienceTakenError, storeUnavailableError } from '../store-errors.ts';
 import { createPrivateFile, ensurePrivateDirectory, restrictFiles } from './file-modes.ts';
-import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
+import { IDENTITIES_MIGRATION, sqliteIdentities } from './identities.ts';
+import { isSqliteDamaged, isSqliteUnavailable, isUniqueViolation } from './sqlite-errors.ts';
+import { sqliteUpstreams, UPSTREAMS_MIGRATION } from './upstreams.ts';
 import { prepareRateLimitStatements, SqliteRateLimiter } from './sqlite-rate-limiter.ts';
 
 export interface SqliteStoreOptions {
@@ -210,6 +213,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     'ClientCredentials', 'BackchannelAuthenticationRequest', 'PushedAuthorizationRequest', 'RegistrationAccessToken',
     'InitialAccessToken', 'ReplayDetection');
   `,
+  // 9: imported accounts: their id in the system they came from, and the digest of what the import wrote.
+  `
+  ALTER TABLE accounts ADD COLUMN external_id TEXT;
+  ALTER TABLE accounts ADD COLUMN import_digest TEXT;
+  CREATE UNIQUE INDEX IF NOT EXISTS accounts_external_id ON accounts (external_id) WHERE external_id IS NOT NULL;
+  `,
+  // 10: upstream identity providers and the identities linked through them.
+  UPSTREAMS_MIGRATION + IDENTITIES_MIGRATION,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -246,6 +257,8 @@ interface AccountRow {
   /** JSON array of StoredPasskey. */
   passkeys: string;
   email_otp: number;
+  external_id: string | null;
+  import_digest: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -261,7 +274,7 @@ interface StoredPasskey {
   lastUsedAt?: number;
 }
 
-type AccountColumn = Exclude<keyof AccountRow, 'sub' | 'email' | 'created_at' | 'updated_at'>;
+type AccountColumn = Exclude<keyof AccountRow, 'sub' | 'email' | 'created_at' | 'updated_at' | 'external_id' | 'import_digest'>;
 
 interface ClientRow {
   client_id: string;
@@ -521,6 +534,28 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     async findByEmail(email) {
       const row = statements.findAccountByEmail.get({ email: String(email) }) as AccountRow | undefined;
       return row === undefined ? undefined : toAccount(row);
+    },
+    async findByExternalId(externalId) {
+      const row = statements.findAccountByExternalId.get({ external_id: String(externalId) }) as AccountRow | undefined;
+      return row === undefined ? undefined : toAccount(row);
+    },
+    async importAccounts(writes) {
+      const now = clock();
+      // One transaction for the batch: a kill leaves all of it or none, and one commit (one fsync)
+      // per batch is what makes a large import fast.
+      return transaction(() => writes.map((write) => {
+        const parameters = importParameters(write.fields);
+        try {
+          const result = write.kind === 'create'
+            ? statements.insertImportedAccount.run({ ...parameters, sub: String(write.sub), created_at: write.createdAt.getTime(), updated_at: now })
+            : statements.updateImportedAccount.run({ ...parameters, sub: String(write.sub), expected_updated_at: write.expectedUpdatedAt.getTime(), updated_at: now });
+          return Number(result.changes) > 0;
+        } catch (error) {
+          // Taken since it was read (another import or a registration): that account is skipped, the batch goes on.
+          if (isUniqueViolation(error, 'accounts.email') || isUniqueViolation(error, 'accounts.external_id')) return false;
+          throw error;
+        }
+      }));
     },
     async update(sub, changes) {
       const result = statements.updateAccount.run({ ...accountUpdateParameters(changes), sub: String(sub), updated_at: clock() });
@@ -804,6 +839,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     accounts,
     clients,
     resources,
+    upstreams: sqliteUpstreams(db, { transaction, bumpRevision, clock }),
+    identities: sqliteIdentities(db),
     keys,
     revisions,
     audit,
@@ -882,7 +919,8 @@ function migrate(db: DatabaseSync, file: string): void {
 
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
 const ACCOUNT_COLUMNS = `sub, email, email_verified, password_hash, name, given_name, family_name, disabled, roles, failed_sign_ins,
-  locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp, created_at, updated_at`;
+  locked_until, lockouts, totp_encrypted_secret, totp_confirmed_at, totp_last_step, recovery_codes, passkeys, email_otp, external_id, import_digest,
+  created_at, updated_at`;
 /** Every column update() may write; each takes a `:set_<column>` flag and a `:<column>` value. */
 const UPDATABLE_ACCOUNT_COLUMNS: readonly AccountColumn[] = [
   'password_hash', 'disabled', 'email_verified', 'name', 'given_name', 'family_name', 'roles', 'failed_sign_ins',
@@ -920,6 +958,16 @@ function prepareStatements(db: DatabaseSync) {
       VALUES (:sub, :email, :email_verified, :password_hash, :name, :given_name, :family_name, :disabled, :roles, :created_at, :updated_at)`),
     findAccountBySub: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE sub = :sub`),
     findAccountByEmail: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE email = :email`),
+    findAccountByExternalId: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE external_id = :external_id`),
+    insertImportedAccount: prepare(`
+      INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, roles, external_id, import_digest, created_at, updated_at)
+      VALUES (:sub, :email, :email_verified, :password_hash, :name, :given_name, :family_name, 0, :roles, :external_id, :import_digest, :created_at, :updated_at)`),
+    // The updated_at condition is the check: a change made since the import read the account wins.
+    updateImportedAccount: prepare(`
+      UPDATE accounts SET email = :email, email_verified = :email_verified, password_hash = :password_hash, name = :name,
+        given_name = :given_name, family_name = :family_name, roles = :roles, external_id = :external_id,
+        import_digest = :import_digest, updated_at = :updated_at
+      WHERE sub = :sub AND updated_at = :expected_updated_at`),
     // One statement for any combination of changes: a column keeps its value unless its flag is set.
     updateAccount: prepare(`
       UPDATE accounts SET
@@ -1007,6 +1055,8 @@ function toAccount(row: AccountRow): Account {
   if (row.given_name !== null) account.givenName = row.given_name;
   if (row.family_name !== null) account.familyName = row.family_name;
   if (row.locked_until !== null) account.lockedUntil = new Date(row.locked_until);
+  if (row.external_id !== null) account.externalId = row.external_id;
+  if (row.import_digest !== null) account.importDigest = row.import_digest;
   if (row.totp_encrypted_secret !== null) {
     account.totp = { encryptedSecret: row.totp_encrypted_secret, lastStep: row.totp_last_step ?? 0 };
     if (row.totp_confirmed_at !== null) account.totp.confirmedAt = new Date(row.totp_confirmed_at);
@@ -1097,6 +1147,20 @@ function accountUpdateParameters(changes: AccountChanges): Record<string, string
   return parameters;
 }
 
+function importParameters(fields: ImportedAccountFields): Record<string, string | number | null> {
+  return {
+    email: String(fields.email),
+    email_verified: fields.emailVerified ? 1 : 0,
+    password_hash: optionalString(fields.passwordHash),
+    name: optionalString(fields.name),
+    given_name: optionalString(fields.givenName),
+    family_name: optionalString(fields.familyName),
+    roles: JSON.stringify(fields.roles.map(String)),
+    external_id: optionalString(fields.externalId),
+    import_digest: String(fields.importDigest),
+  };
+}
+
 function toClient(row: ClientRow): StoredClient {
   return { clientId: row.client_id, metadata: JSON.parse(row.metadata) as Record<string, unknown>, createdAt: new Date(row.created_at) };
 }
@@ -1143,8 +1207,3 @@ function optionalString(value: unknown): string | null {
 }
 
 /** SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555) on the given table.column. */
-function isUniqueViolation(error: unknown, column: string): boolean {
-  if (!(error instanceof Error)) return false;
-  const errcode = (error as Error & { errcode?: unknown }).errcode;
-  return (errcode === 2067 || errcode === 1555) && error.message.includes(column);
-}

@@ -9,7 +9,7 @@ import type { Provider } from 'oidc-provider';
 
 import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { OidcPayload, OidcStore } from '../store/port.ts';
-import { ACCOUNT_CLIENT_ID } from './client.ts';
+import { ACCOUNT_CLIENT_ID } from './account-client.ts';
 
 export interface SessionView {
   /** The store id of the Session record (oidc-provider's jti, the session cookie's value). */
