@@ -5,6 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
@@ -19,6 +20,9 @@ import { createAdapterClass } from './oidc/adapter.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { buildServices } from './services.ts';
 import { openStore } from './store/open-store.ts';
+
+/** How long closing waits for logout tokens still being sent (see domain/backchannel-logout.ts). */
+const LOGOUT_DRAIN_MS = 2_000;
 
 export interface RunningServer {
   readonly url: string;
@@ -227,8 +231,11 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       close() {
         closing ??= (async () => {
           host.stop();
-          services.backchannelLogout.stop();
           await closeAll();
+          // Logout tokens being sent get a moment to arrive (the key store is still open); retries
+          // scheduled for later are given up: the apps' sessions then run out on their own.
+          await Promise.race([services.backchannelLogout.idle(), delay(LOGOUT_DRAIN_MS, undefined, { ref: false })]);
+          services.backchannelLogout.stop();
           // Audit events still queued are written before the store goes.
           await services.close();
           await store.close();
