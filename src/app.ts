@@ -26,6 +26,7 @@ import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { viewsMiddleware } from './http/views.ts';
+import type { ResourceNames } from './interaction/consent.ts';
 import type { UpstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { recoveryRouter } from './interaction/recovery.ts';
 import { interactionRouter } from './interaction/router.ts';
@@ -35,6 +36,7 @@ import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
 import { prefillUserCode } from './oidc/features/device-flow.ts';
+import { limitClientRegistrations } from './oidc/features/registration.ts';
 import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
 import { isProtocolPathVariant } from './oidc/routes.ts';
@@ -71,6 +73,8 @@ export interface AppDependencies {
   mtlsUrl?: string | undefined;
   /** The admin API (admin/router.ts); absent with ADMIN_API=false, and /admin/api is then a 404 like any unknown path. */
   adminApi?: Middleware | undefined;
+  /** Resource servers by indicator, for the consent page's API names. */
+  resources?: ResourceNames | undefined;
 }
 
 /** RFC 9700 section 4.12: a redirect answering a POST must be 303, or the browser may re-POST the form (with credentials) to the target. */
@@ -105,7 +109,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities, logout }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities, resources, logout }: AppDependencies): Koa {
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
@@ -151,7 +155,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     production: config.env === 'production',
   }));
 
-  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams: upstreamSignIn });
+  const interactions = interactionRouter({ provider: () => host.provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams: upstreamSignIn, resources });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
   app.use(upstreamSignIn.callbackRouter().routes());
@@ -167,6 +171,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   if (config.security.registrationApi) {
     app.use(registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }));
   }
+  app.use(limitClientRegistrations(config, rateLimits));
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);

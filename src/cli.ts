@@ -12,6 +12,7 @@ import {
 import { keysGroup } from './cli/keys.ts';
 import { streams, withStreams, type CliStreams } from './cli/output.ts';
 import { pkiGroup } from './cli/pki.ts';
+import { registrationTokensGroup } from './cli/registration-tokens.ts';
 import { resourcesGroup } from './cli/resources.ts';
 import { serve } from './cli/serve.ts';
 import { upstreamsGroup } from './cli/upstreams.ts';
@@ -26,6 +27,7 @@ export const COMMANDS: Group = defineGroup('Tessera, an OAuth 2.0 / OpenID Conne
   serve,
   clients: clientsGroup,
   resources: resourcesGroup,
+  'registration-tokens': registrationTokensGroup,
   upstreams: upstreamsGroup,
   users: usersGroup,
   keys: keysGroup,

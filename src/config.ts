@@ -81,6 +81,36 @@ export interface Config {
   /** Passkeys: the relying party id defaults to the issuer's host name, the origin is the issuer's. */
   readonly webauthn: { readonly rpId: string | undefined; readonly rpName: string };
   readonly observability: ObservabilityConfig;
+  /** Clients that come by themselves: dynamic registration and client ID metadata documents. */
+  readonly selfRegistration: SelfRegistrationConfig;
+}
+
+/**
+ * Clients that register themselves (RFC 7591) or name a metadata document as their client_id.
+ * Both meet the same policy (domain/registered-clients.ts).
+ */
+export interface SelfRegistrationConfig {
+  /** DYNAMIC_CLIENT_REGISTRATION: off (no endpoint), token (an initial access token from the CLI), open. */
+  readonly mode: 'off' | 'token' | 'open';
+  /** Scopes a registered client may ask for (DYNAMIC_CLIENT_REGISTRATION_SCOPES). */
+  readonly scopes: readonly string[];
+  /** Days after which a registered client that never got a token is removed. */
+  readonly unusedDays: number;
+  /** CLIENT_ID_METADATA_DOCUMENTS=on. */
+  readonly metadataDocuments: boolean;
+  /** Hosts whose metadata documents are fetched (empty: any host not denied). */
+  readonly metadataDocumentAllowedHosts: readonly string[];
+  readonly metadataDocumentDeniedHosts: readonly string[];
+  /** Largest metadata document accepted, in bytes. */
+  readonly metadataDocumentMaxBytes: number;
+  /** How long a fetched document is kept, bounds on what its Cache-Control asks. */
+  readonly metadataDocumentCacheSeconds: { readonly min: number; readonly max: number };
+  /**
+   * ALLOW_LOOPBACK_FETCHES, outside production only: oidc-provider's outgoing requests (metadata
+   * documents, jwks_uri, logout tokens) may reach loopback and private addresses, which it refuses
+   * by default (SSRF). For tests and a developer's machine, where everything runs on localhost.
+   */
+  readonly allowLoopbackFetches: boolean;
 }
 
 /** `points` actions per `seconds`, counted in the store per key. */
@@ -107,6 +137,8 @@ export interface SecurityConfig {
     readonly tokenFailuresPerClient: RateLimit;
     /** Admin API requests refused for a missing or bad access token, per address. */
     readonly adminFailuresPerIp: RateLimit;
+    /** Dynamic client registrations (POST /reg) per address. */
+    readonly clientRegistrationPerIp: RateLimit;
     /** User codes entered on the device page (RFC 8628 section 5.1: guessing them), per address. */
     readonly userCodePerIp: RateLimit;
   };
@@ -145,6 +177,8 @@ export interface StaticResource {
   readonly ttlSeconds: number;
   /** Scopes limited to holders of one of the listed roles (`scope_roles` in the file). */
   readonly scopeRoles?: Readonly<Record<string, readonly string[]>> | undefined;
+  /** The only clients that may ask for it in the code flow (`clients` in the file); absent, any client with consent. */
+  readonly clients?: readonly string[] | undefined;
 }
 
 /** An upstream provider as written in config/upstreams.json, its secret resolved (from the file or an environment variable). */
@@ -256,6 +290,23 @@ const envSchema = z.object({
   WEBAUTHN_RP_NAME: z.string().min(1).default('Tessera'),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').optional(),
   AUDIT_RETENTION_DAYS: integer(1, 3650).default(90),
+  DYNAMIC_CLIENT_REGISTRATION: z.enum(['off', 'token', 'open']).default('off'),
+  DYNAMIC_CLIENT_REGISTRATION_SCOPES: z.string().default('openid profile email offline_access'),
+  DYNAMIC_CLIENT_REGISTRATION_UNUSED_DAYS: integer(1, 3650).default(30),
+  RATE_LIMIT_CLIENT_REGISTRATION_PER_IP: rateLimit('20/3600'),
+  CLIENT_ID_METADATA_DOCUMENTS: z.enum(['on', 'off']).default('off'),
+  CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS: z.string().optional(),
+  CLIENT_ID_METADATA_DOCUMENTS_DENIED_HOSTS: z.string().optional(),
+  CLIENT_ID_METADATA_DOCUMENTS_MAX_BYTES: integer(256, 1_048_576).default(5120),
+  CLIENT_ID_METADATA_DOCUMENTS_CACHE_SECONDS: z.string().default('300/86400').transform((value, ctx) => {
+    const match = /^(\d+)\/(\d+)$/.exec(value.trim());
+    if (!match || Number(match[1]) > Number(match[2])) {
+      ctx.addIssue({ code: 'custom', message: 'must be MIN/MAX seconds with MIN <= MAX, e.g. 300/86400' });
+      return z.NEVER;
+    }
+    return { min: Number(match[1]), max: Number(match[2]) };
+  }),
+  ALLOW_LOOPBACK_FETCHES: z.stringbool().default(false),
 });
 
 /** `POINTS/SECONDS`, e.g. `10/300` for ten per five minutes. */
@@ -278,6 +329,7 @@ const resourcesFileSchema = z.array(z.object({
   format: z.enum(['jwt', 'opaque']).default('jwt'),
   ttl: z.number().int().min(1).max(86_400).default(300),
   scope_roles: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'must be a role name')).min(1)).optional(),
+  clients: z.array(z.string().min(1)).min(1).optional(),
 }).strict().superRefine((resource, ctx) => {
   for (const scope of Object.keys(resource.scope_roles ?? {})) {
     if (!resource.scopes.includes(scope)) ctx.addIssue({ code: 'custom', path: ['scope_roles', scope], message: 'is not one of the resource\'s scopes' });
@@ -416,6 +468,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     else tls.trustedProxies = [...LOOPBACK];
   }
 
+  const listOf = (value: string | undefined) => (value ?? '').split(/[\s,]+/).map((entry) => entry.trim().toLowerCase()).filter(Boolean);
+  const registrationScopes = listOf(e.DYNAMIC_CLIENT_REGISTRATION_SCOPES);
+  // The OpenID Connect scopes (domain/scopes.ts OIDC_SCOPES; config.ts imports nothing above it):
+  // an API's scopes are given by its resource server, not by this list.
+  const personScopes = ['openid', 'profile', 'email', 'offline_access', 'roles'];
+  for (const scope of registrationScopes) {
+    if (!personScopes.includes(scope)) problems.push(`DYNAMIC_CLIENT_REGISTRATION_SCOPES: ${JSON.stringify(scope)} is not one of ${personScopes.join(', ')} (an API's scopes come with its resource server)`);
+  }
+  if (!registrationScopes.length) problems.push('DYNAMIC_CLIENT_REGISTRATION_SCOPES: name at least one scope, e.g. openid');
+  const allowedHosts = listOf(e.CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS);
+  const deniedHosts = listOf(e.CLIENT_ID_METADATA_DOCUMENTS_DENIED_HOSTS);
+  if (allowedHosts.length && deniedHosts.length) {
+    problems.push('CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS and CLIENT_ID_METADATA_DOCUMENTS_DENIED_HOSTS: set one or the other (an allow-list already denies every other host)');
+  }
+  if ((allowedHosts.length || deniedHosts.length) && e.CLIENT_ID_METADATA_DOCUMENTS !== 'on') {
+    problems.push('CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS/DENIED_HOSTS: need CLIENT_ID_METADATA_DOCUMENTS=on');
+  }
+  if (e.ALLOW_LOOPBACK_FETCHES && e.NODE_ENV === 'production') {
+    problems.push('ALLOW_LOOPBACK_FETCHES: refused when NODE_ENV=production (outgoing requests to loopback and private addresses are how SSRF reaches the operator\'s network)');
+  }
+
   if (problems.length) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -467,6 +540,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         tokenFailuresPerIp: e.RATE_LIMIT_TOKEN_FAILURES_PER_IP,
         tokenFailuresPerClient: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT,
         adminFailuresPerIp: e.RATE_LIMIT_ADMIN_FAILURES_PER_IP,
+        clientRegistrationPerIp: e.RATE_LIMIT_CLIENT_REGISTRATION_PER_IP,
         userCodePerIp: e.RATE_LIMIT_USER_CODE_PER_IP,
       },
       revokeAppTokensOnPasswordChange: e.REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE,
@@ -476,6 +550,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     webauthn: { rpId: e.WEBAUTHN_RP_ID, rpName: e.WEBAUTHN_RP_NAME },
     observability: { metricsToken: e.METRICS_TOKEN, auditRetentionDays: e.AUDIT_RETENTION_DAYS },
+    selfRegistration: {
+      mode: e.DYNAMIC_CLIENT_REGISTRATION,
+      scopes: registrationScopes,
+      unusedDays: e.DYNAMIC_CLIENT_REGISTRATION_UNUSED_DAYS,
+      metadataDocuments: e.CLIENT_ID_METADATA_DOCUMENTS === 'on',
+      metadataDocumentAllowedHosts: allowedHosts,
+      metadataDocumentDeniedHosts: deniedHosts,
+      metadataDocumentMaxBytes: e.CLIENT_ID_METADATA_DOCUMENTS_MAX_BYTES,
+      metadataDocumentCacheSeconds: e.CLIENT_ID_METADATA_DOCUMENTS_CACHE_SECONDS,
+      allowLoopbackFetches: e.ALLOW_LOOPBACK_FETCHES,
+    },
   });
 }
 

@@ -17,6 +17,7 @@ import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdapterClass } from './oidc/adapter.ts';
+import { sweepUnusedClients } from './oidc/features/registration.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { buildServices } from './services.ts';
 import { openStore } from './store/open-store.ts';
@@ -162,9 +163,11 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       render: renderPage,
       events: services.events,
       metrics,
+      rateLimits: services.rateLimits,
       backchannelLogout: services.backchannelLogout,
     });
     host.watch();
+    const stopSweep = sweepUnusedClients(config, services.clients, logger);
     const app = createApp({
       config,
       logout: services.backchannelLogout,
@@ -181,6 +184,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       pingStore: () => store.ping(),
+      resources: (audience) => services.resources.find(audience),
       upstreams: services.upstreams,
       identities: services.identities,
       upstreamSignIn: upstreamSignIn({
@@ -231,6 +235,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       close() {
         closing ??= (async () => {
           host.stop();
+          stopSweep();
           await closeAll();
           // Logout tokens being sent get a moment to arrive (the key store is still open); retries
           // scheduled for later are given up: the apps' sessions then run out on their own.

@@ -22,6 +22,7 @@ import { PasswordHasher } from './domain/password.ts';
 import { PasswordPolicy } from './domain/password-policy.ts';
 import { endAllSessions, FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
+import { RegistrationTokens } from './domain/registration-tokens.ts';
 import { RoleService } from './domain/roles.ts';
 import { SecondFactorService } from './domain/second-factors.ts';
 import { loadMasterSecret, type MasterSecret } from './domain/secrets.ts';
@@ -60,6 +61,8 @@ export interface Services {
   readonly events: SecurityEvents;
   /** The audit trail: every security event, kept for AUDIT_RETENTION_DAYS; `audit.query(filter)`. */
   readonly audit: AuditService;
+  /** Initial access tokens for dynamic client registration (DYNAMIC_CLIENT_REGISTRATION=token). */
+  readonly registrationTokens: RegistrationTokens;
   /** Logout tokens for the apps of sessions that end (OIDC Back-Channel Logout), sent in the background. */
   readonly backchannelLogout: BackchannelLogout;
   /** Ends every session of an account (a disabled user), and queues logout tokens for their apps; returns how many ended. */
@@ -178,6 +181,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     }),
     events,
     audit,
+    registrationTokens: new RegistrationTokens(store.oidc, events),
     backchannelLogout,
     endAllSessions: (sub) => endAllSessions(store.oidc, sub, backchannelLogout),
     close: () => audit.close(),

@@ -118,3 +118,41 @@ test('BEHIND_TLS_PROXY without TRUSTED_PROXIES stops startup in production, and 
   t.deepEqual(loadConfig({ BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '10.0.0.2, 10.1.0.0/16' }, dir).tls.trustedProxies, ['10.0.0.2', '10.1.0.0/16']);
   t.deepEqual(loadConfig({}, dir).tls.trustedProxies, [], 'without BEHIND_TLS_PROXY nobody is trusted unless listed');
 });
+
+test('clients that come by themselves are off by default, and their settings are checked one line per problem', (t) => {
+  const dir = configDir();
+  t.teardown(() => removeDir(dir));
+  const defaults = loadConfig({}, dir).selfRegistration;
+  t.is(defaults.mode, 'off');
+  t.false(defaults.metadataDocuments);
+  t.deepEqual(defaults.scopes, ['openid', 'profile', 'email', 'offline_access']);
+  t.is(defaults.unusedDays, 30);
+
+  const error = t.throws(() => loadConfig({
+    DYNAMIC_CLIENT_REGISTRATION: 'sometimes',
+    CLIENT_ID_METADATA_DOCUMENTS_CACHE_SECONDS: '600/60',
+  }, dir), { instanceOf: ConfigError });
+  t.is(error!.problems.length, 2);
+  t.regex(error!.message, /^Configuration error: DYNAMIC_CLIENT_REGISTRATION: /m);
+  t.regex(error!.message, /^Configuration error: CLIENT_ID_METADATA_DOCUMENTS_CACHE_SECONDS: must be MIN\/MAX/m);
+
+  const secret = 's'.repeat(40);
+  const combined = t.throws(() => loadConfig({
+    NODE_ENV: 'production',
+    TESSERA_SECRET: secret,
+    ISSUER: 'https://id.example.com',
+    DYNAMIC_CLIENT_REGISTRATION_SCOPES: 'openid orders:read',
+    CLIENT_ID_METADATA_DOCUMENTS: 'on',
+    CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS: 'agents.example.com',
+    CLIENT_ID_METADATA_DOCUMENTS_DENIED_HOSTS: 'evil.example.com',
+    ALLOW_LOOPBACK_FETCHES: 'true',
+  }, dir), { instanceOf: ConfigError });
+  t.is(combined!.problems.length, 3);
+  t.regex(combined!.message, /^Configuration error: DYNAMIC_CLIENT_REGISTRATION_SCOPES: "orders:read" is not one of/m);
+  t.regex(combined!.message, /^Configuration error: CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS and CLIENT_ID_METADATA_DOCUMENTS_DENIED_HOSTS: set one or the other/m);
+  t.regex(combined!.message, /^Configuration error: ALLOW_LOOPBACK_FETCHES: refused when NODE_ENV=production/m);
+
+  const on = loadConfig({ DYNAMIC_CLIENT_REGISTRATION: 'open', CLIENT_ID_METADATA_DOCUMENTS: 'on', CLIENT_ID_METADATA_DOCUMENTS_ALLOWED_HOSTS: 'Agents.example.com, *.tools.example.com' }, dir).selfRegistration;
+  t.is(on.mode, 'open');
+  t.deepEqual(on.metadataDocumentAllowedHosts, ['agents.example.com', '*.tools.example.com']);
+});

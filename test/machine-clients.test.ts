@@ -501,12 +501,15 @@ test('pushed authorization requests work, and a client that requires PAR is refu
   t.truthy(tokens.id_token);
 });
 
-test('an RP without resources keeps getting opaque userinfo tokens and cannot ask for an API', async (t) => {
+test('an RP without resources keeps getting opaque userinfo tokens, and asks for an API only through the person\'s consent', async (t) => {
   const config = await discover(f.proxied.issuer);
   const { tokens } = await signIn(config, new UserAgent(), newPerson(), { register: true });
   t.is(tokens.access_token.split('.').length, 1);
+  // RFC 8707 across the code flow (README, "Resources across the code flow"): not refused, but sent
+  // to sign in and consent, where the person decides.
   const pending = await authorizationRequest(config, { resource: API, scope: 'openid orders:read' });
   const response = await fetch(pending.url, { redirect: 'manual' });
-  const location = new URL(response.headers.get('location')!);
-  t.is(location.searchParams.get('error'), 'invalid_target');
+  const location = new URL(response.headers.get('location')!, f.proxied.issuer);
+  t.is(location.searchParams.get('error'), null);
+  t.regex(location.pathname, /^\/interaction\//);
 });

@@ -555,6 +555,7 @@ const createResource = defineRoute({
       format: body.format,
       ttlSeconds: body.ttl,
       scopeRoles: body.scope_roles,
+      clients: body.clients,
     });
     return { ...resourceView({ ...created, source: 'store' }, created.client.client_id), client_secret: created.client.client_secret! };
   },

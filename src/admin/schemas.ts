@@ -216,6 +216,7 @@ export const client = z.object({
   certificate_bound: z.boolean().optional(),
   first_party: z.boolean().optional(),
   require_mfa: z.boolean().optional(),
+  registered: z.enum(['dynamic', 'metadata_document']).optional().meta({ description: 'The client registered itself (RFC 7591), or is known by its metadata document: not one the operator created' }),
 }).meta({ id: 'Client' });
 
 const clientParams = z.strictObject({ client_id: clientId });
@@ -293,6 +294,7 @@ export const resource = z.object({
   format: z.enum(['jwt', 'opaque']),
   ttl: z.number().int(),
   scope_roles: z.record(z.string(), z.array(z.string())).optional(),
+  clients: z.array(z.string()).optional().meta({ description: 'The only clients that may ask for it in the code flow; absent, any client may, with the person\'s consent' }),
   source: z.enum(['builtin', 'config', 'store']),
   client_id: z.string().optional().meta({ description: 'Its client for introspection and revocation' }),
 }).meta({ id: 'Resource' });
@@ -310,6 +312,7 @@ export const createResource = {
     format: z.enum(['jwt', 'opaque']).optional(),
     ttl: z.number().int().min(1).max(86_400).optional(),
     scope_roles: z.record(scope, z.array(role).min(1).max(100)).optional(),
+    clients: z.array(clientId).min(1).max(100).optional(),
   }),
   response: resource.extend({
     client_secret: z.string().meta({ description: 'Its introspection client\'s secret, shown this once' }),

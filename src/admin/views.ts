@@ -6,6 +6,7 @@
 import { sessionHandle, type SessionView } from '../oidc/sessions-and-grants.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
+import { registeredKind } from '../domain/registered-clients.ts';
 import type { ResourceServer } from '../domain/resources.ts';
 import type { SecondFactorSummary } from '../domain/second-factors.ts';
 import type { Upstream } from '../domain/upstreams.ts';
@@ -130,6 +131,7 @@ export function clientView(client: { client_id: string; source: 'config' | 'stor
     ...(metadata.tls_client_certificate_bound_access_tokens === true && { certificate_bound: true }),
     ...(metadata.tessera_first_party === true && { first_party: true }),
     ...(metadata.tessera_require_mfa === true && { require_mfa: true }),
+    ...(registeredKind(metadata) && { registered: registeredKind(metadata) }),
   };
 }
 
@@ -141,6 +143,7 @@ export function resourceView(resource: ResourceServer & { source: 'builtin' | 'c
     format: resource.format,
     ttl: resource.ttlSeconds,
     ...(resource.scopeRoles && { scope_roles: resource.scopeRoles }),
+    ...(resource.clients?.length && { clients: resource.clients }),
     source: resource.source,
     ...(clientId && { client_id: clientId }),
   };

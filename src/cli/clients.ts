@@ -6,7 +6,8 @@
 import path from 'node:path';
 
 import { TLS_SUBJECT_METADATA, type TlsSubject } from '../domain/certificates.ts';
-import { MACHINE_AUTH_METHODS, type CreatedClient, type MachineAuthMethod } from '../domain/clients.ts';
+import { FIRST_USED_AT, MACHINE_AUTH_METHODS, type CreatedClient, type MachineAuthMethod } from '../domain/clients.ts';
+import { registeredKind } from '../domain/registered-clients.ts';
 import { AppError } from '../errors.ts';
 import { certsGroup } from './client-certs.ts';
 import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.ts';
@@ -208,6 +209,8 @@ function describeClient(client: { client_id: string; client_name?: unknown; sour
     ...(metadata.application_type === 'native' && { application_type: 'native' }),
     ...(metadata.tessera_first_party === true && { first_party: true }),
     ...(metadata.tessera_require_mfa === true && { require_mfa: true }),
+    ...(registeredKind(metadata) && { registered: registeredKind(metadata) }),
+    ...(typeof metadata[FIRST_USED_AT] === 'number' && { first_used_at: new Date(metadata[FIRST_USED_AT] * 1000).toISOString() }),
     metadata,
   };
 }
@@ -240,7 +243,7 @@ const list = defineCommand({
       ['CLIENT_ID', 'SOURCE', 'AUTH', 'GRANTS', 'NAME', 'REDIRECT_URIS / RESOURCES'],
       clients.map((client) => [
         client.client_id,
-        client.source,
+        client.registered ? `${client.source} (${client.registered})` : client.source,
         client.token_endpoint_auth_method,
         client.grant_types.join(',') || '-',
         typeof client.client_name === 'string' ? client.client_name : '',

@@ -28,6 +28,7 @@ const create = defineCommand({
     ttl: { type: 'string', placeholder: 'SECONDS', description: `Access token lifetime, 1 to ${MAX_RESOURCE_TTL_SECONDS} (default ${DEFAULT_RESOURCE_TTL_SECONDS})` },
     name: { type: 'string', placeholder: 'NAME', description: 'A name for people (defaults to the audience)' },
     'scope-role': { type: 'string', multiple: true, placeholder: 'SCOPE=ROLE', description: 'Only holders of ROLE may receive SCOPE (repeat for several roles: any one is enough)' },
+    client: { type: 'string', multiple: true, placeholder: 'ID', description: 'Only this client may ask for it in the code flow (repeatable); without it any client may, with the person\'s consent' },
     json: JSON_OPTION,
   },
   check(values) {
@@ -48,6 +49,7 @@ const create = defineCommand({
       format: values.format as (typeof FORMATS)[number] | undefined,
       ttlSeconds: values.ttl === undefined ? undefined : Number(values.ttl),
       scopeRoles: scopeRolesOf(values['scope-role']),
+      clients: values.client,
     });
     const output = {
       audience: created.audience,
@@ -55,6 +57,7 @@ const create = defineCommand({
       format: created.format,
       ttl: created.ttlSeconds,
       ...(created.scopeRoles && { scope_roles: created.scopeRoles }),
+      ...(created.clients && { clients: created.clients }),
       client_id: created.client.client_id,
       client_secret: created.client.client_secret,
     };
@@ -62,6 +65,7 @@ const create = defineCommand({
     printLines(
       `Created resource server ${created.audience} (${created.format} access tokens, ${created.ttlSeconds} s, scopes: ${created.scopes.join(' ')}).`,
       ...(created.scopeRoles ? [`Limited to roles: ${describeScopeRoles(created.scopeRoles)}.`] : []),
+      created.clients ? `In the code flow only for: ${created.clients.join(', ')}.` : 'In the code flow any client may ask for it, with the person\'s consent.',
       'Its client for introspection and revocation:',
       `client_id:     ${output.client_id}`,
       `client_secret: ${output.client_secret}`,

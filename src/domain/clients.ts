@@ -16,6 +16,11 @@ import { roleProblem } from './roles.ts';
 
 const HASHED_SECRET_PREFIX = 'sha256$';
 
+/** Whether a stored `client_secret` is a digest (every client's but a static one from a config file). */
+export function isClientSecretDigest(value: unknown): boolean {
+  return typeof value === 'string' && value.startsWith(HASHED_SECRET_PREFIX);
+}
+
 export function hashClientSecret(secret: string): string {
   // The one-shot hash: no Hash object per call (this runs at every secret-authenticated token request).
   return HASHED_SECRET_PREFIX + hash('sha256', secret, 'base64url');
@@ -91,7 +96,13 @@ export interface NewMachineClient {
 }
 
 /** Client metadata Tessera adds to oidc-provider's (registered as extraClientMetadata). */
-export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles', 'tessera_first_party', 'tessera_require_mfa'] as const;
+export const TESSERA_CLIENT_METADATA = ['tessera_resources', 'tessera_tls_subjects', 'tessera_resource_server', 'tessera_roles', 'tessera_first_party', 'tessera_require_mfa', 'tessera_registered'] as const;
+
+/**
+ * When a self-registered client first got a token (epoch seconds), kept in the stored record only:
+ * not client metadata oidc-provider knows, so a registrant can neither set nor see it.
+ */
+export const FIRST_USED_AT = 'tessera_first_used_at';
 
 export type ResourceLookup = (audience: string) => Promise<{ scopes: string[] } | undefined>;
 
@@ -467,6 +478,63 @@ export class ClientService {
       ...[...this.#static.values()].map((metadata) => ({ client_id: String(metadata.client_id), client_name: metadata.client_name, source: 'config' as const, metadata: redact(metadata) })),
       ...stored.map((client: StoredClient) => ({ client_id: client.clientId, client_name: client.metadata.client_name, source: 'store' as const, metadata: redact(client.metadata) })),
     ];
+  }
+
+  /**
+   * Stores a client that registered itself (oidc-provider's registration and RFC 7592 update, through
+   * the adapter): created the first time, replaced after. Its secret is kept as a digest like every
+   * other client's (oidc-provider has already shown the registrant the plain one).
+   */
+  async saveRegistered(metadata: Record<string, unknown>): Promise<void> {
+    const clientId = String(metadata.client_id);
+    if (this.#static.has(clientId)) throw new AppError('ERR_CLIENT_INVALID', `${clientId} is configured in config/clients.json`);
+    const secret = metadata.client_secret;
+    const stored: Record<string, unknown> = { ...metadata, ...(typeof secret === 'string' && !secret.startsWith(HASHED_SECRET_PREFIX) && { client_secret: hashClientSecret(secret) }) };
+    const existing = await this.#clients.find(clientId);
+    this.#cache.delete(clientId);
+    if (!existing) {
+      await this.#clients.create({ clientId, metadata: stored });
+      this.#events.emit({ type: 'client.created', clientId, details: { kind: 'registered', name: String(metadata.client_name ?? ''), registered: String(metadata.tessera_registered ?? 'dynamic') } });
+      return;
+    }
+    if (existing.metadata.tessera_registered === undefined) throw new AppError('ERR_CLIENT_INVALID', `${clientId} was not registered dynamically`);
+    if (existing.metadata[FIRST_USED_AT] !== undefined) stored[FIRST_USED_AT] = existing.metadata[FIRST_USED_AT];
+    await this.#clients.update(clientId, stored);
+    this.#events.emit({ type: 'client.changed', clientId, details: { fields: changedFields(existing.metadata, stored) } });
+  }
+
+  /** Removes a self-registered client (RFC 7592 delete); false when there is none by that id. */
+  async deleteRegistered(clientId: string): Promise<boolean> {
+    const existing = await this.#clients.find(clientId);
+    if (!existing || existing.metadata.tessera_registered === undefined) return false;
+    this.#cache.delete(clientId);
+    return this.delete(clientId);
+  }
+
+  /** Notes a self-registered client's first token, once: the sweep keeps clients that were used. */
+  async markUsed(clientId: string, now = new Date()): Promise<void> {
+    const existing = await this.#clients.find(clientId);
+    if (!existing || existing.metadata.tessera_registered === undefined || existing.metadata[FIRST_USED_AT] !== undefined) return;
+    await this.#clients.update(clientId, { ...existing.metadata, [FIRST_USED_AT]: Math.floor(now.getTime() / 1000) });
+  }
+
+  /**
+   * Deletes self-registered clients never used (no token issued) within `days` of registering:
+   * registration is open to anyone, and what nobody uses should not pile up. Returns how many went.
+   */
+  async purgeUnusedRegistered(days: number, now = new Date()): Promise<number> {
+    const cutoff = now.getTime() - days * 86_400_000;
+    let removed = 0;
+    for (const client of await this.#clients.list()) {
+      if (client.metadata.tessera_registered === undefined || client.metadata[FIRST_USED_AT] !== undefined) continue;
+      if (client.createdAt.getTime() > cutoff) continue;
+      if (await this.#clients.delete(client.clientId)) {
+        removed += 1;
+        this.#cache.delete(client.clientId);
+        this.#events.emit({ type: 'client.deleted', clientId: client.clientId, details: { reason: 'unused', days } });
+      }
+    }
+    return removed;
   }
 
   /** Returns false when no stored client has that id (static clients are changed in config, not here). */

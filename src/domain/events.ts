@@ -55,6 +55,7 @@ export const SECURITY_EVENT_TYPES = [
   'upstream.created',
   'upstream.deleted',
   'key.rotated',
+  'registration_token.created',
   'admin.action',
 ] as const;
 

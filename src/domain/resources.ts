@@ -19,6 +19,8 @@ export interface NewResourceServer {
   ttlSeconds?: number | undefined;
   /** Scopes only holders of one of the listed roles may receive, e.g. `{ "orders:write": ["admin"] }`. */
   scopeRoles?: ScopeRoles | undefined;
+  /** The only clients that may ask for it in the code flow; absent, any client may, with the person's consent. */
+  clients?: string[] | undefined;
 }
 
 export const DEFAULT_RESOURCE_TTL_SECONDS = 300;
@@ -59,9 +61,10 @@ export class ResourceService {
     this.#resources = resources;
     this.#revisions = revisions;
     this.#clients = clients;
-    const toServer = ({ scopeRoles, ...resource }: StaticResource): [string, ResourceServer] => [resource.audience, {
+    const toServer = ({ scopeRoles, clients, ...resource }: StaticResource): [string, ResourceServer] => [resource.audience, {
       ...resource,
       scopes: [...resource.scopes],
+      ...(clients?.length && { clients: [...clients] }),
       ...(scopeRoles && { scopeRoles: normalizeScopeRoles(scopeRoles) }),
     }];
     this.#builtIn = new Map(builtIn.map(toServer));
@@ -78,6 +81,9 @@ export class ResourceService {
     const problems = resourceProblems(input);
     if (this.#builtIn.has(input.audience)) problems.push(`${input.audience} is reserved for Tessera's own API`);
     if (this.#static.has(input.audience)) problems.push(`${input.audience} is already configured in config/resources.json`);
+    for (const clientId of new Set(input.clients ?? [])) {
+      if (!this.#clients.staticClient(clientId) && !(await this.#clients.findMetadata(clientId))) problems.push(`no client ${clientId}`);
+    }
     if (problems.length) throw new AppError('ERR_RESOURCE_INVALID', problems.join('; '));
     const resource: ResourceServer = {
       audience: input.audience,
@@ -86,6 +92,7 @@ export class ResourceService {
       format: input.format ?? 'jwt',
       ttlSeconds: input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS,
       ...(input.scopeRoles && Object.keys(input.scopeRoles).length && { scopeRoles: normalizeScopeRoles(input.scopeRoles) }),
+      ...(input.clients?.length && { clients: [...new Set(input.clients)] }),
     };
     await this.#resources.create(resource);
     try {

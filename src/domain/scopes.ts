@@ -1,5 +1,8 @@
 /** What each scope and claim means, in the words the consent page shows a person. */
 
+/** The scopes that belong to OpenID Connect (about the signed-in person) rather than to an API. */
+export const OIDC_SCOPES: ReadonlySet<string> = new Set(['openid', 'offline_access', 'profile', 'email', 'roles']);
+
 const SCOPE_WORDS: Record<string, string> = {
   openid: 'Know who you are when you sign in',
   profile: 'See your name',

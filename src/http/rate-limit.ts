@@ -182,6 +182,27 @@ export class RateLimits {
     return this.#consume(['signInPerIp', addressKey(this.address(ctx))]);
   }
 
+  /**
+   * One use of an initial access token that may be used `uses` times (features/registration.ts):
+   * the store's counter is incremented atomically, so concurrent registrations with the same token,
+   * on any instance, get exactly `uses` successes between them. False when the uses are spent.
+   */
+  async countTokenUse(tokenKey: string, uses: number, seconds: number): Promise<boolean> {
+    const limiter = this.#store.rateLimiter({ keyPrefix: 'tessera:registrationTokenUses', points: uses, duration: seconds });
+    try {
+      await limiter.consume(tokenKey);
+      return true;
+    } catch (error) {
+      if (error instanceof RateLimiterRes) return false;
+      throw error;
+    }
+  }
+
+  /** Dynamic client registration (POST /reg), per address, whether or not the registration succeeds. */
+  clientRegistration(ctx: Context): Promise<void> {
+    return this.#consume(['clientRegistrationPerIp', addressKey(this.address(ctx))]);
+  }
+
   registration(ctx: Context): Promise<void> {
     return this.#consume(['registrationPerIp', addressKey(this.address(ctx))]);
   }

@@ -11,6 +11,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 
 import type { SecurityEvents } from '../domain/events.ts';
+import { redirectHosts } from '../domain/registered-clients.ts';
 import { AppError } from '../errors.ts';
 import { formField } from '../http/form.ts';
 import { renderPage } from '../http/render.ts';
@@ -22,7 +23,10 @@ export interface ConsentStep extends SignInStep {
   showConsent(ctx: Context, interaction: Interaction): Promise<void>;
 }
 
-export function consent({ toolkit, logger, events }: { toolkit: InteractionToolkit; logger: Logger; events: SecurityEvents }): ConsentStep {
+/** Finds a resource server by its indicator, for the API's name on the page. */
+export type ResourceNames = (audience: string) => Promise<{ name?: string | undefined } | undefined>;
+
+export function consent({ toolkit, logger, events, resources }: { toolkit: InteractionToolkit; logger: Logger; events: SecurityEvents; resources?: ResourceNames | undefined }): ConsentStep {
   const { provider, loadInteraction, clientOf, finish } = toolkit;
 
   async function showConsent(ctx: Context, interaction: Interaction): Promise<void> {
@@ -32,15 +36,26 @@ export function consent({ toolkit, logger, events }: { toolkit: InteractionToolk
   }
 
   async function renderConsent(ctx: Context, interaction: Interaction) {
-    const details = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
+    const details = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
     const requested = String(interaction.params.scope ?? '').split(' ').filter(Boolean);
     const claimsParam = typeof interaction.params.claims === 'string' ? safeClaimNames(interaction.params.claims) : [];
+    // RFC 8707: which APIs the app would act on, by name, and its own address for each.
+    const apis = await Promise.all(Object.entries(details.missingResourceScopes ?? {}).map(async ([audience, scopes]) => ({
+      audience,
+      name: (await resources?.(audience))?.name ?? audience,
+      scopes: describeScopes(scopes),
+    })));
+    const apiScopes = new Set(apis.flatMap((api) => api.scopes.map((scope) => scope.scope)));
+    const redirectUri = typeof interaction.params.redirect_uri === 'string' ? interaction.params.redirect_uri : '';
     await renderPage(ctx, 'consent', {
       title: 'Allow access',
       uid: interaction.uid,
       client: await clientOf(interaction),
       device: await deviceOf(interaction),
-      scopes: describeScopes(requested.length ? requested : details.missingOIDCScope ?? []),
+      // A self-registered client's name is its own claim; where the answer goes is not.
+      redirectHost: redirectHosts(redirectUri ? [redirectUri] : [])[0],
+      scopes: describeScopes((requested.length ? requested : details.missingOIDCScope ?? []).filter((scope) => !apiScopes.has(scope))),
+      apis,
       claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam]),
     });
   }

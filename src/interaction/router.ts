@@ -20,7 +20,7 @@ import { csrfProtection } from '../http/csrf.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
 import { afterFirstFactorStep } from './after-first-factor.ts';
-import { consent } from './consent.ts';
+import { consent, type ResourceNames } from './consent.ts';
 import { passkeySignIn } from './first-factors/passkey.ts';
 import { passwordSignIn } from './first-factors/password.ts';
 import type { UpstreamSignIn } from './first-factors/upstream.ts';
@@ -41,16 +41,18 @@ export interface InteractionRouterDependencies {
   events: SecurityEvents;
   /** Sign-in through upstream providers; its callback is a router of its own (outside the interaction's cookie path). */
   upstreams: UpstreamSignIn;
+  /** Resource servers by indicator: the consent page names the API an app asks for. */
+  resources?: ResourceNames | undefined;
 }
 
-export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams }: InteractionRouterDependencies): Router {
+export function interactionRouter({ provider, accounts, logger, rateLimits, emailVerification, secondFactors, events, upstreams, resources }: InteractionRouterDependencies): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const toolkit = interactionToolkit({ provider, events, onSignedIn: (uid, sub) => upstreams.signedIn(uid, sub) });
   const after = afterFirstFactorStep({ toolkit, accounts, secondFactors, logger });
   const showSignInPage = signInPage(toolkit, (uid) => upstreams.controls(uid));
   const limitSecondFactor = rateLimits.secondFactor.bind(rateLimits);
   const steps = pendingSteps({ toolkit, accounts, secondFactors, logger });
-  const consentStep = consent({ toolkit, logger, events });
+  const consentStep = consent({ toolkit, logger, events, resources });
   const registrationStep = registration({
     toolkit, accounts, emailVerification, logger, limitRegistration: rateLimits.registration.bind(rateLimits), showConsent: consentStep.showConsent,
   });

@@ -9,6 +9,7 @@ import type { Context } from 'koa';
 import type { InteractionResults, Provider } from 'oidc-provider';
 
 import type { SecurityEvents } from '../domain/events.ts';
+import { registeredKind, type RegisteredKind } from '../domain/registered-clients.ts';
 import { AppError, isAppError } from '../errors.ts';
 
 export type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
@@ -31,6 +32,8 @@ export interface ClientView {
   clientUri?: string | undefined;
   policyUri?: string | undefined;
   tosUri?: string | undefined;
+  /** The client came by itself (dynamic registration, a metadata document): nobody vouched for its name. */
+  registered?: RegisteredKind | undefined;
 }
 
 export interface InteractionToolkit {
@@ -104,9 +107,12 @@ export function interactionToolkit({ provider, events, onSignedIn }: Interaction
 
   async function clientOf(interaction: Interaction): Promise<ClientView> {
     const client = await provider().Client.find(String(interaction.params.client_id));
+    const registered = registeredKind(client as unknown as Record<string, unknown> | undefined);
     return {
       name: client?.clientName ?? String(interaction.params.client_id),
-      logoUri: client?.logoUri,
+      // A logo is the easiest thing to borrow from a better-known app: not shown for a client nobody vetted.
+      logoUri: registered ? undefined : client?.logoUri,
+      registered,
       clientUri: client?.clientUri,
       policyUri: client?.policyUri,
       tosUri: client?.tosUri,

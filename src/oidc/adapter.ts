@@ -86,6 +86,9 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      // Only dynamic registration (RFC 7591/7592) writes clients through oidc-provider: they join the
+      // clients every other part of Tessera lists, marks and purges (domain/clients.ts).
+      if (this.model === 'Client') return guarded(clients.saveRegistered(payload as Record<string, unknown>));
       const keepFor = expiresIn > 0 ? expiresIn + (AFTERLIFE_SECONDS[this.model] ?? 0) : undefined;
       await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), keepFor));
       // Without a grace period a second consumer is refused outright, so no lineage can fork: no successor to keep.
@@ -137,6 +140,10 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async destroy(id: string): Promise<void> {
+      if (this.model === 'Client') {
+        await guarded(clients.deleteRegistered(id));
+        return;
+      }
       await guarded(oidc.destroy(this.model, storeKey(this.model, id)));
     }
 

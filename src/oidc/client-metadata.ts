@@ -4,7 +4,7 @@
  */
 import type { ClientMetadata } from 'oidc-provider';
 
-export const OIDC_SCOPES: ReadonlySet<string> = new Set(['openid', 'offline_access', 'profile', 'email', 'roles']);
+export { OIDC_SCOPES } from '../domain/scopes.ts';
 
 export type ClientLike = { clientId: string; metadata(): ClientMetadata; clientAuthMethod?: string };
 

@@ -23,7 +23,9 @@ import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
 import { findAccountGrant } from './account-grant.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import type { RenderPage } from './features/feature.ts';
+import { isMetadataDocumentId } from './features/client-id-metadata-document.ts';
 import { mtlsEndpointAliases, SLICES } from './features/index.ts';
+import { checkSelfRegistered, registering } from './features/registration.ts';
 
 export interface ConfigurationDependencies {
   config: Config;
@@ -38,6 +40,8 @@ export interface ConfigurationDependencies {
   mtlsBaseUrl: string | undefined;
   /** Renders Tessera's pages (http/render.ts), for oidc-provider's error and logout pages. */
   render: RenderPage;
+  /** Counts one use of a limited initial access token (features/registration.ts); false when spent. */
+  countTokenUse?: ((tokenKey: string, uses: number, seconds: number) => Promise<boolean>) | undefined;
 }
 
 function validateTesseraMetadata(key: string, value: unknown): void {
@@ -134,7 +138,7 @@ export function mergeFragments(base: Configuration, fragments: readonly { name: 
   return merged as Configuration;
 }
 
-export function buildConfiguration({ config, accounts, resources, keys, adapter, oidc, staticClients, mtlsBaseUrl, render }: ConfigurationDependencies): Configuration {
+export function buildConfiguration({ config, accounts, resources, keys, adapter, oidc, staticClients, mtlsBaseUrl, render, countTokenUse }: ConfigurationDependencies): Configuration {
   if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
     throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
   }
@@ -195,8 +199,16 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
     },
     extraClientMetadata: {
       properties: [...TESSERA_CLIENT_METADATA],
-      validator(_ctx, key, value) {
+      validator(ctx, key, value, metadata) {
         validateTesseraMetadata(key, value);
+        if (key !== 'tessera_registered') return;
+        // A client that came by itself (features/registration.ts): registering now, known by its
+        // metadata document, or registered before (read back from the store). The operator's own
+        // clients are none of these.
+        const kind = registering(ctx) ? 'dynamic'
+          : config.selfRegistration.metadataDocuments && isMetadataDocumentId(metadata.client_id) && !staticClients.some((client) => client.client_id === metadata.client_id) ? 'metadata_document'
+            : value === 'dynamic' ? 'dynamic' : undefined;
+        checkSelfRegistered(metadata as Record<string, unknown>, kind, config.selfRegistration, registering(ctx) ? ctx!.oidc.body as Record<string, unknown> | undefined : undefined);
       },
     },
     enabledJWA: {
@@ -234,6 +246,6 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       });
     },
   };
-  const deps = { config, accounts, resources, render, mtlsEndpointAliases: mtlsBaseUrl ? mtlsEndpointAliases(mtlsBaseUrl) : undefined };
+  const deps = { config, accounts, resources, render, countTokenUse, mtlsEndpointAliases: mtlsBaseUrl ? mtlsEndpointAliases(mtlsBaseUrl) : undefined };
   return mergeFragments(base, SLICES.map((slice) => ({ name: slice.name, fragment: slice.configure?.(deps) ?? {} })));
 }

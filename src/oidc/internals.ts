@@ -8,9 +8,11 @@ import { createHash } from 'node:crypto';
 import { errors, Provider } from 'oidc-provider';
 
 import { clientSecretMatches } from '../domain/clients.ts';
+import { TOKEN_USES_FIELD } from '../domain/registration-tokens.ts';
 import { clientMayAuthenticate, devicePollTooSoon } from '../http/rate-limit.ts';
 import { currentCertificate } from './client-certificates.ts';
 import { INTERACTION_ROUTES } from './features/index.ts';
+
 
 const TOKEN_VALUE = Symbol('tessera.tokenValue');
 
@@ -40,6 +42,7 @@ export function extendProvider(provider: Provider, extensions: ProviderExtension
   certificateBoundRefreshTokens(provider);
   rateLimitedClientAuthentication(provider);
   sessionUserAgent(provider);
+  initialAccessTokenUses(provider);
   deviceSlowDown(provider);
   sidInEveryIdToken(provider);
   if (extensions.backchannelLogout) queuedBackchannelLogout(provider, extensions.backchannelLogout);
@@ -93,6 +96,18 @@ function deviceSlowDown(provider: Provider): void {
     }
     return code;
   };
+}
+
+/**
+ * `tessera registration-tokens create --uses N` writes how many registrations an initial access
+ * token allows into its record; oidc-provider keeps only the payload fields it knows, so the field
+ * is added to them (features/registration.ts counts the uses).
+ */
+function initialAccessTokenUses(provider: Provider): void {
+  const Token = provider.InitialAccessToken as unknown as { IN_PAYLOAD: string[] };
+  const fields = Token.IN_PAYLOAD;
+  if (!Array.isArray(fields) || !fields.includes('policies')) throw new Error('oidc-provider changed: InitialAccessToken.IN_PAYLOAD no longer lists its fields');
+  Object.defineProperty(Token, 'IN_PAYLOAD', { configurable: true, get: () => [...fields, TOKEN_USES_FIELD] });
 }
 
 /**

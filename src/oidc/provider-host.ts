@@ -17,6 +17,7 @@ import type { ClientService } from '../domain/clients.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import type { KeyMaterial, KeyService } from '../domain/keys.ts';
 import type { ResourceService } from '../domain/resources.ts';
+import type { RateLimits } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { observeProvider } from '../observability/provider-events.ts';
@@ -24,6 +25,7 @@ import { isStoreUnavailable } from '../store/outage.ts';
 import type { OidcStore, RevisionRepository } from '../store/port.ts';
 import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
+import { noteFirstUse } from './features/registration.ts';
 import type { RenderPage } from './features/feature.ts';
 import { deviceFlowEvents } from './features/device-flow.ts';
 import { extendProvider } from './internals.ts';
@@ -48,6 +50,8 @@ export interface ProviderHostDependencies {
   /** Token issuance and revocation become security events and metrics (observability/provider-events.ts). */
   events?: SecurityEvents | undefined;
   metrics?: Metrics | undefined;
+  /** Counts uses of limited initial access tokens (dynamic client registration). */
+  rateLimits?: RateLimits | undefined;
 }
 
 export class ProviderHost {
@@ -158,12 +162,14 @@ export class ProviderHost {
       staticClients: clients.staticClients(),
       mtlsBaseUrl,
       render,
+      countTokenUse: this.#deps.rateLimits && ((key, uses, seconds) => this.#deps.rateLimits!.countTokenUse(key, uses, seconds)),
     }));
     // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
     provider.proxy = true;
     extendProvider(provider, { backchannelLogout: this.#deps.backchannelLogout });
     deviceFlowEvents(provider, config);
     observeProvider(provider, this.#deps);
+    noteFirstUse(provider, clients, logger);
     provider.on('server_error', (ctx, error) => {
       if (isStoreUnavailable(error)) {
         if (ctx.state) ctx.state.storeUnavailable = true;

@@ -219,6 +219,8 @@ export interface ResourceServerRecord {
   ttlSeconds: number;
   /** Scopes limited to holders of one of the listed roles (absent: no scope is limited). */
   scopeRoles?: Record<string, string[]>;
+  /** The only clients that may ask for it in the code flow (absent: any client, with the person's consent). */
+  clients?: string[];
   createdAt: Date;
 }
 

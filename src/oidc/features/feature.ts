@@ -26,6 +26,8 @@ export interface FeatureDependencies {
    * undefined when there is no mTLS listener.
    */
   mtlsEndpointAliases: Record<string, string> | undefined;
+  /** Counts one use of a limited initial access token (registration.ts); false when spent. */
+  countTokenUse?: ((tokenKey: string, uses: number, seconds: number) => Promise<boolean>) | undefined;
 }
 
 export interface ProtocolPath {

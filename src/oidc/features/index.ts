@@ -6,6 +6,7 @@
  */
 import { authorization } from './authorization.ts';
 import { backchannelLogout } from './backchannel-logout.ts';
+import { clientIdMetadataDocuments } from './client-id-metadata-document.ts';
 import { deviceFlow } from './device-flow.ts';
 import { documents } from './documents.ts';
 import { dpop } from './dpop.ts';
@@ -13,7 +14,9 @@ import type { Slice } from './feature.ts';
 import { introspectionAndRevocation } from './introspection.ts';
 import { logout } from './logout.ts';
 import { mtls } from './mtls.ts';
+import { outgoingRequests } from './outgoing-requests.ts';
 import { pushedAuthorizationRequests } from './par.ts';
+import { dynamicClientRegistration } from './registration.ts';
 import { resourceIndicators } from './resource-indicators.ts';
 import { tokenEndpoint } from './token-endpoint.ts';
 import { userinfo } from './userinfo.ts';
@@ -29,6 +32,9 @@ export const SLICES: readonly Slice[] = [
   mtls,
   dpop,
   logout,
+  dynamicClientRegistration,
+  clientIdMetadataDocuments,
+  outgoingRequests,
   deviceFlow,
   backchannelLogout,
 ];

@@ -69,11 +69,17 @@ async function resourceServerInfo(resources: ResourceService, accounts: AccountS
   const resource = await resources.find(indicator);
   if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
   const allowed = allowedResources(client);
-  const clientScopes = allowed[indicator];
-  if (!clientScopes) throw new errors.InvalidTarget(`this client may not request tokens for ${indicator}`);
-  const everyAllowedScope = allowedScopes(client);
   const params = ctx.oidc.params as Record<string, unknown> | undefined;
   const machine = ctx.oidc.route === 'token' && params?.grant_type === 'client_credentials';
+  // Across the code flow a person consents for the app, so any client (registered by hand or by
+  // itself) may ask for an API the operator registered, unless the API names the clients it accepts
+  // (`resources create --client`). Machine clients, and Tessera's own APIs (the admin API), still
+  // need the client allowed by name; role-limited scopes stay limited below either way.
+  const byConsent = !machine && !allowed[indicator] && !resources.builtIns().some((builtIn) => builtIn.audience === indicator)
+    && (!resource.clients?.length || resource.clients.includes(client.clientId));
+  const clientScopes = allowed[indicator] ?? (byConsent ? resource.scopes : undefined);
+  if (!clientScopes) throw new errors.InvalidTarget(`this client may not request tokens for ${indicator}`);
+  const everyAllowedScope = byConsent ? new Set([...allowedScopes(client), ...resource.scopes]) : allowedScopes(client);
   const permitted = resource.scopes.filter((scope) => clientScopes.includes(scope));
   const available = hasRoleLimits(resource.scopeRoles)
     ? scopesForRoles(permitted, resource.scopeRoles, await holderRoles(accounts, ctx, client, machine))

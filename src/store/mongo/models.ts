@@ -177,6 +177,8 @@ export interface ResourceDocument {
   ttlSeconds: number;
   /** Scopes limited to roles, as pairs: a scope token may hold `.` and `$`, which field names must not. */
   scopeRoles?: Array<{ scope: string; roles: string[] }>;
+  /** The clients it accepts in the code flow (absent: any, by consent). */
+  clients?: string[];
   createdAt: Date;
 }
 
@@ -188,6 +190,7 @@ const resourceSchema = new Schema<ResourceDocument>(
     format: { type: String, required: true, enum: ['jwt', 'opaque'] },
     ttlSeconds: { type: Number, required: true },
     scopeRoles: { type: [{ _id: false, scope: { type: String, required: true }, roles: { type: [String], required: true } }], default: undefined },
+    clients: { type: [String], default: undefined },
     createdAt: { type: Date, required: true },
   },
   { ...schemaOptions, collection: 'resources' },

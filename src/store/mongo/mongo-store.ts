@@ -508,6 +508,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       if (resource.scopeRoles && Object.keys(resource.scopeRoles).length) {
         doc.scopeRoles = Object.entries(resource.scopeRoles).map(([scope, roles]) => ({ scope: String(scope), roles: roles.map(String) }));
       }
+      if (resource.clients?.length) doc.clients = resource.clients.map(String);
       try {
         await atomically(async (session) => {
           await Resource.insertMany([doc], { session });
@@ -837,6 +838,7 @@ function toResource(doc: ResourceDocument): ResourceServerRecord {
   };
   if (doc.name != null) resource.name = doc.name;
   if (doc.scopeRoles?.length) resource.scopeRoles = Object.fromEntries(doc.scopeRoles.map(({ scope, roles }) => [scope, [...roles]]));
+  if (doc.clients?.length) resource.clients = [...doc.clients];
   return resource;
 }
 

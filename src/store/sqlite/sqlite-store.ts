@@ -221,6 +221,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `,
   // 10: upstream identity providers and the identities linked through them.
   UPSTREAMS_MIGRATION + IDENTITIES_MIGRATION,
+  // 11: the clients a resource server accepts in the code flow (JSON array; NULL: any client, by consent).
+  `
+  ALTER TABLE resources ADD COLUMN clients TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -290,6 +294,8 @@ interface ResourceRow {
   ttl_seconds: number;
   /** JSON object of scope to roles, or NULL. */
   scope_roles: string | null;
+  /** JSON array of client ids, or NULL. */
+  clients: string | null;
   created_at: number;
 }
 
@@ -669,6 +675,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         scope_roles: resource.scopeRoles && Object.keys(resource.scopeRoles).length
           ? JSON.stringify(Object.fromEntries(Object.entries(resource.scopeRoles).map(([scope, roles]) => [String(scope), roles.map(String)])))
           : null,
+        clients: resource.clients?.length ? JSON.stringify(resource.clients.map(String)) : null,
         created_at: createdAt,
       };
       try {
@@ -926,7 +933,7 @@ const UPDATABLE_ACCOUNT_COLUMNS: readonly AccountColumn[] = [
   'password_hash', 'disabled', 'email_verified', 'name', 'given_name', 'family_name', 'roles', 'failed_sign_ins',
   'locked_until', 'lockouts', 'totp_encrypted_secret', 'totp_confirmed_at', 'totp_last_step', 'recovery_codes', 'passkeys', 'email_otp',
 ];
-const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, created_at';
+const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at';
 const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
 const AUDIT_COLUMNS = 'id, type, at, sub, client_id, ip, request_id, details, expires_at';
 
@@ -1002,7 +1009,7 @@ function prepareStatements(db: DatabaseSync) {
 
     insertResource: prepare(`
       INSERT INTO resources (${RESOURCE_COLUMNS})
-      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :created_at)`),
+      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :clients, :created_at)`),
     findResource: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE audience = :audience`),
     listResources: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources ORDER BY created_at, audience`),
     deleteResource: prepare('DELETE FROM resources WHERE audience = :audience'),
@@ -1175,6 +1182,7 @@ function toResource(row: ResourceRow): ResourceServerRecord {
   };
   if (row.name !== null) resource.name = row.name;
   if (row.scope_roles !== null) resource.scopeRoles = JSON.parse(row.scope_roles) as Record<string, string[]>;
+  if (row.clients !== null) resource.clients = JSON.parse(row.clients) as string[];
   return resource;
 }
 
