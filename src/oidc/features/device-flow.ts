@@ -25,7 +25,6 @@ const USER_CODE_PATH = '/device';
 
 const PREFILLED = Symbol('tessera.prefilledUserCode');
 
-
 type DeviceInfo = { ip?: string; ua?: string };
 
 /** At most this much of a device's User-Agent is kept and shown (shown, never trusted). */
@@ -49,7 +48,7 @@ function problemOf(error: (Error & { name: string; userCode?: string }) | undefi
   }
 }
 
-function deviceFlowFeature(config: Config, render: RenderPage): DeviceFlowFeature {
+function deviceFlowFeature(render: RenderPage): DeviceFlowFeature {
   return {
     enabled: true,
     // Twenty consonants, eight of them: about 34 bits, and no words or look-alike characters (RFC 8628 section 6.1).
@@ -72,7 +71,6 @@ function deviceFlowFeature(config: Config, render: RenderPage): DeviceFlowFeatur
         prefilled: prefilled !== undefined,
         error: problem.message,
         denied: problem.denied,
-        pollSeconds: config.devicePollInterval,
       });
     },
     async userCodeConfirmSource(ctx, _form, client, deviceInfo, userCode) {
@@ -107,7 +105,7 @@ export const deviceFlow: Slice = {
   interactionRoutes: ['code_verification', 'device_resume'],
   pages: ['device', 'device-confirm', 'device-done'],
   configure: ({ config, render }) => ({
-    features: { deviceFlow: deviceFlowFeature(config, render) },
+    features: { deviceFlow: deviceFlowFeature(render) },
     ttl: { DeviceCode: config.ttl.deviceCode },
   }),
 };
