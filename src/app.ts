@@ -12,6 +12,8 @@ import send from 'koa-send';
 import { accountRouter } from './account/router.ts';
 import { registrationApi } from './api/registration.ts';
 import type { Config } from './config.ts';
+import { AdminApiCaller } from './console/admin-calls.ts';
+import { consoleRouter } from './console/router.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { SessionLogout } from './domain/backchannel-logout.ts';
 import type { SecurityEvents } from './domain/events.ts';
@@ -172,6 +174,12 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     app.use(registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }));
   }
   app.use(limitClientRegistrations(config, rateLimits));
+  // The admin console (/admin) calls the admin API through this same app, in process, as its operator.
+  if (adminApi) {
+    let handler: ReturnType<Koa['callback']> | undefined;
+    const api = new AdminApiCaller(config.issuer, () => (handler ??= app.callback()));
+    app.use(consoleRouter({ config, provider: () => host.provider, api, oidc, masterSecret, logger }));
+  }
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);

@@ -376,6 +376,35 @@ test('users: create, read, find by email, part of it, role and status, page thro
   t.like((await api('PATCH', `/users/${third.sub}`, { body: { disabled: false } })).body, { disabled: false });
 });
 
+test('users: found by the start of their email in email order, page by page, through the store', async (t) => {
+  const marker = `prefix${Date.now()}`;
+  // Created out of email order, so a page in creation order would be wrong.
+  const addresses = [`${marker}.carol@example.com`, `${marker}.ann@example.com`, `${marker}.bob@example.com`];
+  const subs: Record<string, unknown> = {};
+  for (const address of addresses) {
+    const answer = await api('POST', '/users', { body: { email: address, password: 'a long enough admin-made passphrase' } });
+    t.is(answer.status, 201);
+    subs[address] = answer.body.sub;
+  }
+  const [carol, ann, bob] = addresses as [string, string, string];
+
+  const pageOne = await api('GET', `/users?email_prefix=${marker.toUpperCase()}&limit=2`);
+  t.is(pageOne.status, 200);
+  t.deepEqual(items(pageOne).map((user) => user.email), [ann, bob]);
+  const pageTwo = await api('GET', `/users?email_prefix=${marker}&limit=2&cursor=${pageOne.body.next_cursor}`);
+  t.deepEqual(items(pageTwo).map((user) => user.sub), [subs[carol]]);
+  t.false('next_cursor' in pageTwo.body);
+
+  t.deepEqual(items(await api('GET', `/users?email_prefix=${marker}.b&q=example`)).map((user) => user.email), [bob]);
+  t.deepEqual(items(await api('GET', `/users?email_prefix=${marker}.dave`)), []);
+  t.deepEqual(items(await api('GET', `/users?q=${marker}.%25`)), [], 'a % matches only itself');
+  // A cursor of the creation-order list is not a position in the email index.
+  const oldestFirst = await api('GET', `/users?q=${marker}&limit=1`);
+  const mixed = await api('GET', `/users?email_prefix=${marker}&cursor=${oldestFirst.body.next_cursor}`);
+  t.is(mixed.status, 400);
+  t.like(mixed.body, { error: 'invalid_request', fields: { cursor: 'Not a cursor from this API' } });
+});
+
 test('users: refused input says which field, a taken email is 409, an unknown user 404', async (t) => {
   const taken = await registered();
   const duplicate = await api('POST', '/users', { body: { email: taken.email, password: 'another long enough passphrase' } });

@@ -4,7 +4,7 @@
  *
  *   main/cli      src/main.ts, src/cli.ts, src/cli/, src/cluster.ts   (wiring)
  *   app           src/app.ts, src/services.ts                        (the Koa chain and what it is built from)
- *   admin, api    operator and first-party APIs
+ *   admin, api, console   operator and first-party APIs, the admin console
  *   interaction, account   pages people see
  *   oidc          oidc-provider hosted
  *   http, observability    framework pieces
@@ -38,6 +38,7 @@ const LAYERS: Record<string, number> = {
   account: 5,
   admin: 6,
   api: 6,
+  console: 6,
   'app.ts': 7,
   'services.ts': 7,
   'main.ts': 8,

@@ -16,12 +16,12 @@ import mongoose from 'mongoose';
 import { RateLimiterRes } from 'rate-limiter-flexible';
 
 import { isAppError } from '../src/errors.ts';
-import { openMongoStore } from '../src/store/mongo/mongo-store.ts';
+import { openMongoStore } from '../src/store/mongo/open.ts';
 import { openStore } from '../src/store/open-store.ts';
 import type {
   Account, AccountChanges, AuditQuery, AuditRecord, ImportedAccountFields, NewAccount, OidcPayload, Passkey, ResourceServerRecord, Store, StoredKey,
 } from '../src/store/port.ts';
-import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/sqlite-store.ts';
+import { openSqliteStore, SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from '../src/store/sqlite/open.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 
 /** Storage of one test: open() may be called more than once (a reopen, or a second process sharing it). */
@@ -697,6 +697,76 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await subs({ limit: 2, offset: 2 }), ['c', 'b']);
     t.deepEqual(await subs({ offset: 4 }), ['a']);
     t.deepEqual(await subs({ limit: 0 }), []);
+  });
+
+  it('search by email prefix answers email order page by page, and nothing for a prefix no email has', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    // Created in an order unlike the email order, so a page in creation order would be wrong.
+    for (const [sub, email] of [['s1', 'bob@example.com'], ['s2', 'ann@example.com'], ['s3', 'anna@example.com'], ['s4', 'al@example.com'], ['s5', 'ann@example.org']]) {
+      await store.accounts.create(account(sub!, email!));
+      clock.advance(SECOND);
+    }
+    const emails = (page: { accounts: Account[] }) => page.accounts.map((found) => found.email);
+
+    const first = await store.accounts.search({ emailPrefix: 'ann', limit: 2 });
+    t.deepEqual(emails(first), ['ann@example.com', 'ann@example.org']);
+    t.truthy(first.next);
+    const second = await store.accounts.search({ emailPrefix: 'ann', limit: 2, cursor: first.next! });
+    t.deepEqual(emails(second), ['anna@example.com']);
+    t.is(second.next, undefined);
+
+    t.deepEqual(emails(await store.accounts.search({ emailPrefix: 'a', limit: 10 })), ['al@example.com', 'ann@example.com', 'ann@example.org', 'anna@example.com']);
+    t.deepEqual(emails(await store.accounts.search({ emailPrefix: 'ann@example.c', limit: 10 })), ['ann@example.com']);
+    t.deepEqual(await store.accounts.search({ emailPrefix: 'carol', limit: 10 }), { accounts: [] });
+    t.deepEqual(await store.accounts.search({ emailPrefix: 'ann', limit: 0 }), { accounts: [] });
+    // The whole account, as findBySub reads it.
+    t.deepEqual((await store.accounts.search({ emailPrefix: 'bob', limit: 1 })).accounts, [(await store.accounts.findBySub('s1'))!]);
+  });
+
+  it('search by part of an email, role and status answers oldest first page by page', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    for (const sub of ['e', 'd', 'c', 'b', 'a']) {
+      await store.accounts.create(account(sub, `${sub}.team@example.com`, sub === 'd' || sub === 'b' ? { roles: ['auditor'] } : {}));
+      clock.advance(SECOND);
+    }
+    await store.accounts.create(account('x', 'x.other@example.com', { roles: ['auditor'] }));
+    await store.accounts.update('c', { disabled: true });
+    await store.accounts.update('b', { lockedUntil: new Date(clock.now() + 60 * SECOND) });
+    // A lock that has run out leaves the account active.
+    await store.accounts.update('a', { lockedUntil: new Date(clock.now() - SECOND) });
+    const subs = (page: { accounts: Account[] }) => page.accounts.map((found) => found.sub);
+
+    const first = await store.accounts.search({ query: '.team@', limit: 2 });
+    t.deepEqual(subs(first), ['e', 'd']);
+    const second = await store.accounts.search({ query: '.team@', limit: 2, cursor: first.next! });
+    t.deepEqual(subs(second), ['c', 'b']);
+    const third = await store.accounts.search({ query: '.team@', limit: 2, cursor: second.next! });
+    t.deepEqual(subs(third), ['a']);
+    t.is(third.next, undefined);
+
+    t.deepEqual(subs(await store.accounts.search({ role: 'auditor', limit: 10 })), ['d', 'b', 'x']);
+    t.deepEqual(subs(await store.accounts.search({ role: 'auditor', query: 'team', limit: 10 })), ['d', 'b']);
+    t.deepEqual(subs(await store.accounts.search({ status: 'disabled', limit: 10 })), ['c']);
+    t.deepEqual(subs(await store.accounts.search({ status: 'locked', limit: 10 })), ['b']);
+    t.deepEqual(subs(await store.accounts.search({ status: 'active', query: 'team', limit: 10 })), ['e', 'd', 'a']);
+    t.deepEqual(subs(await store.accounts.search({ status: 'active', at: new Date(clock.now() + 120 * SECOND), role: 'auditor', limit: 10 })), ['d', 'b', 'x']);
+    // Wildcards of SQL and regular expressions are plain characters here.
+    t.deepEqual(await store.accounts.search({ query: '%', limit: 10 }), { accounts: [] });
+    t.deepEqual(await store.accounts.search({ query: '.*', limit: 10 }), { accounts: [] });
+    t.deepEqual(subs(await store.accounts.search({ limit: 10 })), ['e', 'd', 'c', 'b', 'a', 'x']);
+  });
+
+  it('search refuses a cursor it did not give, or one of a search in another order', async (t) => {
+    const { store } = await setUp(t, createLane);
+    await store.accounts.create(account('a', 'a@example.com'));
+    await store.accounts.create(account('b', 'b@example.com'));
+    const byPrefix = await store.accounts.search({ emailPrefix: 'a', limit: 1 });
+    const oldestFirst = await store.accounts.search({ limit: 1 });
+    t.truthy(oldestFirst.next);
+    for (const cursor of ['forged', '', Buffer.from('["e",1]').toString('base64url'), oldestFirst.next!]) {
+      await t.throwsAsync(store.accounts.search({ emailPrefix: 'a', limit: 1, cursor }), { code: 'ERR_INVALID_INPUT' });
+    }
+    t.is(byPrefix.next, undefined);
   });
 
   // --- clients ------------------------------------------------------------------------------------
@@ -1385,7 +1455,7 @@ test('sqlite: two processes writing one database file at the same time lose no w
   const writes = 300;
   // The other process is a real one, as the CLI is next to a running server.
   const script = `
-    import { openSqliteStore } from ${JSON.stringify(new URL('../src/store/sqlite/sqlite-store.ts', import.meta.url).href)};
+    import { openSqliteStore } from ${JSON.stringify(new URL('../src/store/sqlite/open.ts', import.meta.url).href)};
     const store = await openSqliteStore({ file: process.argv[1] });
     process.stdout.write('ready\\n');
     for (let i = 0; i < ${writes}; i += 1) await store.clients.create({ clientId: 'child-' + i, metadata: {} });

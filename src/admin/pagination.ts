@@ -1,8 +1,9 @@
 /**
- * Cursors for the admin API's lists. A cursor is opaque to callers; inside it is the position where
- * the next page starts in the list's stable order (accounts, clients and resources by creation, and
- * none of them is ever reordered: accounts are never deleted, and a deleted client or resource only
- * shifts later pages by one, which a listing of configuration can live with).
+ * Cursors for the admin API's lists held in memory. A cursor is opaque to callers; inside it is the
+ * position where the next page starts in the list's stable order (clients and resources by creation:
+ * a deleted one only shifts later pages by one, which a listing of configuration can live with).
+ * Users page through the store's own cursors instead (accounts.search), which carry a position in
+ * an index rather than an offset, so a million accounts page as cheaply as ten.
  */
 import { invalidRequest } from './route-steps.ts';
 

@@ -10,7 +10,7 @@ import { AppError, isAppError } from '../errors.ts';
 import { accountSessions, destroySession, endOtherSessions, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
 import type { Account } from '../store/port.ts';
 import type { AdminApiDependencies } from './dependencies.ts';
-import { decodeCursor, encodeCursor, pageOf } from './pagination.ts';
+import { pageOf } from './pagination.ts';
 import { invalidRequest } from './route-steps.ts';
 import { defineRoute, type Route } from './route-table.ts';
 import * as schemas from './schemas.ts';
@@ -33,52 +33,54 @@ function brief(deps: AdminApiDependencies, account: Account) {
   return userView(account, deps.services.secondFactors.hasSecondFactor(account));
 }
 
-/** Accounts read per store round trip while filtering, and at most per request (a page may come back short, with a cursor). */
-const SCAN_BATCH = 200;
-const MAX_SCANNED = 5000;
+/** How the admin API spells a part of an email: as the store keeps emails (trimmed, NFC, lower-case). */
+function emailPart(text: string | undefined): string | undefined {
+  const part = text?.trim().normalize('NFC').toLowerCase();
+  return part || undefined;
+}
 
 const listUsers = defineRoute({
   method: 'get',
   path: '/users',
   operationId: 'listUsers',
   tag: 'Users',
-  summary: 'List users, oldest first; find them by email, part of it, role or status',
-  description: `With \`q\`, \`role\` or \`status\`, at most ${MAX_SCANNED} users are looked at per request: a page can then hold fewer than \`limit\` items and still have a \`next_cursor\`.`,
+  summary: 'List users, oldest first; find them by email, its start, part of it, role or status',
+  description: 'With `email_prefix` the list is in email order (the email index serves it); otherwise oldest first. Filters combine; every page but the last is full.',
   ...schemas.listUsers,
   async handle({ query, deps }) {
     const now = new Date();
-    const needle = query.q?.trim().normalize('NFC').toLowerCase();
-    const matches = (account: Account) =>
-      (!needle || account.email.includes(needle))
-      && (!query.role || account.roles.includes(query.role))
-      && (!query.status || query.status === (account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'active'));
+    const needle = emailPart(query.q);
+    const prefix = emailPart(query.email_prefix);
 
     if (query.email !== undefined) {
       if (query.cursor !== undefined) throw invalidRequest('An email finds at most one user: there is no next page', { cursor: 'Not with email' });
       const account = await deps.services.accounts.findByEmail(query.email);
-      return { items: account && matches(account) ? [brief(deps, account)] : [] };
+      const matches = account
+        && (!needle || account.email.includes(needle))
+        && (!prefix || account.email.startsWith(prefix))
+        && (!query.role || account.roles.includes(query.role))
+        && (!query.status || query.status === (account.disabled ? 'disabled' : isLocked(account, now) ? 'locked' : 'active'));
+      return { items: account && matches ? [brief(deps, account)] : [] };
     }
-    const start = decodeCursor(query.cursor);
-    if (!needle && !query.role && !query.status) {
-      const accounts = await deps.services.accounts.list({ offset: start, limit: query.limit + 1 });
-      return {
-        items: accounts.slice(0, query.limit).map((account) => brief(deps, account)),
-        ...(accounts.length > query.limit && { next_cursor: encodeCursor(start + query.limit) }),
-      };
+    let page;
+    try {
+      // Filtered and paged in the store, through its indexes: no scan of every account here.
+      page = await deps.services.accounts.search({
+        ...(prefix && { emailPrefix: prefix }),
+        ...(needle && { query: needle }),
+        ...(query.role && { role: query.role }),
+        ...(query.status && { status: query.status, at: now }),
+        limit: query.limit,
+        ...(query.cursor !== undefined && { cursor: query.cursor }),
+      });
+    } catch (error) {
+      if (isAppError(error, 'ERR_INVALID_INPUT')) throw invalidRequest('cursor is not the next_cursor of an earlier page', { cursor: 'Not a cursor from this API' });
+      throw error;
     }
-    const items: Account[] = [];
-    let offset = start;
-    for (;;) {
-      const batch = await deps.services.accounts.list({ offset, limit: SCAN_BATCH });
-      for (const [index, account] of batch.entries()) {
-        if (!matches(account)) continue;
-        items.push(account);
-        if (items.length === query.limit) return { items: items.map((found) => brief(deps, found)), next_cursor: encodeCursor(offset + index + 1) };
-      }
-      offset += batch.length;
-      if (batch.length < SCAN_BATCH) return { items: items.map((found) => brief(deps, found)) };
-      if (offset - start >= MAX_SCANNED) return { items: items.map((found) => brief(deps, found)), next_cursor: encodeCursor(offset) };
-    }
+    return {
+      items: page.accounts.map((account) => brief(deps, account)),
+      ...(page.next !== undefined && { next_cursor: page.next }),
+    };
   },
 });
 

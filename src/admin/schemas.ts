@@ -91,6 +91,7 @@ export const listUsers = {
   query: z.strictObject({
     ...pageQuery,
     email: z.string().max(254).optional().meta({ description: 'Exactly this address (after normalisation)' }),
+    email_prefix: z.string().min(1).max(254).optional().meta({ description: 'The start of the email address, case-insensitive; the list is then in email order' }),
     q: z.string().min(1).max(254).optional().meta({ description: 'Part of the email address, case-insensitive' }),
     role: role.optional().meta({ description: 'Only holders of this role' }),
     status: z.enum(['active', 'disabled', 'locked']).optional(),

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 
 import { AppError } from '../errors.ts';
-import type { Account, AccountRepository } from '../store/port.ts';
+import type { Account, AccountPage, AccountRepository, AccountSearch } from '../store/port.ts';
 import { emailLookupKey, normaliseEmail } from './email.ts';
 import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import type { LockoutPolicy } from './lockout.ts';
@@ -208,6 +208,11 @@ export class AccountService {
   /** Oldest first; `offset` and `limit` page through them (the admin API). */
   list(options?: { limit?: number; offset?: number }): Promise<Account[]> {
     return this.#accounts.list(options);
+  }
+
+  /** One page of accounts by email prefix, part of the email, role or status, through the store's indexes (the admin API). */
+  search(search: AccountSearch): Promise<AccountPage> {
+    return this.#accounts.search(search);
   }
 
   /** Returns false when no account has that email. */

@@ -21,6 +21,7 @@ import { providerCookieNames } from '../http/cookie-names.ts';
 import type { OidcStore } from '../store/port.ts';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
 import { findAccountGrant } from './account-grant.ts';
+import { CONSOLE_CLIENT_ID, consoleClientMetadata } from './console-client.ts';
 import type { AdapterConstructor } from './adapter.ts';
 import type { RenderPage } from './features/feature.ts';
 import { isMetadataDocumentId } from './features/client-id-metadata-document.ts';
@@ -142,11 +143,19 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
   if (staticClients.some((client) => client.client_id === ACCOUNT_CLIENT_ID)) {
     throw new ConfigError([`clients.json: client_id ${ACCOUNT_CLIENT_ID} is reserved for the account page`]);
   }
+  if (staticClients.some((client) => client.client_id === CONSOLE_CLIENT_ID)) {
+    throw new ConfigError([`clients.json: client_id ${CONSOLE_CLIENT_ID} is reserved for the admin console`]);
+  }
   const staticProblems = staticClients.flatMap((client) => staticClientProblems(client, config));
   if (staticProblems.length) throw new ConfigError(staticProblems);
   const base: Configuration = {
     adapter,
-    clients: [...staticClients, accountClientMetadata(config.issuer)] as unknown as Configuration['clients'],
+    // The admin console exists with the admin API it calls (ADMIN_API=false removes both).
+    clients: [
+      ...staticClients,
+      accountClientMetadata(config.issuer),
+      ...(config.security.adminApi ? [consoleClientMetadata(config.issuer)] : []),
+    ] as unknown as Configuration['clients'],
     jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
       names: providerCookieNames(cookiesOverTls(config)),

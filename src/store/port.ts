@@ -20,8 +20,11 @@ export interface OidcPayload {
   consumed?: number;
 }
 
-/** Storage for oidc-provider models (Session, Interaction, AuthorizationCode, RefreshToken, Grant, ...), keyed by model name. */
-export interface OidcStore {
+/**
+ * The expiring-record store: oidc-provider's models (Session, Interaction, AuthorizationCode,
+ * RefreshToken, Grant, ...) keyed by model name and id, each record with its own lifetime.
+ */
+export interface ExpiringRecordStore {
   upsert(model: string, id: string, payload: OidcPayload, expiresInSeconds?: number): Promise<void>;
   find(model: string, id: string): Promise<OidcPayload | undefined>;
   findByUid(model: string, uid: string): Promise<OidcPayload | undefined>;
@@ -46,6 +49,9 @@ export interface OidcStore {
   /** Atomically reads and deletes a live record: single-use tokens go through here, so only one caller gets it. */
   take(model: string, id: string): Promise<OidcPayload | undefined>;
 }
+
+/** The former name of ExpiringRecordStore, kept while branches written against it land. */
+export type OidcStore = ExpiringRecordStore;
 
 /** Options of a store-backed rate limiter (rate-limiter-flexible semantics). */
 export interface RateLimiterOptions {
@@ -129,6 +135,32 @@ export type ClearableAccountField = typeof CLEARABLE_ACCOUNT_FIELDS[number];
 
 export type AccountChanges = { [K in MutableAccountField]?: Account[K] } & { [K in ClearableAccountField]?: Account[K] | null };
 
+export type AccountStatus = 'active' | 'disabled' | 'locked';
+
+/** What accounts.search() looks for. Emails are compared as stored: callers normalise (lower-case, NFC) first. */
+export interface AccountSearch {
+  /** The start of the email; served by the email index, and the page is then in email order. */
+  emailPrefix?: string;
+  /** Part of the email, anywhere in it. */
+  query?: string;
+  /** Only holders of this role. */
+  role?: string;
+  /** Disabled; locked (not disabled, lockedUntil after `at`); active (neither). */
+  status?: AccountStatus;
+  /** When `status` is judged; the store's clock when absent. */
+  at?: Date;
+  /** At most this many accounts (0 gives none). */
+  limit: number;
+  /** The `next` of the previous page of the same search. */
+  cursor?: string;
+}
+
+export interface AccountPage {
+  accounts: Account[];
+  /** Where the next page starts; absent on the last page. */
+  next?: string;
+}
+
 /** What an import writes into an account: the record's fields and the digest of them. */
 export interface ImportedAccountFields {
   email: string;
@@ -166,6 +198,12 @@ export interface AccountRepository {
   /** Changes the given fields; returns false when there is no such account. */
   update(sub: string, changes: AccountChanges): Promise<boolean>;
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
+  /**
+   * One page of the accounts matching every given filter, through an index: by email prefix in
+   * email order, otherwise oldest first. `next` is there when more may follow; pass it back as
+   * `cursor` (a cursor that is not one throws AppError ERR_INVALID_INPUT).
+   */
+  search(search: AccountSearch): Promise<AccountPage>;
   /**
    * Counts a sign-in attempt before its password is checked, in one atomic step: unless the account
    * is locked at `now`, adds one to failedSignIns. Answers the count and the lock as that step saw
@@ -358,7 +396,8 @@ export interface IdentityRepository {
 
 export interface Store {
   readonly kind: 'sqlite' | 'mongodb';
-  readonly oidc: OidcStore;
+  /** oidc-provider's records (the adapter's name for them). */
+  readonly oidc: ExpiringRecordStore;
   readonly accounts: AccountRepository;
   readonly clients: ClientRepository;
   readonly resources: ResourceRepository;

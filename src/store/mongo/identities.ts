@@ -2,12 +2,11 @@
  * Identities at upstream providers in MongoDB. `_id` is `<upstream id>:<subject>` (upstream ids
  * are slugs without ':'), so one upstream identity belongs to at most one account at no index cost.
  */
-import { Schema } from 'mongoose';
+import { Schema, type Connection, type Model } from 'mongoose';
 
 import type { FederatedIdentity, IdentityRepository } from '../port.ts';
 import { identityTakenError } from '../store-errors.ts';
 import { isDuplicateKey } from './mongo-errors.ts';
-import type { StoreModels } from './models.ts';
 import { schemaOptions } from './schema-options.ts';
 
 export interface IdentityDocument {
@@ -19,7 +18,7 @@ export interface IdentityDocument {
   createdAt: Date;
 }
 
-export const identitySchema = new Schema<IdentityDocument>(
+const identitySchema = new Schema<IdentityDocument>(
   {
     _id: { type: String, required: true },
     upstreamId: { type: String, required: true },
@@ -34,7 +33,11 @@ identitySchema.index({ accountSub: 1, createdAt: 1 }, { name: 'accountSub_create
 
 const identityId = (upstreamId: string, subject: string) => `${String(upstreamId)}:${String(subject)}`;
 
-export function mongoIdentities({ Identity }: Pick<StoreModels, 'Identity'>): IdentityRepository {
+export function identityModel(connection: Connection): Model<IdentityDocument> {
+  return connection.model<IdentityDocument>('Identity', identitySchema);
+}
+
+export function mongoIdentities(Identity: Model<IdentityDocument>): IdentityRepository {
   return {
     async create(identity) {
       const doc: IdentityDocument = {

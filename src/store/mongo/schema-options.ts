@@ -1,4 +1,4 @@
-/** Options every schema of the MongoDB store shares (models.ts and the one-file repositories): no implicit DDL, no version key, empty objects kept as they were given. */
+/** Options every schema of the MongoDB store shares (one file per repository): no implicit DDL, no version key, empty objects kept as they were given. */
 export const schemaOptions = {
   versionKey: false,
   autoCreate: false,

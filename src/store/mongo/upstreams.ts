@@ -2,12 +2,13 @@
  * Upstream identity providers in MongoDB: one document each, the id as `_id`. The settings are
  * kept as the domain validated them (domain/upstreams.ts).
  */
-import { Schema, type ClientSession } from 'mongoose';
+import { Schema, type Connection, type Model } from 'mongoose';
 
-import type { RevisionName, StoredUpstream, UpstreamRepository } from '../port.ts';
+import type { StoredUpstream, UpstreamRepository } from '../port.ts';
 import { upstreamIdTakenError } from '../store-errors.ts';
+import type { MongoDatabase } from './database.ts';
 import { isDuplicateKey } from './mongo-errors.ts';
-import type { StoreModels } from './models.ts';
+import type { MongoRevisions } from './revisions.ts';
 import { schemaOptions } from './schema-options.ts';
 
 export interface UpstreamDocument {
@@ -17,7 +18,7 @@ export interface UpstreamDocument {
   createdAt: Date;
 }
 
-export const upstreamSchema = new Schema<UpstreamDocument>(
+const upstreamSchema = new Schema<UpstreamDocument>(
   {
     _id: { type: String, required: true },
     settings: { type: Schema.Types.Mixed, required: true },
@@ -28,13 +29,14 @@ export const upstreamSchema = new Schema<UpstreamDocument>(
 );
 upstreamSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
 
-interface Helpers {
-  atomically(work: (session: ClientSession | undefined) => Promise<void>): Promise<void>;
-  bumpRevision(name: RevisionName, session?: ClientSession): Promise<number>;
-  clock(): number;
+export function upstreamModel(connection: Connection): Model<UpstreamDocument> {
+  return connection.model<UpstreamDocument>('Upstream', upstreamSchema);
 }
 
-export function mongoUpstreams({ Upstream }: Pick<StoreModels, 'Upstream'>, { atomically, bumpRevision, clock }: Helpers): UpstreamRepository {
+/** Every write (create, delete) bumps the `upstreams` revision. */
+export function mongoUpstreams(database: MongoDatabase, Upstream: Model<UpstreamDocument>, revisions: MongoRevisions): UpstreamRepository {
+  const { atomically, clock } = database;
+  const bumpRevision = revisions.bump;
   return {
     async create(upstream) {
       const doc: UpstreamDocument = {

@@ -2,23 +2,10 @@
  * Identities at upstream providers, linked to accounts, in SQLite. The primary key is
  * (upstream_id, subject): one upstream identity belongs to at most one account.
  */
-import type { DatabaseSync } from 'node:sqlite';
-
 import type { FederatedIdentity, IdentityRepository } from '../port.ts';
 import { identityTakenError } from '../store-errors.ts';
+import type { SqliteDatabase } from './database.ts';
 import { isUniqueViolation } from './sqlite-errors.ts';
-
-export const IDENTITIES_MIGRATION = `
-  CREATE TABLE IF NOT EXISTS identities (
-    upstream_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    account_sub TEXT NOT NULL,
-    email TEXT,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (upstream_id, subject)
-  ) STRICT;
-  CREATE INDEX IF NOT EXISTS identities_account ON identities (account_sub, created_at);
-`;
 
 interface IdentityRow {
   upstream_id: string;
@@ -30,7 +17,8 @@ interface IdentityRow {
 
 const COLUMNS = 'upstream_id, subject, account_sub, email, created_at';
 
-export function sqliteIdentities(db: DatabaseSync): IdentityRepository {
+export function sqliteIdentities(database: SqliteDatabase): IdentityRepository {
+  const { db } = database;
   const insert = db.prepare(`INSERT INTO identities (${COLUMNS}) VALUES (:upstream_id, :subject, :account_sub, :email, :created_at)`);
   const findOne = db.prepare(`SELECT ${COLUMNS} FROM identities WHERE upstream_id = :upstream_id AND subject = :subject`);
   const listByAccount = db.prepare(`SELECT ${COLUMNS} FROM identities WHERE account_sub = :account_sub ORDER BY created_at, upstream_id, subject`);

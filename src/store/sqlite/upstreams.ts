@@ -2,20 +2,11 @@
  * Upstream identity providers in SQLite. The settings are one JSON column: the domain validates
  * them (domain/upstreams.ts), the store only keeps them.
  */
-import type { DatabaseSync } from 'node:sqlite';
-
-import type { RevisionName, StoredUpstream, UpstreamRepository } from '../port.ts';
+import type { StoredUpstream, UpstreamRepository } from '../port.ts';
 import { upstreamIdTakenError } from '../store-errors.ts';
+import type { SqliteDatabase } from './database.ts';
+import type { SqliteRevisions } from './revisions.ts';
 import { isUniqueViolation } from './sqlite-errors.ts';
-
-export const UPSTREAMS_MIGRATION = `
-  CREATE TABLE IF NOT EXISTS upstreams (
-    id TEXT PRIMARY KEY,
-    settings TEXT NOT NULL,
-    encrypted_client_secret TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-  ) STRICT;
-`;
 
 interface UpstreamRow {
   id: string;
@@ -26,10 +17,10 @@ interface UpstreamRow {
 
 const COLUMNS = 'id, settings, encrypted_client_secret, created_at';
 
-export function sqliteUpstreams(
-  db: DatabaseSync,
-  { transaction, bumpRevision, clock }: { transaction<T>(work: () => T): T; bumpRevision(name: RevisionName): number; clock(): number },
-): UpstreamRepository {
+/** Every write (create, delete) bumps the `upstreams` revision. */
+export function sqliteUpstreams(database: SqliteDatabase, revisions: SqliteRevisions): UpstreamRepository {
+  const { db, transaction, clock } = database;
+  const bumpRevision = revisions.bump;
   const insert = db.prepare(`INSERT INTO upstreams (${COLUMNS}) VALUES (:id, :settings, :encrypted_client_secret, :created_at)`);
   const findOne = db.prepare(`SELECT ${COLUMNS} FROM upstreams WHERE id = :id`);
   const listAll = db.prepare(`SELECT ${COLUMNS} FROM upstreams ORDER BY created_at, id`);
