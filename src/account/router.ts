@@ -15,6 +15,7 @@ import type { Provider } from 'oidc-provider';
 
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
+import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import type { IdentityService } from '../domain/identities.ts';
 import { revokeAppTokens } from '../domain/password-reset.ts';
@@ -31,7 +32,7 @@ import { localizeMessage } from '../i18n/messages.ts';
 import type { UpstreamSignIn } from '../interaction/first-factors/upstream.ts';
 import type { Logger } from '../log.ts';
 import type { Account, OidcStore } from '../store/port.ts';
-import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
+import { accountSessions, destroySession, endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp, sessionHandle } from '../oidc/sessions-and-grants.ts';
 import { ACCOUNT_CALLBACK_PATH } from '../oidc/account-client.ts';
 import { OneTimeNotices } from './notices.ts';
 import { AccountSignIn, mayChangeFactors, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
@@ -51,6 +52,8 @@ export interface AccountRouterDependencies {
   upstreams: UpstreamService;
   identities: IdentityService;
   upstreamLinks: Pick<UpstreamSignIn, 'startLink' | 'takeLinkResult'>;
+  /** The apps of the sessions ended here get logout tokens (OIDC Back-Channel Logout). */
+  logout: SessionLogout;
 }
 
 interface SignedIn {
@@ -66,7 +69,7 @@ type Section = 'profile' | 'password' | 'security' | 'identities' | 'sessions' |
  * What a 303 back to the page says: one of these catalog keys (`account.done.*`), so nothing from the
  * request is reflected.
  */
-const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off']);
+const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'session-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off']);
 
 function signedIn(ctx: Context): SignedIn {
   return ctx.state.signedIn as SignedIn;
@@ -77,7 +80,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -148,7 +151,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     await renderPage(ctx, 'account', {
       account,
       factors,
-      sessions,
+      sessions: sessions.map((view) => ({ ...view, handle: sessionHandle(view.id) })),
       apps,
       linkedIdentities: linked.map((identity) => ({ ...identity, upstreamName: upstreamNames.get(identity.upstreamId) ?? identity.upstreamId })),
       linkableUpstreams: offered.filter((upstream) => !linked.some((identity) => identity.upstreamId === upstream.id)),
@@ -235,7 +238,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     } catch (error) {
       return refuse(ctx, 'password', error);
     }
-    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     if (config.security.revokeAppTokensOnPasswordChange) await revokeAppTokens(oidc, account.sub);
     logger.info({ sub: account.sub, sessionsEnded: ended }, setting ? 'password set on the account page' : 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
@@ -244,10 +247,23 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
     const { account, sessionId } = signedIn(ctx);
-    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'signed_out_elsewhere' } });
     seeOther(ctx, '/account?done=sessions-ended#sessions');
+  });
+
+  // One session, from the list: that browser must sign in again, and its apps hear of it.
+  router.post('/sessions/end', requireSignIn, async function endOneSession(ctx) {
+    const { account, sessionId } = signedIn(ctx);
+    const handle = formField(ctx, 'session');
+    const session = (await accountSessions(oidc, account.sub)).find(({ id }) => sessionHandle(id) === handle);
+    if (!session) return refuse(ctx, 'sessions', new AppError('ERR_NOT_FOUND', 'That session has ended already.'));
+    await destroySession(provider(), oidc, session, logout);
+    logger.info({ sub: account.sub, current: session.id === sessionId }, 'signed out of one session');
+    events.emit({ type: 'session.ended', sub: account.sub, details: { count: 1, reason: 'signed_out_one' } });
+    if (session.id === sessionId) return seeOther(ctx, '/account');
+    seeOther(ctx, '/account?done=session-ended#sessions');
   });
 
   router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {

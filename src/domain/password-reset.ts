@@ -8,6 +8,7 @@
  */
 import type { Locale } from '../i18n/locales.ts';
 import type { Account, AccountRepository, OidcStore } from '../store/port.ts';
+import type { SessionLogout } from './backchannel-logout.ts';
 import type { AccountService } from './accounts.ts';
 import { passwordResetMessage } from './account-mail.ts';
 import type { LinkTokens } from './link-tokens.ts';
@@ -35,6 +36,8 @@ export interface PasswordResetDependencies {
   revokeAppTokens: boolean;
   /** Upstream identities (identities.ts): a reset of an unverified address removes them. */
   identities?: { unlinkAll(accountSub: string, reason: string): Promise<number> };
+  /** The apps signed in through the sessions a reset ends hear of it (OIDC Back-Channel Logout). */
+  logout?: SessionLogout;
 }
 
 export type ResetOutcome =
@@ -43,9 +46,10 @@ export type ResetOutcome =
   | { ok: false; reason: 'rejected_password'; problem: PasswordProblem };
 
 /** Ends every sign-in session of an account, in every browser: the next authorization request asks to sign in. */
-export async function endAllSessions(oidc: OidcStore, accountId: string): Promise<number> {
+export async function endAllSessions(oidc: OidcStore, accountId: string, logout?: SessionLogout): Promise<number> {
   const sessions = await oidc.findByAccountId('Session', accountId);
   for (const { id } of sessions) await oidc.destroy('Session', id);
+  logout?.sessionsEnded(sessions);
   return sessions.length;
 }
 
@@ -119,7 +123,7 @@ export class PasswordReset {
       await this.#deps.identities?.unlinkAll(account.sub, 'address_proved_by_reset');
       await repository.update(account.sub, { emailVerified: true });
     }
-    const sessionsEnded = await endAllSessions(oidc, account.sub);
+    const sessionsEnded = await endAllSessions(oidc, account.sub, this.#deps.logout);
     if (this.#deps.revokeAppTokens) await revokeAppTokens(oidc, account.sub);
     await tokens.revokeAll(account.sub);
     return { ok: true, account, sessionsEnded };

@@ -52,12 +52,28 @@ export function consent({ toolkit, logger, events, resources }: { toolkit: Inter
     await renderPage(ctx, 'consent', {
       uid: interaction.uid,
       client: await clientOf(interaction),
+      device: await deviceOf(interaction),
       // A self-registered client's name is its own claim; where the answer goes is not.
       redirectHost: redirectHosts(redirectUri ? [redirectUri] : [])[0],
       scopes: describeScopes((requested.length ? requested : details.missingOIDCScope ?? []).filter((scope) => !apiScopes.has(scope)), t),
       apis,
       claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam], t),
     });
+  }
+
+  /**
+   * For the device authorization grant, the device that asked (RFC 8628 section 5.4): what its
+   * User-Agent and address said when it asked, so the person can tell their TV from someone else's.
+   */
+  async function deviceOf(interaction: Interaction): Promise<{ ua?: string; ip?: string } | undefined> {
+    const deviceCode = (interaction as { deviceCode?: unknown }).deviceCode;
+    if (typeof deviceCode !== 'string') return undefined;
+    const code = await provider().DeviceCode.find(deviceCode, { ignoreExpiration: true, ignoreSessionBinding: true } as object);
+    const info = (code as { deviceInfo?: { ua?: unknown; ip?: unknown } } | undefined)?.deviceInfo;
+    return {
+      ...(typeof info?.ua === 'string' && info.ua && { ua: info.ua }),
+      ...(typeof info?.ip === 'string' && { ip: info.ip }),
+    };
   }
 
   function register(router: Router): void {
