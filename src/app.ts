@@ -15,6 +15,7 @@ import type { Config } from './config.ts';
 import { AdminApiCaller } from './console/admin-calls.ts';
 import { consoleRouter } from './console/router.ts';
 import type { AccountService } from './domain/accounts.ts';
+import type { SessionLogout } from './domain/backchannel-logout.ts';
 import type { SecurityEvents } from './domain/events.ts';
 import type { EmailVerification } from './domain/email-verification.ts';
 import type { IdentityService } from './domain/identities.ts';
@@ -23,6 +24,7 @@ import type { SecondFactorService } from './domain/second-factors.ts';
 import type { UpstreamService } from './domain/upstreams.ts';
 import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
+import { defaultLocale, languageRoute } from './http/locale.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
 import { securityHeaders } from './http/security-headers.ts';
@@ -36,6 +38,7 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { prefillUserCode } from './oidc/features/device-flow.ts';
 import { limitClientRegistrations } from './oidc/features/registration.ts';
 import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
@@ -48,6 +51,8 @@ const ASSETS_DIR = path.join(VIEWS_DIR, 'assets');
 
 export interface AppDependencies {
   config: Config;
+  /** Sessions the account page ends are told here, so their apps get logout tokens. */
+  logout: SessionLogout;
   logger: Logger;
   host: ProviderHost;
   accounts: AccountService;
@@ -107,7 +112,7 @@ async function assets(ctx: Context, next: Next) {
   await send(ctx, ctx.path.slice('/assets/'.length), { root: ASSETS_DIR, maxage: 3_600_000 });
 }
 
-export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities, resources }: AppDependencies): Koa {
+export function createApp({ config, logger, host, accounts, rateLimits, emailVerification, passwordReset, secondFactors, oidc, masterSecret, adminApi, events, metrics, pingStore, mtlsUrl, upstreamSignIn, upstreams, identities, resources, logout }: AppDependencies): Koa {
   // `proxy: true` whatever BEHIND_TLS_PROXY says: settleRequestOrigin, first in the chain, sets
   // X-Forwarded-Host and X-Forwarded-Proto to Tessera's own origin on every request, so Koa (and
   // oidc-provider, provider-host.ts) build URLs from ISSUER, never from what a caller sent.
@@ -122,19 +127,27 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(observeRequests({ logger, metrics, address: (ctx) => rateLimits.address(ctx) }));
   app.use(securityHeaders(isProtocolPath));
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
+  // Before the protocol fork: oidc-provider's own pages (error, logout) are translated too.
+  app.use(defaultLocale(config.defaultLocale));
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
-  const protocol = compose([clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS), rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS), host.middleware()]);
+  const protocol = compose([
+    clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS),
+    rateLimits.clientFailures(CLIENT_AUTHENTICATING_PATHS),
+    rateLimits.devicePolls(config.devicePollInterval),
+    host.middleware(),
+  ]);
   const endOfChain = async () => {};
   app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
   app.use(viewsMiddleware({ root: VIEWS_DIR, cache: config.env === 'production' }));
   app.use(seeOtherAfterPost);
   app.use(assets);
+  app.use(languageRoute(config.issuer));
 
   app.use(async function home(ctx, next) {
     if (ctx.path !== '/' || ctx.method !== 'GET') return next();
-    await renderPage(ctx, 'home', { title: 'Tessera', issuer: config.issuer });
+    await renderPage(ctx, 'home', { issuer: config.issuer });
   });
   app.use(async function healthz(ctx, next) {
     if (ctx.path !== '/healthz') return next();
@@ -156,7 +169,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
   const account = accountRouter({
-    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn,
+    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn, logout,
   });
   app.use(account.routes());
   app.use(account.allowedMethods());
@@ -174,6 +187,8 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.
   if (adminApi) app.use(adminApi);
+  app.use(prefillUserCode());
+  app.use(rateLimits.userCodeGuesses());
   app.use(host.middleware());
   return app;
 }

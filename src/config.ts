@@ -9,6 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { AppError } from './errors.ts';
+import { SUPPORTED_LOCALES, type Locale } from './i18n/locales.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -50,7 +51,11 @@ export interface Config {
     readonly emailVerification: number;
     /** Lifetime of a password reset link. */
     readonly passwordReset: number;
+    /** Lifetime of a device code and its user code (RFC 8628): how long the person has to enter it. */
+    readonly deviceCode: number;
   };
+  /** Seconds a device must wait between polls of the token endpoint (RFC 8628 `interval`); faster is slow_down. */
+  readonly devicePollInterval: number;
   /** Seconds during which a just-rotated refresh token may be presented again (concurrent refreshes). */
   readonly refreshReuseGraceSeconds: number;
   /** How often a running server looks for key and client changes made elsewhere (CLI, other instances). */
@@ -77,6 +82,11 @@ export interface Config {
   /** Passkeys: the relying party id defaults to the issuer's host name, the origin is the issuer's. */
   readonly webauthn: { readonly rpId: string | undefined; readonly rpName: string };
   readonly observability: ObservabilityConfig;
+  /**
+   * DEFAULT_LOCALE: the language of pages and mails when nothing else says which (no `ui_locales`, no
+   * pick in the switcher, no Accept-Language Tessera speaks). One of SUPPORTED_LOCALES.
+   */
+  readonly defaultLocale: Locale;
   /** Clients that come by themselves: dynamic registration and client ID metadata documents. */
   readonly selfRegistration: SelfRegistrationConfig;
 }
@@ -135,6 +145,8 @@ export interface SecurityConfig {
     readonly adminFailuresPerIp: RateLimit;
     /** Dynamic client registrations (POST /reg) per address. */
     readonly clientRegistrationPerIp: RateLimit;
+    /** User codes entered on the device page (RFC 8628 section 5.1: guessing them), per address. */
+    readonly userCodePerIp: RateLimit;
   };
   /**
    * A password reset or change also ends the refresh tokens (and stored access tokens) of every app
@@ -248,6 +260,8 @@ const envSchema = z.object({
   INTERACTION_TTL: seconds(3600),
   EMAIL_VERIFICATION_TTL: seconds(86_400, 7 * 86_400),
   PASSWORD_RESET_TTL: seconds(1800, 86_400),
+  DEVICE_CODE_TTL: seconds(600, 3600),
+  DEVICE_POLL_INTERVAL: integer(1, 60).default(5),
   REFRESH_REUSE_GRACE_SECONDS: integer(0, 60).default(0),
   STORE_POLL_SECONDS: integer(1, 3600).default(10),
   UPSTREAM_TIMEOUT_SECONDS: integer(1, 60).default(10),
@@ -275,12 +289,14 @@ const envSchema = z.object({
   REGISTRATION_API: z.stringbool().default(true),
   ADMIN_API: z.stringbool().default(true),
   RATE_LIMIT_ADMIN_FAILURES_PER_IP: rateLimit('30/300'),
+  RATE_LIMIT_USER_CODE_PER_IP: rateLimit('10/300'),
   SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must start with smtp:// or smtps://').optional(),
   MAIL_FROM: z.string().min(3).default('Tessera <no-reply@localhost>'),
   WEBAUTHN_RP_ID: z.string().min(1).optional(),
   WEBAUTHN_RP_NAME: z.string().min(1).default('Tessera'),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').optional(),
   AUDIT_RETENTION_DAYS: integer(1, 3650).default(90),
+  DEFAULT_LOCALE: z.enum(SUPPORTED_LOCALES, { error: `must be one of ${SUPPORTED_LOCALES.join(', ')}` }).default('en'),
   DYNAMIC_CLIENT_REGISTRATION: z.enum(['off', 'token', 'open']).default('off'),
   DYNAMIC_CLIENT_REGISTRATION_SCOPES: z.string().default('openid profile email offline_access'),
   DYNAMIC_CLIENT_REGISTRATION_UNUSED_DAYS: integer(1, 3650).default(30),
@@ -505,7 +521,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       grant: e.REFRESH_TOKEN_TTL,
       emailVerification: e.EMAIL_VERIFICATION_TTL,
       passwordReset: e.PASSWORD_RESET_TTL,
+      deviceCode: e.DEVICE_CODE_TTL,
     },
+    devicePollInterval: e.DEVICE_POLL_INTERVAL,
     refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     storePollSeconds: e.STORE_POLL_SECONDS,
     upstreamTimeoutSeconds: e.UPSTREAM_TIMEOUT_SECONDS,
@@ -530,6 +548,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         tokenFailuresPerClient: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLIENT,
         adminFailuresPerIp: e.RATE_LIMIT_ADMIN_FAILURES_PER_IP,
         clientRegistrationPerIp: e.RATE_LIMIT_CLIENT_REGISTRATION_PER_IP,
+        userCodePerIp: e.RATE_LIMIT_USER_CODE_PER_IP,
       },
       revokeAppTokensOnPasswordChange: e.REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE,
       registrationApi: e.REGISTRATION_API,
@@ -538,6 +557,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM },
     webauthn: { rpId: e.WEBAUTHN_RP_ID, rpName: e.WEBAUTHN_RP_NAME },
     observability: { metricsToken: e.METRICS_TOKEN, auditRetentionDays: e.AUDIT_RETENTION_DAYS },
+    defaultLocale: e.DEFAULT_LOCALE,
     selfRegistration: {
       mode: e.DYNAMIC_CLIENT_REGISTRATION,
       scopes: registrationScopes,

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import { adminApi } from './admin/router.ts';
 import { createApp } from './app.ts';
@@ -20,6 +21,9 @@ import { sweepUnusedClients } from './oidc/features/registration.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { buildServices } from './services.ts';
 import { openStore } from './store/open-store.ts';
+
+/** How long closing waits for logout tokens still being sent (see domain/backchannel-logout.ts). */
+const LOGOUT_DRAIN_MS = 2_000;
 
 export interface RunningServer {
   readonly url: string;
@@ -137,6 +141,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     const services = buildServices(config, store, logger);
     const metrics = new Metrics();
     metrics.subscribe(services.events);
+    services.backchannelLogout.observe((outcome) => metrics.backchannelLogout(outcome));
+    metrics.gauge('tessera_backchannel_logout_pending', 'Back-channel logout tokens queued, being sent or waiting for a retry', () => services.backchannelLogout.pending);
     metrics.gauge('tessera_audit_events_queued', 'Audit events waiting to be written to the store', () => services.audit.queued);
     metrics.gauge('tessera_audit_events_dropped', 'Audit events dropped since start because the store could not take them', () => services.audit.dropped);
     if (services.secret.generatedFile) {
@@ -158,11 +164,13 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
       events: services.events,
       metrics,
       rateLimits: services.rateLimits,
+      backchannelLogout: services.backchannelLogout,
     });
     host.watch();
     const stopSweep = sweepUnusedClients(config, services.clients, logger);
     const app = createApp({
       config,
+      logout: services.backchannelLogout,
       mtlsUrl,
       logger,
       host,
@@ -229,6 +237,10 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
           host.stop();
           stopSweep();
           await closeAll();
+          // Logout tokens being sent get a moment to arrive (the key store is still open); retries
+          // scheduled for later are given up: the apps' sessions then run out on their own.
+          await Promise.race([services.backchannelLogout.idle(), delay(LOGOUT_DRAIN_MS, undefined, { ref: false })]);
+          services.backchannelLogout.stop();
           // Audit events still queued are written before the store goes.
           await services.close();
           await store.close();

@@ -9,6 +9,7 @@ import type { Config } from './config.ts';
 import { lockoutMessage } from './domain/account-mail.ts';
 import { AccountService } from './domain/accounts.ts';
 import { AuditService } from './domain/audit.ts';
+import { BackchannelLogout } from './domain/backchannel-logout.ts';
 import { ClientService, type ClientMetadataCheck } from './domain/clients.ts';
 import { SecurityEvents } from './domain/events.ts';
 import { notifyFactorChanges } from './domain/factor-notices.ts';
@@ -19,7 +20,7 @@ import { LockoutPolicy } from './domain/lockout.ts';
 import { createMailer, type Mailer } from './domain/mailer.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { PasswordPolicy } from './domain/password-policy.ts';
-import { FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
+import { endAllSessions, FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
 import { MAX_RESOURCE_TTL_SECONDS, ResourceService } from './domain/resources.ts';
 import { RegistrationTokens } from './domain/registration-tokens.ts';
 import { RoleService } from './domain/roles.ts';
@@ -62,6 +63,10 @@ export interface Services {
   readonly audit: AuditService;
   /** Initial access tokens for dynamic client registration (DYNAMIC_CLIENT_REGISTRATION=token). */
   readonly registrationTokens: RegistrationTokens;
+  /** Logout tokens for the apps of sessions that end (OIDC Back-Channel Logout), sent in the background. */
+  readonly backchannelLogout: BackchannelLogout;
+  /** Ends every session of an account (a disabled user), and queues logout tokens for their apps; returns how many ended. */
+  endAllSessions(sub: string): Promise<number>;
   /** Writes what is still queued (audit events); call before closing the store. */
   close(): Promise<void>;
 }
@@ -97,12 +102,24 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   // The owner hears of each lockout once; the mail goes out in the background, so the failed
   // sign-in that locked the account answers as fast as any other.
   lockout.onLocked((account, lockedUntil) => {
-    const message = lockoutMessage(account.email, lockedUntil, config.security.lockoutThreshold, `${config.issuer}${FORGOT_PASSWORD_PATH}`);
+    const message = lockoutMessage(account.email, lockedUntil, config.security.lockoutThreshold, `${config.issuer}${FORGOT_PASSWORD_PATH}`, config.defaultLocale);
     logger.warn({ sub: account.sub, lockedUntil }, 'account locked after failed sign-ins');
     events.emit({ type: 'account.locked', sub: account.sub, details: { lockedUntil: lockedUntil.toISOString() } });
     mailer.send(message).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the lockout notice'));
   });
-  notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
+  notifyFactorChanges(events, store.accounts, mailer, `${config.issuer}${FORGOT_PASSWORD_PATH}`, config.defaultLocale, (error, sub) => logger.error({ err: error, sub }, 'could not send the sign-in method notice'));
+  const keys = new KeyService(store.keys, secret.value, retainSeconds, events);
+  const backchannelLogout = new BackchannelLogout({
+    issuer: config.issuer,
+    production: config.env === 'production',
+    findClient: (clientId) => clients.findMetadata(clientId),
+    signingKeys: async () => (await keys.material()).signingKeys,
+    onOutcome(outcome, { clientId, error, attempt }) {
+      if (outcome === 'delivered') logger.debug({ clientId, attempt }, 'back-channel logout token delivered');
+      else if (outcome === 'retried') logger.warn({ clientId, attempt, err: error }, 'back-channel logout token not delivered; will retry');
+      else logger.error({ clientId, attempt, err: error }, outcome === 'dropped' ? 'back-channel logout queue full; token dropped' : 'back-channel logout token not delivered; giving up');
+    },
+  });
   const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
@@ -134,7 +151,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     identities,
     roles: new RoleService(store.accounts, events),
     userImport: new UserImport(store.accounts),
-    keys: new KeyService(store.keys, secret.value, retainSeconds, events),
+    keys,
     mailer,
     secret,
     emailVerification: new EmailVerification({
@@ -152,6 +169,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       issuer: config.issuer,
       revokeAppTokens: config.security.revokeAppTokensOnPasswordChange,
       identities,
+      logout: backchannelLogout,
     }),
     rateLimits: new RateLimits(config.security.rateLimits, config.tls.trustedProxies, store),
     secondFactors: new SecondFactorService(store.accounts, store.oidc, mailer, {
@@ -164,6 +182,8 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     events,
     audit,
     registrationTokens: new RegistrationTokens(store.oidc, events),
+    backchannelLogout,
+    endAllSessions: (sub) => endAllSessions(store.oidc, sub, backchannelLogout),
     close: () => audit.close(),
   };
 }

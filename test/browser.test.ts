@@ -15,7 +15,7 @@ import { startDemoRp, type RunningDemoRp } from '../examples/demo/rp.ts';
 import { CHROMIUM_ARGS, findChromium, freePort } from './helpers/browser.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
-const CHROMIUM_MISSING = 'Chromium was not found (looked for CHROMIUM_PATH, /usr/bin/chromium and chromium on PATH). Install it, e.g. `apt-get install -y chromium`, or run .ci/run, which does.';
+const CHROMIUM_MISSING = 'Chromium was not found (looked for CHROMIUM_PATH, /usr/bin/chromium, chromium on PATH and playwright-core\'s download). `npm test` finds or installs it first (scripts/ensure-chromium.ts); run that, or set CHROMIUM_PATH.';
 
 let browser: Browser | undefined;
 

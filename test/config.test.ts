@@ -101,6 +101,13 @@ test('in production a static client whose jwks_uri is on loopback stops startup 
   t.regex(error!.message, /^Configuration error: .*clients\.json: client local-keys: jwks_uri: https:\/\/127\.0\.0\.1:8443\/jwks points at a loopback or private address/m);
 });
 
+test('in production a static client whose backchannel_logout_uri is on loopback stops startup with one line naming it', async (t) => {
+  const client = { client_id: 'local-logout', client_secret: 'x'.repeat(40), redirect_uris: ['https://rp.example.com/cb'], backchannel_logout_uri: 'https://localhost:8443/logout' };
+  const env = { NODE_ENV: 'production', TESSERA_SECRET: 'a production secret of at least thirty-two characters', BEHIND_TLS_PROXY: 'true', TRUSTED_PROXIES: '127.0.0.1' };
+  const error = await t.throwsAsync(startTestServer({ clients: [client], env }), { instanceOf: ConfigError });
+  t.regex(error!.message, /^Configuration error: .*clients\.json: client local-logout: backchannel_logout_uri: https:\/\/localhost:8443\/logout points at a loopback or private address/m);
+});
+
 test('BEHIND_TLS_PROXY without TRUSTED_PROXIES stops startup in production, and trusts only loopback elsewhere', (t) => {
   const dir = configDir();
   t.teardown(() => removeDir(dir));

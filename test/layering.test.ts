@@ -10,7 +10,7 @@
  *   http, observability    framework pieces
  *   domain        rules in plain TypeScript
  *   store         the store port and its backends
- *   base          src/config.ts, src/errors.ts, src/log.ts, src/request-context.ts
+ *   base          src/config.ts, src/errors.ts, src/log.ts, src/request-context.ts, src/i18n/
  *
  * Folders in the same layer may import each other but not both ways. Every static import counts,
  * type-only ones too: a type that points up still ties the lower layer to the higher one.
@@ -29,6 +29,8 @@ const LAYERS: Record<string, number> = {
   'errors.ts': 0,
   'log.ts': 0,
   'request-context.ts': 0,
+  /** Message catalogs and language matching: pure, read by config (DEFAULT_LOCALE), mails and pages. */
+  i18n: 0,
   store: 1,
   domain: 2,
   http: 3,

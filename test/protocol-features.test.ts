@@ -19,9 +19,9 @@ import { staticClient } from './helpers/relying-party.ts';
 import { removeDir, startTestServer } from './helpers/server.ts';
 import { request } from './helpers/tls-client.ts';
 
-test('the protocol fast path, the client-authenticating paths and the public documents are the paths they always were', (t) => {
-  t.deepEqual([...PROTOCOL_PATHS].sort(), ['/.well-known/openid-configuration', '/jwks', '/me', '/request', '/token', '/token/introspection', '/token/revocation']);
-  t.deepEqual([...CLIENT_AUTHENTICATING_PATHS].sort(), ['/request', '/token', '/token/introspection', '/token/revocation']);
+test('the protocol fast path, the client-authenticating paths and the public documents are the paths they always were, plus the device authorization endpoint', (t) => {
+  t.deepEqual([...PROTOCOL_PATHS].sort(), ['/.well-known/openid-configuration', '/device/auth', '/jwks', '/me', '/request', '/token', '/token/introspection', '/token/revocation']);
+  t.deepEqual([...CLIENT_AUTHENTICATING_PATHS].sort(), ['/device/auth', '/request', '/token', '/token/introspection', '/token/revocation']);
   t.deepEqual([...PUBLIC_DOCUMENT_PATHS].sort(), ['/.well-known/openid-configuration', '/jwks']);
 });
 
@@ -32,11 +32,12 @@ test('mtls_endpoint_aliases name every endpoint a certificate-using client calls
     introspection_endpoint: 'https://mtls.example.com/token/introspection',
     revocation_endpoint: 'https://mtls.example.com/token/revocation',
     pushed_authorization_request_endpoint: 'https://mtls.example.com/request',
+    device_authorization_endpoint: 'https://mtls.example.com/device/auth',
   });
 });
 
-test('offline_access asks for consent at the authorization endpoint and when an interaction resumes', (t) => {
-  t.deepEqual([...INTERACTION_ROUTES].sort(), ['authorization', 'resume']);
+test('offline_access asks for consent at the authorization endpoint, at the device page, and when an interaction resumes', (t) => {
+  t.deepEqual([...INTERACTION_ROUTES].sort(), ['authorization', 'code_verification', 'device_resume', 'resume']);
 });
 
 test('every slice has a name of its own, every path belongs to one slice, and every page a slice renders exists', (t) => {

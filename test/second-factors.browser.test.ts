@@ -63,7 +63,7 @@ test.after.always(async () => {
 });
 
 function requireBrowser(t: ExecutionContext): Browser {
-  if (!browser) throw new Error('Chromium was not found (looked for CHROMIUM_PATH, /usr/bin/chromium and chromium on PATH). Install it, e.g. `apt-get install -y chromium`.');
+  if (!browser) throw new Error('Chromium was not found: `npm test` finds or installs it first (scripts/ensure-chromium.ts); run that, or set CHROMIUM_PATH.');
   t.timeout(90_000);
   return browser;
 }

@@ -15,21 +15,24 @@ import type { Provider } from 'oidc-provider';
 
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
+import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import type { IdentityService } from '../domain/identities.ts';
 import { revokeAppTokens } from '../domain/password-reset.ts';
+import { describeScopes } from '../domain/scopes.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import type { UpstreamService } from '../domain/upstreams.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
+import { pageLocale, pageTranslator } from '../http/locale.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
-import { describeScopes } from '../domain/scopes.ts';
+import { localizeMessage } from '../i18n/messages.ts';
 import type { UpstreamSignIn } from '../interaction/first-factors/upstream.ts';
 import type { Logger } from '../log.ts';
 import type { Account, OidcStore } from '../store/port.ts';
-import { endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp } from '../oidc/sessions-and-grants.ts';
+import { accountSessions, destroySession, endOtherSessions, findAccountSession, listConnectedApps, listSessions, revokeApp, sessionHandle } from '../oidc/sessions-and-grants.ts';
 import { ACCOUNT_CALLBACK_PATH } from '../oidc/account-client.ts';
 import { OneTimeNotices } from './notices.ts';
 import { AccountSignIn, mayChangeFactors, safeReturnPath, signedInRecently, type AccountSession } from './sign-in.ts';
@@ -49,6 +52,8 @@ export interface AccountRouterDependencies {
   upstreams: UpstreamService;
   identities: IdentityService;
   upstreamLinks: Pick<UpstreamSignIn, 'startLink' | 'takeLinkResult'>;
+  /** The apps of the sessions ended here get logout tokens (OIDC Back-Channel Logout). */
+  logout: SessionLogout;
 }
 
 interface SignedIn {
@@ -60,22 +65,11 @@ interface SignedIn {
 
 type Section = 'profile' | 'password' | 'security' | 'identities' | 'sessions' | 'apps';
 
-/** What a 303 back to the page says; fixed texts, so nothing from the request is reflected. */
-const DONE: Record<string, string> = {
-  profile: 'Your profile is saved.',
-  password: 'Your password is changed. You were signed out everywhere else.',
-  'password-set': 'Your password is set. You were signed out everywhere else.',
-  'sessions-ended': 'You were signed out everywhere else.',
-  revoked: 'The app no longer has access to your account.',
-  'totp-on': 'Your authenticator app is set up.',
-  'totp-off': 'Your authenticator app is removed.',
-  'passkey-on': 'Your passkey is added.',
-  'passkey-off': 'The passkey is removed.',
-  'email-codes-on': 'Codes by email are turned on.',
-  'email-codes-off': 'Codes by email are turned off.',
-  'identity-on': 'It is linked: you can sign in with it from now on.',
-  'identity-off': 'It is unlinked: it no longer signs in to this account.',
-};
+/**
+ * What a 303 back to the page says: one of these catalog keys (`account.done.*`), so nothing from the
+ * request is reflected.
+ */
+const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'session-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off']);
 
 function signedIn(ctx: Context): SignedIn {
   return ctx.state.signedIn as SignedIn;
@@ -86,7 +80,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -148,17 +142,16 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     const [factors, sessions, apps, linked, offered] = await Promise.all([
       secondFactors.summary(account.sub),
       listSessions(oidc, account.sub, sessionId, config.ttl.session, names),
-      listConnectedApps(oidc, account.sub, names).then((list) => list.map((app) => ({ ...app, scopeWords: describeScopes(app.scopes) }))),
+      listConnectedApps(oidc, account.sub, names).then((list) => list.map((app) => ({ ...app, scopeWords: describeScopes(app.scopes, pageTranslator(ctx).t) }))),
       identities.list(account.sub),
       upstreams.list(),
     ]);
     const upstreamNames = new Map(offered.map((upstream) => [upstream.id, upstream.name]));
-    const done = typeof ctx.query.done === 'string' ? DONE[ctx.query.done] : undefined;
+    const done = typeof ctx.query.done === 'string' && DONE.has(ctx.query.done) ? ctx.query.done : undefined;
     await renderPage(ctx, 'account', {
-      title: 'Your account',
       account,
       factors,
-      sessions,
+      sessions: sessions.map((view) => ({ ...view, handle: sessionHandle(view.id) })),
       apps,
       linkedIdentities: linked.map((identity) => ({ ...identity, upstreamName: upstreamNames.get(identity.upstreamId) ?? identity.upstreamId })),
       linkableUpstreams: offered.filter((upstream) => !linked.some((identity) => identity.upstreamId === upstream.id)),
@@ -199,7 +192,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       // An old tab whose sign-in another tab already finished: carry on with that one.
       if (signIn.current(ctx)) return ctx.redirect('/account');
       ctx.status = 400;
-      await renderPage(ctx, 'account-signin-failed', { title: 'Sign-in did not complete', description: error.message });
+      await renderPage(ctx, 'account-signin-failed', { description: error.message });
     }
   });
 
@@ -245,7 +238,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     } catch (error) {
       return refuse(ctx, 'password', error);
     }
-    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     if (config.security.revokeAppTokensOnPasswordChange) await revokeAppTokens(oidc, account.sub);
     logger.info({ sub: account.sub, sessionsEnded: ended }, setting ? 'password set on the account page' : 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
@@ -254,10 +247,23 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
 
   router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
     const { account, sessionId } = signedIn(ctx);
-    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId);
+    const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'signed_out_elsewhere' } });
     seeOther(ctx, '/account?done=sessions-ended#sessions');
+  });
+
+  // One session, from the list: that browser must sign in again, and its apps hear of it.
+  router.post('/sessions/end', requireSignIn, async function endOneSession(ctx) {
+    const { account, sessionId } = signedIn(ctx);
+    const handle = formField(ctx, 'session');
+    const session = (await accountSessions(oidc, account.sub)).find(({ id }) => sessionHandle(id) === handle);
+    if (!session) return refuse(ctx, 'sessions', new AppError('ERR_NOT_FOUND', 'That session has ended already.'));
+    await destroySession(provider(), oidc, session, logout);
+    logger.info({ sub: account.sub, current: session.id === sessionId }, 'signed out of one session');
+    events.emit({ type: 'session.ended', sub: account.sub, details: { count: 1, reason: 'signed_out_one' } });
+    if (session.id === sessionId) return seeOther(ctx, '/account');
+    seeOther(ctx, '/account?done=session-ended#sessions');
   });
 
   router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {
@@ -287,7 +293,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     // Read-only: only continues an enrolment a POST started.
     if (!(await secondFactors.summary(account.sub)).totpPending) return ctx.redirect('/account#security');
     const enrolment = await secondFactors.startTotpEnrolment(account.sub);
-    await renderPage(ctx, 'account-totp', { title: 'Set up an authenticator app', enrolment, error: undefined });
+    await renderPage(ctx, 'account-totp', { enrolment, error: undefined });
   });
 
   router.post('/totp/confirm', requireSignIn, requireRecentSignIn, async function confirmTotp(ctx) {
@@ -299,7 +305,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
       if (!isAppError(error, 'ERR_SECOND_FACTOR_INVALID')) return refuse(ctx, 'security', error);
       ctx.status = 400;
       const enrolment = await secondFactors.startTotpEnrolment(account.sub);
-      return renderPage(ctx, 'account-totp', { title: 'Set up an authenticator app', enrolment, error: error.message });
+      return renderPage(ctx, 'account-totp', { enrolment, error: error.message });
     }
     logger.info({ sub: account.sub }, 'authenticator app set up');
     if (!hadFactor) return showNewRecoveryCodes(ctx, account.sub);
@@ -332,7 +338,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   router.get('/recovery-codes', requireSignIn, async function showRecoveryCodes(ctx) {
     const { account } = signedIn(ctx);
     const codes = typeof ctx.query.show === 'string' ? await notices.take(account.sub, ctx.query.show) : undefined;
-    await renderPage(ctx, 'account-recovery-codes', { title: 'Your recovery codes', codes });
+    await renderPage(ctx, 'account-recovery-codes', { codes });
   });
 
   router.post('/email-codes/enable', requireSignIn, requireRecentSignIn, async function enableEmailCodes(ctx) {
@@ -343,7 +349,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
         await secondFactors.enableEmailOtp(account.sub);
       } else {
         // An address not yet verified proves itself first: a code goes there.
-        await secondFactors.startEmailOtpEnrolment(account.sub);
+        await secondFactors.startEmailOtpEnrolment(account.sub, pageLocale(ctx));
         return seeOther(ctx, '/account/email-codes');
       }
     } catch (error) {
@@ -355,7 +361,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   });
 
   router.get('/email-codes', requireSignIn, async function showEmailCodeForm(ctx) {
-    await renderPage(ctx, 'account-email-code', { title: 'Turn on codes by email', email: signedIn(ctx).account.email, error: undefined });
+    await renderPage(ctx, 'account-email-code', { email: signedIn(ctx).account.email, error: undefined });
   });
 
   router.post('/email-codes/confirm', requireSignIn, requireRecentSignIn, async function confirmEmailCodes(ctx) {
@@ -366,7 +372,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     } catch (error) {
       if (!isAppError(error, 'ERR_SECOND_FACTOR_INVALID')) return refuse(ctx, 'security', error);
       ctx.status = 400;
-      return renderPage(ctx, 'account-email-code', { title: 'Turn on codes by email', email: account.email, error: error.message });
+      return renderPage(ctx, 'account-email-code', { email: account.email, error: error.message });
     }
     logger.info({ sub: account.sub }, 'codes by email turned on');
     if (!hadFactor) return showNewRecoveryCodes(ctx, account.sub);
@@ -384,7 +390,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   router.post('/passkeys/options', requireSignIn, async function passkeyOptions(ctx) {
     if (!factorsMayChange(ctx)) {
       ctx.status = 401;
-      ctx.body = { error: 'reauthenticate', error_description: 'Sign in again to add a passkey: reload the page.' };
+      ctx.body = { error: 'reauthenticate', error_description: localizeMessage(pageTranslator(ctx), 'Sign in again to add a passkey: reload the page.') };
       return;
     }
     try {
@@ -392,7 +398,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     } catch (error) {
       if (!(error instanceof AppError) || !error.expose) throw error;
       ctx.status = error.status;
-      ctx.body = { error: error.code.toLowerCase().replace(/^err_/, ''), error_description: error.message };
+      ctx.body = { error: error.code.toLowerCase().replace(/^err_/, ''), error_description: localizeMessage(pageTranslator(ctx), error.message) };
     }
   });
 

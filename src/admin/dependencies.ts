@@ -8,6 +8,7 @@ import type { Provider } from 'oidc-provider';
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { AuditService } from '../domain/audit.ts';
+import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { ClientService } from '../domain/clients.ts';
 import type { EmailVerification } from '../domain/email-verification.ts';
 import type { IdentityService } from '../domain/identities.ts';
@@ -39,6 +40,10 @@ export interface AdminApiDependencies {
     readonly emailVerification: EmailVerification;
     readonly rateLimits: RateLimits;
     readonly userImport: UserImport;
+    /** Logout tokens for the apps of the sessions the API ends. */
+    readonly backchannelLogout: SessionLogout;
+    /** Ends every session of a user (disabling them), with logout tokens for their apps. */
+    endAllSessions(sub: string): Promise<number>;
   };
   readonly provider: () => Provider;
   /** Makes this instance see a change at once (caches, a new signing key), without waiting for its poll. */

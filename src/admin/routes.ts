@@ -185,12 +185,15 @@ const updateUser = defineRoute({
   operationId: 'updateUser',
   tag: 'Users',
   summary: 'Disable or enable a user, or change their names',
-  description: 'A disabled user cannot sign in, their sessions stop counting as signed in and their refresh tokens stop working; access tokens already issued run out within their lifetime.',
+  description: 'A disabled user cannot sign in, their sessions end (the apps with a back-channel logout URI are sent logout tokens) and their refresh tokens stop working; access tokens already issued run out within their lifetime.',
   errors: [404, 413, 415],
   ...schemas.updateUser,
   async handle({ params, body, deps }) {
     const account = await findUser(deps, params.sub);
-    if (body.disabled !== undefined && body.disabled !== account.disabled) await deps.services.accounts.setDisabled(account.email, body.disabled);
+    if (body.disabled !== undefined && body.disabled !== account.disabled) {
+      await deps.services.accounts.setDisabled(account.email, body.disabled);
+      if (body.disabled) await deps.services.endAllSessions(account.sub);
+    }
     if (body.name !== undefined || body.given_name !== undefined || body.family_name !== undefined) {
       // updateProfile replaces all three names; a field not sent keeps its value, null clears it.
       const keep = (sent: string | null | undefined, current: string | undefined) => (sent === undefined ? current : sent ?? undefined);
@@ -292,7 +295,7 @@ const endSession = defineRoute({
     await findUser(deps, params.sub);
     const session = (await accountSessions(deps.oidc, params.sub)).find(({ id }) => sessionHandle(id) === params.session_id);
     if (!session) throw new AppError('ERR_NOT_FOUND', 'The user has no session with this id');
-    await destroySession(deps.provider(), deps.oidc, session.id);
+    await destroySession(deps.provider(), deps.oidc, session, deps.services.backchannelLogout);
   },
 });
 
@@ -308,7 +311,7 @@ const endAllSessions = defineRoute({
   async handle({ params, deps, note }) {
     await findUser(deps, params.sub);
     // endOtherSessions keeps the one whose id it is given: none here.
-    const ended = await endOtherSessions(deps.provider(), deps.oidc, params.sub, '');
+    const ended = await endOtherSessions(deps.provider(), deps.oidc, params.sub, '', deps.services.backchannelLogout);
     note({ ended });
     return { ended };
   },

@@ -3,9 +3,7 @@
  * secret (no password hash, no client secret, no session cookie value). The response schemas
  * (schemas.ts) strip anything else on the way out, as a second line.
  */
-import { createHash } from 'node:crypto';
-
-import type { SessionView } from '../oidc/sessions-and-grants.ts';
+import { sessionHandle, type SessionView } from '../oidc/sessions-and-grants.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
 import { registeredKind } from '../domain/registered-clients.ts';
@@ -80,13 +78,7 @@ export function userDetailsView(account: Account, factors: SecondFactorSummary, 
   };
 }
 
-/**
- * A session's store id is the value of its cookie: half of what it takes to act as that browser.
- * The API names sessions by a digest of it instead.
- */
-export function sessionHandle(storeId: string): string {
-  return createHash('sha256').update(`tessera session ${storeId}`).digest('base64url');
-}
+export { sessionHandle };
 
 export function sessionView(session: SessionView) {
   return {

@@ -14,10 +14,14 @@ import { defineCommand, defineGroup, JSON_OPTION, UsageError } from './command.t
 import { readCertificateFile, readJwksFile, TLS_SUBJECT_OPTIONS, TLS_SUBJECT_SPECS, tlsSubjectsFrom } from './credentials.ts';
 import { printJson, printLines, printTable } from './output.ts';
 
-const GRANTS = ['authorization_code', 'client_credentials'] as const;
+const GRANTS = ['authorization_code', 'device_code', 'client_credentials'] as const;
 
 /** Options that only make sense for one kind of client; naming the other kind's is a usage error. */
 const RELYING_PARTY_ONLY = ['redirect-uri', 'post-logout-redirect-uri', 'public', 'native', 'require-par', 'first-party', 'require-mfa'] as const;
+/** A device signs people in without redirects: these relying-party options mean nothing for it. */
+const DEVICE_EXCLUDED = ['redirect-uri', 'post-logout-redirect-uri', 'native', 'require-par'] as const;
+/** Back-channel logout is about people's sessions: machine clients have none. */
+const LOGOUT_OPTIONS = ['backchannel-logout-uri', 'backchannel-logout-session-required'] as const;
 const MACHINE_ONLY = ['auth', 'cert', 'jwks', 'jwks-uri', 'resource', 'scope', 'role', ...Object.keys(TLS_SUBJECT_OPTIONS) as (keyof typeof TLS_SUBJECT_OPTIONS)[]] as const;
 
 /** Which credential options go with which --auth method. */
@@ -50,11 +54,12 @@ const create = defineCommand({
   ].join('\n'),
   forms: [
     'clients create --name NAME --redirect-uri URI [options]',
+    'clients create --name NAME --grant device_code [--public] [options]',
     'clients create --name NAME --grant client_credentials [--auth METHOD ...] --resource URI --scope S [options]',
   ],
   options: {
     name: { type: 'string', required: true, placeholder: 'NAME', description: 'Name shown to people on the consent page and in listings' },
-    grant: { type: 'string', placeholder: 'GRANT', description: 'authorization_code (a relying party, the default) or client_credentials (a machine client)' },
+    grant: { type: 'string', placeholder: 'GRANT', description: 'authorization_code (a relying party, the default), device_code (a device that signs people in with a code, RFC 8628) or client_credentials (a machine client)' },
     'redirect-uri': {
       type: 'string',
       multiple: true,
@@ -76,18 +81,26 @@ const create = defineCommand({
     scope: { type: 'string', multiple: true, placeholder: 'S', description: 'Machine client: a scope it may ask for' },
     role: { type: 'string', multiple: true, placeholder: 'ROLE', description: 'Machine client: a role it holds, for scopes a resource limits to roles' },
     'require-dpop': { type: 'boolean', description: 'Access tokens must be DPoP-bound (RFC 9449)' },
+    'backchannel-logout-uri': { type: 'string', placeholder: 'URI', description: 'Relying party or device: where Tessera posts a logout token when one of its sessions ends (OIDC Back-Channel Logout)' },
+    'backchannel-logout-session-required': { type: 'boolean', description: 'With --backchannel-logout-uri: the app needs `sid` in logout tokens (Tessera always sends it)' },
     json: JSON_OPTION,
   },
   check(values) {
     const grant = values.grant ?? 'authorization_code';
-    if (!(GRANTS as readonly string[]).includes(grant)) throw new UsageError(`--grant must be ${GRANTS.join(' or ')}, not ${JSON.stringify(grant)}`);
+    if (!(GRANTS as readonly string[]).includes(grant)) throw new UsageError(`--grant must be ${GRANTS.join(', ')}, not ${JSON.stringify(grant)}`);
+    if (values['backchannel-logout-session-required'] && values['backchannel-logout-uri'] === undefined) throw new UsageError('--backchannel-logout-session-required needs --backchannel-logout-uri URI');
+    if (grant === 'device_code') {
+      const misplaced = [...MACHINE_ONLY, ...DEVICE_EXCLUDED].find((option) => given(values[option]));
+      if (misplaced) throw new UsageError(`--${misplaced} is not for devices (--grant device_code)`);
+      return;
+    }
     if (grant === 'authorization_code') {
       const misplaced = MACHINE_ONLY.find((option) => given(values[option]));
       if (misplaced) throw new UsageError(`--${misplaced} is for machine clients (--grant client_credentials)`);
       if (!values['redirect-uri'].length) throw new UsageError('"clients create" needs --redirect-uri URI');
       return;
     }
-    const misplaced = RELYING_PARTY_ONLY.find((option) => given(values[option]));
+    const misplaced = [...RELYING_PARTY_ONLY, ...LOGOUT_OPTIONS].find((option) => given(values[option]));
     if (misplaced) throw new UsageError(`--${misplaced} is for relying parties, not --grant client_credentials`);
     const auth = values.auth ?? 'client_secret_basic';
     if (!(MACHINE_AUTH_METHODS as readonly string[]).includes(auth)) throw new UsageError(`--auth must be one of ${MACHINE_AUTH_METHODS.join(', ')}, not ${JSON.stringify(auth)}`);
@@ -101,9 +114,13 @@ const create = defineCommand({
   async run({ values, services }) {
     const { clients, resources } = await services();
     let created: CreatedClient;
-    if ((values.grant ?? 'authorization_code') === 'authorization_code') {
+    const grant = values.grant ?? 'authorization_code';
+    if (grant === 'authorization_code' || grant === 'device_code') {
       created = await clients.createRelyingParty({
         name: values.name,
+        device: grant === 'device_code',
+        ...(values['backchannel-logout-uri'] !== undefined && { backchannelLogoutUri: values['backchannel-logout-uri'] }),
+        backchannelLogoutSessionRequired: values['backchannel-logout-session-required'],
         redirectUris: values['redirect-uri'],
         postLogoutRedirectUris: values['post-logout-redirect-uri'],
         public: values.public,
@@ -137,7 +154,7 @@ const create = defineCommand({
       ...(created.client_secret
         ? [`client_secret: ${created.client_secret}`, 'Store the secret now: Tessera keeps only a hash and cannot show it again.']
         : values.native ? ['Native app: no secret; it must use PKCE. Loopback redirect URIs match any port.']
-          : values.public ? ['Public client: no secret; it must use PKCE.'] : []),
+          : values.public ? [grant === 'device_code' ? 'Public client: no secret.' : 'Public client: no secret; it must use PKCE.'] : []),
     );
   },
 });

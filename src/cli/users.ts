@@ -3,6 +3,7 @@
  * history and in every `ps` listing.
  */
 import { closeSync, constants, fchmodSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import { accountView, identityView } from '../admin/views.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
@@ -67,19 +68,31 @@ const list = defineCommand({
   },
 });
 
+/** How long `users disable` waits for the apps' back-channel logout endpoints before it exits. */
+const LOGOUT_WAIT_MS = 15_000;
+
 function setDisabledCommand(disabled: boolean) {
   return defineCommand({
     summary: disabled ? 'Stop a user from signing in' : 'Let a disabled user sign in again',
     args: [{ name: 'EMAIL', description: 'The user\'s email address' }],
     options: { json: JSON_OPTION },
     async run({ values, args: [email = ''], services }) {
-      const { accounts } = await services();
+      const { accounts, endAllSessions, backchannelLogout } = await services();
       if (!(await accounts.setDisabled(email, disabled))) {
         throw new AppError('ERR_NOT_FOUND', `no user with the email ${normalizeEmail(email)}`);
       }
       const account = await accounts.findByEmail(email);
-      if (values.json) return printJson({ sub: account?.sub, email: account?.email, disabled });
-      printLines(disabled ? `Disabled ${account?.email ?? email}: they can no longer sign in.` : `Enabled ${account?.email ?? email}.`);
+      // A disabled user is signed out everywhere, and the apps they were signed in to hear of it
+      // (back-channel logout): this process sends the tokens, so it waits for them, up to a bound.
+      const sessionsEnded = disabled && account ? await endAllSessions(account.sub) : 0;
+      const delivered = await Promise.race([backchannelLogout.idle().then(() => true), delay(LOGOUT_WAIT_MS, false, { ref: false })]);
+      if (!delivered) backchannelLogout.stop();
+      if (values.json) return printJson({ sub: account?.sub, email: account?.email, disabled, ...(disabled && { sessions_ended: sessionsEnded }) });
+      printLines(
+        disabled ? `Disabled ${account?.email ?? email}: they can no longer sign in.` : `Enabled ${account?.email ?? email}.`,
+        ...(sessionsEnded ? [`Signed out of ${sessionsEnded} session${sessionsEnded === 1 ? '' : 's'}.`] : []),
+        ...(delivered ? [] : ['Some apps could not be told of the sign-out (back-channel logout); see the log.']),
+      );
     },
   });
 }

@@ -52,7 +52,19 @@ export interface NewRelyingParty {
    * loopback redirect URIs match whatever port it listens on, and it may use a private-use scheme.
    */
   native?: boolean;
+  /**
+   * A device (TV, CLI, printer) that signs people in with the device authorization grant (RFC 8628)
+   * instead of a redirect: no redirect URIs, grant types device_code and refresh_token.
+   */
+  device?: boolean;
+  /** OIDC Back-Channel Logout: where Tessera posts a logout token when a session of this app ends. */
+  backchannelLogoutUri?: string;
+  /** Its logout tokens must name the session (`sid`); Tessera's always do. */
+  backchannelLogoutSessionRequired?: boolean;
 }
+
+/** The grant type of RFC 8628, as clients register it. */
+export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
 
 /**
  * Whether client metadata would work, by the rules oidc-provider applies to it at every request:
@@ -185,6 +197,11 @@ export function jwksUriProblem(uri: string, production: boolean): string | undef
   return undefined;
 }
 
+/** Where logout tokens go: like a jwks_uri, https (http only on loopback), never to a private address in production. */
+export function backchannelLogoutUriProblem(uri: string, production: boolean): string | undefined {
+  return jwksUriProblem(uri, production);
+}
+
 export interface ClientPolicy {
   /** NODE_ENV=production: refuse jwks_uri on loopback and special-use addresses. */
   production: boolean;
@@ -252,7 +269,12 @@ export class ClientService {
       fields[field] ??= problem;
     };
     if (!input.name.trim()) refuse('name', 'a name is required');
-    if (!input.redirectUris.length) refuse('redirect_uris', 'at least one redirect URI is required');
+    if (!input.redirectUris.length && !input.device) refuse('redirect_uris', 'at least one redirect URI is required');
+    if (input.device && input.redirectUris.length) refuse('redirect_uris', 'a device client has no redirect URIs');
+    if (input.backchannelLogoutUri !== undefined) {
+      const problem = backchannelLogoutUriProblem(input.backchannelLogoutUri, this.#policy.production);
+      if (problem) refuse('backchannel_logout_uri', `back-channel logout URI: ${problem}`);
+    }
     for (const [field, uris] of [['redirect_uris', input.redirectUris], ['post_logout_redirect_uris', input.postLogoutRedirectUris ?? []]] as const) {
       for (const uri of uris) {
         const problem = redirectUriProblem(uri, native);
@@ -270,8 +292,12 @@ export class ClientService {
       ...(native && { application_type: 'native' }),
       redirect_uris: input.redirectUris,
       post_logout_redirect_uris: input.postLogoutRedirectUris ?? [],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
+      grant_types: input.device ? [DEVICE_CODE_GRANT_TYPE, 'refresh_token'] : ['authorization_code', 'refresh_token'],
+      response_types: input.device ? [] : ['code'],
+      ...(input.backchannelLogoutUri !== undefined && {
+        backchannel_logout_uri: input.backchannelLogoutUri,
+        backchannel_logout_session_required: Boolean(input.backchannelLogoutSessionRequired),
+      }),
       token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
       ...(secret && { client_secret: hashClientSecret(secret) }),
       ...(input.requirePar && { require_pushed_authorization_requests: true }),

@@ -4,6 +4,7 @@
  * makes the `email_verified` claim true. Signing in does not wait for it (Auth0's default): an
  * unverified address is a claim relying parties can see and act on.
  */
+import type { Locale } from '../i18n/locales.ts';
 import type { AccountRepository, Account } from '../store/port.ts';
 import { verificationMessage } from './account-mail.ts';
 import { LinkTokens } from './link-tokens.ts';
@@ -27,13 +28,13 @@ export class EmailVerification {
     this.#deps = deps;
   }
 
-  /** Sends a verification link to the account's address (nothing for an address already verified). */
-  async send(account: Account): Promise<void> {
+  /** Sends a verification link to the account's address (nothing for an address already verified), in `locale`. */
+  async send(account: Account, locale?: Locale): Promise<void> {
     if (account.emailVerified) return;
     const { tokens, mailer, issuer } = this.#deps;
     const token = await tokens.issue({ accountId: account.sub, email: account.email });
     const link = `${issuer}${VERIFY_EMAIL_PATH}?token=${encodeURIComponent(token)}`;
-    await mailer.send(verificationMessage(account.email, link, tokens.ttlSeconds));
+    await mailer.send(verificationMessage(account.email, link, tokens.ttlSeconds, locale));
   }
 
   /** True when the link is live: the confirmation page is shown, nothing is used up yet. */

@@ -4,7 +4,8 @@
  * notices follow the security events, so no path that changes a factor can forget to send one.
  */
 import type { AccountRepository } from '../store/port.ts';
-import { factorChangedMessage } from './account-mail.ts';
+import type { Locale } from '../i18n/locales.ts';
+import { factorChangedMessage, type FactorInWords } from './account-mail.ts';
 import type { SecurityEvent, SecurityEvents } from './events.ts';
 import type { Mailer } from './mailer.ts';
 
@@ -15,21 +16,16 @@ const CHANGES: Record<string, boolean> = {
   'passkey.removed': false,
 };
 
-/** The factor in words, from what the event says (never anything the person typed, apart from a passkey's own name). */
-function describe(event: SecurityEvent): string {
+/** The factor, from what the event says (never anything the person typed, apart from a passkey's own name). */
+function describe(event: SecurityEvent): FactorInWords {
   if (event.type.startsWith('passkey.')) {
-    const name = typeof event.details?.name === 'string' && event.details.name ? ` ("${event.details.name}")` : '';
-    return `A passkey${name}`;
+    return typeof event.details?.name === 'string' && event.details.name ? { kind: 'passkey', name: event.details.name } : { kind: 'passkey' };
   }
-  switch (event.details?.method) {
-    case 'totp': return 'An authenticator app';
-    case 'email-code': return 'Sign-in codes by email';
-    case 'all': return 'Every second factor and passkey';
-    default: return 'A second factor';
-  }
+  const method = event.details?.method;
+  return { kind: method === 'totp' || method === 'email-code' || method === 'all' ? method : 'other' };
 }
 
-export function notifyFactorChanges(events: SecurityEvents, accounts: Pick<AccountRepository, 'findBySub'>, mailer: Mailer, resetLink: string, onError: (error: unknown, sub: string) => void): void {
+export function notifyFactorChanges(events: SecurityEvents, accounts: Pick<AccountRepository, 'findBySub'>, mailer: Mailer, resetLink: string, locale: Locale, onError: (error: unknown, sub: string) => void): void {
   events.on((event) => {
     const added = CHANGES[event.type];
     const sub = event.sub;
@@ -39,7 +35,7 @@ export function notifyFactorChanges(events: SecurityEvents, accounts: Pick<Accou
     void (async () => {
       const account = await accounts.findBySub(sub);
       if (!account) return;
-      await mailer.send(factorChangedMessage(account.email, { added, what: describe(event), at }, resetLink));
+      await mailer.send(factorChangedMessage(account.email, { added, what: describe(event), at }, resetLink, locale));
     })().catch((error: unknown) => onError(error, sub));
   });
 }

@@ -6,7 +6,9 @@
  * mailbox, and removes upstream identities linked while it was unverified), ends every session of the account (and, unless REVOKE_APP_TOKENS_ON_PASSWORD_CHANGE=false,
  * the refresh tokens of its apps) and kills the account's other reset links.
  */
+import type { Locale } from '../i18n/locales.ts';
 import type { Account, AccountRepository, OidcStore } from '../store/port.ts';
+import type { SessionLogout } from './backchannel-logout.ts';
 import type { AccountService } from './accounts.ts';
 import { passwordResetMessage } from './account-mail.ts';
 import type { LinkTokens } from './link-tokens.ts';
@@ -34,6 +36,8 @@ export interface PasswordResetDependencies {
   revokeAppTokens: boolean;
   /** Upstream identities (identities.ts): a reset of an unverified address removes them. */
   identities?: { unlinkAll(accountSub: string, reason: string): Promise<number> };
+  /** The apps signed in through the sessions a reset ends hear of it (OIDC Back-Channel Logout). */
+  logout?: SessionLogout;
 }
 
 export type ResetOutcome =
@@ -42,9 +46,10 @@ export type ResetOutcome =
   | { ok: false; reason: 'rejected_password'; problem: PasswordProblem };
 
 /** Ends every sign-in session of an account, in every browser: the next authorization request asks to sign in. */
-export async function endAllSessions(oidc: OidcStore, accountId: string): Promise<number> {
+export async function endAllSessions(oidc: OidcStore, accountId: string, logout?: SessionLogout): Promise<number> {
   const sessions = await oidc.findByAccountId('Session', accountId);
   for (const { id } of sessions) await oidc.destroy('Session', id);
+  logout?.sessionsEnded(sessions);
   return sessions.length;
 }
 
@@ -78,14 +83,14 @@ export class PasswordReset {
    * log; never for the page). `uid` (a sign-in in progress) is carried in the link, so the person
    * can go on signing in afterwards.
    */
-  async request(email: string, options: { uid?: string | undefined } = {}): Promise<Account | undefined> {
+  async request(email: string, options: { uid?: string | undefined; locale?: Locale } = {}): Promise<Account | undefined> {
     const { accounts, tokens, mailer, issuer } = this.#deps;
     const uid = interactionUid(options.uid);
     const account = await accounts.findByEmail(email);
     if (!account || account.disabled) return undefined;
     const token = await tokens.issue({ accountId: account.sub, email: account.email });
     const link = `${issuer}${RESET_PASSWORD_PATH}?token=${encodeURIComponent(token)}${uid ? `&uid=${uid}` : ''}`;
-    await mailer.send(passwordResetMessage(account.email, link, tokens.ttlSeconds));
+    await mailer.send(passwordResetMessage(account.email, link, tokens.ttlSeconds, options.locale));
     return account;
   }
 
@@ -118,7 +123,7 @@ export class PasswordReset {
       await this.#deps.identities?.unlinkAll(account.sub, 'address_proved_by_reset');
       await repository.update(account.sub, { emailVerified: true });
     }
-    const sessionsEnded = await endAllSessions(oidc, account.sub);
+    const sessionsEnded = await endAllSessions(oidc, account.sub, this.#deps.logout);
     if (this.#deps.revokeAppTokens) await revokeAppTokens(oidc, account.sub);
     await tokens.revokeAll(account.sub);
     return { ok: true, account, sessionsEnded };

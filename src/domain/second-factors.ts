@@ -13,6 +13,7 @@
  * Callers rate-limit checks per account.
  */
 import { AppError } from '../errors.ts';
+import type { Locale } from '../i18n/locales.ts';
 import type { Account, AccountRepository, OidcStore, Passkey } from '../store/port.ts';
 import { NO_SECURITY_EVENTS, type SecurityEvents } from './events.ts';
 import type { Mailer } from './mailer.ts';
@@ -208,10 +209,10 @@ export class SecondFactorService {
   // --- Codes by email ---
 
   /** Sends a sign-in code to the account's address. */
-  async sendEmailCode(sub: string): Promise<void> {
+  async sendEmailCode(sub: string, locale?: Locale): Promise<void> {
     const account = await this.#account(sub);
     if (!this.#emailOtpOn(account)) throw new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Codes by email are not turned on for this account.');
-    await this.#emailCodes.send(sub, account.email, 'sign-in');
+    await this.#emailCodes.send(sub, account.email, 'sign-in', locale);
   }
 
   async verifyEmailCode(sub: string, code: unknown): Promise<boolean> {
@@ -221,10 +222,10 @@ export class SecondFactorService {
   }
 
   /** Turning codes by email on proves the mailbox first: a code goes there, confirmEmailOtp takes it. */
-  async startEmailOtpEnrolment(sub: string): Promise<void> {
+  async startEmailOtpEnrolment(sub: string, locale?: Locale): Promise<void> {
     const account = await this.#account(sub);
     this.#assertMailConfigured();
-    await this.#emailCodes.send(sub, account.email, 'enrol');
+    await this.#emailCodes.send(sub, account.email, 'enrol', locale);
   }
 
   /** Turns codes by email on; the address is verified by the same token. */

@@ -10,6 +10,8 @@ import type { Context } from 'koa';
 export const CSRF_COOKIE = 'tessera.csrf';
 export const ACCOUNT_SESSION_COOKIE = 'tessera.account';
 export const ACCOUNT_SIGN_IN_COOKIE = 'tessera.account.signin';
+/** The language a person picked with the switcher (http/locale.ts): not a secret, not signed. */
+export const LANGUAGE_COOKIE = 'tessera.lang';
 
 /** The name of one of Tessera's own Path=/ cookies for this request: `__Host-` when it came over TLS. */
 export function hostCookieName(ctx: Pick<Context, 'secure'>, name: string): string {

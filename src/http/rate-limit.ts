@@ -233,6 +233,48 @@ export class RateLimits {
   }
 
   /**
+   * RFC 8628 section 5.1: user codes are short enough to guess, so the device page limits the codes
+   * an address may get wrong. Only misses count (the page notes them, noteUserCodeMiss); an address
+   * over the limit is answered 429 with the error page before its code is looked at.
+   */
+  userCodeGuesses(): Middleware {
+    const limits = this;
+    return async function limitUserCodeGuesses(ctx: Context, next: Next) {
+      if (ctx.method !== 'POST' || ctx.path !== '/device') return next();
+      const address = addressKey(limits.address(ctx));
+      const wait = await limits.#blockedFor('userCodePerIp', address);
+      if (wait) throw rateLimited(wait);
+      await next();
+      if (!(ctx.state as Record<symbol, boolean | undefined>)[USER_CODE_MISS]) return;
+      await limits.#consume(['userCodePerIp', address]).catch((error: unknown) => {
+        if (!isAppError(error, 'ERR_RATE_LIMITED')) throw error;
+      });
+    };
+  }
+
+  /**
+   * For token requests: a device code may be polled once per `intervalSeconds` (one point per window,
+   * counted in the store, so every instance sees the same polls). Counted only for device codes
+   * still waiting for the person, which is when oidc/internals.ts asks.
+   */
+  devicePolls(intervalSeconds: number): Middleware {
+    const limiter = this.#store.rateLimiter({ keyPrefix: 'tessera:devicePoll', points: 1, duration: intervalSeconds });
+    const tooSoon = async (key: string) => {
+      try {
+        await limiter.consume(key);
+        return false;
+      } catch (error) {
+        if (error instanceof RateLimiterRes) return true;
+        throw error;
+      }
+    };
+    return function limitDevicePolls(ctx: Context, next: Next) {
+      if (ctx.method === 'POST' && ctx.path === '/token') (ctx.state as Record<symbol, unknown>)[DEVICE_POLL] = tooSoon;
+      return next();
+    };
+  }
+
+  /**
    * For the client-authenticating endpoints: only FAILED requests (400, 401) count, per address,
    * and per client that exists FROM that address. A client id is public (every authorization
    * request shows it), so counting a client's failures from everywhere together would let anyone
@@ -275,6 +317,27 @@ export class RateLimits {
       }
     };
   }
+}
+
+/** Where a request for the device page notes that the user code it carried matched nothing (see noteUserCodeMiss). */
+const USER_CODE_MISS = Symbol('tessera.userCodeMiss');
+
+/** The device flow's user-code page (oidc/features/device-flow.ts) calls this when the code entered matched no device: a guess, or a typo. */
+export function noteUserCodeMiss(ctx: { state?: object } | undefined): void {
+  if (ctx?.state) (ctx.state as Record<symbol, boolean>)[USER_CODE_MISS] = true;
+}
+
+/** Where limitDevicePolls leaves the request's poll check, in ctx.state (see devicePollTooSoon). */
+const DEVICE_POLL = Symbol('tessera.devicePoll');
+
+/**
+ * Whether a device polls the token endpoint sooner than `interval` after its previous poll (RFC 8628
+ * section 3.5: slow_down). Asked by oidc/internals.ts when a device code is read for a token request,
+ * with oidc-provider's current request context; true only once per request.
+ */
+export async function devicePollTooSoon(ctx: { state?: object } | undefined, deviceCodeKey: string): Promise<boolean> {
+  const check = (ctx?.state as Record<symbol, ((key: string) => Promise<boolean>) | undefined> | undefined)?.[DEVICE_POLL];
+  return check ? check(deviceCodeKey) : false;
 }
 
 function tooManyClientRequests(ctx: Context, msBeforeNext: number): void {

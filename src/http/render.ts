@@ -1,10 +1,32 @@
 import type { Context } from 'koa';
 
+import { localizeMessage } from '../i18n/messages.ts';
+import { languageSwitcher, pageTranslator } from './locale.ts';
+
 /**
  * Renders a page with the locals every template relies on. Pages are server-rendered and work
- * without JavaScript; the layout partials read `title`, and forms read `csrfToken`.
+ * without JavaScript; forms read `csrfToken`. Every template gets the page's language (`lang`, for
+ * `<html lang>`), `t` (plain text, for `<%= %>`), `html` (catalog markup kept and values escaped,
+ * for `<%- %>`), `message` (an English error message in the page's language), date formatters in
+ * the page's locale, and the language switcher.
  */
 export async function renderPage(ctx: Context, view: string, locals: Record<string, unknown> = {}): Promise<void> {
+  const i18n = pageTranslator(ctx);
+  const dates = new Intl.DateTimeFormat(i18n.locale, { dateStyle: 'medium', timeZone: 'UTC' });
+  const times = new Intl.DateTimeFormat(i18n.locale, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
   ctx.type = 'html';
-  await ctx.render(view, { csrfToken: ctx.state.csrfToken, ...locals });
+  ctx.set('Content-Language', i18n.locale);
+  ctx.vary('Accept-Language');
+  await ctx.render(view, {
+    csrfToken: ctx.state.csrfToken,
+    lang: i18n.locale,
+    t: i18n.t,
+    html: i18n.html,
+    message: (text: unknown) => (typeof text === 'string' ? localizeMessage(i18n, text) : text),
+    formatDate: (date: Date) => dates.format(date),
+    /** Times are shown in UTC, said so, in the locale's own format: the server does not know the person's zone. */
+    formatTime: (date: Date) => i18n.t('layout.utc', { time: times.format(date) }),
+    switcher: languageSwitcher(ctx),
+    ...locals,
+  });
 }

@@ -14,6 +14,7 @@ import type { SecurityEvents } from '../domain/events.ts';
 import { redirectHosts } from '../domain/registered-clients.ts';
 import { AppError } from '../errors.ts';
 import { formField } from '../http/form.ts';
+import { pageTranslator } from '../http/locale.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
 import { describeClaims, describeScopes } from '../domain/scopes.ts';
@@ -40,23 +41,39 @@ export function consent({ toolkit, logger, events, resources }: { toolkit: Inter
     const requested = String(interaction.params.scope ?? '').split(' ').filter(Boolean);
     const claimsParam = typeof interaction.params.claims === 'string' ? safeClaimNames(interaction.params.claims) : [];
     // RFC 8707: which APIs the app would act on, by name, and its own address for each.
+    const { t } = pageTranslator(ctx);
     const apis = await Promise.all(Object.entries(details.missingResourceScopes ?? {}).map(async ([audience, scopes]) => ({
       audience,
       name: (await resources?.(audience))?.name ?? audience,
-      scopes: describeScopes(scopes),
+      scopes: describeScopes(scopes, t),
     })));
     const apiScopes = new Set(apis.flatMap((api) => api.scopes.map((scope) => scope.scope)));
     const redirectUri = typeof interaction.params.redirect_uri === 'string' ? interaction.params.redirect_uri : '';
     await renderPage(ctx, 'consent', {
-      title: 'Allow access',
       uid: interaction.uid,
       client: await clientOf(interaction),
+      device: await deviceOf(interaction),
       // A self-registered client's name is its own claim; where the answer goes is not.
       redirectHost: redirectHosts(redirectUri ? [redirectUri] : [])[0],
-      scopes: describeScopes((requested.length ? requested : details.missingOIDCScope ?? []).filter((scope) => !apiScopes.has(scope))),
+      scopes: describeScopes((requested.length ? requested : details.missingOIDCScope ?? []).filter((scope) => !apiScopes.has(scope)), t),
       apis,
-      claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam]),
+      claims: describeClaims([...(details.missingOIDCClaims ?? []), ...claimsParam], t),
     });
+  }
+
+  /**
+   * For the device authorization grant, the device that asked (RFC 8628 section 5.4): what its
+   * User-Agent and address said when it asked, so the person can tell their TV from someone else's.
+   */
+  async function deviceOf(interaction: Interaction): Promise<{ ua?: string; ip?: string } | undefined> {
+    const deviceCode = (interaction as { deviceCode?: unknown }).deviceCode;
+    if (typeof deviceCode !== 'string') return undefined;
+    const code = await provider().DeviceCode.find(deviceCode, { ignoreExpiration: true, ignoreSessionBinding: true } as object);
+    const info = (code as { deviceInfo?: { ua?: unknown; ip?: unknown } } | undefined)?.deviceInfo;
+    return {
+      ...(typeof info?.ua === 'string' && info.ua && { ua: info.ua }),
+      ...(typeof info?.ip === 'string' && { ip: info.ip }),
+    };
   }
 
   function register(router: Router): void {

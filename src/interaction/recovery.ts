@@ -10,15 +10,16 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 
+import { describeDuration } from '../domain/account-mail.ts';
 import { type AccountService } from '../domain/accounts.ts';
 import { normaliseEmail } from '../domain/email.ts';
-import { describeDuration } from '../domain/account-mail.ts';
 import { VERIFY_EMAIL_PATH, type EmailVerification } from '../domain/email-verification.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import { FORGOT_PASSWORD_PATH, interactionUid, RESET_PASSWORD_PATH, type PasswordReset } from '../domain/password-reset.ts';
 import type { SecondFactorService } from '../domain/second-factors.ts';
 import { csrfProtection } from '../http/csrf.ts';
 import { formField } from '../http/form.ts';
+import { pageLocale } from '../http/locale.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
@@ -57,12 +58,11 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
   async function showForgot(ctx: Context, values: { uid?: string | undefined; email?: string; error?: string; sent?: boolean }) {
     ctx.set('Cache-Control', 'no-store');
     await renderPage(ctx, 'forgot-password', {
-      title: 'Reset your password',
       uid: values.uid,
       email: values.email ?? '',
       error: values.error,
       sent: values.sent ?? false,
-      ttl: describeDuration(passwordReset.ttlSeconds),
+      ttl: describeDuration(passwordReset.ttlSeconds, pageLocale(ctx)),
     });
   }
 
@@ -75,11 +75,9 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     ctx.set('Cache-Control', 'no-store');
     const recentFactors = (await secondFactors.recentFactors(values.sub)).map((factor) => ({
       ...factor,
-      addedOn: factor.addedAt.toUTCString().replace(/ \d\d:\d\d:\d\d GMT$/, ''),
       checked: values.ticked ? values.ticked.includes(factor.id) : true,
     }));
     await renderPage(ctx, 'reset-password', {
-      title: 'Choose a new password',
       done: false,
       token: values.token,
       uid: values.uid,
@@ -96,8 +94,8 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     ctx.status = 400;
     ctx.set('Cache-Control', 'no-store');
     await renderPage(ctx, 'link-expired', kind === 'reset'
-      ? { title: 'This reset link does not work', retryHref: `${FORGOT_PASSWORD_PATH}${uid ? `?uid=${uid}` : ''}`, retryLabel: 'Ask for a new link' }
-      : { title: 'This confirmation link does not work', retryHref: '/', retryLabel: 'Go to the start page' });
+      ? { kind, retryHref: `${FORGOT_PASSWORD_PATH}${uid ? `?uid=${uid}` : ''}` }
+      : { kind, retryHref: '/' });
   }
 
   router.use(bodyParser({ enableTypes: ['form'], formLimit: '16kb', encoding: 'utf-8' }));
@@ -115,7 +113,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
     }
     await rateLimits.passwordReset(ctx, email);
     // In the background, so the answer comes as fast for an unknown address as for a known one.
-    void passwordReset.request(email, { uid }).then(
+    void passwordReset.request(email, { uid, locale: pageLocale(ctx) }).then(
       (account) => account && logger.info({ sub: account.sub }, 'password reset link sent'),
       (error: unknown) => logger.error({ err: error }, 'could not send a password reset link'),
     );
@@ -164,14 +162,14 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
   router.get(`${RESET_PASSWORD_PATH}/done`, async function showPasswordChanged(ctx) {
     ctx.set('Cache-Control', 'no-store');
     const removed = typeof ctx.query.removed === 'string' && /^[1-9]\d{0,2}$/.test(ctx.query.removed) ? Number(ctx.query.removed) : 0;
-    await renderPage(ctx, 'reset-password', { title: 'Password changed', done: true, uid: interactionUid(ctx.query.uid), removed });
+    await renderPage(ctx, 'reset-password', { done: true, uid: interactionUid(ctx.query.uid), removed });
   });
 
   router.get(VERIFY_EMAIL_PATH, csrfProtection, async function showVerifyEmail(ctx) {
     const token = queryField(ctx, 'token');
     if (!(await emailVerification.isLive(token))) return showLinkExpired(ctx, 'verification');
     ctx.set('Cache-Control', 'no-store');
-    await renderPage(ctx, 'verify-email', { title: 'Confirm your email address', verified: false, token });
+    await renderPage(ctx, 'verify-email', { verified: false, token });
   });
 
   router.post(VERIFY_EMAIL_PATH, csrfProtection, async function verifyEmail(ctx) {
@@ -184,7 +182,7 @@ export function recoveryRouter({ accounts, emailVerification, passwordReset, rat
   });
 
   router.get(`${VERIFY_EMAIL_PATH}/done`, async function showEmailVerified(ctx) {
-    await renderPage(ctx, 'verify-email', { title: 'Email address confirmed', verified: true });
+    await renderPage(ctx, 'verify-email', { verified: true });
   });
 
   return router;

@@ -10,6 +10,7 @@ import type { EmailVerification } from '../domain/email-verification.ts';
 import { passwordOnly } from '../domain/mfa/assurance.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { formField } from '../http/form.ts';
+import { pageLocale } from '../http/locale.ts';
 import { renderPage } from '../http/render.ts';
 import type { Logger } from '../log.ts';
 import type { Interaction, InteractionToolkit, SignInStep } from './toolkit.ts';
@@ -39,7 +40,6 @@ export function registration({ toolkit, accounts, emailVerification, logger, lim
 
   async function showRegister(ctx: Context, interaction: Interaction, extra: RegistrationValues = {}) {
     await renderPage(ctx, 'register', {
-      title: 'Create your account',
       uid: interaction.uid,
       client: await clientOf(interaction),
       values: extra.values ?? {},
@@ -77,7 +77,7 @@ export function registration({ toolkit, accounts, emailVerification, logger, lim
       try {
         const account = await accounts.register({ ...values, password });
         logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'account registered');
-        emailVerification.send(account).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
+        emailVerification.send(account, pageLocale(ctx)).catch((error: unknown) => logger.error({ err: error, sub: account.sub }, 'could not send the verification email'));
         // Under prompt=create, finish also records `create` as resolved (toolkit.ts, recorded()).
         await finish(ctx, { login: { accountId: account.sub, ...passwordOnly() } });
       } catch (error) {

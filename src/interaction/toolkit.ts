@@ -11,6 +11,7 @@ import type { InteractionResults, Provider } from 'oidc-provider';
 import type { SecurityEvents } from '../domain/events.ts';
 import { registeredKind, type RegisteredKind } from '../domain/registered-clients.ts';
 import { AppError, isAppError } from '../errors.ts';
+import { rememberRequestedLocales } from '../http/locale.ts';
 
 export type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -102,6 +103,7 @@ export function interactionToolkit({ provider, events, onSignedIn }: Interaction
     }
     ctx.state.interactionClientId = typeof interaction.params.client_id === 'string' ? interaction.params.client_id : undefined;
     ctx.state.interactionPrompt = interaction.prompt.name;
+    rememberRequestedLocales(ctx, interaction.params);
     return interaction;
   }
 

@@ -33,6 +33,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly #signIns: Counter<'result'>;
   readonly #lockouts: Counter;
+  readonly #logoutTokens: Counter<'outcome'>;
   readonly #tokensIssued: Counter<'grant_type' | 'client_id'>;
   readonly #requestDuration: Histogram<'route' | 'status'>;
   /** One histogram child per route and status class, built once (measured: an observation costs about 0.3 µs). */
@@ -51,6 +52,13 @@ export class Metrics {
     });
     for (const result of ['success', 'failure', 'locked'] satisfies SignInResult[]) this.#signIns.inc({ result }, 0);
     this.#lockouts = new Counter({ name: 'tessera_lockouts_total', help: 'Accounts locked after repeated failed sign-ins', registers });
+    this.#logoutTokens = new Counter({
+      name: 'tessera_backchannel_logout_total',
+      help: 'Back-channel logout token deliveries by outcome: delivered, retried (an attempt failed, another follows), failed (gave up), dropped (queue full)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of ['delivered', 'retried', 'failed', 'dropped']) this.#logoutTokens.inc({ outcome }, 0);
     this.#tokensIssued = new Counter({
       name: 'tessera_tokens_issued_total',
       help: 'Successful token endpoint responses, by grant type and client',
@@ -86,6 +94,11 @@ export class Metrics {
           break;
       }
     });
+  }
+
+  /** One back-channel logout delivery attempt's outcome (domain/backchannel-logout.ts). */
+  backchannelLogout(outcome: 'delivered' | 'retried' | 'failed' | 'dropped'): void {
+    this.#logoutTokens.inc({ outcome });
   }
 
   /** A gauge read at scrape time (e.g. audit events waiting for the store). */

@@ -11,7 +11,8 @@
  *   a crash or a dropped connection) succeeds. Lineages never fork: the rotated token records its
  *   successor, and a new successor replaces (destroys) the one before; if that one was used
  *   already, the old token's reuse is real reuse and the grant is revoked.
- * - Every record but clients and grants is keyed by a digest of its value (see storeKey).
+ * - Every record but clients and grants is keyed by a digest of its value (see storeKey), and a
+ *   device code's user code is kept as a digest too (see userCodeKey).
  * - A pushed authorization request is taken out of the store when its request_uri is opened, so it is opened once.
  * A store outage becomes TemporarilyUnavailable on the way out, so oidc-provider answers 503 rather than 500.
  */
@@ -88,7 +89,8 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
       // Only dynamic registration (RFC 7591/7592) writes clients through oidc-provider: they join the
       // clients every other part of Tessera lists, marks and purges (domain/clients.ts).
       if (this.model === 'Client') return guarded(clients.saveRegistered(payload as Record<string, unknown>));
-      await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), expiresIn > 0 ? expiresIn : undefined));
+      const keepFor = expiresIn > 0 ? expiresIn + (AFTERLIFE_SECONDS[this.model] ?? 0) : undefined;
+      await guarded(oidc.upsert(this.model, storeKey(this.model, id), storedPayload(this.model, id, payload), keepFor));
       // Without a grace period a second consumer is refused outright, so no lineage can fork: no successor to keep.
       if (this.model === 'RefreshToken' && refreshReuseGraceSeconds > 0) await guarded(recordSuccessor(id));
     }
@@ -116,7 +118,13 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
     }
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-      return (await guarded(oidc.findByUserCode(this.model, userCode))) as AdapterPayload | undefined;
+      const payload = await guarded(oidc.findByUserCode(this.model, userCodeKey(userCode)));
+      if (payload === undefined) return undefined;
+      // oidc-provider compares the user code it looked for with the record's: it gets back the value it
+      // knows. The device code's value is not known here (only its digest): the record goes out under
+      // its store key, marked, so saving it again (approval, denial) writes the same record.
+      const jti = typeof payload.jti === 'string' ? `${STORE_KEY_MARK}${payload.jti}` : payload.jti;
+      return { ...payload, jti, userCode } as AdapterPayload;
     }
 
     async consume(id: string): Promise<void> {
@@ -177,6 +185,13 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
   }
 }
 
+/**
+ * Records kept past their expiry, because oidc-provider reads them expired to answer precisely (it
+ * checks `exp` itself): a device polling with an expired code must hear expired_token (RFC 8628
+ * section 3.5), not "not found", and the person entering it "expired", not "wrong code".
+ */
+const AFTERLIFE_SECONDS: Record<string, number> = { DeviceCode: 600 };
+
 /** The models oidc-provider issues under a grant. */
 const GRANT_MODELS = ['AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode', 'BackchannelAuthenticationRequest'] as const;
 const LABELS: Record<string, string> = {
@@ -196,8 +211,23 @@ const LABELS: Record<string, string> = {
  */
 const PLAIN_KEYED_MODELS = new Set(['Client', 'Grant']);
 
+/** An id that is a store key already (a device code found by its user code); `~` is in no token value. */
+const STORE_KEY_MARK = 'stored~';
+
 export function storeKey(model: string, id: string): string {
+  if (id.startsWith(STORE_KEY_MARK)) return id.slice(STORE_KEY_MARK.length);
   return PLAIN_KEYED_MODELS.has(model) ? id : createHash('sha256').update(id).digest('base64url');
+}
+
+/**
+ * A user code (RFC 8628) is a credential too: whoever types it in approves the device. Device codes
+ * are found by a digest of the normalised user code (oidc-provider normalises it before it asks),
+ * marked so that saving a record read back by its device code does not digest the digest.
+ */
+const USER_CODE_DIGEST = 'sha256:';
+
+function userCodeKey(userCode: string): string {
+  return userCode.startsWith(USER_CODE_DIGEST) ? userCode : `${USER_CODE_DIGEST}${createHash('sha256').update(userCode).digest('base64url')}`;
 }
 
 /**
@@ -209,6 +239,7 @@ function storedPayload(model: string, id: string, payload: AdapterPayload): Adap
   if (PLAIN_KEYED_MODELS.has(model)) return payload;
   const stored: AdapterPayload = { ...payload };
   if (stored.jti === id) stored.jti = storeKey(model, id);
+  if (typeof stored.userCode === 'string') stored.userCode = userCodeKey(stored.userCode);
   const session = stored.session as { cookie?: unknown } | undefined;
   if (session && typeof session === 'object' && typeof session.cookie === 'string') {
     stored.session = { ...session, cookie: storeKey('Session', session.cookie) };

@@ -12,7 +12,7 @@ import { errors } from 'oidc-provider';
 import { ConfigError, type Config } from '../config.ts';
 import { CLAIMS_BY_SCOPE, claimsOf, type AccountService } from '../domain/accounts.ts';
 import { tlsSubjectProblem, type TlsSubject, TLS_SUBJECT_METADATA } from '../domain/certificates.ts';
-import { jwksUriProblem, TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
+import { backchannelLogoutUriProblem, jwksUriProblem, TESSERA_CLIENT_METADATA } from '../domain/clients.ts';
 import type { KeyMaterial } from '../domain/keys.ts';
 import { ACR_VALUES, REQUIRE_MFA_METADATA } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
@@ -80,7 +80,7 @@ function validateTesseraMetadata(key: string, value: unknown): void {
 /**
  * What registration refuses is refused in config/clients.json too, at startup, one line per problem:
  * a subject DN that does not parse (it would match no certificate, or once did match the wrong ones),
- * and in production a jwks_uri on a loopback or private address.
+ * and in production a jwks_uri or backchannel_logout_uri on a loopback or private address.
  */
 function staticClientProblems(client: Record<string, unknown>, config: Config): string[] {
   const where = `clients.json: client ${String(client.client_id)}`;
@@ -91,6 +91,8 @@ function staticClientProblems(client: Record<string, unknown>, config: Config): 
   const problems = subjects.map((subject) => (subject && typeof subject.value === 'string' ? tlsSubjectProblem(subject) : undefined));
   const jwksProblem = typeof client.jwks_uri === 'string' ? jwksUriProblem(client.jwks_uri, config.env === 'production') : undefined;
   problems.push(jwksProblem && `jwks_uri: ${jwksProblem}`);
+  const logoutProblem = typeof client.backchannel_logout_uri === 'string' ? backchannelLogoutUriProblem(client.backchannel_logout_uri, config.env === 'production') : undefined;
+  problems.push(logoutProblem && `backchannel_logout_uri: ${logoutProblem}`);
   return problems.filter((problem): problem is string => Boolean(problem)).map((problem) => `${where}: ${problem}`);
 }
 
@@ -106,7 +108,7 @@ export function cookiesOverTls(config: Config): boolean {
 export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 
 /** Top-level settings whose objects several slices add to; any other setting belongs to one slice. */
-const MERGED_SETTINGS = new Set(['features', 'discovery']);
+const MERGED_SETTINGS = new Set(['features', 'discovery', 'ttl']);
 
 /**
  * The base configuration with every slice's fragment merged in. Two slices setting the same thing
@@ -247,7 +249,6 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       const status = (error as { statusCode?: number; status?: number }).statusCode ?? ctx.status;
       ctx.status = status >= 400 && status < 600 ? status : 400;
       await render(ctx, 'error', {
-        title: 'Something went wrong',
         error: out.error,
         description: out.error_description,
       });

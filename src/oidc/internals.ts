@@ -3,11 +3,13 @@
  * upgrade of oidc-provider is checked here and nowhere else. Each hook says why it exists.
  * (Checked against oidc-provider 9.13.)
  */
-import { Provider } from 'oidc-provider';
+import { createHash } from 'node:crypto';
+
+import { errors, Provider } from 'oidc-provider';
 
 import { clientSecretMatches } from '../domain/clients.ts';
 import { TOKEN_USES_FIELD } from '../domain/registration-tokens.ts';
-import { clientMayAuthenticate } from '../http/rate-limit.ts';
+import { clientMayAuthenticate, devicePollTooSoon } from '../http/rate-limit.ts';
 import { currentCertificate } from './client-certificates.ts';
 import { INTERACTION_ROUTES } from './features/index.ts';
 
@@ -26,7 +28,13 @@ interface OidcContextLike {
   entities?: { Grant?: { getOIDCScope(): string } };
 }
 
-export function extendProvider(provider: Provider): void {
+/** What the hooks below hand work to. */
+export interface ProviderExtensions {
+  /** Logout tokens are queued here and sent in the background (domain/backchannel-logout.ts). */
+  backchannelLogout?: { notify(clientId: string, sub: string, sid: string): void } | undefined;
+}
+
+export function extendProvider(provider: Provider, extensions: ProviderExtensions = {}): void {
   reusedClientInstances(provider);
   hashedClientSecrets(provider);
   atHashAtTokenEndpoint(provider);
@@ -35,6 +43,59 @@ export function extendProvider(provider: Provider): void {
   rateLimitedClientAuthentication(provider);
   sessionUserAgent(provider);
   initialAccessTokenUses(provider);
+  deviceSlowDown(provider);
+  sidInEveryIdToken(provider);
+  if (extensions.backchannelLogout) queuedBackchannelLogout(provider, extensions.backchannelLogout);
+}
+
+/**
+ * oidc-provider puts `sid` in ID tokens only for clients that registered back-channel logout with
+ * `backchannel_logout_session_required` (Client#includeSid). Tessera puts it in every ID token: an
+ * app that adds back-channel logout later, or does not ask for it, can still match a logout token
+ * (which always names the session) to the sign-in it came from.
+ */
+function sidInEveryIdToken(provider: Provider): void {
+  const prototype = provider.Client.prototype as unknown as { includeSid(): boolean };
+  if (typeof prototype.includeSid !== 'function') throw new Error('oidc-provider changed: Client#includeSid is gone');
+  prototype.includeSid = function includeSid() {
+    return true;
+  };
+}
+
+/**
+ * At RP-initiated logout oidc-provider calls Client#backchannelLogout(sub, sid) for each app of the
+ * session and waits for all of them before it answers, so one slow app server would hold up the
+ * logout page. The call queues the token instead (it is built and sent by
+ * domain/backchannel-logout.ts, with retries) and answers at once.
+ */
+function queuedBackchannelLogout(provider: Provider, queue: NonNullable<ProviderExtensions['backchannelLogout']>): void {
+  const prototype = provider.Client.prototype as unknown as { clientId: string; backchannelLogout(sub: string, sid: string): Promise<void> };
+  if (typeof prototype.backchannelLogout !== 'function') throw new Error('oidc-provider changed: Client#backchannelLogout is gone');
+  prototype.backchannelLogout = async function queueBackchannelLogout(this: { clientId: string }, sub: string, sid: string) {
+    queue.notify(this.clientId, sub, sid);
+  };
+}
+
+/**
+ * RFC 8628 section 3.5: a device polling faster than `interval` is told `slow_down`; oidc-provider
+ * has the error but never sends it. The device code grant reads its code through DeviceCode.find,
+ * so the check sits there: only at the token endpoint, and only while the code still waits for the
+ * person (an answered, denied or expired code is answered at once). Polls are counted in the store
+ * (http/rate-limit.ts), keyed by a digest of the device code.
+ */
+function deviceSlowDown(provider: Provider): void {
+  interface DeviceCodeLike { accountId?: string; error?: string; isExpired?: boolean }
+  const DeviceCode = provider.DeviceCode as unknown as { find(id: string, ...rest: unknown[]): Promise<DeviceCodeLike | undefined> };
+  const find = DeviceCode.find.bind(DeviceCode);
+  DeviceCode.find = async function findUnlessPolledTooSoon(id: string, ...rest: unknown[]) {
+    const code = await find(id, ...rest);
+    const ctx = Provider.ctx;
+    if (code && ctx?.oidc?.route === 'token' && !code.accountId && !code.error && !code.isExpired
+      && await devicePollTooSoon(ctx, createHash('sha256').update(id).digest('base64url'))) {
+      throw new errors.SlowDown();
+    }
+    return code;
+  };
 }
 
 /**

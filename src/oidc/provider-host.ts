@@ -27,6 +27,7 @@ import { providerFacing, type AdapterConstructor } from './adapter.ts';
 import { buildConfiguration } from './configuration.ts';
 import { noteFirstUse } from './features/registration.ts';
 import type { RenderPage } from './features/feature.ts';
+import { deviceFlowEvents } from './features/device-flow.ts';
 import { extendProvider } from './internals.ts';
 
 export interface ProviderHostDependencies {
@@ -44,6 +45,8 @@ export interface ProviderHostDependencies {
   logger: Logger;
   /** Renders Tessera's pages for oidc-provider's error and logout pages (http/render.ts). */
   render: RenderPage;
+  /** Where RP-initiated logout's logout tokens are queued (domain/backchannel-logout.ts). */
+  backchannelLogout?: { notify(clientId: string, sub: string, sid: string): void } | undefined;
   /** Token issuance and revocation become security events and metrics (observability/provider-events.ts). */
   events?: SecurityEvents | undefined;
   metrics?: Metrics | undefined;
@@ -163,7 +166,8 @@ export class ProviderHost {
     }));
     // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
     provider.proxy = true;
-    extendProvider(provider);
+    extendProvider(provider, { backchannelLogout: this.#deps.backchannelLogout });
+    deviceFlowEvents(provider, config);
     observeProvider(provider, this.#deps);
     noteFirstUse(provider, clients, logger);
     provider.on('server_error', (ctx, error) => {

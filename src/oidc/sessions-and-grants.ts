@@ -3,8 +3,11 @@
  * apps they let in (Grants), and the two ways to end them. Records are found through the store's
  * `findByAccountId`; ending goes through oidc-provider's own models, so its adapter sees every change.
  */
+import { createHash } from 'node:crypto';
+
 import type { Provider } from 'oidc-provider';
 
+import type { SessionLogout } from '../domain/backchannel-logout.ts';
 import type { OidcPayload, OidcStore } from '../store/port.ts';
 import { ACCOUNT_CLIENT_ID } from './account-client.ts';
 
@@ -43,6 +46,13 @@ function epoch(value: unknown): Date | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? new Date(value * 1000) : undefined;
 }
 
+/**
+ * How the account page and the admin API name a session: a digest of its store id, so no store key
+ * leaves the server (the store id was once the cookie's value itself).
+ */
+export function sessionHandle(storeId: string): string {
+  return createHash('sha256').update(`tessera session ${storeId}`).digest('base64url');
+}
 /** The session whose account-page authorization carries this `sid`, if it is still live. */
 export async function findAccountSession(oidc: OidcStore, sub: string, sid: string): Promise<{ id: string; payload: OidcPayload } | undefined> {
   const sessions = await oidc.findByAccountId('Session', sub);
@@ -56,11 +66,15 @@ export async function accountSessions(oidc: OidcStore, sub: string): Promise<Arr
   return (await oidc.findByAccountId('Session', sub)).filter(({ payload }) => payload.accountId === sub);
 }
 
-/** Ends one session: through oidc-provider when it can load it (its own bookkeeping runs), else straight in the store. */
-export async function destroySession(provider: Provider, oidc: OidcStore, id: string): Promise<void> {
-  const session = await provider.Session.find(id);
-  if (session) await session.destroy();
-  else await oidc.destroy('Session', id);
+/**
+ * Ends one session: through oidc-provider when it can load it (its own bookkeeping runs), else
+ * straight in the store; the apps signed in through it are sent logout tokens (in the background).
+ */
+export async function destroySession(provider: Provider, oidc: OidcStore, session: { id: string; payload: OidcPayload }, logout: SessionLogout): Promise<void> {
+  const loaded = await provider.Session.find(session.id);
+  if (loaded) await loaded.destroy();
+  else await oidc.destroy('Session', session.id);
+  logout.sessionsEnded([session]);
 }
 
 export async function listSessions(oidc: OidcStore, sub: string, currentId: string, sessionTtlSeconds: number, clientName: ClientNames): Promise<SessionView[]> {
@@ -84,9 +98,9 @@ export async function listSessions(oidc: OidcStore, sub: string, currentId: stri
 }
 
 /** Ends every session of the account but `keepId`: those browsers must sign in again. Returns how many ended. */
-export async function endOtherSessions(provider: Provider, oidc: OidcStore, sub: string, keepId: string): Promise<number> {
+export async function endOtherSessions(provider: Provider, oidc: OidcStore, sub: string, keepId: string, logout: SessionLogout): Promise<number> {
   const others = (await oidc.findByAccountId('Session', sub)).filter(({ id }) => id !== keepId);
-  for (const { id } of others) await destroySession(provider, oidc, id);
+  for (const session of others) await destroySession(provider, oidc, session, logout);
   return others.length;
 }
 

@@ -1,10 +1,13 @@
 /**
  * Headless Chromium for the real-browser tests, driven by playwright-core. Chromium comes from the
- * system (Debian's package; .ci/run installs it); playwright never downloads a browser here.
+ * system (Debian's package) or from playwright-core's own download; `npm test` finds or installs one
+ * first (scripts/ensure-chromium.ts), and the tests never download anything themselves.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+
+import { chromium } from 'playwright-core';
 
 /** Flags for a sandboxed, offline machine: no GPU, no QUIC, no background traffic to Google. */
 export const CHROMIUM_ARGS = [
@@ -18,7 +21,10 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-/** CHROMIUM_PATH, the usual Debian locations, or whatever `chromium` is on PATH. */
+/**
+ * CHROMIUM_PATH, the usual Debian locations, whatever `chromium` is on PATH, or the browser
+ * playwright-core downloaded (`npx playwright-core install chromium`).
+ */
 export function findChromium(): string | undefined {
   for (const candidate of [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser']) {
     if (candidate && existsSync(candidate)) return candidate;
@@ -31,7 +37,8 @@ export function findChromium(): string | undefined {
       // not on PATH; try the next name
     }
   }
-  return undefined;
+  const downloaded = chromium.executablePath();
+  return existsSync(downloaded) ? downloaded : undefined;
 }
 
 /** Asks the kernel for a free port, for servers whose URL must be known before they start. */

@@ -73,10 +73,21 @@
     };
   }
 
-  function explain(error) {
-    if (error && error.name === 'NotAllowedError') return 'The passkey request was cancelled or timed out. Try again.';
-    if (error && error.name === 'InvalidStateError') return 'This device already has a passkey for this account.';
-    return (error && error.message) || 'Your browser could not use a passkey.';
+  // The page's words, in its language: the template puts them on the block as data-msg-* attributes.
+  function words(block, name) {
+    return block.getAttribute('data-msg-' + name) || '';
+  }
+
+  function shown(message) {
+    var error = new Error(message);
+    error.shown = true;
+    return error;
+  }
+
+  function explain(block, error) {
+    if (error && error.name === 'NotAllowedError') return words(block, 'cancelled');
+    if (error && error.name === 'InvalidStateError') return words(block, 'exists');
+    return (error && error.shown && error.message) || words(block, 'failed');
   }
 
   function setUp(block) {
@@ -98,7 +109,7 @@
       })
         .then(function (response) {
           return response.json().then(function (body) {
-            if (!response.ok) throw new Error(body.error_description || 'Tessera could not start the passkey request.');
+            if (!response.ok) throw shown(body.error_description || words(block, 'start'));
             return body;
           });
         })
@@ -108,12 +119,12 @@
             : navigator.credentials.get({ publicKey: requestOptions(options) });
         })
         .then(function (credential) {
-          if (!credential) throw new Error('No passkey was chosen.');
+          if (!credential) throw shown(words(block, 'none'));
           form.elements.credential.value = JSON.stringify(register ? registrationJson(credential) : authenticationJson(credential));
           form.submit();
         })
         .catch(function (error) {
-          errorBox.textContent = explain(error);
+          errorBox.textContent = explain(block, error);
           errorBox.hidden = false;
           button.disabled = false;
         });

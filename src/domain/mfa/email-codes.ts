@@ -6,7 +6,9 @@
  */
 import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 
+import type { Locale } from '../../i18n/locales.ts';
 import type { OidcStore } from '../../store/port.ts';
+import { emailCodeMessage } from '../account-mail.ts';
 import type { Mailer } from '../mailer.ts';
 import { normalizeTotpCode } from './totp.ts';
 
@@ -40,22 +42,11 @@ export class EmailCodes {
     this.#serviceName = serviceName;
   }
 
-  async send(sub: string, email: string, purpose: EmailCodePurpose): Promise<void> {
+  async send(sub: string, email: string, purpose: EmailCodePurpose, locale?: Locale): Promise<void> {
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
     const record: StoredCode = { digest: digest(sub, code), purpose, attempts: 0, expiresAt: Math.floor(Date.now() / 1000) + EMAIL_CODE_TTL_SECONDS };
     await this.#oidc.upsert(MODEL, sub, record, EMAIL_CODE_TTL_SECONDS);
-    const what = purpose === 'enrol' ? 'turn on sign-in codes by email' : 'finish signing in';
-    await this.#mailer.send({
-      to: email,
-      subject: `${code} is your ${this.#serviceName} code`,
-      text: [
-        `Your ${this.#serviceName} code is ${code}`,
-        '',
-        `Enter it to ${what}. It expires in ${EMAIL_CODE_TTL_SECONDS / 60} minutes and works once.`,
-        '',
-        'If you did not ask for it, someone may know your password: change it, and do not share this code.',
-      ].join('\n'),
-    });
+    await this.#mailer.send(emailCodeMessage(email, code, this.#serviceName, purpose, EMAIL_CODE_TTL_SECONDS, locale));
   }
 
   /** True once for the right code; a wrong guess uses up one of the code's attempts. */

@@ -22,7 +22,6 @@ export type ShowSignInPage = (ctx: Context, interaction: Interaction, values?: S
 export function signInPage({ clientOf }: Pick<InteractionToolkit, 'clientOf'>, upstreamControls: UpstreamControls = async () => []): ShowSignInPage {
   return async function showSignInPage(ctx, interaction, values = {}) {
     await renderPage(ctx, 'login', {
-      title: 'Sign in',
       uid: interaction.uid,
       client: await clientOf(interaction),
       email: values.email ?? (typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : ''),

@@ -106,8 +106,8 @@ export function upstreamSignIn(deps: UpstreamSignInDependencies): UpstreamSignIn
     ctx.status = error.status >= 400 && error.status < 500 ? error.status : 400;
     ctx.set('Cache-Control', 'no-store');
     await renderPage(ctx, 'upstream-error', {
-      title: way.name ? `Signing in with ${way.name} did not work` : 'Signing in did not work',
-      message: error.message,
+      provider: way.name,
+      description: error.message,
       tryAgain: way.uid && way.id ? `/interaction/${way.uid}/federation/${way.id}` : undefined,
       anotherWay: way.uid ? `/interaction/${way.uid}/login` : undefined,
       backToAccount: way.account ? '/account#identities' : undefined,

@@ -10,6 +10,7 @@ import { withSecondFactor, type PasskeyStorage, type SecondFactorMethod } from '
 import type { PendingSignIn, SecondFactorService } from '../../domain/second-factors.ts';
 import { AppError } from '../../errors.ts';
 import { formField } from '../../http/form.ts';
+import { pageLocale } from '../../http/locale.ts';
 import { renderPage } from '../../http/render.ts';
 import type { Logger } from '../../log.ts';
 import type { Account } from '../../store/port.ts';
@@ -32,7 +33,6 @@ export function enrolSecondFactor({ toolkit, steps, secondFactors, logger, limit
 
   async function showEnrolChoice(ctx: Context, interaction: Interaction, error?: string) {
     await renderPage(ctx, 'enrol', {
-      title: 'Set up a second factor',
       uid: interaction.uid,
       client: await clientOf(interaction),
       emailCodes: secondFactors.emailCodesAvailable,
@@ -43,7 +43,6 @@ export function enrolSecondFactor({ toolkit, steps, secondFactors, logger, limit
   async function showTotpEnrolment(ctx: Context, interaction: Interaction, account: Account, error?: string) {
     const enrolment = await secondFactors.startTotpEnrolment(account.sub);
     await renderPage(ctx, 'enrol-totp', {
-      title: 'Set up an authenticator app',
       uid: interaction.uid,
       client: await clientOf(interaction),
       qrDataUrl: enrolment.qrDataUrl,
@@ -55,7 +54,6 @@ export function enrolSecondFactor({ toolkit, steps, secondFactors, logger, limit
 
   async function showEmailEnrolment(ctx: Context, interaction: Interaction, account: Account, extra: { sent?: boolean; error?: string } = {}) {
     await renderPage(ctx, 'enrol-email', {
-      title: 'Get codes by email',
       uid: interaction.uid,
       client: await clientOf(interaction),
       email: account.email,
@@ -139,7 +137,7 @@ export function enrolSecondFactor({ toolkit, steps, secondFactors, logger, limit
       const { interaction, signIn } = loaded;
       await limitSecondFactor(ctx, signIn.sub);
       try {
-        await secondFactors.startEmailOtpEnrolment(signIn.sub);
+        await secondFactors.startEmailOtpEnrolment(signIn.sub, pageLocale(ctx));
       } catch (error) {
         if (!isFactorRefusal(error)) throw error;
         return refuse(ctx, error.status, (message) => showEnrolChoice(ctx, interaction, message), error.message);
@@ -166,7 +164,6 @@ export function enrolSecondFactor({ toolkit, steps, secondFactors, logger, limit
       if (!loaded) return;
       const { interaction, signIn } = loaded;
       await renderPage(ctx, 'enrol-recovery-codes', {
-        title: 'Save your recovery codes',
         uid: interaction.uid,
         client: await clientOf(interaction),
         codes: signIn.sealedRecoveryCodes ? pending.openRecoveryCodes(interaction.uid, signIn.sealedRecoveryCodes) : [],

@@ -9,6 +9,7 @@ import type { Context } from 'koa';
 import { withSecondFactor, type SecondFactorMethod } from '../../domain/mfa/assurance.ts';
 import type { SecondFactorService } from '../../domain/second-factors.ts';
 import { formField } from '../../http/form.ts';
+import { pageLocale } from '../../http/locale.ts';
 import { renderPage } from '../../http/render.ts';
 import type { Logger } from '../../log.ts';
 import type { Account } from '../../store/port.ts';
@@ -52,7 +53,6 @@ export function proveSecondFactor({ toolkit, steps, secondFactors, logger, limit
     const methods = availableMethods(account);
     const method = methods.find((candidate) => candidate === extra.method) ?? methods[0];
     await renderPage(ctx, 'second-factor', {
-      title: 'Confirm it is you',
       uid: interaction.uid,
       client: await clientOf(interaction),
       method,
@@ -106,7 +106,7 @@ export function proveSecondFactor({ toolkit, steps, secondFactors, logger, limit
         return refuse(ctx, 409, (extra) => showSecondFactor(ctx, interaction, account, extra), { error: 'Codes by email are not available for this account.' });
       }
       await limitSecondFactor(ctx, signIn.sub);
-      await secondFactors.sendEmailCode(signIn.sub);
+      await secondFactors.sendEmailCode(signIn.sub, pageLocale(ctx));
       redirect(ctx, path(interaction.uid, '/second-factor?method=email-code&sent=1'));
     });
 

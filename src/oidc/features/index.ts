@@ -5,7 +5,9 @@
  * derived from it below, so none of them can be forgotten.
  */
 import { authorization } from './authorization.ts';
+import { backchannelLogout } from './backchannel-logout.ts';
 import { clientIdMetadataDocuments } from './client-id-metadata-document.ts';
+import { deviceFlow } from './device-flow.ts';
 import { documents } from './documents.ts';
 import { dpop } from './dpop.ts';
 import type { Slice } from './feature.ts';
@@ -33,6 +35,8 @@ export const SLICES: readonly Slice[] = [
   dynamicClientRegistration,
   clientIdMetadataDocuments,
   outgoingRequests,
+  deviceFlow,
+  backchannelLogout,
 ];
 
 const PATHS = SLICES.flatMap((slice) => slice.paths ?? []);

@@ -17,14 +17,12 @@ export const logout: Slice = {
         enabled: true,
         async logoutSource(ctx: KoaContextWithOIDC, form: string) {
           await render(ctx, 'logout', {
-            title: 'Sign out',
             form,
             clientName: ctx.oidc.client?.clientName,
           });
         },
         async postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
           await render(ctx, 'logged-out', {
-            title: 'Signed out',
             clientName: ctx.oidc.client?.clientName,
           });
         },
