@@ -723,7 +723,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual((await store.accounts.search({ emailPrefix: 'bob', limit: 1 })).accounts, [(await store.accounts.findBySub('s1'))!]);
   });
 
-  it('search by part of an email, role and status answers oldest first page by page', async (t) => {
+  it('search by part of an email, role and status answers oldest first page by page; count counts all, or the locked ones', async (t) => {
     const { store, clock } = await setUp(t, createLane);
     for (const sub of ['e', 'd', 'c', 'b', 'a']) {
       await store.accounts.create(account(sub, `${sub}.team@example.com`, sub === 'd' || sub === 'b' ? { roles: ['auditor'] } : {}));
@@ -731,6 +731,8 @@ function defineContract(name: string, createLane: LaneFactory): void {
     }
     await store.accounts.create(account('x', 'x.other@example.com', { roles: ['auditor'] }));
     await store.accounts.update('c', { disabled: true });
+    // Locked as well as disabled: counted as disabled, not locked.
+    await store.accounts.update('c', { lockedUntil: new Date(clock.now() + 60 * SECOND) });
     await store.accounts.update('b', { lockedUntil: new Date(clock.now() + 60 * SECOND) });
     // A lock that has run out leaves the account active.
     await store.accounts.update('a', { lockedUntil: new Date(clock.now() - SECOND) });
@@ -754,6 +756,10 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.accounts.search({ query: '%', limit: 10 }), { accounts: [] });
     t.deepEqual(await store.accounts.search({ query: '.*', limit: 10 }), { accounts: [] });
     t.deepEqual(subs(await store.accounts.search({ limit: 10 })), ['e', 'd', 'c', 'b', 'a', 'x']);
+
+    t.is(await store.accounts.count(), 6);
+    t.is(await store.accounts.count({ lockedAt: new Date(clock.now()) }), 1);
+    t.is(await store.accounts.count({ lockedAt: new Date(clock.now() + 120 * SECOND) }), 0);
   });
 
   it('search refuses a cursor it did not give, or one of a search in another order', async (t) => {

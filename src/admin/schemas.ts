@@ -101,6 +101,13 @@ export const listUsers = {
 
 export const getUser = { params: userParams, response: userDetails };
 
+export const countUsers = {
+  response: z.object({
+    total: z.number().int().meta({ description: 'Every account (on MongoDB the collection\'s own estimate, which is exact after a clean shutdown)' }),
+    locked: z.number().int().meta({ description: 'Accounts locked now after failed sign-ins (disabled ones not counted)' }),
+  }),
+};
+
 export const createUser = {
   body: z.strictObject({
     email: z.string().max(254),
@@ -267,6 +274,24 @@ export const createClient = {
 };
 
 export const deleteClient = { params: clientParams };
+
+export const updateClient = {
+  params: clientParams,
+  body: z.strictObject({
+    client_name: displayName.optional(),
+    redirect_uris: z.array(z.string().max(2048)).min(1, 'at least one redirect URI is required').max(20).optional().meta({ description: 'Replaces the list' }),
+    post_logout_redirect_uris: z.array(z.string().max(2048)).max(20).optional().meta({ description: 'Replaces the list; [] clears it' }),
+  }).refine((body) => Object.keys(body).length > 0, 'name at least one field to change'),
+  response: client,
+};
+
+export const rotateClientSecret = {
+  params: clientParams,
+  response: z.object({
+    client_id: z.string(),
+    client_secret: z.string().meta({ description: 'Shown this once: Tessera keeps only a hash. The old secret stops working at once' }),
+  }),
+};
 
 const credentials = z.object({
   thumbprints: z.array(z.string()).optional(),

@@ -215,6 +215,11 @@ export class AccountService {
     return this.#accounts.search(search);
   }
 
+  /** How many accounts there are, or how many are locked at `lockedAt`: cheap at any size (the console's overview). */
+  count(filter?: { lockedAt?: Date }): Promise<number> {
+    return this.#accounts.count(filter);
+  }
+
   /** Returns false when no account has that email. */
   async setDisabled(emailInput: string, disabled: boolean): Promise<boolean> {
     const account = await this.findByEmail(emailInput);

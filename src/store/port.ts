@@ -205,6 +205,12 @@ export interface AccountRepository {
    */
   search(search: AccountSearch): Promise<AccountPage>;
   /**
+   * How many accounts there are, or (with `lockedAt`) how many are locked at that instant and not
+   * disabled. Cheap at any size, for the console's overview: the table's count (SQLite), the
+   * collection's estimate (MongoDB), and the lockout index for locked ones.
+   */
+  count(filter?: { lockedAt?: Date }): Promise<number>;
+  /**
    * Counts a sign-in attempt before its password is checked, in one atomic step: unless the account
    * is locked at `now`, adds one to failedSignIns. Answers the count and the lock as that step saw
    * them, so of concurrent attempts exactly one sees each count (undefined when there is no such account).

@@ -109,6 +109,8 @@ const accountSchema = new Schema<AccountDocument>(
 // Uniqueness lives in the index, so two concurrent registrations cannot both win.
 accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
 accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+// Locked accounts are few: the overview counts them and status=locked searches find them through this.
+accountSchema.index({ lockedUntil: 1 }, { name: 'lockedUntil', sparse: true });
 accountSchema.index({ externalId: 1 }, { name: 'externalId_unique', unique: true, partialFilterExpression: { externalId: { $exists: true } } });
 
 export function accountModel(connection: Connection): Model<AccountDocument> {
@@ -311,6 +313,11 @@ export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDoc
 
   return {
     search,
+    async count(filter = {}) {
+      // The collection's own count (metadata, no scan); exact enough for an overview.
+      if (!filter.lockedAt) return Account.estimatedDocumentCount().exec();
+      return Account.countDocuments({ lockedUntil: { $gt: filter.lockedAt }, disabled: false }).exec();
+    },
     async create(input) {
       const now = new Date(clock());
       const doc: AccountDocument = {

@@ -229,6 +229,9 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
     advanceTotpStep: prepare(`
       UPDATE accounts SET totp_last_step = :step, updated_at = :updated_at
       WHERE sub = :sub AND totp_encrypted_secret IS NOT NULL AND totp_last_step < :step`),
+    countAccounts: prepare('SELECT COUNT(*) AS n FROM accounts'),
+    // disabled = 0 after the range: the partial index on locked_until finds the few candidates.
+    countLocked: prepare('SELECT COUNT(*) AS n FROM accounts WHERE locked_until > :now AND disabled = 0'),
     listAccounts: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, sub LIMIT :limit OFFSET :offset`),
   };
 
@@ -300,6 +303,12 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
   return {
     async search(query) {
       return search(query);
+    },
+    async count(filter = {}) {
+      const row = filter.lockedAt
+        ? statements.countLocked.get({ now: filter.lockedAt.getTime() })
+        : statements.countAccounts.get();
+      return Number((row as { n: number }).n);
     },
     async create(input) {
       const now = clock();

@@ -202,6 +202,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE resources ADD COLUMN clients TEXT;
   `,
+  // 12: locked accounts found through an index (the console's overview and status=locked searches),
+  // not by reading every account: few accounts are ever locked, so the partial index stays small.
+  `
+  CREATE INDEX IF NOT EXISTS accounts_locked_until ON accounts (locked_until) WHERE locked_until IS NOT NULL;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
