@@ -594,6 +594,26 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'and after a success resets the count');
   });
 
+  it('acceptSignIn records a success only while the count is within the threshold and no lock is on', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'accept@example.com'));
+    const now = new Date(clock.now());
+    for (let count = 0; count < 3; count += 1) await store.accounts.countSignInAttempt('sub-1', now);
+    t.true(await store.accounts.acceptSignIn('sub-1', 3, now, { name: 'Signed In' }), 'three counted, threshold three');
+    t.like(await store.accounts.findBySub('sub-1'), { failedSignIns: 0, lockouts: 0, name: 'Signed In' });
+
+    for (let count = 0; count < 4; count += 1) await store.accounts.countSignInAttempt('sub-1', now);
+    t.false(await store.accounts.acceptSignIn('sub-1', 3, now, { name: 'Burst' }), 'counted past the threshold: refused');
+    t.like(await store.accounts.findBySub('sub-1'), { failedSignIns: 4, name: 'Signed In' }, 'and nothing written');
+
+    const until = new Date(now.getTime() + 60 * SECOND);
+    t.true(await store.accounts.lockAfterFailures('sub-1', 3, until));
+    t.false(await store.accounts.acceptSignIn('sub-1', 3, now), 'a lock set meanwhile wins');
+    t.true(await store.accounts.acceptSignIn('sub-1', 3, new Date(until.getTime() + SECOND)), 'after the lock, a success is recorded');
+    t.is((await store.accounts.findBySub('sub-1'))?.lockedUntil, undefined);
+    t.false(await store.accounts.acceptSignIn('sub-unknown', 3, now));
+  });
+
   it('concurrent sign-in attempts through two store instances each see a count of their own', async (t) => {
     const { store, open, clock } = await setUp(t, createLane);
     const other = await open();

@@ -3,7 +3,8 @@
  * password is checked, and a success resets the count, so a burst of concurrent guesses (on one
  * instance or several sharing a store) gets at most `threshold` checks: exactly one attempt sees the
  * count reach the threshold, and that one, if its password is wrong too, locks the account and tells
- * its owner. Each further lockout without a successful
+ * its owner. A right password is let in only if, once it is checked, the count is still within the
+ * threshold: a burst of more guesses than that lets none in, the right one sent first or last. Each further lockout without a successful
  * sign-in in between lasts twice as long as the one before, up to a day.
  *
  * Nothing about a lock is ever shown to the person signing in: a locked account answers like an
@@ -86,11 +87,15 @@ export class LockoutPolicy {
   }
 
   /**
-   * After a successful sign-in: the count (which this attempt raised) and the escalation start over;
-   * `also` joins that write (a password rehashed to argon2id), so both land together or not at all.
+   * After a right password: records the success (the count, which this attempt raised, and the
+   * escalation start over; `also` joins that write, a password rehashed to argon2id, so both land
+   * together or not at all) only if no more than `threshold` attempts were counted by the time this one
+   * was decided. A burst of more guesses than the threshold, the right one among them, lets none in
+   * (however the store ordered their counts): false, and the caller answers as for a wrong password
+   * and calls recordFailure, since this attempt may be the one whose count reached the threshold.
    */
-  async recordSuccess(account: Account, also: AccountChanges = {}): Promise<void> {
-    await this.#accounts.update(account.sub, { ...also, failedSignIns: 0, lockouts: 0, lockedUntil: null });
+  async recordSuccess(account: Account, also: AccountChanges = {}, now = new Date()): Promise<boolean> {
+    return this.#accounts.acceptSignIn(account.sub, this.#settings.threshold, now, also);
   }
 
   /** Lifts a lock (an operator's `users unlock`, or a password reset). */

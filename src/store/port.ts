@@ -178,6 +178,13 @@ export interface AccountRepository {
    */
   lockAfterFailures(sub: string, threshold: number, lockedUntil: Date): Promise<boolean>;
   /**
+   * Records a successful sign-in (failedSignIns, lockouts and the lock cleared, together with `changes`)
+   * only if, now that its password has been checked, failedSignIns is still at most `threshold` and the
+   * account is not locked at `now`: attempts counted while this one was being checked (a burst) or a lock
+   * they set win, and the success is refused. True when it was recorded.
+   */
+  acceptSignIn(sub: string, threshold: number, now: Date, changes?: AccountChanges): Promise<boolean>;
+  /**
    * Sets the sign counter and last use of one passkey, only if the account still has it: a sign-in in
    * flight never writes back a passkey list that was changed meanwhile. False when the passkey is gone.
    */

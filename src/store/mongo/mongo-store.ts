@@ -418,6 +418,20 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       }
       throw storeUnavailableError('The account field failedSignIns kept changing under concurrent writes.');
     },
+    async acceptSignIn(sub, threshold, now, changes = {}) {
+      const { set, unset } = accountUpdate({ ...changes, failedSignIns: 0, lockouts: 0, lockedUntil: null });
+      set.updatedAt = new Date(clock());
+      const update = Object.keys(unset).length === 0 ? { $set: set } : { $set: set, $unset: unset };
+      // One conditional write: the count and the lock are checked by the server as it writes.
+      const result = await Account.updateOne({
+        _id: String(sub),
+        $and: [
+          { $or: [{ failedSignIns: { $lte: threshold } }, { failedSignIns: null }] },
+          { $or: [{ lockedUntil: null }, { lockedUntil: { $lte: now } }] },
+        ],
+      }, update).exec();
+      return result.matchedCount > 0;
+    },
     async lockAfterFailures(sub, threshold, lockedUntil) {
       const result = await Account.updateOne(
         { _id: String(sub), failedSignIns: { $gte: threshold } },
