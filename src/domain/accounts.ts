@@ -171,8 +171,8 @@ export class AccountService {
         ...(attempt.clientId !== undefined && { clientId: attempt.clientId }),
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
-      // A right password refused by the burst rule may be the attempt whose count reached the threshold.
-      if (account && hash !== undefined && counted.mayCheck) await this.#lockout.recordFailure(account, counted, now);
+      // Every counted attempt that did not sign in, checked or not: whichever first sees the threshold reached locks.
+      if (account && hash !== undefined) await this.#lockout.recordFailure(account, counted, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS);
     }
     return account;

@@ -168,8 +168,10 @@ export interface AccountRepository {
   list(options?: { limit?: number; offset?: number }): Promise<Account[]>;
   /**
    * Counts a sign-in attempt before its password is checked, in one atomic step: unless the account
-   * is locked at `now`, adds one to failedSignIns. Answers the count and the lock as that step saw
-   * them, so of concurrent attempts exactly one sees each count (undefined when there is no such account).
+   * is locked at `now`, adds one to failedSignIns. Answers the count, at least this attempt's own
+   * number (SQLite answers exactly that; MongoDB reads it after its atomic increment, so an attempt
+   * counted meanwhile may show too), and the lock if one is on (undefined when there is no such
+   * account). So of concurrent attempts at most `n` see a count of `n` or less.
    */
   countSignInAttempt(sub: string, now: Date): Promise<{ attempts: number; lockedUntil?: Date } | undefined>;
   /**
