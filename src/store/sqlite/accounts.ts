@@ -218,6 +218,12 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
         updated_at = :updated_at
       WHERE sub = :sub
       RETURNING failed_sign_ins, locked_until`),
+    // updateAccount with the check of acceptSignIn: the count and the lock are read under the same write lock.
+    acceptSignIn: prepare(`
+      UPDATE accounts SET
+        ${UPDATABLE_ACCOUNT_COLUMNS.map((column) => `${column} = CASE WHEN :set_${column} = 1 THEN :${column} ELSE ${column} END`).join(',\n        ')},
+        updated_at = :updated_at
+      WHERE sub = :sub AND failed_sign_ins <= :threshold AND (locked_until IS NULL OR locked_until <= :now)`),
     lockAfterFailures: prepare(`
       UPDATE accounts SET locked_until = :locked_until, lockouts = lockouts + 1, failed_sign_ins = 0, updated_at = :updated_at
       WHERE sub = :sub AND failed_sign_ins >= :threshold`),
@@ -383,6 +389,11 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
       if (row === undefined) return undefined;
       const locked = row.locked_until !== null && row.locked_until > now.getTime();
       return locked ? { attempts: row.failed_sign_ins, lockedUntil: new Date(row.locked_until!) } : { attempts: row.failed_sign_ins };
+    },
+    async acceptSignIn(sub, threshold, now, changes = {}) {
+      const parameters = accountUpdateParameters({ ...changes, failedSignIns: 0, lockouts: 0, lockedUntil: null });
+      const result = statements.acceptSignIn.run({ ...parameters, sub: String(sub), threshold, now: now.getTime(), updated_at: clock() });
+      return Number(result.changes) > 0;
     },
     async lockAfterFailures(sub, threshold, lockedUntil) {
       const result = statements.lockAfterFailures.run({ sub: String(sub), threshold, locked_until: lockedUntil.getTime(), updated_at: clock() });
