@@ -552,6 +552,7 @@ const createResource = defineRoute({
       format: body.format,
       ttlSeconds: body.ttl,
       scopeRoles: body.scope_roles,
+      signingAlg: body.signing_alg,
     });
     return { ...resourceView({ ...created, source: 'store' }, created.client.client_id), client_secret: created.client.client_secret! };
   },

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 
+import { DEFAULT_ACCESS_TOKEN_SIGNING_ALG } from '../config.ts';
 import type { SessionView } from '../oidc/sessions-and-grants.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
@@ -116,6 +117,7 @@ export function resourceView(resource: ResourceServer & { source: 'builtin' | 'c
     format: resource.format,
     ttl: resource.ttlSeconds,
     ...(resource.scopeRoles && { scope_roles: resource.scopeRoles }),
+    ...(resource.format === 'jwt' && { signing_alg: resource.signingAlg ?? DEFAULT_ACCESS_TOKEN_SIGNING_ALG }),
     source: resource.source,
     ...(clientId && { client_id: clientId }),
   };

@@ -10,6 +10,8 @@
 
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
+import type { AccessTokenSigningAlg } from '../config.ts';
+
 /** The payload oidc-provider hands its adapter (see oidc-provider's example/my_adapter.js). */
 export interface OidcPayload {
   [key: string]: unknown;
@@ -219,8 +221,12 @@ export interface ResourceServerRecord {
   ttlSeconds: number;
   /** Scopes limited to holders of one of the listed roles (absent: no scope is limited). */
   scopeRoles?: Record<string, string[]>;
+  /** The JWS algorithm of its JWT access tokens (absent: RS256, the default every validator supports). */
+  signingAlg?: AccessTokenSigningAlg;
   createdAt: Date;
 }
+
+export type { AccessTokenSigningAlg } from '../config.ts';
 
 /** Every write (create, delete) bumps the `resources` revision. */
 export interface ResourceRepository {

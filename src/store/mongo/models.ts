@@ -183,6 +183,8 @@ export interface ResourceDocument {
   ttlSeconds: number;
   /** Scopes limited to roles, as pairs: a scope token may hold `.` and `$`, which field names must not. */
   scopeRoles?: Array<{ scope: string; roles: string[] }>;
+  /** Absent: RS256. */
+  signingAlg?: string;
   createdAt: Date;
 }
 
@@ -194,6 +196,7 @@ const resourceSchema = new Schema<ResourceDocument>(
     format: { type: String, required: true, enum: ['jwt', 'opaque'] },
     ttlSeconds: { type: Number, required: true },
     scopeRoles: { type: [{ _id: false, scope: { type: String, required: true }, roles: { type: [String], required: true } }], default: undefined },
+    signingAlg: { type: String },
     createdAt: { type: Date, required: true },
   },
   { ...schemaOptions, collection: 'resources' },

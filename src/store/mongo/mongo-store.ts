@@ -22,6 +22,7 @@ import type {
   OidcStore,
   Passkey,
   ResourceRepository,
+  AccessTokenSigningAlg,
   ResourceServerRecord,
   RevisionName,
   RevisionRepository,
@@ -506,6 +507,7 @@ function buildStore(connection: Connection, models: StoreModels, settings: { clo
       if (resource.scopeRoles && Object.keys(resource.scopeRoles).length) {
         doc.scopeRoles = Object.entries(resource.scopeRoles).map(([scope, roles]) => ({ scope: String(scope), roles: roles.map(String) }));
       }
+      if (resource.signingAlg !== undefined) doc.signingAlg = String(resource.signingAlg);
       try {
         await atomically(async (session) => {
           await Resource.insertMany([doc], { session });
@@ -846,6 +848,7 @@ function toResource(doc: ResourceDocument): ResourceServerRecord {
   };
   if (doc.name != null) resource.name = doc.name;
   if (doc.scopeRoles?.length) resource.scopeRoles = Object.fromEntries(doc.scopeRoles.map(({ scope, roles }) => [scope, [...roles]]));
+  if (doc.signingAlg != null) resource.signingAlg = doc.signingAlg as AccessTokenSigningAlg;
   return resource;
 }
 

@@ -21,6 +21,7 @@ import type {
   OidcStore,
   Passkey,
   ResourceRepository,
+  AccessTokenSigningAlg,
   ResourceServerRecord,
   RevisionName,
   RevisionRepository,
@@ -217,6 +218,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE accounts ADD COLUMN import_digest TEXT;
   CREATE UNIQUE INDEX IF NOT EXISTS accounts_external_id ON accounts (external_id) WHERE external_id IS NOT NULL;
   `,
+  // 10: the JWS algorithm of a resource server's JWT access tokens (NULL: RS256).
+  `
+  ALTER TABLE resources ADD COLUMN signing_alg TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
@@ -286,6 +291,8 @@ interface ResourceRow {
   ttl_seconds: number;
   /** JSON object of scope to roles, or NULL. */
   scope_roles: string | null;
+  /** NULL: RS256. */
+  signing_alg: string | null;
   created_at: number;
 }
 
@@ -665,6 +672,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         scope_roles: resource.scopeRoles && Object.keys(resource.scopeRoles).length
           ? JSON.stringify(Object.fromEntries(Object.entries(resource.scopeRoles).map(([scope, roles]) => [String(scope), roles.map(String)])))
           : null,
+        signing_alg: resource.signingAlg ?? null,
         created_at: createdAt,
       };
       try {
@@ -920,7 +928,7 @@ const UPDATABLE_ACCOUNT_COLUMNS: readonly AccountColumn[] = [
   'password_hash', 'disabled', 'email_verified', 'name', 'given_name', 'family_name', 'roles', 'failed_sign_ins',
   'locked_until', 'lockouts', 'totp_encrypted_secret', 'totp_confirmed_at', 'totp_last_step', 'recovery_codes', 'passkeys', 'email_otp',
 ];
-const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, created_at';
+const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, signing_alg, created_at';
 const KEY_COLUMNS = 'kid, use, alg, public_jwk, encrypted_private, created_at, retired_at, expires_at';
 const AUDIT_COLUMNS = 'id, type, at, sub, client_id, ip, request_id, details, expires_at';
 
@@ -996,7 +1004,7 @@ function prepareStatements(db: DatabaseSync) {
 
     insertResource: prepare(`
       INSERT INTO resources (${RESOURCE_COLUMNS})
-      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :created_at)`),
+      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :signing_alg, :created_at)`),
     findResource: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE audience = :audience`),
     listResources: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources ORDER BY created_at, audience`),
     deleteResource: prepare('DELETE FROM resources WHERE audience = :audience'),
@@ -1169,6 +1177,7 @@ function toResource(row: ResourceRow): ResourceServerRecord {
   };
   if (row.name !== null) resource.name = row.name;
   if (row.scope_roles !== null) resource.scopeRoles = JSON.parse(row.scope_roles) as Record<string, string[]>;
+  if (row.signing_alg !== null) resource.signingAlg = row.signing_alg as AccessTokenSigningAlg;
   return resource;
 }
 
