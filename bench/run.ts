@@ -141,7 +141,9 @@ function startChild(args: string[], env: Record<string, string>, ready: RegExp, 
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `${logName}.log`);
   const fd = openSync(logFile, 'w');
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  // MONGODB_URI goes only to the server that is given it: the others are seeded in SQLite.
+  const { MONGODB_URI: _mongodbUri, ...inherited } = process.env;
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...inherited, ...env }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const output = () => readFileSync(logFile, 'utf8').slice(0, 20_000);
   return new Promise((resolve, reject) => {
@@ -324,7 +326,7 @@ function tesseraSignIn(issuer: string, rp: { id: string; secret: string }, email
       } else if (response.status === 200 && response.body.includes('name="decision"')) {
         response = await user.request(`${location}/consent`, { form: { _csrf: csrfToken(response.body), decision: 'allow' } });
       }
-      if (!response.location) throw new Error(`sign-in stopped at ${location}: ${response.status}`);
+      if (!response.location) throw new Error(`sign-in stopped at ${location}: ${response.status} ${/<main[^]*?<\/main>/.exec(response.body)?.[0].replace(/<[^>]+>|\s+/g, " ").trim() ?? response.body.slice(0, 300)}`);
       location = response.location;
     }
     return exchange(user, issuer, rp, location, verifier);
