@@ -91,3 +91,22 @@ test.serial('a key rotation changes the JWKS body and its ETag, and the old ETag
   for (const key of rotated) t.true(kids.includes(key.kid), `the new key ${key.kid} is published`);
   for (const key of keys) t.true(kids.includes(key.kid), `the retired key ${key.kid} stays published`);
 });
+
+test.serial('answers from prepared documents are labelled by their route in the metrics, 200s and 304s alike', async (t) => {
+  const count = async (route: string, status: string) => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const line = text.split('\n').find((entry) => entry.startsWith(`tessera_http_request_duration_seconds_count{route="${route}",status="${status}"}`));
+    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  };
+  const etag = (await fetch(`${server.issuer}/jwks`)).headers.get('etag')!;
+  const [ok, notModified, discovery] = [await count('jwks', '2xx'), await count('jwks', '3xx'), await count('discovery', '2xx')];
+  for (let i = 0; i < 3; i += 1) {
+    await (await fetch(`${server.issuer}/jwks`)).arrayBuffer();
+    await (await fetch(`${server.issuer}/jwks`, { headers: { 'if-none-match': etag } })).arrayBuffer();
+    await (await fetch(`${server.issuer}/.well-known/openid-configuration`)).arrayBuffer();
+  }
+  t.is(await count('jwks', '2xx'), ok + 3);
+  t.is(await count('jwks', '3xx'), notModified + 3);
+  t.is(await count('discovery', '2xx'), discovery + 3);
+  t.is(await count('unmatched', '2xx'), 0);
+});

@@ -39,6 +39,13 @@ interface PreparedDocument {
   readonly body: Buffer;
   readonly type: string;
   readonly etag: string;
+  /** oidc-provider's name for the route (`jwks`, `discovery`): the access log and metrics label it by that. */
+  readonly route: unknown;
+}
+
+/** Where oidc-provider's router leaves the route's name (helpers/router.js), which observability/http.ts reads. */
+interface RoutedContext {
+  _matchedRouteName?: unknown;
 }
 
 /**
@@ -64,10 +71,16 @@ export function preparedDocuments(currentProvider: () => object) {
       // Errors (a store outage while the provider is rebuilt) and anything unexpected pass through as they are.
       if (ctx.status !== 200 || ctx.body === null || typeof ctx.body !== 'object' || Buffer.isBuffer(ctx.body)) return;
       const body = Buffer.from(JSON.stringify(ctx.body));
-      document = { body, type: ctx.response.get('Content-Type') || 'application/json; charset=utf-8', etag: `"${hash('sha256', body, 'base64url')}"` };
+      document = {
+        body,
+        type: ctx.response.get('Content-Type') || 'application/json; charset=utf-8',
+        etag: `"${hash('sha256', body, 'base64url')}"`,
+        route: (ctx as RoutedContext)._matchedRouteName,
+      };
       // Only the instance that rendered it may keep it: a rotation during the render leaves nothing stale behind.
       if (currentProvider() === provider) prepared.set(key, document);
     } else {
+      (ctx as RoutedContext)._matchedRouteName = document.route;
       // What oidc-provider's open CORS policy sets on these two documents (shared/cors.js, CORS.open).
       ctx.vary('Origin');
       ctx.set('Access-Control-Allow-Origin', ctx.get('Origin') || '*');
