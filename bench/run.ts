@@ -352,7 +352,12 @@ interface Scenario {
   name: string;
   /** Only in these sets (mTLS needs TLS); every set otherwise. */
   sets?: readonly Transport[];
-  run(target: Target): Promise<Measured>;
+  /**
+   * What the run needs from the server first (tokens through a sign-in), done before the measured
+   * window opens: its requests would otherwise count in the CPU per request and the profile's window.
+   */
+  prepare?(target: Target): Promise<string[]>;
+  run(target: Target, prepared: string[]): Promise<Measured>;
   /** Measured right before each of Tessera's runs: the yardstick its budget compares with, at the same moment of the machine. */
   yardstick?(): Promise<number>;
 }
@@ -478,7 +483,7 @@ function scenariosFor(set: Transport, shared: Shared): Scenario[] {
   const accessTokenOf = async (target: Target) => {
     const one = user();
     try {
-      return (await target.signIn(one, 0)).access_token;
+      return [(await target.signIn(one, 0)).access_token];
     } finally {
       one.close();
     }
@@ -524,8 +529,8 @@ function scenariosFor(set: Transport, shared: Shared): Scenario[] {
     { name: 'sign-in flow (password)', run: (target) => flows(async (each, index) => void await target.signIn(each, index)), yardstick: argon2VerifyRate },
     {
       name: 'refresh',
-      async run(target) {
-        const refreshTokens = await refreshTokensOf(target);
+      prepare: refreshTokensOf,
+      async run(target, refreshTokens) {
         return flows(async (each, index) => {
           const response = await each.request(`${target.issuer}/token`, {
             form: { grant_type: 'refresh_token', refresh_token: refreshTokens[index]! },
@@ -538,8 +543,8 @@ function scenariosFor(set: Transport, shared: Shared): Scenario[] {
     },
     {
       name: 'introspection (opaque)',
-      async run(target) {
-        const accessToken = await accessTokenOf(target);
+      prepare: accessTokenOf,
+      async run(target, [accessToken]) {
         return cannon({
           url: `${target.issuer}/token/introspection`, method: 'POST', body: `token=${accessToken}`, tlsOptions: tls,
           // An unknown token is a cheap 200 too; only an active answer counts.
@@ -550,8 +555,8 @@ function scenariosFor(set: Transport, shared: Shared): Scenario[] {
     },
     {
       name: 'userinfo',
-      async run(target) {
-        const accessToken = await accessTokenOf(target);
+      prepare: accessTokenOf,
+      async run(target, [accessToken]) {
         return cannon({ url: `${target.issuer}/me`, headers: { authorization: `Bearer ${accessToken}` }, tlsOptions: tls });
       },
     },
@@ -566,6 +571,7 @@ type ProfileWindow = { target: string; scenario: string; from: number; to: numbe
 /** One run of a scenario against one target, with the server's CPU and memory sampled from /proc. */
 async function measure(set: ScenarioResult['set'], scenario: Scenario, target: Target, round: number, windows: ProfileWindow[]): Promise<ScenarioResult> {
   const pid = target.process.pid!;
+  const prepared = (await scenario.prepare?.(target)) ?? [];
   const yardstick = target.name !== 'baseline' ? await scenario.yardstick?.() : undefined;
   if (yardstick !== undefined) console.log(`bench: argon2id (m=19456 KiB, t=2, p=1) verifies on one core, this process, servers idle: ${yardstick.toFixed(1)}/s`);
   const [serverBefore, mainBefore, generatorBefore, started, from] = [cpuSeconds(pid), cpuSeconds(pid, true), process.cpuUsage(), performance.now(), now()];
@@ -573,7 +579,7 @@ async function measure(set: ScenarioResult['set'], scenario: Scenario, target: T
   const sampler = setInterval(() => {
     rss = Math.max(rss, rssMb(pid));
   }, 100);
-  const result = await scenario.run(target).finally(() => clearInterval(sampler));
+  const result = await scenario.run(target, prepared).finally(() => clearInterval(sampler));
   windows.push({ target: target.name, scenario: scenario.name, from, to: now(), requests: Math.round(result.rps * (performance.now() - started) / 1000) });
   const elapsed = (performance.now() - started) / 1000;
   const generator = process.cpuUsage(generatorBefore);
