@@ -874,6 +874,16 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.false('clients' in (await store.resources.find('https://api.example/open'))!);
   });
 
+  it('a resource server keeps the signing algorithm of its JWT access tokens, and has none when given none', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const created = await store.resources.create(resource('https://api.example/es256', { scopes: ['read'], signingAlg: 'ES256' }));
+    t.is(created.signingAlg, 'ES256');
+    t.is((await store.resources.find('https://api.example/es256'))?.signingAlg, 'ES256');
+    t.is((await store.resources.list()).find((r) => r.audience === 'https://api.example/es256')?.signingAlg, 'ES256');
+    await store.resources.create(resource('https://api.example/default'));
+    t.false('signingAlg' in (await store.resources.find('https://api.example/default'))!);
+  });
+
   it('a created resource server does not change when the caller later changes its input', async (t) => {
     const { store } = await setUp(t, createLane);
     const input = resource('https://api.example', { scopes: ['read'] });

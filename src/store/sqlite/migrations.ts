@@ -202,6 +202,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE resources ADD COLUMN clients TEXT;
   `,
+  // 12: the JWS algorithm of a resource server's JWT access tokens (NULL: RS256).
+  `
+  ALTER TABLE resources ADD COLUMN signing_alg TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
