@@ -68,6 +68,10 @@ test.serial('prepared documents carry the same headers as the answer oidc-provid
     for (const name of ['content-type', 'cache-control', 'vary', 'access-control-allow-origin', 'content-security-policy', 'x-content-type-options', 'etag']) {
       t.is(prepared.headers.get(name), rendered.headers.get(name), `${path}: ${name}`);
     }
+    // The prepared body is the rendered one, metadata from other slices included (ui_locales_supported, i18n).
+    const [renderedBody, preparedBody] = [await rendered.json(), await prepared.json()] as Array<Record<string, unknown>>;
+    t.deepEqual(preparedBody, renderedBody, path);
+    t.deepEqual(preparedBody!.ui_locales_supported, ['en', 'de', 'fr', 'es', 'pt-BR', 'ja'], path);
   }
   const jwks = await fetch(`${server.issuer}/jwks`, { headers: { origin: 'https://rp.example' } });
   t.is(jwks.headers.get('content-type'), 'application/jwk-set+json; charset=utf-8');

@@ -1457,6 +1457,32 @@ test('sqlite: a database at schema version 5, whose accounts all had a password,
   t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 
+test('sqlite: a database at schema version 11, from before signing algorithms, upgrades in place and keeps its resource servers on RS256', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, 11)) old.exec(migration);
+  old.exec('PRAGMA user_version = 11');
+  old.prepare(
+    `INSERT INTO resources (audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at)
+     VALUES ('https://api.example/old', NULL, '["read"]', 'jwt', 300, NULL, '["rp-1"]', 1700000000000)`,
+  ).run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  const kept = await store.resources.find('https://api.example/old');
+  t.deepEqual(kept, { audience: 'https://api.example/old', scopes: ['read'], format: 'jwt', ttlSeconds: 300, clients: ['rp-1'], createdAt: new Date(1700000000000) });
+  const created = await store.resources.create(resource('https://api.example/new', { signingAlg: 'EdDSA', clients: ['rp-2'] }));
+  t.deepEqual(await store.resources.find('https://api.example/new'), created);
+  t.is(created.signingAlg, 'EdDSA');
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
 test('sqlite: two processes writing one database file at the same time lose no writes', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());
