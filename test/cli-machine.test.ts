@@ -345,7 +345,7 @@ test('mixing the options of different client kinds or methods is bad usage: exit
   await withResources(json);
   const cert = file('svc.pem', (await createSelfSignedCertificate({ subject: 'CN=svc' })).cert);
   const cases: [string[], RegExp][] = [
-    [['--grant', 'implicit', '--redirect-uri', 'https://rp.example/cb'], /--grant must be authorization_code or client_credentials/],
+    [['--grant', 'implicit', '--redirect-uri', 'https://rp.example/cb'], /--grant must be authorization_code, device_code, client_credentials, not "implicit"/],
     [['--redirect-uri', 'https://rp.example/cb', '--resource', ORDERS], /--resource is for machine clients/],
     [['--grant', 'authorization_code', '--redirect-uri', 'https://rp.example/cb', '--auth', 'tls_client_auth'], /--auth is for machine clients/],
     [['--grant', 'authorization_code'], /"clients create" needs --redirect-uri URI/],
