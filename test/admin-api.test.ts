@@ -668,6 +668,14 @@ test('resources: the admin API is listed as built in; one is created with its in
   t.false('client_secret' in got.body);
   t.is(got.body.client_id, created.body.client_id);
 
+  t.is(created.body.signing_alg, 'RS256', 'the default');
+  const es256 = await api('POST', '/resources', { body: { audience: `${audience}/es256`, scopes: ['read'], signing_alg: 'ES256' } });
+  t.is(es256.status, 201);
+  t.is(es256.body.signing_alg, 'ES256');
+  t.is((await api('GET', `/resources/${encodeURIComponent(`${audience}/es256`)}`)).body.signing_alg, 'ES256');
+  t.is((await api('POST', '/resources', { body: { audience: `${audience}/hs`, scopes: ['read'], signing_alg: 'HS256' } })).status, 400);
+  t.is((await api('POST', '/resources', { body: { audience: `${audience}/opaque`, scopes: ['read'], format: 'opaque', signing_alg: 'ES256' } })).status, 400);
+  t.is((await api('DELETE', `/resources/${encodeURIComponent(`${audience}/es256`)}`)).status, 204);
   t.is((await api('POST', '/resources', { body: { audience, scopes: ['read'] } })).status, 409);
   t.is((await api('DELETE', `/resources/${encodeURIComponent(audience)}`)).status, 204);
   t.is((await api('GET', `/resources/${encodeURIComponent(audience)}`)).status, 404);

@@ -913,6 +913,16 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.false('clients' in (await store.resources.find('https://api.example/open'))!);
   });
 
+  it('a resource server keeps the signing algorithm of its JWT access tokens, and has none when given none', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const created = await store.resources.create(resource('https://api.example/es256', { scopes: ['read'], signingAlg: 'ES256' }));
+    t.is(created.signingAlg, 'ES256');
+    t.is((await store.resources.find('https://api.example/es256'))?.signingAlg, 'ES256');
+    t.is((await store.resources.list()).find((r) => r.audience === 'https://api.example/es256')?.signingAlg, 'ES256');
+    await store.resources.create(resource('https://api.example/default'));
+    t.false('signingAlg' in (await store.resources.find('https://api.example/default'))!);
+  });
+
   it('a created resource server does not change when the caller later changes its input', async (t) => {
     const { store } = await setUp(t, createLane);
     const input = resource('https://api.example', { scopes: ['read'] });
@@ -1480,6 +1490,32 @@ test('sqlite: a database at schema version 5, whose accounts all had a password,
   const { passwordHash: _none, ...hashless } = account('new-sub', 'new@example.com');
   t.false('passwordHash' in await store.accounts.create(hashless));
   t.deepEqual((await store.accounts.list()).map((listed) => listed.sub), ['old-sub', 'new-sub'], 'oldest first, as the index orders them');
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
+test('sqlite: a database at schema version 11, from before signing algorithms, upgrades in place and keeps its resource servers on RS256', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, 11)) old.exec(migration);
+  old.exec('PRAGMA user_version = 11');
+  old.prepare(
+    `INSERT INTO resources (audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at)
+     VALUES ('https://api.example/old', NULL, '["read"]', 'jwt', 300, NULL, '["rp-1"]', 1700000000000)`,
+  ).run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  const kept = await store.resources.find('https://api.example/old');
+  t.deepEqual(kept, { audience: 'https://api.example/old', scopes: ['read'], format: 'jwt', ttlSeconds: 300, clients: ['rp-1'], createdAt: new Date(1700000000000) });
+  const created = await store.resources.create(resource('https://api.example/new', { signingAlg: 'EdDSA', clients: ['rp-2'] }));
+  t.deepEqual(await store.resources.find('https://api.example/new'), created);
+  t.is(created.signingAlg, 'EdDSA');
 
   const raw = new DatabaseSync(lane.file, { readOnly: true });
   t.teardown(() => raw.close());

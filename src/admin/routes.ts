@@ -611,6 +611,7 @@ const createResource = defineRoute({
       ttlSeconds: body.ttl,
       scopeRoles: body.scope_roles,
       clients: body.clients,
+      signingAlg: body.signing_alg,
     });
     return { ...resourceView({ ...created, source: 'store' }, created.client.client_id), client_secret: created.client.client_secret! };
   },

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 
+import { ACCESS_TOKEN_SIGNING_ALGS } from '../config.ts';
 import { SECURITY_EVENT_TYPES } from '../domain/events.ts';
 
 // --- Building blocks ---
@@ -321,6 +322,7 @@ export const resource = z.object({
   ttl: z.number().int(),
   scope_roles: z.record(z.string(), z.array(z.string())).optional(),
   clients: z.array(z.string()).optional().meta({ description: 'The only clients that may ask for it in the code flow; absent, any client may, with the person\'s consent' }),
+  signing_alg: z.enum(ACCESS_TOKEN_SIGNING_ALGS).optional().meta({ description: 'The JWS algorithm of its JWT access tokens' }),
   source: z.enum(['builtin', 'config', 'store']),
   client_id: z.string().optional().meta({ description: 'Its client for introspection and revocation' }),
 }).meta({ id: 'Resource' });
@@ -339,6 +341,7 @@ export const createResource = {
     ttl: z.number().int().min(1).max(86_400).optional(),
     scope_roles: z.record(scope, z.array(role).min(1).max(100)).optional(),
     clients: z.array(clientId).min(1).max(100).optional(),
+    signing_alg: z.enum(ACCESS_TOKEN_SIGNING_ALGS).optional().meta({ description: 'The JWS algorithm of its JWT access tokens (default RS256)' }),
   }),
   response: resource.extend({
     client_secret: z.string().meta({ description: 'Its introspection client\'s secret, shown this once' }),

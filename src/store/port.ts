@@ -10,6 +10,8 @@
 
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
+import type { AccessTokenSigningAlg } from '../config.ts';
+
 /** The payload oidc-provider hands its adapter (see oidc-provider's example/my_adapter.js). */
 export interface OidcPayload {
   [key: string]: unknown;
@@ -274,8 +276,12 @@ export interface ResourceServerRecord {
   scopeRoles?: Record<string, string[]>;
   /** The only clients that may ask for it in the code flow (absent: any client, with the person's consent). */
   clients?: string[];
+  /** The JWS algorithm of its JWT access tokens (absent: RS256, the default every validator supports). */
+  signingAlg?: AccessTokenSigningAlg;
   createdAt: Date;
 }
+
+export type { AccessTokenSigningAlg } from '../config.ts';
 
 /** Every write (create, delete) bumps the `resources` revision. */
 export interface ResourceRepository {

@@ -207,6 +207,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX IF NOT EXISTS accounts_locked_until ON accounts (locked_until) WHERE locked_until IS NOT NULL;
   `,
+  // 13: the JWS algorithm of a resource server's JWT access tokens (NULL: RS256).
+  `
+  ALTER TABLE resources ADD COLUMN signing_alg TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
