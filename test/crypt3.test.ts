@@ -154,3 +154,17 @@ test('verifyCrypt3 accepts the tools\' hashes with the right password only, and 
     t.false(verifyCrypt3(malformed, password), JSON.stringify(malformed));
   }
 });
+
+test('verifyCrypt3Async lets the event loop run between batches of SHA-crypt rounds', async (t) => {
+  const hash = sha2Crypt('a password', 'salt', 20_000, 512);
+  let turns = 0;
+  let counting = true;
+  const tick = () => {
+    turns++;
+    if (counting) setImmediate(tick);
+  };
+  setImmediate(tick);
+  t.true(await verifyCrypt3Async(hash, 'a password'));
+  counting = false;
+  t.true(turns >= 4, `the event loop ran ${turns} times during 20,000 rounds`);
+});
