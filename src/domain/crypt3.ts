@@ -22,9 +22,9 @@ const SHA_CRYPT_MAX_SALT = 16;
 const MD5_CRYPT_MAX_SALT = 8;
 const MD5_CRYPT_ROUNDS = 1000;
 /**
- * SHA-crypt runs its rounds from JavaScript (one node:crypto call each, about 4 µs for SHA-512 on the
- * loaded 2-core machine), so a verify hands the event loop back this often: passlib's default 656,000 rounds would otherwise
- * stall every other request for seconds.
+ * SHA-crypt runs its rounds from JavaScript (one node:crypto call each, about 4 µs for SHA-512 on
+ * the loaded 2-core machine), so a verify hands the event loop back this often: passlib's default
+ * 656,000 rounds would otherwise stall every other request for seconds.
  */
 const ROUNDS_PER_TURN = 4096;
 
