@@ -1,6 +1,6 @@
 /**
  * `tessera users import` and `export`: hashes made by other ecosystems' real tools (passlib,
- * pyca/bcrypt, htpasswd and `openssl dgst`) sign in through the real sign-in
+ * pyca/bcrypt, htpasswd, `openssl dgst` and `openssl passwd`) sign in through the real sign-in
  * page with the original passwords and become argon2id; bad records are reported by line; a
  * re-run is harmless; a killed import leaves accounts whole or absent; an export imports back as
  * the same accounts. SQLite and the Mongo lane.
@@ -15,7 +15,7 @@ import test from 'ava';
 
 import { parseImportFile } from '../src/domain/import-formats.ts';
 import { cliInstallation, eventually, runCli } from './helpers/cli.ts';
-import { htpasswdBcrypt, opensslDigest, passlibHash, pythonBcrypt } from './helpers/foreign-hashes.ts';
+import { htpasswdBcrypt, htpasswdDefault, opensslDigest, opensslPasswd, passlibHash, pythonBcrypt } from './helpers/foreign-hashes.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { startMongoLane } from './helpers/mongo-lane.ts';
 import { staticClient } from './helpers/relying-party.ts';
@@ -43,7 +43,8 @@ async function importThroughCli(server: TestServer, file: string, extra: string[
   return JSON.parse(result.stdout) as { imported: number; updated: number; skipped: number; errors: Array<{ line: number; reason: string }>; weak_hashes: Array<{ line: number; algorithm: string }> };
 }
 
-test('hashes made by passlib, pyca/bcrypt, htpasswd and openssl sign in through the sign-in page with the old password and become argon2id', async (t) => {
+test('hashes made by passlib, pyca/bcrypt, htpasswd, openssl dgst and openssl passwd sign in through the sign-in page with the old password and become argon2id', async (t) => {
+  // Three sign-ins for each of 14 accounts from one address: startTestServer's RELAXED_RATE_LIMITS keep the per-address limit out of the way.
   const server = await startTestServer({ clients: [staticClient()] });
   t.teardown(async () => {
     await server.close();
@@ -59,18 +60,26 @@ test('hashes made by passlib, pyca/bcrypt, htpasswd and openssl sign in through 
     'bcrypt-2y@example.com': { password_hash: htpasswdBcrypt(PASSWORD) },
     'sha256@example.com': { password_hash: `sha256:${opensslDigest('sha256', PASSWORD + salt)}`, password_salt: salt, password_salt_position: 'suffix' },
     'md5@example.com': { password_hash: `md5:${opensslDigest('md5', PASSWORD)}` },
+    'sha256-crypt@example.com': { password_hash: opensslPasswd('-5', PASSWORD) },
+    'sha512-crypt@example.com': { password_hash: opensslPasswd('-6', PASSWORD) },
+    'sha512-crypt-rounds@example.com': { password_hash: opensslPasswd('-6', PASSWORD, 10_000) },
+    'md5-crypt@example.com': { password_hash: opensslPasswd('-1', PASSWORD) },
+    'apr1@example.com': { password_hash: opensslPasswd('-apr1', PASSWORD) },
+    'htpasswd-default@example.com': { password_hash: htpasswdDefault(PASSWORD) },
   };
-  t.regex(String(hashes['bcrypt-2y@example.com']!.password_hash), /^\$2y\$/, 'htpasswd writes $2y$');
+  t.regex(String(hashes['bcrypt-2y@example.com']!.password_hash), /^\$2y\$/, 'htpasswd -B writes $2y$');
+  t.regex(String(hashes['htpasswd-default@example.com']!.password_hash), /^\$apr1\$/, 'plain htpasswd writes $apr1$');
+  t.regex(String(hashes['sha512-crypt-rounds@example.com']!.password_hash), /^\$6\$rounds=10000\$/);
   const file = path.join(server.dataDir, 'users.jsonl');
   writeFileSync(file, jsonl(Object.entries(hashes).map(([email, hash]) => ({ email, ...hash }))));
 
   const refused = await importThroughCli(server, file);
-  t.is(refused.imported, 6, 'without --allow-weak-hashes the legacy digests are refused');
-  t.deepEqual(refused.errors.map((error) => error.line), [7, 8]);
-  t.regex(refused.errors[0]!.reason, /weak hash.*--allow-weak-hashes/);
+  t.is(refused.imported, 9, 'without --allow-weak-hashes the legacy digests and md5-crypt are refused');
+  t.deepEqual(refused.errors.map((error) => error.line), [7, 8, 12, 13, 14]);
+  for (const error of refused.errors) t.regex(error.reason, /weak hash.*--allow-weak-hashes/);
   const report = await importThroughCli(server, file, ['--allow-weak-hashes']);
-  t.like(report, { imported: 2, skipped: 6, errors: [] });
-  t.deepEqual(report.weak_hashes.map((weak) => weak.algorithm), ['sha256', 'md5'], 'and reported as weak');
+  t.like(report, { imported: 5, skipped: 9, errors: [] });
+  t.deepEqual(report.weak_hashes.map((weak) => weak.algorithm), ['sha256', 'md5', 'md5-crypt', 'apr1', 'apr1'], 'and reported as weak');
 
   for (const [email, { password_hash: original }] of Object.entries(hashes)) {
     t.is((await attemptSignIn(server, email, WRONG)).status, 401, `${email}: a wrong password is refused`);
@@ -83,6 +92,25 @@ test('hashes made by passlib, pyca/bcrypt, htpasswd and openssl sign in through 
   }
   const account = await server.withServices(({ accounts }) => accounts.findByEmail('bcrypt-2b@example.com'));
   t.is(account?.failedSignIns, 0, 'the success reset the failure count in the same write that stored the argon2id hash');
+});
+
+test('SHA-crypt rounds beyond 1,000,000 or below 1000, and malformed crypt(3) strings, are refused at import with the reason', async (t) => {
+  const { withServices } = cliInstallation(t, 'tessera-import-');
+  const checksum512 = 'a'.repeat(86);
+  const text = jsonl([
+    { email: 'many-rounds@example.com', password_hash: `$6$rounds=1000001$salt$${checksum512}` },
+    { email: 'few-rounds@example.com', password_hash: `$5$rounds=999$salt$${'a'.repeat(43)}` },
+    { email: 'short@example.com', password_hash: `$6$salt$${checksum512.slice(1)}` },
+    { email: 'long-salt@example.com', password_hash: '$1$123456789$aaaaaaaaaaaaaaaaaaaaaa' },
+    { email: 'passlib-default@example.com', password_hash: `$6$rounds=656000$salt$${checksum512}` },
+  ]);
+  const report = await withServices(({ userImport }) => userImport.import(parseImportFile(text, 'jsonl'), { allowWeakHashes: true }));
+  t.like(report, { imported: 1, errors: [
+    { line: 1, reason: 'SHA-crypt rounds must be between 1000 and 1000000' },
+    { line: 2, reason: 'SHA-crypt rounds must be between 1000 and 1000000' },
+    { line: 3, reason: 'unknown password hash format' },
+    { line: 4, reason: 'unknown password hash format' },
+  ] });
 });
 
 test('bad records are reported by line with the reason and never stop the good ones; a dry run writes nothing', async (t) => {

@@ -188,7 +188,7 @@ const importUsers = defineCommand({
   options: {
     format: { type: 'string', placeholder: IMPORT_FORMATS.join('|'), description: 'The file\'s format (default: csv for *.csv, else jsonl)' },
     'dry-run': { type: 'boolean', description: 'Check every record and report what would happen, writing nothing' },
-    'allow-weak-hashes': { type: 'boolean', description: 'Accept sha256:, sha1: and md5: digests (fast hashes; reported as weak)' },
+    'allow-weak-hashes': { type: 'boolean', description: 'Accept sha256:, sha1: and md5: digests and $1$ / $apr1$ md5-crypt (fast hashes; reported as weak)' },
     'send-set-password-links': { type: 'boolean', description: 'Mail a link to choose a password to each account imported without one' },
     json: JSON_OPTION,
   },

@@ -8,6 +8,9 @@
  *   (passlib), `$pbkdf2-sha256$rounds$salt$hash`, `$pbkdf2-sha512$...` and `$pbkdf2$...` for SHA-1
  *   (passlib, whose base64 writes `.` for `+`);
  * - bcrypt's modular crypt `$2a$`, `$2b$`, `$2y$` (htpasswd, every bcrypt library);
+ * - crypt(3)'s `$5$` SHA-256-crypt and `$6$` SHA-512-crypt (/etc/shadow, `openssl passwd -5/-6`,
+ *   mkpasswd), `$1$` md5-crypt and `$apr1$` (`openssl passwd -1/-apr1`, htpasswd's default),
+ *   verified by crypt3.ts;
  * - legacy unsalted or salted digests, `sha256:<hex>`, `sha1:<hex>`, `md5:<hex>`, kept as
  *   `$legacy-sha256$<prefix|suffix>$<base64 salt>$<hex>` so one string holds salt and position.
  */
@@ -16,24 +19,35 @@ import { promisify } from 'node:util';
 
 import bcrypt from 'bcryptjs';
 
+import { CRYPT3_PATTERNS, SHA_CRYPT_MIN_ROUNDS, verifyCrypt3Async } from './crypt3.ts';
+
 const pbkdf2Async = promisify(pbkdf2);
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, length: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
 
-export type HashFamily = 'argon2id' | 'argon2i' | 'bcrypt' | 'scrypt' | 'pbkdf2-sha256' | 'pbkdf2-sha512' | 'pbkdf2-sha1' | 'sha256' | 'sha1' | 'md5';
+export type HashFamily = 'argon2id' | 'argon2i' | 'bcrypt' | 'scrypt' | 'pbkdf2-sha256' | 'pbkdf2-sha512' | 'pbkdf2-sha1'
+  | 'sha256-crypt' | 'sha512-crypt' | 'md5-crypt' | 'apr1' | 'sha256' | 'sha1' | 'md5';
 
-/** Fast digests: a leaked table of them falls to a GPU in hours, so an import takes them only when told to. */
-export const WEAK_FAMILIES: ReadonlySet<HashFamily> = new Set(['sha256', 'sha1', 'md5']);
+/**
+ * Fast digests, and md5-crypt's fixed 1000 MD5 rounds: a leaked table of them falls to a GPU in
+ * hours, so an import takes them only when told to.
+ */
+export const WEAK_FAMILIES: ReadonlySet<HashFamily> = new Set(['md5-crypt', 'apr1', 'sha256', 'sha1', 'md5']);
 
 const LEGACY_DIGEST_HEX_LENGTH = { sha256: 64, sha1: 40, md5: 32 } as const;
 type LegacyAlgorithm = keyof typeof LEGACY_DIGEST_HEX_LENGTH;
 
 /** Bounds on work factors: far above any real deployment's, low enough that a hostile file cannot make one sign-in take minutes. */
 const MAX_PBKDF2_ROUNDS = 10_000_000;
+/**
+ * SHA-crypt's rounds are one node:crypto call each from JavaScript (crypt3.ts): a million SHA-512
+ * rounds took about 4 s on the loaded 2-core machine. Above passlib's defaults (535,000 and 656,000).
+ */
+const MAX_SHA_CRYPT_ROUNDS = 1_000_000;
 const MAX_SCRYPT_LOG_N = 20;
 const MAX_SCRYPT_RP = 64;
 
 const B64 = '[A-Za-z0-9+/.]+';
-const PATTERNS: ReadonlyArray<[HashFamily, RegExp]> = [
+const PATTERNS: ReadonlyArray<readonly [HashFamily, RegExp]> = [
   // Parameters in any order: node's argon2 writes m,p,t; the reference implementation and passlib m,t,p.
   ['argon2id', /^\$argon2id\$v=\d+\$[mtp]=\d+,[mtp]=\d+,[mtp]=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/],
   ['argon2i', /^\$argon2i\$v=\d+\$[mtp]=\d+,[mtp]=\d+,[mtp]=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/],
@@ -42,6 +56,7 @@ const PATTERNS: ReadonlyArray<[HashFamily, RegExp]> = [
   ['pbkdf2-sha256', new RegExp(`^\\$pbkdf2-sha256\\$\\d+\\$${B64}\\$${B64}$`)],
   ['pbkdf2-sha512', new RegExp(`^\\$pbkdf2-sha512\\$\\d+\\$${B64}\\$${B64}$`)],
   ['pbkdf2-sha1', new RegExp(`^\\$pbkdf2\\$\\d+\\$${B64}\\$${B64}$`)],
+  ...CRYPT3_PATTERNS,
   ['sha256', /^\$legacy-sha256\$(prefix|suffix)\$[A-Za-z0-9+/=]*\$[0-9a-f]{64}$/],
   ['sha1', /^\$legacy-sha1\$(prefix|suffix)\$[A-Za-z0-9+/=]*\$[0-9a-f]{40}$/],
   ['md5', /^\$legacy-md5\$(prefix|suffix)\$[A-Za-z0-9+/=]*\$[0-9a-f]{32}$/],
@@ -87,6 +102,11 @@ function workFactorProblem(hash: string, family: HashFamily): string | undefined
   if (family.startsWith('pbkdf2')) {
     const rounds = Number(hash.split('$')[2]);
     if (!(rounds >= 1 && rounds <= MAX_PBKDF2_ROUNDS)) return `PBKDF2 rounds must be between 1 and ${MAX_PBKDF2_ROUNDS}`;
+  }
+  if (family === 'sha256-crypt' || family === 'sha512-crypt') {
+    // Without rounds= the hash has the default 5000; glibc never writes fewer than 1000.
+    const rounds = Number(/\$rounds=(\d+)\$/.exec(hash)?.[1] ?? 5000);
+    if (!(rounds >= SHA_CRYPT_MIN_ROUNDS && rounds <= MAX_SHA_CRYPT_ROUNDS)) return `SHA-crypt rounds must be between ${SHA_CRYPT_MIN_ROUNDS} and ${MAX_SHA_CRYPT_ROUNDS}`;
   }
   if (family === 'scrypt') {
     const { ln, r, p } = scryptParameters(hash);
@@ -136,6 +156,11 @@ export async function verifyImportedHash(hash: string, password: string): Promis
         const digest = family === 'pbkdf2-sha1' ? 'sha1' : family.slice('pbkdf2-'.length);
         return equal(await pbkdf2Async(password, fromAb64(salt), Number(rounds), want.length, digest), want);
       }
+      case 'sha256-crypt':
+      case 'sha512-crypt':
+      case 'md5-crypt':
+      case 'apr1':
+        return await verifyCrypt3Async(hash, password);
       case 'sha256':
       case 'sha1':
       case 'md5': {

@@ -62,7 +62,7 @@ export class PasswordHasher {
 
   /**
    * Never throws on a malformed stored hash: that is a failed verification, not a server error.
-   * An imported hash (bcrypt, scrypt, PBKDF2, a legacy digest) is verified with its own algorithm,
+   * An imported hash (bcrypt, scrypt, PBKDF2, crypt(3)'s SHA-crypt and md5-crypt, a legacy digest) is verified with its own algorithm,
    * in the same slots, since bcrypt and scrypt are as heavy as argon2. An account without a
    * password (an empty hash) costs a decoy verify, so it answers like a wrong password, in time too.
    */

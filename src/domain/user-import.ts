@@ -44,7 +44,7 @@ export interface ImportReport {
   errors: Array<{ line: number; reason: string }>;
   /** Why each skipped record was skipped. */
   skipped_records: Array<{ line: number; email: string; reason: string }>;
-  /** Records taken with a legacy digest (--allow-weak-hashes). */
+  /** Records taken with a weak hash, a legacy digest or md5-crypt (--allow-weak-hashes). */
   weak_hashes: Array<{ line: number; email: string; algorithm: string }>;
   /** What a mapping could not carry over (e.g. a Firebase hash). */
   notes: Array<{ line: number; note: string }>;
@@ -128,7 +128,7 @@ export function checkRecord(record: RawRecord, options: { allowWeakHashes?: bool
   if (hash !== undefined && !problems.length) {
     const stored = storedHashOf({ hash, salt: salt as string | undefined, saltPosition: position as SaltPosition | undefined });
     if (typeof stored === 'string') problems.push(stored);
-    else if (WEAK_FAMILIES.has(stored.family) && !options.allowWeakHashes) problems.push(`a ${stored.family} digest is a weak hash: import it only with --allow-weak-hashes`);
+    else if (WEAK_FAMILIES.has(stored.family) && !options.allowWeakHashes) problems.push(`${stored.family} is a weak hash: import it only with --allow-weak-hashes`);
     else {
       passwordHash = stored.hash;
       family = stored.family;

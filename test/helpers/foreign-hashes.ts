@@ -4,6 +4,7 @@
  * pyenv one), Apache's htpasswd (apache2-utils) and openssl. .ci/run installs them.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -35,4 +36,15 @@ export function htpasswdBcrypt(password: string): string {
 /** A home-made login's digest: `openssl dgst` of the salted password, as hex. */
 export function opensslDigest(algorithm: 'sha256' | 'sha1' | 'md5', salted: string): string {
   return run('openssl', ['dgst', `-${algorithm}`, '-r'], salted).split(' ')[0]!;
+}
+
+/** `openssl passwd` (its own random salt): `$1$`, `$apr1$`, `$5$`, `$6$`; a `rounds` goes in front of a salt of ours, as openssl reads it. */
+export function opensslPasswd(option: '-1' | '-apr1' | '-5' | '-6', password: string, rounds?: number): string {
+  const salt = randomBytes(12).toString('base64').replaceAll('+', '.');
+  return run('openssl', ['passwd', option, ...(rounds === undefined ? [] : ['-salt', `rounds=${rounds}$${salt}`]), '-stdin'], password);
+}
+
+/** `htpasswd -nb user PASSWORD` with no algorithm option, as a reviewer would type it: its default is Apache's `$apr1$`. */
+export function htpasswdDefault(password: string): string {
+  return run('htpasswd', ['-nb', 'user', password], '').split(':')[1]!;
 }
