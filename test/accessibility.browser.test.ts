@@ -4,7 +4,9 @@
  * the second factor, forgot and reset password, the account page, an error page, and sign-out.
  * Zero violations of any rule axe runs by default (WCAG 2.x A and AA, and its best practices).
  * Each language is reached the way people reach it: `ui_locales` from the app, and the browser's
- * own language for pages outside a sign-in. Chromium is required: these tests fail without it.
+ * own language for pages outside a sign-in. The device pages (RFC 8628) are checked the same way, in
+ * English and Japanese, reached by the browser's language. Chromium is required: these tests fail
+ * without it.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,8 +18,9 @@ import * as OTPAuth from 'otpauth';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 import { CHROMIUM_ARGS, findChromium } from './helpers/browser.ts';
+import { runCliJson } from './helpers/cli.ts';
 import { linkIn, startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
-import { authorizationRequest, discover, RP_CALLBACK, staticClient } from './helpers/relying-party.ts';
+import { authorizationRequest, discover, newPerson, RP_CALLBACK, staticClient, type Person } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
 
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -26,6 +29,9 @@ let server: TestServer;
 let mail: MailCatcher;
 let config: oidc.Configuration;
 let browser: Browser | undefined;
+/** A public device client (made with the CLI, as an operator would) and a person who approves it. */
+let device: oidc.Configuration;
+let devicePerson: Person;
 
 test.before(async () => {
   mail = await startMailCatcher();
@@ -34,6 +40,11 @@ test.before(async () => {
     env: { SMTP_URL: mail.url },
   });
   config = await discover(server.issuer);
+  const created = await runCliJson<{ client_id: string }>(server.cliEnv, ['clients', 'create', '--name', 'Kitchen Radio', '--grant', 'device_code', '--public']);
+  await server.host.refresh();
+  device = await oidc.discovery(new URL(server.issuer), created.client_id, {}, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+  devicePerson = newPerson();
+  await server.withServices(({ accounts }) => accounts.register({ email: devicePerson.email, password: devicePerson.password }).then(() => undefined));
   const executablePath = findChromium();
   if (executablePath) browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, headless: true });
 });
@@ -169,6 +180,62 @@ for (const { lang, browserLocale, headings } of LANGUAGES) {
 
     t.deepEqual(problems, []);
     t.log(`${lang}: ${checked.join(', ')}`);
+  });
+}
+
+const DEVICE_LANGUAGES = [
+  { lang: 'en', browserLocale: 'en-GB', done: 'Device connected' },
+  { lang: 'ja', browserLocale: 'ja-JP', done: 'デバイスを接続しました' },
+] as const;
+
+for (const { lang, browserLocale, done } of DEVICE_LANGUAGES) {
+  test.serial(`the device pages have no accessibility violations in ${lang}, and are in ${lang}`, async (t) => {
+    t.timeout(120_000);
+    if (!browser) {
+      t.fail('Chromium was not found: `npm test` finds or installs it first (scripts/ensure-chromium.ts); run that, or set CHROMIUM_PATH.');
+      return;
+    }
+    const context = await browser.newContext({ locale: browserLocale, viewport: { width: 390, height: 844 } });
+    t.teardown(() => context.close());
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    async function check(name: string): Promise<void> {
+      t.is(await page.locator('html').getAttribute('lang'), lang, `${name}: <html lang>`);
+      t.deepEqual(await axeViolations(page), [], `${name} (${lang})`);
+    }
+
+    // A code that is not right, then the prefilled one, the confirmation, sign-in and consent, done.
+    const started = await oidc.initiateDeviceAuthorization(device, { scope: 'openid' });
+    await page.goto(started.verification_uri);
+    await check('device code form');
+    await page.locator('#user_code').fill('BCDF-GHJK');
+    await page.locator('form[action="/device"] button[type=submit]').click();
+    await page.locator('#form-error').waitFor();
+    await check('device code refused');
+    await page.goto(started.verification_uri_complete!);
+    await page.locator('form[action="/device"] button[type=submit]').click();
+    await page.locator('.user-code').waitFor();
+    await check('device confirmation');
+    await page.locator('button[name=confirm]').click();
+    await page.waitForURL('**/interaction/**');
+    await page.locator('#email').fill(devicePerson.email);
+    await page.locator('#password').fill(devicePerson.password);
+    await page.locator('form[action$="/login"] button[type=submit]').click();
+    // Consent is asked the first time this person meets the device client (the English run), not after.
+    await page.locator('button[value=allow], p.lead[role=status]').first().waitFor();
+    if (await page.locator('button[value=allow]').count()) await page.locator('button[value=allow]').click();
+    await page.locator('h1', { hasText: done }).waitFor();
+    await check('device connected');
+
+    // Another device, denied.
+    const denied = await oidc.initiateDeviceAuthorization(device, { scope: 'openid' });
+    await page.goto(denied.verification_uri_complete!);
+    await page.locator('form[action="/device"] button[type=submit]').click();
+    await page.locator('button[name=abort]').click();
+    await page.locator('p.lead[role=status]').waitFor();
+    await check('device denied');
+    t.deepEqual(problems, []);
   });
 }
 

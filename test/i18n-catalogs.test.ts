@@ -150,6 +150,7 @@ const PAGE_SOURCES = [
   'src/interaction', 'src/account', 'src/http',
   'src/domain/accounts.ts', 'src/domain/email.ts', 'src/domain/password-policy.ts', 'src/domain/second-factors.ts',
   'src/domain/mfa', 'src/domain/identities.ts', 'src/domain/federation.ts',
+  'src/oidc/features/device-flow.ts',
 ];
 
 function sourcesUnder(entry: string): string[] {
@@ -179,4 +180,33 @@ test('every fixed message the pages can show is in the catalogs, so it is shown 
     }
   }
   t.deepEqual([...untranslated], []);
+});
+
+/** Text in a template that is not a word of any language: code and addresses shown as they are. */
+const NOT_WORDS = new Set(['/.well-known/openid-configuration']);
+
+/**
+ * The words a template writes itself, outside `<% %>`: text between tags, and the attributes a person
+ * reads or hears (alt, title, placeholder, aria-label). Whatever is left once the EJS is taken out.
+ */
+function templateWords(source: string): string[] {
+  const markup = source.replace(/<%[\s\S]*?%>/g, ' ');
+  const attributes = [...markup.matchAll(/\s(?:alt|title|placeholder|aria-label|aria-description)="([^"]*)"/g)].map((match) => match[1] ?? '');
+  const text = markup.replace(/<(script|style)\b[\s\S]*?<\/\1>/g, ' ').replace(/<[^>]*>/g, '\n').replace(/&[#\w]+;/g, ' ').split('\n');
+  return [...attributes, ...text].map((part) => part.trim()).filter((part) => /\p{L}{2}/u.test(part) && !NOT_WORDS.has(part));
+}
+
+function templatesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((item) => (item.isDirectory() ? templatesUnder(`${dir}/${item.name}`) : item.name.endsWith('.ejs') ? [`${dir}/${item.name}`] : []));
+}
+
+test('no page template writes words of its own: every text and label comes from the catalogs', (t) => {
+  // The admin console (views/console) is not in the catalogs yet.
+  const found = templatesUnder('views').filter((file) => !file.startsWith('views/console/'))
+    .flatMap((file) => templateWords(readFileSync(file, 'utf8')).map((words) => `${file}: ${words}`));
+  t.deepEqual(found, []);
+});
+
+test('the template check finds text between tags and in labelling attributes, not in EJS or markup', (t) => {
+  t.deepEqual(templateWords('<h1><%= t("x") %></h1>\n<p class="lead">Plain words</p><img alt="A picture" src="/a.png"><input aria-label="<%= t(\'y\') %>">'), ['A picture', 'Plain words']);
 });
