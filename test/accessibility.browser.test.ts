@@ -4,9 +4,9 @@
  * the second factor, forgot and reset password, the account page, an error page, and sign-out.
  * Zero violations of any rule axe runs by default (WCAG 2.x A and AA, and its best practices).
  * Each language is reached the way people reach it: `ui_locales` from the app, and the browser's
- * own language for pages outside a sign-in. The device pages (RFC 8628) are checked the same way, in
- * English and Japanese, reached by the browser's language. Chromium is required: these tests fail
- * without it.
+ * own language for pages outside a sign-in. The device pages (RFC 8628) and the admin console's main
+ * pages are checked the same way, in English and Japanese, reached by the browser's language.
+ * Chromium is required: these tests fail without it.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -44,7 +44,14 @@ test.before(async () => {
   await server.host.refresh();
   device = await oidc.discovery(new URL(server.issuer), created.client_id, {}, oidc.None(), { execute: [oidc.allowInsecureRequests] });
   devicePerson = newPerson();
-  await server.withServices(({ accounts }) => accounts.register({ email: devicePerson.email, password: devicePerson.password }).then(() => undefined));
+  await server.withServices(async ({ accounts, roles }) => {
+    await accounts.register({ email: devicePerson.email, password: devicePerson.password });
+    // One operator per language, so each run meets the console's demand for a second factor afresh.
+    for (const { lang } of CONSOLE_LANGUAGES) {
+      await accounts.register({ email: `operator-${lang}@example.org`, password: OPERATOR_PASSWORD });
+      await roles.add(`operator-${lang}@example.org`, 'admin');
+    }
+  });
   const executablePath = findChromium();
   if (executablePath) browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, headless: true });
 });
@@ -183,6 +190,13 @@ for (const { lang, browserLocale, headings } of LANGUAGES) {
   });
 }
 
+const OPERATOR_PASSWORD = 'an operator with an accessible console';
+
+const CONSOLE_LANGUAGES = [
+  { lang: 'en', browserLocale: 'en-US', headings: { overview: 'Overview', people: 'People', apps: 'Apps', keys: 'Keys', audit: 'Audit trail' }, refusal: ['Tick the box to confirm first.', 'Tick to confirm'] },
+  { lang: 'ja', browserLocale: 'ja-JP', headings: { overview: '概要', people: 'ユーザー', apps: 'アプリ', keys: '鍵', audit: '監査ログ' }, refusal: ['先にチェックボックスにチェックを入れて確認してください。', 'チェックを入れて確認してください'] },
+] as const;
+
 const DEVICE_LANGUAGES = [
   { lang: 'en', browserLocale: 'en-GB', done: 'Device connected' },
   { lang: 'ja', browserLocale: 'ja-JP', done: 'デバイスを接続しました' },
@@ -235,6 +249,67 @@ for (const { lang, browserLocale, done } of DEVICE_LANGUAGES) {
     await page.locator('button[name=abort]').click();
     await page.locator('p.lead[role=status]').waitFor();
     await check('device denied');
+    t.deepEqual(problems, []);
+  });
+}
+
+for (const { lang, browserLocale, headings, refusal } of CONSOLE_LANGUAGES) {
+  test.serial(`the admin console's main pages have no accessibility violations in ${lang}, and are in ${lang}`, async (t) => {
+    t.timeout(120_000);
+    if (!browser) {
+      t.fail('Chromium was not found: `npm test` finds or installs it first (scripts/ensure-chromium.ts); run that, or set CHROMIUM_PATH.');
+      return;
+    }
+    const context = await browser.newContext({ locale: browserLocale, viewport: { width: 1000, height: 900 } });
+    t.teardown(() => context.close());
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    async function check(name: string, heading?: string): Promise<void> {
+      t.is(await page.locator('html').getAttribute('lang'), lang, `${name}: <html lang>`);
+      if (heading) t.is((await page.locator('h1').textContent())?.trim(), heading, `${name}: its heading`);
+      t.deepEqual(await axeViolations(page), [], `${name} (${lang})`);
+    }
+
+    // The console asks for the admin role and a second factor: an authenticator app is set up on the way in.
+    const email = `operator-${lang}@example.org`;
+    await page.goto(`${server.url}/admin`);
+    await page.waitForURL('**/interaction/**');
+    await page.locator('#email').fill(email);
+    await page.locator('#password').fill(OPERATOR_PASSWORD);
+    await page.locator('form[action$="/login"] button[type=submit]').click();
+    await page.waitForURL('**/enrol');
+    await page.locator('a[href$="/enrol/totp"]').click();
+    await page.waitForURL('**/enrol/totp');
+    const secret = (await page.locator('#totp-secret').textContent())!.replace(/\s/g, '');
+    await page.locator('#code').fill(OTPAuth.TOTP.generate({ secret: OTPAuth.Secret.fromBase32(secret) }));
+    await page.locator('form[action$="/enrol/totp"] button[type=submit]').click();
+    await page.waitForURL('**/enrol/recovery-codes');
+    await page.locator('form[action$="/enrol/done"] button[type=submit]').click();
+    await page.waitForURL(`${server.url}/admin`);
+    await check('console overview', headings.overview);
+
+    await page.goto(`${server.url}/admin/people?q=operator-${lang}`);
+    await check('console people', headings.people);
+    await page.locator(`a:text-is("${email}")`).click();
+    await page.waitForURL('**/admin/people/**');
+    await check('console person', email);
+    // A refused action shows its message beside the box it is about (the browser's own check of the box is skipped to reach the server's).
+    await page.locator('form[action$="/reset-factors"]').evaluate((form) => { (form as HTMLFormElement).noValidate = true; });
+    await page.locator('form[action$="/reset-factors"] button[type=submit]').click();
+    await page.locator('.field-error').waitFor();
+    t.deepEqual([(await page.locator('#banner').textContent())?.trim(), (await page.locator('.field-error').textContent())?.trim()], [...refusal]);
+    await check('console person, a refused action');
+
+    await page.goto(`${server.url}/admin/apps`);
+    await check('console apps', headings.apps);
+    await page.locator('a[href^="/admin/apps/"]').first().click();
+    await page.waitForURL('**/admin/apps/**');
+    await check('console app');
+    await page.goto(`${server.url}/admin/keys`);
+    await check('console keys', headings.keys);
+    await page.goto(`${server.url}/admin/audit`);
+    await check('console audit trail', headings.audit);
     t.deepEqual(problems, []);
   });
 }
