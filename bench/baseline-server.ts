@@ -3,8 +3,12 @@
  * choices as Tessera (RS256, JWT access tokens for the API, PKCE, opaque userinfo tokens, an mTLS
  * listener for tls_client_auth). Its interactions finish login and consent without any page or
  * password check, so it shows the protocol's own cost. Run as a child process by bench/run.ts:
- * it reads its settings from BASELINE_* variables and prints "ready" once listening on https.
+ * it reads its settings from BASELINE_* variables and prints "ready" once listening on https (plain
+ * http with BASELINE_PLAIN=1, like Tessera behind a TLS-terminating proxy in the bench's http set).
+ * It holds the same key families as Tessera (RSA, P-256, Ed25519), so its JWKS is as big, and one
+ * audience per signing algorithm (BASELINE_AUDIENCES, a JSON object of algorithm to audience).
  */
+import http from 'node:http';
 import https from 'node:https';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -14,11 +18,16 @@ import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-prov
 
 const env = process.env;
 const port = Number(env.BASELINE_PORT);
-const issuer = `https://localhost:${port}`;
-const audience = env.BASELINE_AUDIENCE!;
+const plain = env.BASELINE_PLAIN === '1';
+const issuer = `${plain ? 'http' : 'https'}://localhost:${port}`;
+const audiences = JSON.parse(env.BASELINE_AUDIENCES!) as Record<string, string>;
+const audience = audiences.RS256!;
+const algOf = new Map(Object.entries(audiences).map(([alg, uri]) => [uri, alg]));
 const redirectUri = env.BASELINE_REDIRECT_URI!;
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+const ed = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
 
 function certificateOf(ctx: KoaContextWithOIDC): string | undefined {
   const socket = ctx.req.socket as TLSSocket;
@@ -38,7 +47,7 @@ const configuration: Configuration = {
       redirect_uris: [redirectUri],
     },
   ],
-  jwks: { keys: [{ ...rsa, use: 'sig', kid: 'baseline-rsa' }] as never },
+  jwks: { keys: [{ ...rsa, use: 'sig', kid: 'baseline-rsa' }, { ...ec, use: 'sig', kid: 'baseline-ec' }, { ...ed, use: 'sig', kid: 'baseline-ed' }] as never },
   cookies: { keys: ['baseline cookie key that is long enough'] },
   findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.com`, email_verified: true, name: 'Bench Person' }) }),
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
@@ -58,7 +67,10 @@ const configuration: Configuration = {
       enabled: true,
       defaultResource: (_ctx, client) => (client.grantTypeAllowed('client_credentials') ? audience : undefined!),
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({ scope: 'orders:read', audience, accessTokenTTL: 300, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
+      getResourceServerInfo: (_ctx, indicator) => ({
+        scope: 'orders:read', audience: indicator, accessTokenTTL: 300, accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: (algOf.get(indicator) ?? 'RS256') as 'RS256' } },
+      }),
     },
     mTLS: {
       enabled: true,
@@ -90,7 +102,7 @@ provider.use(async function autoInteractions(ctx, next) {
 });
 
 // One listener that asks for (but does not require) client certificates serves every scenario.
-const server = https.createServer({
+const server = plain ? http.createServer(provider.callback()) : https.createServer({
   cert: env.BASELINE_TLS_CERT, key: env.BASELINE_TLS_KEY, ca: env.BASELINE_CLIENT_CA,
   requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
 }, provider.callback());

@@ -78,8 +78,11 @@ try {
     '/admin/people',
     '/admin/people?q=person-99999',
     '/admin/people?q=person-5',
+    // "Contains": reads every account by design (no index serves a part of an email); reported, not budgeted.
+    '/admin/people?q=son-99999&match=part',
     `/admin/people/${encodeURIComponent(sub)}`,
     '/admin/apps',
+    '/admin/upstreams',
     '/admin/keys',
     '/admin/audit',
   ];

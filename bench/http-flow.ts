@@ -4,21 +4,29 @@
  * cookie jar, run a flow in a loop for a fixed time; the result has flows per second and latency
  * percentiles like autocannon's.
  */
+import http from 'node:http';
 import https from 'node:https';
 
 export interface Response {
   status: number;
   location: string | undefined;
+  headers: http.IncomingHttpHeaders;
   body: string;
 }
 
-/** One virtual user: a keep-alive connection per origin, and cookies. */
+/**
+ * One virtual user: a keep-alive connection per origin, and cookies. With `plain`, every request goes
+ * over plain http, https URLs included: the server is then what a TLS-terminating proxy would reach,
+ * and names its https ISSUER in the redirects it sends.
+ */
 export class VirtualUser {
-  readonly #agent: https.Agent;
+  readonly #agent: http.Agent;
+  readonly #plain: boolean;
   readonly #cookies = new Map<string, string>();
 
-  constructor(ca: string, tls: { cert?: string; key?: string } = {}) {
-    this.#agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca, ...tls });
+  constructor(ca: string, tls: { cert?: string; key?: string } = {}, plain = false) {
+    this.#plain = plain;
+    this.#agent = plain ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : new https.Agent({ keepAlive: true, maxSockets: 1, ca, ...tls });
   }
 
   clearCookies(): void {
@@ -28,8 +36,9 @@ export class VirtualUser {
   request(url: string, options: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Response> {
     const body = options.form ? new URLSearchParams(options.form).toString() : undefined;
     const cookie = [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    if (this.#plain) url = url.replace(/^https:/, 'http:');
     return new Promise((resolve, reject) => {
-      const request = https.request(url, {
+      const request = (this.#plain ? http : https).request(url, {
         method: options.method ?? (body ? 'POST' : 'GET'),
         agent: this.#agent,
         headers: {
@@ -50,6 +59,7 @@ export class VirtualUser {
         response.on('end', () => resolve({
           status: response.statusCode ?? 0,
           location: response.headers.location && new URL(response.headers.location, url).href,
+          headers: response.headers,
           body: Buffer.concat(chunks).toString('utf8'),
         }));
       });

@@ -39,6 +39,7 @@ import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
 import { prefillUserCode } from './oidc/features/device-flow.ts';
+import { preparedDocuments } from './oidc/features/documents.ts';
 import { limitClientRegistrations } from './oidc/features/registration.ts';
 import { CLIENT_AUTHENTICATING_PATHS, PROTOCOL_PATHS, PUBLIC_DOCUMENT_PATHS } from './oidc/features/index.ts';
 import type { ProviderHost } from './oidc/provider-host.ts';
@@ -97,13 +98,17 @@ async function seeOtherAfterPost(ctx: Context, next: Next) {
  */
 const isProtocolPath = (ctx: Context) => PROTOCOL_PATHS.has(ctx.path);
 
-function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>): Middleware {
+function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>, currentProvider: () => object): Middleware {
+  const servePreparedDocument = preparedDocuments(currentProvider);
   return async function protocolEndpoint(ctx, next) {
     if (!PROTOCOL_PATHS.has(ctx.path)) return next();
-    await protocol(ctx);
-    if (ctx.method === 'GET' && ctx.status === 200 && PUBLIC_DOCUMENT_PATHS.has(ctx.path)) {
-      ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
+    if (!PUBLIC_DOCUMENT_PATHS.has(ctx.path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) {
+      await protocol(ctx);
+      return;
     }
+    await servePreparedDocument(ctx, () => protocol(ctx));
+    // A 304 carries the caching headers the 200 would have (RFC 9110 section 15.4.5).
+    if (ctx.status === 200 || ctx.status === 304) ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
   };
 }
 
@@ -138,7 +143,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
     host.middleware(),
   ]);
   const endOfChain = async () => {};
-  app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain)));
+  app.use(protocolEndpoints((ctx) => protocol(ctx, endOfChain), () => host.provider));
   // ctx.render for pages and for oidc-provider's own (error, logout); templates compiled once in production.
   app.use(viewsMiddleware({ root: VIEWS_DIR, cache: config.env === 'production' }));
   app.use(seeOtherAfterPost);

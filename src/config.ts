@@ -175,6 +175,15 @@ export interface ObservabilityConfig {
   readonly auditRetentionDays: number;
 }
 
+/**
+ * Algorithms a resource server's JWT access tokens may be signed with, each served by a signing key
+ * family Tessera keeps (domain/keys.ts: RSA for RS256 and PS256, P-256, Ed25519). RS256 is the default:
+ * every JWT library verifies it.
+ */
+export const ACCESS_TOKEN_SIGNING_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'] as const;
+export type AccessTokenSigningAlg = (typeof ACCESS_TOKEN_SIGNING_ALGS)[number];
+export const DEFAULT_ACCESS_TOKEN_SIGNING_ALG: AccessTokenSigningAlg = 'RS256';
+
 export interface StaticResource {
   readonly audience: string;
   readonly name?: string | undefined;
@@ -185,6 +194,8 @@ export interface StaticResource {
   readonly scopeRoles?: Readonly<Record<string, readonly string[]>> | undefined;
   /** The only clients that may ask for it in the code flow (`clients` in the file); absent, any client with consent. */
   readonly clients?: readonly string[] | undefined;
+  /** The JWS algorithm of its JWT access tokens (`signing_alg` in the file; absent: RS256). */
+  readonly signingAlg?: AccessTokenSigningAlg | undefined;
 }
 
 /** An upstream provider as written in config/upstreams.json, its secret resolved (from the file or an environment variable). */
@@ -337,7 +348,9 @@ const resourcesFileSchema = z.array(z.object({
   ttl: z.number().int().min(1).max(86_400).default(300),
   scope_roles: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'must be a role name')).min(1)).optional(),
   clients: z.array(z.string().min(1)).min(1).optional(),
+  signing_alg: z.enum(ACCESS_TOKEN_SIGNING_ALGS).optional(),
 }).strict().superRefine((resource, ctx) => {
+  if (resource.signing_alg && resource.format !== 'jwt') ctx.addIssue({ code: 'custom', path: ['signing_alg'], message: 'applies to JWT access tokens only (format "jwt")' });
   for (const scope of Object.keys(resource.scope_roles ?? {})) {
     if (!resource.scopes.includes(scope)) ctx.addIssue({ code: 'custom', path: ['scope_roles', scope], message: 'is not one of the resource\'s scopes' });
   }
@@ -531,7 +544,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     threadPoolSize: e.UV_THREADPOOL_SIZE ?? 4,
     staticClients: clients.success ? clients.data : [],
     staticUpstreams,
-    staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }) })),
+    staticResources: (resources.success ? resources.data : []).map(({ ttl, scope_roles: scopeRoles, signing_alg: signingAlg, ...resource }) => ({ ...resource, ttlSeconds: ttl, ...(scopeRoles && { scopeRoles }), ...(signingAlg && { signingAlg }) })),
     tls,
     security: {
       passwordMinLength: e.PASSWORD_MIN_LENGTH,

@@ -193,8 +193,8 @@ for (const { lang, browserLocale, headings } of LANGUAGES) {
 const OPERATOR_PASSWORD = 'an operator with an accessible console';
 
 const CONSOLE_LANGUAGES = [
-  { lang: 'en', browserLocale: 'en-US', headings: { overview: 'Overview', people: 'People', apps: 'Apps', keys: 'Keys', audit: 'Audit trail' }, refusal: ['Tick the box to confirm first.', 'Tick to confirm'] },
-  { lang: 'ja', browserLocale: 'ja-JP', headings: { overview: '概要', people: 'ユーザー', apps: 'アプリ', keys: '鍵', audit: '監査ログ' }, refusal: ['先にチェックボックスにチェックを入れて確認してください。', 'チェックを入れて確認してください'] },
+  { lang: 'en', browserLocale: 'en-US', headings: { overview: 'Overview', people: 'People', apps: 'Apps', upstreams: 'Upstream providers', keys: 'Keys', audit: 'Audit trail' }, refusal: ['Tick the box to confirm first.', 'Tick to confirm'] },
+  { lang: 'ja', browserLocale: 'ja-JP', headings: { overview: '概要', people: 'ユーザー', apps: 'アプリ', upstreams: '外部プロバイダー', keys: '鍵', audit: '監査ログ' }, refusal: ['先にチェックボックスにチェックを入れて確認してください。', 'チェックを入れて確認してください'] },
 ] as const;
 
 const DEVICE_LANGUAGES = [
@@ -306,6 +306,8 @@ for (const { lang, browserLocale, headings, refusal } of CONSOLE_LANGUAGES) {
     await page.locator('a[href^="/admin/apps/"]').first().click();
     await page.waitForURL('**/admin/apps/**');
     await check('console app');
+    await page.goto(`${server.url}/admin/upstreams`);
+    await check('console upstream providers', headings.upstreams);
     await page.goto(`${server.url}/admin/keys`);
     await check('console keys', headings.keys);
     await page.goto(`${server.url}/admin/audit`);

@@ -482,6 +482,9 @@ test('users: unlock lifts a lockout, roles are given and taken, second factors a
   for (let attempt = 0; attempt < 2; attempt += 1) await attemptSignIn(server, person.email, 'wrong password entirely');
   const locked = await api('GET', `/users/${person.sub}`);
   t.truthy(locked.body.locked_until);
+  const counts = await api('GET', '/account-counts');
+  t.is(counts.status, 200);
+  t.true(Number(counts.body.locked) >= 1 && Number(counts.body.total) >= Number(counts.body.locked), JSON.stringify(counts.body));
   t.deepEqual(items(await api('GET', `/users?email=${encodeURIComponent(person.email)}&status=locked`)).map((user) => user.sub), [person.sub]);
   t.is((await api('DELETE', `/users/${person.sub}/lockout`)).status, 204);
   t.false('locked_until' in (await api('GET', `/users/${person.sub}`)).body);
@@ -590,6 +593,65 @@ test('clients: a tls_client_auth client\'s subjects are added and removed, never
   t.is((await api('DELETE', `/clients/${id}/tls-subjects?type=san_dns&value=svc.internal`)).status, 400);
 });
 
+/** Where oidc-provider's authorization endpoint sends a code request to this client and redirect URI: an interaction when it accepts them. */
+async function authorizationAnswer(clientId: string, redirectUri: string): Promise<{ status: number; location: string }> {
+  const query = new URLSearchParams({ client_id: clientId, response_type: 'code', scope: 'openid', redirect_uri: redirectUri, code_challenge: 'a'.repeat(43), code_challenge_method: 'S256' });
+  const response = await fetch(`${server.issuer}/auth?${query}`, { redirect: 'manual' });
+  await response.body?.cancel();
+  return { status: response.status, location: response.headers.get('location') ?? '' };
+}
+
+test('clients: a relying party is renamed and its redirect URIs replaced by the rules of creating one, and oidc-provider follows the change', async (t) => {
+  const created = await api('POST', '/clients', { body: { kind: 'relying_party', name: 'Wiki', redirect_uris: ['https://wiki.example.com/old'] } });
+  const id = String(created.body.client_id);
+  const changed = await api('PATCH', `/clients/${id}`, { body: { client_name: 'Team wiki', redirect_uris: ['https://wiki.example.com/callback'], post_logout_redirect_uris: ['https://wiki.example.com/'] } });
+  t.is(changed.status, 200);
+  t.like(changed.body, { client_name: 'Team wiki', redirect_uris: ['https://wiki.example.com/callback'], post_logout_redirect_uris: ['https://wiki.example.com/'] });
+  t.false('client_secret' in changed.body);
+  t.regex((await authorizationAnswer(id, 'https://wiki.example.com/callback')).location, /\/interaction\//, 'the new redirect URI is accepted at once');
+  t.is((await authorizationAnswer(id, 'https://wiki.example.com/old')).status, 400, 'the old one no more');
+
+  const insecure = await api('PATCH', `/clients/${id}`, { body: { redirect_uris: ['http://wiki.example.com/callback'] } });
+  t.is(insecure.status, 400);
+  t.regex(String((insecure.body.fields as Record<string, string>).redirect_uris), /must use https/);
+  t.is((await api('PATCH', `/clients/${id}`, { body: { redirect_uris: [] } })).status, 400);
+  t.is((await api('PATCH', `/clients/${id}`, { body: {} })).status, 400);
+  t.is((await api('PATCH', `/clients/${id}`, { body: { client_secret: 'mine' } })).status, 400);
+  t.deepEqual((await api('GET', `/clients/${id}`)).body.redirect_uris, ['https://wiki.example.com/callback'], 'a refused change changes nothing');
+
+  const robot = await api('POST', '/clients', { body: { kind: 'machine', name: 'No URIs', resources: { [ORDERS]: ['orders:read'] } } });
+  t.is((await api('PATCH', `/clients/${String(robot.body.client_id)}`, { body: { redirect_uris: ['https://x.example.com/cb'] } })).status, 400);
+  t.is((await api('PATCH', '/clients/test-rp', { body: { client_name: 'Renamed' } })).status, 409);
+  t.is((await api('PATCH', '/clients/no-such-client', { body: { client_name: 'Renamed' } })).status, 404);
+});
+
+test('clients: a rotated secret is answered once, works at once, and the old one stops working', async (t) => {
+  const created = await api('POST', '/clients', { body: { kind: 'machine', name: 'Rotating robot', resources: { [ORDERS]: ['orders:read'] } } });
+  const id = String(created.body.client_id);
+  const tokenWith = async (secret: string) => {
+    const config = await oidc.discovery(new URL(server.issuer), id, {}, oidc.ClientSecretBasic(secret), { execute: [oidc.allowInsecureRequests] });
+    return oidc.clientCredentialsGrant(config, { resource: ORDERS, scope: 'orders:read' });
+  };
+  t.truthy((await tokenWith(String(created.body.client_secret))).access_token);
+
+  const rotated = await api('POST', `/clients/${id}/secret`);
+  t.is(rotated.status, 200);
+  t.is(rotated.body.client_id, id);
+  t.regex(String(rotated.body.client_secret), /^[A-Za-z0-9_-]{43}$/);
+  t.truthy((await tokenWith(String(rotated.body.client_secret))).access_token);
+  const old = await t.throwsAsync(tokenWith(String(created.body.client_secret)));
+  // openid-client reports the 401's WWW-Authenticate challenge (invalid_client) as its error.
+  t.is((old as { status?: number }).status, 401);
+  t.false(JSON.stringify((await api('GET', `/clients/${id}`)).body).includes(String(rotated.body.client_secret)));
+
+  const publicApp = await api('POST', '/clients', { body: { kind: 'relying_party', name: 'SPA', public: true, redirect_uris: ['https://spa.example.com/cb'] } });
+  const refused = await api('POST', `/clients/${String(publicApp.body.client_id)}/secret`);
+  t.is(refused.status, 400);
+  t.regex(String(refused.body.error_description), /not a client secret/);
+  t.is((await api('POST', '/clients/test-rp/secret')).status, 409);
+  t.is((await api('POST', '/clients/no-such-client/secret')).status, 404);
+});
+
 // --- Resource servers ---
 
 test('resources: the admin API is listed as built in; one is created with its introspection secret once, read by its encoded audience, and deleted', async (t) => {
@@ -606,6 +668,14 @@ test('resources: the admin API is listed as built in; one is created with its in
   t.false('client_secret' in got.body);
   t.is(got.body.client_id, created.body.client_id);
 
+  t.is(created.body.signing_alg, 'RS256', 'the default');
+  const es256 = await api('POST', '/resources', { body: { audience: `${audience}/es256`, scopes: ['read'], signing_alg: 'ES256' } });
+  t.is(es256.status, 201);
+  t.is(es256.body.signing_alg, 'ES256');
+  t.is((await api('GET', `/resources/${encodeURIComponent(`${audience}/es256`)}`)).body.signing_alg, 'ES256');
+  t.is((await api('POST', '/resources', { body: { audience: `${audience}/hs`, scopes: ['read'], signing_alg: 'HS256' } })).status, 400);
+  t.is((await api('POST', '/resources', { body: { audience: `${audience}/opaque`, scopes: ['read'], format: 'opaque', signing_alg: 'ES256' } })).status, 400);
+  t.is((await api('DELETE', `/resources/${encodeURIComponent(`${audience}/es256`)}`)).status, 204);
   t.is((await api('POST', '/resources', { body: { audience, scopes: ['read'] } })).status, 409);
   t.is((await api('DELETE', `/resources/${encodeURIComponent(audience)}`)).status, 204);
   t.is((await api('GET', `/resources/${encodeURIComponent(audience)}`)).status, 404);

@@ -6,7 +6,7 @@
  * checked through a second invocation, the domain services or a running server.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import * as jose from 'jose';
@@ -16,7 +16,7 @@ import { chainsTo, subjectMatches, thumbprint } from '../src/domain/certificates
 import { clientSecretMatches } from '../src/domain/clients.ts';
 import { createSelfSignedCertificate } from '../src/domain/pki.ts';
 import { cliInstallation, eventually, runCli, singleErrorLine } from './helpers/cli.ts';
-import { removeDir, startTestServer } from './helpers/server.ts';
+import { makeTempDir, removeDir, startTestServer } from './helpers/server.ts';
 
 interface ListedClient {
   client_id: string;
@@ -71,13 +71,13 @@ test('resources create --json prints the audience, scopes, format, ttl and its c
   t.regex(String(output.client_secret), /^[A-Za-z0-9_-]{43}$/);
 
   const defaults = await json<Record<string, unknown>>(['resources', 'create', '--audience', BILLING, '--scope', 'billing:pay']);
-  t.like(defaults, { format: 'jwt', ttl: 300 });
+  t.like(defaults, { format: 'jwt', ttl: 300, signing_alg: 'RS256' });
 
   const listed = await cli(['resources', 'list', '--json']);
   t.is(listed.code, 0, listed.stderr);
   t.deepEqual(JSON.parse(listed.stdout), [
     { audience: ORDERS, name: 'Orders', scopes: ['orders:read', 'orders:write'], format: 'opaque', ttl: 600, source: 'store', client_id: output.client_id },
-    { audience: BILLING, scopes: ['billing:pay'], format: 'jwt', ttl: 300, source: 'store', client_id: defaults.client_id },
+    { audience: BILLING, scopes: ['billing:pay'], format: 'jwt', ttl: 300, signing_alg: 'RS256', source: 'store', client_id: defaults.client_id },
   ]);
   t.false(listed.stdout.includes(String(output.client_secret)));
   t.regex((await cli(['resources', 'list'])).stdout, /^AUDIENCE\s+SOURCE\s+FORMAT/);
@@ -110,6 +110,8 @@ test('resources create refuses bad input and writes nothing', async (t) => {
     [['--audience', 'https://api.example.com', '--scope', 'read', '--ttl', 'soon'], 2, /--ttl must be a whole number/],
     [['--audience', 'https://api.example.com', '--scope', 'read', '--format', 'xml'], 2, /--format must be jwt or opaque/],
     [['--audience', 'https://api.example.com'], 2, /needs --scope S/],
+    [['--audience', 'https://api.example.com', '--scope', 'read', '--signing-alg', 'HS256'], 2, /--signing-alg must be RS256, PS256, ES256, EdDSA, not "HS256"/],
+    [['--audience', 'https://api.example.com', '--scope', 'read', '--signing-alg', 'ES256', '--format', 'opaque'], 2, /--signing-alg applies to JWT access tokens only/],
   ];
   const results = await Promise.all(refused.map(([args]) => cli(['resources', 'create', ...args, '--json'])));
   for (const [index, [args, code, message]] of refused.entries()) {
@@ -120,6 +122,46 @@ test('resources create refuses bad input and writes nothing', async (t) => {
   }
   t.is((await json<unknown[]>(['resources', 'list'])).length, 1);
   t.is((await json<unknown[]>(['clients', 'list'])).length, 1, 'only the first resource server\'s client');
+});
+
+test('resources create --signing-alg sets the alg of the JWT access tokens for that API, each verifying against the JWKS; RS256 stays the default', async (t) => {
+  const server = await startTestServer();
+  t.teardown(async () => {
+    await server.close();
+    removeDir(server.dataDir);
+  });
+  const cli = async <T>(args: string[]): Promise<T> => {
+    const result = await runCli(server.cliEnv, [...args, '--json']);
+    if (result.code !== 0) throw new Error(`tessera ${args.join(' ')}: ${result.stderr}`);
+    return JSON.parse(result.stdout) as T;
+  };
+  const algs = [undefined, 'RS256', 'PS256', 'ES256', 'EdDSA'] as const;
+  const audience = (alg: string | undefined) => `https://${(alg ?? 'default').toLowerCase()}.example.com`;
+  for (const alg of algs) {
+    const created = await cli<{ signing_alg: string }>(['resources', 'create', '--audience', audience(alg), '--scope', 'read', ...(alg ? ['--signing-alg', alg] : [])]);
+    t.is(created.signing_alg, alg ?? 'RS256');
+  }
+  const machine = await cli<{ client_id: string; client_secret: string }>([
+    'clients', 'create', '--name', 'Batch', '--grant', 'client_credentials', ...algs.flatMap((alg) => ['--resource', audience(alg)]), '--scope', 'read',
+  ]);
+  const listed = await cli<Array<{ audience: string; signing_alg?: string }>>(['resources', 'list']);
+  t.deepEqual(listed.map((resource) => resource.signing_alg), ['RS256', 'RS256', 'PS256', 'ES256', 'EdDSA']);
+  const jwks = jose.createRemoteJWKSet(new URL(`${server.issuer}/jwks`));
+  for (const alg of algs) {
+    const response = await fetch(`${server.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(machine.client_id, machine.client_secret) },
+      body: new URLSearchParams({ grant_type: 'client_credentials', resource: audience(alg), scope: 'read' }),
+    });
+    t.is(response.status, 200, alg);
+    const { access_token: token } = (await response.json()) as { access_token: string };
+    const expected = alg ?? 'RS256';
+    t.is(jose.decodeProtectedHeader(token).alg, expected);
+    // Only the expected algorithm is accepted: the token verifies against the published key of its family.
+    const { payload, protectedHeader } = await jose.jwtVerify(token, jwks, { issuer: server.issuer, audience: audience(alg), algorithms: [expected], typ: 'at+jwt' });
+    t.is(protectedHeader.alg, expected);
+    t.is(payload.client_id, machine.client_id);
+  }
 });
 
 test('a client_secret_basic machine client gets a token and the resource server\'s client introspects it on a running server', async (t) => {
@@ -303,7 +345,7 @@ test('mixing the options of different client kinds or methods is bad usage: exit
   await withResources(json);
   const cert = file('svc.pem', (await createSelfSignedCertificate({ subject: 'CN=svc' })).cert);
   const cases: [string[], RegExp][] = [
-    [['--grant', 'implicit', '--redirect-uri', 'https://rp.example/cb'], /--grant must be authorization_code or client_credentials/],
+    [['--grant', 'implicit', '--redirect-uri', 'https://rp.example/cb'], /--grant must be authorization_code, device_code or client_credentials, not "implicit"/],
     [['--redirect-uri', 'https://rp.example/cb', '--resource', ORDERS], /--resource is for machine clients/],
     [['--grant', 'authorization_code', '--redirect-uri', 'https://rp.example/cb', '--auth', 'tls_client_auth'], /--auth is for machine clients/],
     [['--grant', 'authorization_code'], /"clients create" needs --redirect-uri URI/],
@@ -512,4 +554,25 @@ test('pki server-cert writes a server certificate for localhost signed by the lo
   const config = loadConfig({ ...env, TLS_CERT: path.join(out, 'server.pem'), TLS_KEY: path.join(out, 'server-key.pem'), MTLS_CA: caFile });
   t.truthy(config.tls.cert);
   t.truthy(config.tls.clientCa);
+});
+
+test('signing_alg in resources.json is checked at startup, one line per problem, and reaches the resource server settings', async (t) => {
+  const dir = makeTempDir('tessera-signing-alg-config-');
+  t.teardown(() => removeDir(dir));
+  const configDir = path.join(dir, 'config');
+  mkdirSync(configDir);
+  const write = (resources: unknown) => writeFileSync(path.join(configDir, 'resources.json'), JSON.stringify(resources));
+
+  write([
+    { audience: ORDERS, scopes: ['read'], signing_alg: 'HS256' },
+    { audience: BILLING, scopes: ['read'], format: 'opaque', signing_alg: 'ES256' },
+  ]);
+  const error = t.throws(() => loadConfig({ DATA_DIR: dir, CONFIG_DIR: configDir }));
+  t.regex(error.message, /0\.signing_alg: .*RS256.*ES256/);
+  t.regex(error.message, /1\.signing_alg: applies to JWT access tokens only/);
+
+  write([{ audience: ORDERS, scopes: ['read'], signing_alg: 'EdDSA' }, { audience: BILLING, scopes: ['read'] }]);
+  const config = loadConfig({ DATA_DIR: dir, CONFIG_DIR: configDir });
+  t.is(config.staticResources[0]?.signingAlg, 'EdDSA');
+  t.false('signingAlg' in config.staticResources[1]!);
 });

@@ -127,6 +127,7 @@ test('an admin signs in with a second factor and runs Tessera from the console, 
   t.is((await page.locator('h1').textContent())?.trim(), 'Overview');
   t.true(await page.locator('svg.chart').isVisible());
   t.true(await page.getByRole('link', { name: 'lockme.one@example.org' }).isVisible(), 'the locked account is listed');
+  t.regex((await page.locator('.stats').textContent()) ?? '', /\b4\s+accounts\b[\s\S]*\b1\s+locked accounts/, 'counted by the store');
   await checkAccessible(t, page, 'the overview');
 
   // People: search by email prefix, open one, disable and enable, give and take a role.
@@ -171,11 +172,11 @@ test('an admin signs in with a second factor and runs Tessera from the console, 
   t.regex((await page.locator('#email-error').textContent()) ?? '', /Already registered/);
 
   // Apps: register one, its secret is shown once.
-  await page.getByRole('link', { name: 'Apps' }).click();
+  await page.getByRole('link', { name: 'Apps', exact: true }).click();
   await checkAccessible(t, page, 'apps');
   await page.locator('#name').fill('Billing');
   await page.locator('#redirect_uris').fill('https://billing.example.com/callback');
-  await page.getByRole('button', { name: 'Register' }).click();
+  await page.getByRole('button', { name: 'Register app' }).click();
   await page.locator('#client-secret').waitFor();
   t.true(((await page.locator('#client-secret').textContent()) ?? '').length >= 32);
   await checkAccessible(t, page, 'an app');
@@ -183,12 +184,69 @@ test('an admin signs in with a second factor and runs Tessera from the console, 
   await page.reload();
   t.is(await page.locator('#client-secret').count(), 0, 'the secret is shown once');
   const appUrl = page.url().replace(/\?.*$/, '');
+  // Its redirect URIs edited: a plain-http one is refused beside the field (the API's rule, 400), then a good one saved.
+  await page.locator('#redirect_uris').fill('http://billing.example.com/callback');
+  const [editRefusal] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.getByRole('button', { name: 'Save changes' }).click()]);
+  t.is(editRefusal.status(), 400);
+  t.regex((await page.locator('#redirect_uris-error').textContent()) ?? '', /https/);
+  t.is(await page.locator('#redirect_uris').inputValue(), 'http://billing.example.com/callback', 'what was typed stays');
+  await checkAccessible(t, page, 'an app with a refused edit');
+  await page.locator('#redirect_uris').fill('https://billing.example.com/callback\nhttps://billing.example.com/other');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByText('The app is changed').waitFor();
+  t.true(await page.locator('td code', { hasText: 'https://billing.example.com/other' }).isVisible());
+  // Its secret rotated, confirmed: the new one shown once.
+  await page.locator('#confirm-rotate-secret').check();
+  await page.getByRole('button', { name: 'Rotate secret' }).click();
+  await page.getByText('The app has a new secret').waitFor();
+  t.true(((await page.locator('#client-secret').textContent()) ?? '').length >= 32);
   // Delete, confirmed; then the stale page's delete says the app is gone.
   await page.locator('#confirm-delete').check();
   await page.getByRole('button', { name: 'Delete app' }).click();
   await page.getByText('The app is deleted').waitFor();
   const stale = await context.request.get(appUrl);
   t.is(stale.status(), 404);
+
+  // A resource server registered: its introspection client's secret is shown once; then a machine
+  // client for it (made by the CLI's service) gets a TLS subject added and the old one removed.
+  await page.getByRole('link', { name: 'Apps', exact: true }).click();
+  await page.locator('#audience').fill('https://orders.example.com');
+  await page.locator('#resource_name').fill('Orders');
+  await page.locator('#scopes').fill('orders:read orders:write');
+  await page.getByRole('button', { name: 'Register resource server' }).click();
+  await page.getByText('The resource server is created').waitFor();
+  t.true(((await page.locator('#client-secret').textContent()) ?? '').length >= 32);
+  const machineId = await server.withServices(async ({ clients }) => (await clients.createMachineClient({
+    name: 'Orders sync', auth: 'tls_client_auth', tlsSubjects: [{ type: 'subject_dn', value: 'CN=sync,O=Test' }], resources: { 'https://orders.example.com': ['orders:read'] },
+  })).client_id);
+  await page.goto(`${server.url}/admin/apps/${machineId}`);
+  await page.locator('#type').selectOption('san_dns');
+  await page.locator('#value').fill('sync.internal');
+  await page.getByRole('button', { name: 'Add subject' }).click();
+  await page.getByText('The TLS subject is registered').waitFor();
+  await checkAccessible(t, page, 'a machine client');
+  await page.getByRole('button', { name: 'Remove subject_dn CN=sync,O=Test' }).click();
+  await page.getByText('The TLS subject is removed').waitFor();
+  t.deepEqual((await page.locator('#subjects-title + ul li').allTextContents()).map((text) => text.trim()), ['san_dns: sync.internal']);
+  await page.getByRole('link', { name: 'Apps', exact: true }).click();
+  t.true(await page.locator('td', { hasText: 'Orders sync' }).isVisible());
+  await page.locator('#confirm-resource-https___orders_example_com').check();
+  await page.getByRole('button', { name: 'Delete https://orders.example.com' }).click();
+  await page.getByText('The resource server is deleted').waitFor();
+
+  // Upstream providers: one added (its redirect URI to register is shown), then removed, confirmed.
+  await page.getByRole('link', { name: 'Upstreams' }).click();
+  await page.locator('#id').fill('gh');
+  await page.locator('#preset').selectOption('github');
+  await page.locator('#client_id').fill('Iv1.console');
+  await page.locator('#client_secret').fill('a github client secret');
+  await page.getByRole('button', { name: 'Add provider' }).click();
+  await page.getByText('The upstream provider is added').waitFor();
+  t.true(await page.locator('td code', { hasText: '/gh' }).first().isVisible());
+  await checkAccessible(t, page, 'upstream providers');
+  await page.locator('#confirm-upstream-gh').check();
+  await page.getByRole('button', { name: /^Remove / }).click();
+  await page.getByText('The upstream provider is removed').waitFor();
 
   // Keys: rotate, confirmed.
   await page.getByRole('link', { name: 'Keys' }).click();
@@ -217,7 +275,8 @@ test('an admin signs in with a second factor and runs Tessera from the console, 
 
   // Every write went through the admin API, audited as admin.action naming the operator.
   const actions = (await auditOf(undefined, 'admin.action')).filter((event) => event.details?.actor_sub === operatorSub).map((event) => event.details?.action);
-  for (const action of ['unlockUser', 'updateUser', 'addRole', 'removeRole', 'createUser', 'createClient', 'deleteClient', 'rotateKeys']) {
+  for (const action of ['unlockUser', 'updateUser', 'addRole', 'removeRole', 'createUser', 'createClient', 'updateClient', 'rotateClientSecret', 'deleteClient',
+    'createResource', 'addTlsSubject', 'removeTlsSubject', 'deleteResource', 'createUpstream', 'deleteUpstream', 'rotateKeys']) {
     t.true(actions.includes(action), `${action} is in the audit trail, by the operator`);
   }
   t.truthy((await auditOf(undefined, 'admin.action')).find((event) => event.clientId === clientId && event.details?.action === 'deleteClient'));

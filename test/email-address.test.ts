@@ -33,6 +33,8 @@ test('addresses with hidden characters, bad shape or bad domains are refused wit
     ['a@b@example.com', 'ERR_EMAIL_FORMAT'], ['ada@', 'ERR_EMAIL_FORMAT'],
     ['ada@localhost', 'ERR_EMAIL_DOMAIN'], ['ada@example..com', 'ERR_EMAIL_DOMAIN'], ['ada@example.com..', 'ERR_EMAIL_DOMAIN'], ['ada@.example.com', 'ERR_EMAIL_DOMAIN'],
     ['ada@exa_mple.com', 'ERR_EMAIL_DOMAIN'],
+    ['"ada"@example.com', 'ERR_EMAIL_FORMAT'], ['ada(note)@example.com', 'ERR_EMAIL_FORMAT'], ['"a\\da"@example.com', 'ERR_EMAIL_FORMAT'],
+    ['<ada>@example.com', 'ERR_EMAIL_FORMAT'], ['a,da@example.com', 'ERR_EMAIL_FORMAT'], ['ada;@example.com', 'ERR_EMAIL_FORMAT'], ['[ada]@example.com', 'ERR_EMAIL_FORMAT'],
     [`${'a'.repeat(65)}@example.com`, 'ERR_EMAIL_TOO_LONG'], [`ada@${Array(5).fill('a'.repeat(60)).join('.')}.com`, 'ERR_EMAIL_TOO_LONG'], [`ada@${'a'.repeat(64)}.com`, 'ERR_EMAIL_DOMAIN'],
   ] as const) {
     const result = normaliseEmail(input);

@@ -90,6 +90,27 @@ test('a request for another host gets 421, and never a document naming that host
   t.deepEqual(JSON.parse(json.text), { error: 'misdirected', error_description: 'This server does not answer for that host.' });
 });
 
+test('a request target in absolute form names the host: another host gets 421, and discovery never names the target\'s host', async (t) => {
+  const server = await started(t);
+  const own = `localhost:${server.port}`;
+  for (const target of ['/.well-known/openid-configuration', '/jwks', '/interaction/x/login', '/token', '/TOKEN']) {
+    const answer = await send(server.port, { path: `http://evil.example${target}`, headers: { host: own } });
+    t.is(answer.status, 421, `http://evil.example${target}`);
+    t.notRegex(answer.text, /evil/);
+  }
+  const asterisk = await send(server.port, { method: 'OPTIONS', path: '*' });
+  t.is(asterisk.status, 421, 'an asterisk-form target names no host of ours');
+
+  // RFC 9112 section 3.2.2: the target's host wins over Host, so this is a request for Tessera.
+  const ours = await send(server.port, { path: `http://${own}/.well-known/openid-configuration`, headers: { host: 'evil.example' } });
+  t.is(ours.status, 200);
+  t.is(JSON.parse(ours.text).jwks_uri, `${server.issuer}/jwks`);
+  t.notRegex(ours.text, /evil/);
+  const variant = await send(server.port, { path: `http://${own}/.well-known/OpenID-Configuration`, headers: { host: own } });
+  t.is(variant.status, 404, 'path variants are refused in absolute form too');
+  t.is((await send(server.port, { path: 'http://10.0.0.5/healthz', headers: { host: own } })).status, 200, 'health probes still answer');
+});
+
 test('health probes answer whatever host they name, as orchestrators probe by address', async (t) => {
   const server = await started(t, { env: PROXIED });
   t.is((await send(server.port, { path: '/healthz', headers: { host: '10.0.0.5:3000' } })).status, 200);

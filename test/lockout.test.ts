@@ -106,6 +106,41 @@ for (const kind of ['sqlite', 'mongodb'] as StoreKind[]) {
     await mail.waitFor((message) => message.to === email);
   });
 
+  test(`on ${kind}, a burst of ten guesses on two instances lets none in, even with the right password sent first`, async (t) => {
+    // Real argon2 parameters: the right password's check then takes longer than counting the others,
+    // as it does for an attacker against a production server.
+    const pair = await startInstancePair(kind, { ARGON2_MEMORY_KIB: '19456', ARGON2_TIME_COST: '2' });
+    t.teardown(() => pair.close());
+    const email = newEmail('first');
+    await register(pair.a, email);
+    const forms = await Promise.all(Array.from({ length: 10 }, (_, index) => openLoginForm(index % 2 === 0 ? pair.a : pair.b)));
+    const answers = await Promise.all(forms.map((form, index) => postLogin(form, email, index === 0 ? PASSWORD : WRONG)));
+
+    t.deepEqual(answers.map((answer) => answer.status), Array(10).fill(401), 'a right password checked while the burst was counted is refused like the rest');
+    const account = await accountOf(pair.b, email);
+    t.truthy(account.lockedUntil, 'the burst locks the account');
+    t.is(account.lockouts, 1);
+  });
+
+  test(`on ${kind}, thirty guesses posted at once on two instances are each answered 401, never 503, and lock the account once`, async (t) => {
+    const mail = await startMailCatcher();
+    const pair = await startInstancePair(kind, { SMTP_URL: mail.url });
+    t.teardown(async () => {
+      await pair.close();
+      await mail.close();
+    });
+    const email = newEmail('thirty');
+    await register(pair.a, email);
+    const forms = await Promise.all(Array.from({ length: 30 }, (_, index) => openLoginForm(index % 2 === 0 ? pair.a : pair.b)));
+    const answers = await Promise.all(forms.map((form, index) => postLogin(form, email, index === 29 ? PASSWORD : WRONG)));
+
+    t.deepEqual(answers.map((answer) => answer.status), Array(30).fill(401), 'counting a burst is one atomic step per attempt, not a contended retry loop');
+    t.is((await accountOf(pair.a, email)).lockouts, 1);
+    await mail.waitFor((message) => message.to === email);
+    await delay(300);
+    t.is(mail.messages.filter((message) => message.to === email).length, 1, 'one lockout mail');
+  });
+
   test(`on ${kind}, fifty concurrent wrong passwords on two instances send exactly one lockout mail`, async (t) => {
     const mail = await startMailCatcher();
     const pair = await startInstancePair(kind, { SMTP_URL: mail.url });

@@ -176,6 +176,18 @@ test('look-alike spellings of a registered address do not create a second accoun
     t.is(answer.status, 400, label);
     t.regex(String((answer.body.fields as Record<string, string>).email), /invisible or control characters/, label);
   }
+  // RFC 5322 syntax around a local part that names the same mailbox: a quoted string ("ada" is
+  // ada), a comment, an escape. Refused, never a second account.
+  for (const [label, spelling] of [
+    ['quoted local part', `"${local}"@${domain}`],
+    ['comment', `${local}(note)@${domain}`],
+    ['escaped character', `"${local.slice(0, 1)}\\${local.slice(1)}"@${domain}`],
+    ['angle brackets', `<${local}>@${domain}`],
+  ]) {
+    const answer = await register({ email: spelling, password: PASSWORD });
+    t.is(answer.status, 400, label);
+    t.regex(String((answer.body.fields as Record<string, string>).email), /valid email address/, label);
+  }
   const { tokens } = await signIn(await discover(server.issuer), new UserAgent(), { email: `${address.toUpperCase()}.`, password: PASSWORD }, { parameters: { scope: 'openid email' } });
   t.is(tokens.claims()!.sub, String(created.body.sub), 'sign-in finds the account by the same rule');
 });

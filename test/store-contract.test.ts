@@ -594,7 +594,37 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.accounts.countSignInAttempt('sub-1', new Date(until.getTime() + SECOND)), { attempts: 1 }, 'and after a success resets the count');
   });
 
-  it('concurrent sign-in attempts through two store instances each see a count of their own', async (t) => {
+  it('a hundred concurrent sign-in attempts through two store instances are all counted, none refused as contention', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
+    const other = await open();
+    await store.accounts.create(account('sub-1', 'hundred@example.com'));
+    const now = new Date(clock.now());
+    const seen = await Promise.allSettled(Array.from({ length: 100 }, (_, index) => (index % 2 === 0 ? store : other).accounts.countSignInAttempt('sub-1', now)));
+    t.deepEqual(seen.filter((outcome) => outcome.status === 'rejected').map((outcome) => String((outcome as PromiseRejectedResult).reason)), []);
+    t.is((await store.accounts.findBySub('sub-1'))?.failedSignIns, 100);
+  });
+
+  it('acceptSignIn records a success only while the count is within the threshold and no lock is on', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('sub-1', 'accept@example.com'));
+    const now = new Date(clock.now());
+    for (let count = 0; count < 3; count += 1) await store.accounts.countSignInAttempt('sub-1', now);
+    t.true(await store.accounts.acceptSignIn('sub-1', 3, now, { name: 'Signed In' }), 'three counted, threshold three');
+    t.like(await store.accounts.findBySub('sub-1'), { failedSignIns: 0, lockouts: 0, name: 'Signed In' });
+
+    for (let count = 0; count < 4; count += 1) await store.accounts.countSignInAttempt('sub-1', now);
+    t.false(await store.accounts.acceptSignIn('sub-1', 3, now, { name: 'Burst' }), 'counted past the threshold: refused');
+    t.like(await store.accounts.findBySub('sub-1'), { failedSignIns: 4, name: 'Signed In' }, 'and nothing written');
+
+    const until = new Date(now.getTime() + 60 * SECOND);
+    t.true(await store.accounts.lockAfterFailures('sub-1', 3, until));
+    t.false(await store.accounts.acceptSignIn('sub-1', 3, now), 'a lock set meanwhile wins');
+    t.true(await store.accounts.acceptSignIn('sub-1', 3, new Date(until.getTime() + SECOND)), 'after the lock, a success is recorded');
+    t.is((await store.accounts.findBySub('sub-1'))?.lockedUntil, undefined);
+    t.false(await store.accounts.acceptSignIn('sub-unknown', 3, now));
+  });
+
+  it('concurrent sign-in attempts through two store instances are all counted, and at most n of them see a count of n or less', async (t) => {
     const { store, open, clock } = await setUp(t, createLane);
     const other = await open();
     await store.accounts.create(account('sub-1', 'attempts@example.com'));
@@ -602,7 +632,10 @@ function defineContract(name: string, createLane: LaneFactory): void {
 
     const seen = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? store : other).accounts.countSignInAttempt('sub-1', now)));
 
-    t.deepEqual(seen.map((attempt) => attempt?.attempts).sort((a, b) => a! - b!), Array.from({ length: 10 }, (_, index) => index + 1));
+    // Each sees at least its own number (exactly it on SQLite), so no two can both be checked as the fifth.
+    const counts = seen.map((attempt) => attempt!.attempts).sort((a, b) => a - b);
+    t.true(counts.every((count, index) => count >= index + 1 && count <= 10), JSON.stringify(counts));
+    t.is((await store.accounts.findBySub('sub-1'))?.failedSignIns, 10, 'every attempt counted');
     const locks = await Promise.all(Array.from({ length: 6 }, (_, index) => (index % 2 === 0 ? store : other).accounts.lockAfterFailures('sub-1', 5, new Date(now.getTime() + 60 * SECOND))));
     t.is(locks.filter(Boolean).length, 1, 'exactly one caller locks');
   });
@@ -723,7 +756,7 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual((await store.accounts.search({ emailPrefix: 'bob', limit: 1 })).accounts, [(await store.accounts.findBySub('s1'))!]);
   });
 
-  it('search by part of an email, role and status answers oldest first page by page', async (t) => {
+  it('search by part of an email, role and status answers oldest first page by page; count counts all, or the locked ones', async (t) => {
     const { store, clock } = await setUp(t, createLane);
     for (const sub of ['e', 'd', 'c', 'b', 'a']) {
       await store.accounts.create(account(sub, `${sub}.team@example.com`, sub === 'd' || sub === 'b' ? { roles: ['auditor'] } : {}));
@@ -731,6 +764,8 @@ function defineContract(name: string, createLane: LaneFactory): void {
     }
     await store.accounts.create(account('x', 'x.other@example.com', { roles: ['auditor'] }));
     await store.accounts.update('c', { disabled: true });
+    // Locked as well as disabled: counted as disabled, not locked.
+    await store.accounts.update('c', { lockedUntil: new Date(clock.now() + 60 * SECOND) });
     await store.accounts.update('b', { lockedUntil: new Date(clock.now() + 60 * SECOND) });
     // A lock that has run out leaves the account active.
     await store.accounts.update('a', { lockedUntil: new Date(clock.now() - SECOND) });
@@ -754,6 +789,10 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.deepEqual(await store.accounts.search({ query: '%', limit: 10 }), { accounts: [] });
     t.deepEqual(await store.accounts.search({ query: '.*', limit: 10 }), { accounts: [] });
     t.deepEqual(subs(await store.accounts.search({ limit: 10 })), ['e', 'd', 'c', 'b', 'a', 'x']);
+
+    t.is(await store.accounts.count(), 6);
+    t.is(await store.accounts.count({ lockedAt: new Date(clock.now()) }), 1);
+    t.is(await store.accounts.count({ lockedAt: new Date(clock.now() + 120 * SECOND) }), 0);
   });
 
   it('search refuses a cursor it did not give, or one of a search in another order', async (t) => {
@@ -872,6 +911,16 @@ function defineContract(name: string, createLane: LaneFactory): void {
     const open = await store.resources.create(resource('https://api.example/open'));
     t.false('clients' in open);
     t.false('clients' in (await store.resources.find('https://api.example/open'))!);
+  });
+
+  it('a resource server keeps the signing algorithm of its JWT access tokens, and has none when given none', async (t) => {
+    const { store } = await setUp(t, createLane);
+    const created = await store.resources.create(resource('https://api.example/es256', { scopes: ['read'], signingAlg: 'ES256' }));
+    t.is(created.signingAlg, 'ES256');
+    t.is((await store.resources.find('https://api.example/es256'))?.signingAlg, 'ES256');
+    t.is((await store.resources.list()).find((r) => r.audience === 'https://api.example/es256')?.signingAlg, 'ES256');
+    await store.resources.create(resource('https://api.example/default'));
+    t.false('signingAlg' in (await store.resources.find('https://api.example/default'))!);
   });
 
   it('a created resource server does not change when the caller later changes its input', async (t) => {
@@ -1441,6 +1490,32 @@ test('sqlite: a database at schema version 5, whose accounts all had a password,
   const { passwordHash: _none, ...hashless } = account('new-sub', 'new@example.com');
   t.false('passwordHash' in await store.accounts.create(hashless));
   t.deepEqual((await store.accounts.list()).map((listed) => listed.sub), ['old-sub', 'new-sub'], 'oldest first, as the index orders them');
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
+test('sqlite: a database at schema version 11, from before signing algorithms, upgrades in place and keeps its resource servers on RS256', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, 11)) old.exec(migration);
+  old.exec('PRAGMA user_version = 11');
+  old.prepare(
+    `INSERT INTO resources (audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at)
+     VALUES ('https://api.example/old', NULL, '["read"]', 'jwt', 300, NULL, '["rp-1"]', 1700000000000)`,
+  ).run();
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  const kept = await store.resources.find('https://api.example/old');
+  t.deepEqual(kept, { audience: 'https://api.example/old', scopes: ['read'], format: 'jwt', ttlSeconds: 300, clients: ['rp-1'], createdAt: new Date(1700000000000) });
+  const created = await store.resources.create(resource('https://api.example/new', { signingAlg: 'EdDSA', clients: ['rp-2'] }));
+  t.deepEqual(await store.resources.find('https://api.example/new'), created);
+  t.is(created.signingAlg, 'EdDSA');
 
   const raw = new DatabaseSync(lane.file, { readOnly: true });
   t.teardown(() => raw.close());

@@ -95,6 +95,21 @@ const getUser = defineRoute({
   handle: ({ params, deps }) => userDetails(deps, params.sub),
 });
 
+const countUsers = defineRoute({
+  method: 'get',
+  path: '/account-counts',
+  operationId: 'countUsers',
+  tag: 'Users',
+  summary: 'How many accounts there are, and how many are locked now',
+  description: 'Cheap at any size (the store\'s own count, and the lockout index): what an overview shows.',
+  ...schemas.countUsers,
+  async handle({ deps }) {
+    const { accounts } = deps.services;
+    const [total, locked] = await Promise.all([accounts.count(), accounts.count({ lockedAt: new Date() })]);
+    return { total, locked };
+  },
+});
+
 const WIRE_NAMES: Record<string, string> = { givenName: 'given_name', familyName: 'family_name' };
 
 const createUser = defineRoute({
@@ -424,6 +439,44 @@ const createClient = defineRoute({
   },
 });
 
+const updateClient = defineRoute({
+  method: 'patch',
+  path: '/clients/{client_id}',
+  operationId: 'updateClient',
+  tag: 'Clients',
+  summary: 'Rename a relying party or replace its redirect URIs',
+  description: 'The rules of creating one apply (Tessera\'s, then oidc-provider\'s), so what is stored always works; a refusal names the field. Sign-ins already under way with a removed redirect URI fail at the callback.',
+  errors: [404, 409, 413, 415],
+  ...schemas.updateClient,
+  async handle({ params, body, deps }) {
+    refuseConfigured(deps, params.client_id);
+    await deps.services.clients.updateRelyingParty(params.client_id, {
+      ...(body.client_name !== undefined && { name: body.client_name }),
+      ...(body.redirect_uris !== undefined && { redirectUris: body.redirect_uris }),
+      ...(body.post_logout_redirect_uris !== undefined && { postLogoutRedirectUris: body.post_logout_redirect_uris }),
+    });
+    await deps.refresh();
+    return clientView(await findClient(deps, params.client_id));
+  },
+});
+
+const rotateClientSecret = defineRoute({
+  method: 'post',
+  path: '/clients/{client_id}/secret',
+  operationId: 'rotateClientSecret',
+  tag: 'Clients',
+  summary: 'Give a client_secret client a new secret; answers with it, once',
+  description: 'The old secret stops working at once (give the app its new one first, or expect its token requests to fail until then). Tessera keeps only a hash of the new one.',
+  errors: [404, 409],
+  ...schemas.rotateClientSecret,
+  async handle({ params, deps }) {
+    refuseConfigured(deps, params.client_id);
+    const { client_secret } = await deps.services.clients.rotateSecret(params.client_id);
+    await deps.refresh();
+    return { client_id: params.client_id, client_secret };
+  },
+});
+
 const deleteClient = defineRoute({
   method: 'delete',
   path: '/clients/{client_id}',
@@ -558,6 +611,7 @@ const createResource = defineRoute({
       ttlSeconds: body.ttl,
       scopeRoles: body.scope_roles,
       clients: body.clients,
+      signingAlg: body.signing_alg,
     });
     return { ...resourceView({ ...created, source: 'store' }, created.client.client_id), client_secret: created.client.client_secret! };
   },
@@ -714,9 +768,9 @@ const listAuditEvents = defineRoute({
 });
 
 export const ADMIN_ROUTES: readonly Route[] = [
-  listUsers, createUser, importUsers, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
+  listUsers, countUsers, createUser, importUsers, getUser, updateUser, unlockUser, resetSecondFactors, addRole, removeRole,
   listUserSessions, endAllSessions, endSession, listGrants, revokeGrant,
-  listClients, createClient, getClient, deleteClient, addCertificate, removeCertificate, addTlsSubject, removeTlsSubject,
+  listClients, createClient, getClient, updateClient, rotateClientSecret, deleteClient, addCertificate, removeCertificate, addTlsSubject, removeTlsSubject,
   listResources, createResource, getResource, deleteResource,
   listUpstreams, createUpstream, getUpstream, deleteUpstream,
   listKeys, rotateKeys,

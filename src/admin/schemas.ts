@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 
+import { ACCESS_TOKEN_SIGNING_ALGS } from '../config.ts';
 import { SECURITY_EVENT_TYPES } from '../domain/events.ts';
 
 // --- Building blocks ---
@@ -100,6 +101,13 @@ export const listUsers = {
 };
 
 export const getUser = { params: userParams, response: userDetails };
+
+export const countUsers = {
+  response: z.object({
+    total: z.number().int().meta({ description: 'Every account (on MongoDB the collection\'s own estimate, which is exact after a clean shutdown)' }),
+    locked: z.number().int().meta({ description: 'Accounts locked now after failed sign-ins (disabled ones not counted)' }),
+  }),
+};
 
 export const createUser = {
   body: z.strictObject({
@@ -268,6 +276,24 @@ export const createClient = {
 
 export const deleteClient = { params: clientParams };
 
+export const updateClient = {
+  params: clientParams,
+  body: z.strictObject({
+    client_name: displayName.optional(),
+    redirect_uris: z.array(z.string().max(2048)).min(1, 'at least one redirect URI is required').max(20).optional().meta({ description: 'Replaces the list' }),
+    post_logout_redirect_uris: z.array(z.string().max(2048)).max(20).optional().meta({ description: 'Replaces the list; [] clears it' }),
+  }).refine((body) => Object.keys(body).length > 0, 'name at least one field to change'),
+  response: client,
+};
+
+export const rotateClientSecret = {
+  params: clientParams,
+  response: z.object({
+    client_id: z.string(),
+    client_secret: z.string().meta({ description: 'Shown this once: Tessera keeps only a hash. The old secret stops working at once' }),
+  }),
+};
+
 const credentials = z.object({
   thumbprints: z.array(z.string()).optional(),
   tls_subjects: z.array(z.object({ type: z.string(), value: z.string() })).optional(),
@@ -296,6 +322,7 @@ export const resource = z.object({
   ttl: z.number().int(),
   scope_roles: z.record(z.string(), z.array(z.string())).optional(),
   clients: z.array(z.string()).optional().meta({ description: 'The only clients that may ask for it in the code flow; absent, any client may, with the person\'s consent' }),
+  signing_alg: z.enum(ACCESS_TOKEN_SIGNING_ALGS).optional().meta({ description: 'The JWS algorithm of its JWT access tokens' }),
   source: z.enum(['builtin', 'config', 'store']),
   client_id: z.string().optional().meta({ description: 'Its client for introspection and revocation' }),
 }).meta({ id: 'Resource' });
@@ -314,6 +341,7 @@ export const createResource = {
     ttl: z.number().int().min(1).max(86_400).optional(),
     scope_roles: z.record(scope, z.array(role).min(1).max(100)).optional(),
     clients: z.array(clientId).min(1).max(100).optional(),
+    signing_alg: z.enum(ACCESS_TOKEN_SIGNING_ALGS).optional().meta({ description: 'The JWS algorithm of its JWT access tokens (default RS256)' }),
   }),
   response: resource.extend({
     client_secret: z.string().meta({ description: 'Its introspection client\'s secret, shown this once' }),

@@ -3,6 +3,7 @@
  * secret (no password hash, no client secret, no session cookie value). The response schemas
  * (schemas.ts) strip anything else on the way out, as a second line.
  */
+import { DEFAULT_ACCESS_TOKEN_SIGNING_ALG } from '../config.ts';
 import { sessionHandle, type SessionView } from '../oidc/sessions-and-grants.ts';
 import type { AuditEvent } from '../domain/audit.ts';
 import { isLocked } from '../domain/lockout.ts';
@@ -144,6 +145,7 @@ export function resourceView(resource: ResourceServer & { source: 'builtin' | 'c
     ttl: resource.ttlSeconds,
     ...(resource.scopeRoles && { scope_roles: resource.scopeRoles }),
     ...(resource.clients?.length && { clients: resource.clients }),
+    ...(resource.format === 'jwt' && { signing_alg: resource.signingAlg ?? DEFAULT_ACCESS_TOKEN_SIGNING_ALG }),
     source: resource.source,
     ...(clientId && { client_id: clientId }),
   };

@@ -87,7 +87,7 @@ const create = defineCommand({
   },
   check(values) {
     const grant = values.grant ?? 'authorization_code';
-    if (!(GRANTS as readonly string[]).includes(grant)) throw new UsageError(`--grant must be ${GRANTS.join(', ')}, not ${JSON.stringify(grant)}`);
+    if (!(GRANTS as readonly string[]).includes(grant)) throw new UsageError(`--grant must be ${GRANTS.slice(0, -1).join(', ')} or ${GRANTS.at(-1)}, not ${JSON.stringify(grant)}`);
     if (values['backchannel-logout-session-required'] && values['backchannel-logout-uri'] === undefined) throw new UsageError('--backchannel-logout-session-required needs --backchannel-logout-uri URI');
     if (grant === 'device_code') {
       const misplaced = [...MACHINE_ONLY, ...DEVICE_EXCLUDED].find((option) => given(values[option]));

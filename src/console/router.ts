@@ -44,7 +44,9 @@ export interface ConsoleRouterDependencies {
 interface Page<T> { items: T[]; next_cursor?: string }
 interface User { sub: string; email: string; name?: string; disabled: boolean; roles: string[]; locked_until?: string; second_factor: boolean; created_at: string }
 interface UserDetails extends User { email_verified: boolean; identities?: Array<{ upstream: string; subject: string; email?: string; linked_at: string }>; second_factors: { totp: boolean; passkeys: number; email_codes: boolean; recovery_codes_left: number } }
-interface Client { client_id: string; kind: string; source: string; name?: string; redirect_uris?: string[]; [key: string]: unknown }
+interface Client { client_id: string; kind: string; source: string; client_name?: string; redirect_uris?: string[]; post_logout_redirect_uris?: string[]; token_endpoint_auth_method: string; registered?: string; [key: string]: unknown }
+interface Resource { audience: string; name?: string; scopes: string[]; source: string; client_id?: string }
+interface Upstream { id: string; name: string; kind: string; preset?: string; issuer?: string; client_id: string; source: string; redirect_uri: string }
 interface AuditEvent { id: string; type: string; at: string; sub?: string; client_id?: string; details?: Record<string, unknown> }
 interface Key { kid: string; alg: string; use: string; status: string; created_at: string; retired_at?: string; expires_at?: string }
 
@@ -67,6 +69,16 @@ const DONE: Record<string, string> = {
   revoked: 'The app no longer has access to this account.',
   'app-deleted': 'The app is deleted.',
   rotated: 'New signing keys are in use; the old ones stay published until their tokens expire.',
+  'app-changed': 'The app is changed.',
+  'secret-rotated': 'The app has a new secret; the old one no longer works.',
+  'certificate-added': 'The certificate is registered.',
+  'certificate-removed': 'The certificate is removed.',
+  'subject-added': 'The TLS subject is registered.',
+  'subject-removed': 'The TLS subject is removed.',
+  'resource-created': 'The resource server is created. Its introspection client is shown here.',
+  'resource-deleted': 'The resource server is deleted.',
+  'upstream-created': 'The upstream provider is added. Register the redirect URI shown there.',
+  'upstream-deleted': 'The upstream provider is removed.',
 };
 
 /** The page a console form posts from: where to come back after signing in again (`/admin/keys/rotate` -> `/admin/keys`). */
@@ -74,7 +86,9 @@ export function pageOfAction(path: string): string {
   const match = /^\/admin\/(people|apps)\/([^/]+)\/[^/]+$/.exec(path);
   if (match) return `/admin/${match[1]}/${match[2]}`;
   if (path === '/admin/keys/rotate') return '/admin/keys';
-  return path === '/admin/people' || path === '/admin/apps' ? path : CONSOLE_PATH;
+  if (path === '/admin/resources' || path.startsWith('/admin/resources/')) return '/admin/apps';
+  if (path.startsWith('/admin/upstreams/')) return '/admin/upstreams';
+  return path === '/admin/people' || path === '/admin/apps' || path === '/admin/upstreams' ? path : CONSOLE_PATH;
 }
 
 function seeOther(ctx: Context, location: string): void {
@@ -101,6 +115,11 @@ function operator(ctx: Context): ConsoleSession {
 
 function checked(ctx: Context, name: string): boolean {
   return formField(ctx, name) === 'yes';
+}
+
+/** An audience or id as part of an element id (the views spell it the same way). */
+function fieldId(text: string): string {
+  return text.replace(/[^A-Za-z0-9_-]/g, '_');
 }
 
 function lines(text: string): string[] {
@@ -228,18 +247,25 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
       return { events: found, truncated: Boolean(cursor) };
     };
     // The reads are independent: in parallel, so the page costs the slowest of them, not their sum.
-    const [[chartData, auditProblem], [locked, lockedProblem], [keys, keysProblem]] = await Promise.all([
+    // Counts and the locked list are indexed reads (the store's count, the lockout index): cheap with a million accounts.
+    const lockedList = async (): Promise<{ counts: { total: number; locked: number } | undefined; locked: Page<User> }> => {
+      const counts = await calls(ctx).get<{ total: number; locked: number }>('/account-counts');
+      const locked = counts.locked ? await calls(ctx).get<Page<User>>('/users', { status: 'locked', limit: 10 }) : { items: [] as User[] };
+      return { counts, locked };
+    };
+    const [[chartData, auditProblem], [accounts, accountsProblem], [keys, keysProblem]] = await Promise.all([
       read(signIns, { events: [] as AuditEvent[], truncated: false }),
-      read(() => calls(ctx).get<Page<User>>('/users', { status: 'locked', limit: 10 }), { items: [] as User[] }),
+      read(lockedList, { counts: undefined, locked: { items: [] as User[] } }),
       read(() => calls(ctx).get<Page<Key>>('/keys', { limit: 100 }), { items: [] as Key[] }),
     ]);
     const { events, truncated } = chartData;
-    const problem = [auditProblem, lockedProblem, keysProblem].find(Boolean);
+    const { counts, locked } = accounts;
+    const problem = [auditProblem, accountsProblem, keysProblem].find(Boolean);
     await show(ctx, 'overview', 'Overview', {
       chart: signInChart(events.map((event) => ({ at: new Date(event.at), failed: event.type === 'signin.failed' })), since, new Date()),
       truncated,
+      counts,
       locked: locked.items,
-      moreLocked: Boolean(locked.next_cursor),
       keys: keys.items.map((key) => ({ ...key, ageDays: Math.floor((Date.now() - Date.parse(key.created_at)) / 86_400_000) })),
       storeAnswering: !problem?.unavailable,
     }, problem);
@@ -249,9 +275,13 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
 
   async function showPeople(ctx: Context, problem?: AdminCallError, values: Record<string, string> = {}) {
     const q = queryText(ctx, 'q').trim();
+    const match = queryText(ctx, 'match') === 'part' ? 'part' : 'start';
     const cursor = queryText(ctx, 'cursor') || undefined;
-    const [page, readProblem] = await read(() => calls(ctx).get<Page<User>>('/users', { q: q || undefined, limit: PAGE_SIZE, cursor }), { items: [] });
-    await show(ctx, 'people', 'People', { q, users: page.items, nextCursor: page.next_cursor, values }, problem ?? readProblem);
+    // The start of the email by default: the email index serves it at any size (email order). Part
+    // of it anywhere (`match=part`) reads every account, so it is what the operator asks for, not the default.
+    const filter = q ? (match === 'part' ? { q } : { email_prefix: q }) : {};
+    const [page, readProblem] = await read(() => calls(ctx).get<Page<User>>('/users', { ...filter, limit: PAGE_SIZE, cursor }), { items: [] });
+    await show(ctx, 'people', 'People', { q, match, users: page.items, nextCursor: page.next_cursor, values }, problem ?? readProblem);
   }
 
   router.get('/people', requireOperator, async function listPeople(ctx) {
@@ -318,9 +348,43 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
 
   async function showApps(ctx: Context, problem?: AdminCallError, values: Record<string, string> = {}) {
     const [clients, clientsProblem] = await read(() => calls(ctx).get<Page<Client>>('/clients', { limit: 100, cursor: queryText(ctx, 'cursor') || undefined }), { items: [] });
-    const [resources, resourcesProblem] = await read(() => calls(ctx).get<Page<Record<string, unknown>>>('/resources', { limit: 100 }), { items: [] });
+    const [resources, resourcesProblem] = await read(() => calls(ctx).get<Page<Resource>>('/resources', { limit: 100 }), { items: [] });
     await show(ctx, 'apps', 'Apps', { clients: clients.items, nextCursor: clients.next_cursor, resources: resources.items, values }, problem ?? clientsProblem ?? resourcesProblem);
   }
+
+  /** The secret of something just created or rotated survives the 303 once, sealed, for this operator only. */
+  async function withSecret(ctx: Context, location: string, secret: string | undefined, doneKey?: string): Promise<string> {
+    const query = new URLSearchParams({ ...(doneKey && { done: doneKey }), ...(secret && { secret: await secrets.put(operator(ctx).sub, [secret]) }) }).toString();
+    return query ? `${location}?${query}` : location;
+  }
+
+  router.post('/resources', requireOperator, async function createResource(ctx) {
+    const values = { audience: formField(ctx, 'audience').trim(), resource_name: formField(ctx, 'resource_name'), scopes: formField(ctx, 'scopes') };
+    let created: { client_id?: string; client_secret?: string } | undefined;
+    await write(ctx, async () => {
+      created = await calls(ctx).send('post', '/resources', {
+        audience: values.audience,
+        ...(values.resource_name.trim() && { name: values.resource_name.trim() }),
+        scopes: values.scopes.split(/[\s,]+/).filter(Boolean),
+      });
+    }, '', (problem) => {
+      // The app form on the same page has its own `name`: this form's is resource_name.
+      const { name, ...rest } = problem.fields;
+      return showApps(ctx, new AdminCallError(problem.status, problem.error, problem.message, { ...rest, ...(name && { resource_name: name }) }), values);
+    });
+    if (!created) return;
+    // Its introspection client's secret is the one to copy: shown once on that client's page.
+    seeOther(ctx, created.client_id ? await withSecret(ctx, `${CONSOLE_PATH}/apps/${segment(created.client_id)}`, created.client_secret, 'resource-created') : `${CONSOLE_PATH}/apps`);
+  });
+
+  router.post('/resources/:audience/delete', requireOperator, async function deleteResource(ctx) {
+    const audience = ctx.params.audience!;
+    if (!checked(ctx, 'confirm')) {
+      ctx.status = 400;
+      return showApps(ctx, new AdminCallError(400, 'invalid_request', 'Tick the box to confirm first.', { [`confirm-resource-${fieldId(audience)}`]: 'Tick to confirm' }));
+    }
+    await write(ctx, () => calls(ctx).send('delete', `/resources/${segment(audience)}`), `${CONSOLE_PATH}/apps?done=resource-deleted`, (problem) => showApps(ctx, problem));
+  });
 
   router.get('/apps', requireOperator, async function listApps(ctx) {
     await showApps(ctx);
@@ -337,11 +401,10 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
     }, '', (problem) => showApps(ctx, problem, values));
     if (!created) return;
     // The secret survives the redirect once, sealed, for this operator only; reloading shows it no more.
-    const shown = created.client_secret ? `?secret=${encodeURIComponent(await secrets.put(operator(ctx).sub, [created.client_secret]))}` : '';
-    seeOther(ctx, `${CONSOLE_PATH}/apps/${segment(created.client_id)}${shown}`);
+    seeOther(ctx, await withSecret(ctx, `${CONSOLE_PATH}/apps/${segment(created.client_id)}`, created.client_secret));
   });
 
-  async function showApp(ctx: Context, clientId: string, problem?: AdminCallError) {
+  async function showApp(ctx: Context, clientId: string, problem?: AdminCallError, values: Record<string, string> = {}) {
     const [client, clientProblem] = await read(() => calls(ctx).get<Client>(`/clients/${segment(clientId)}`), undefined);
     if (clientProblem?.gone) {
       ctx.status = 404;
@@ -349,8 +412,49 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
     }
     const secretId = queryText(ctx, 'secret');
     const secret = secretId ? (await secrets.take(operator(ctx).sub, secretId))?.[0] : undefined;
-    await show(ctx, 'app', client?.name ?? clientId, { client, clientId, secret, secretGone: Boolean(secretId) && !secret }, problem ?? clientProblem);
+    await show(ctx, 'app', client?.client_name ?? clientId, { client, clientId, secret, secretGone: Boolean(secretId) && !secret, values }, problem ?? clientProblem);
   }
+
+  /** One POST per action on an app, each a single admin API call; `values` are the form's, kept when refused. */
+  const appActions: Record<string, { done: string; confirm?: boolean; values?: (ctx: Context) => Record<string, string>; call(ctx: Context, base: string, values: Record<string, string>): Promise<unknown> }> = {
+    edit: {
+      done: 'app-changed',
+      values: (ctx) => ({ client_name: formField(ctx, 'client_name'), redirect_uris: formField(ctx, 'redirect_uris'), post_logout_redirect_uris: formField(ctx, 'post_logout_redirect_uris') }),
+      call: (ctx, base, values) => calls(ctx).send('patch', base, {
+        client_name: values.client_name,
+        redirect_uris: lines(values.redirect_uris ?? ''),
+        post_logout_redirect_uris: lines(values.post_logout_redirect_uris ?? ''),
+      }),
+    },
+    'add-certificate': {
+      done: 'certificate-added',
+      values: (ctx) => ({ certificate: formField(ctx, 'certificate') }),
+      call: (ctx, base, values) => calls(ctx).send('post', `${base}/certificates`, { certificate: values.certificate }),
+    },
+    'remove-certificate': { done: 'certificate-removed', call: (ctx, base) => calls(ctx).send('delete', `${base}/certificates/${segment(formField(ctx, 'thumbprint'))}`) },
+    'add-subject': {
+      done: 'subject-added',
+      values: (ctx) => ({ type: formField(ctx, 'type'), value: formField(ctx, 'value') }),
+      call: (ctx, base, values) => calls(ctx).send('post', `${base}/tls-subjects`, { type: values.type, value: values.value }),
+    },
+    'remove-subject': {
+      done: 'subject-removed',
+      call: (ctx, base) => calls(ctx).send('delete', `${base}/tls-subjects?${new URLSearchParams({ type: formField(ctx, 'type'), value: formField(ctx, 'value') })}`),
+    },
+  };
+
+  router.post('/apps/:client_id/rotate-secret', requireOperator, async function rotateSecret(ctx) {
+    const clientId = ctx.params.client_id!;
+    if (!checked(ctx, 'confirm')) {
+      ctx.status = 400;
+      return showApp(ctx, clientId, new AdminCallError(400, 'invalid_request', 'Tick the box to confirm first.', { 'confirm-rotate-secret': 'Tick to confirm' }));
+    }
+    let rotated: { client_secret: string } | undefined;
+    await write(ctx, async () => {
+      rotated = await calls(ctx).send('post', `/clients/${segment(clientId)}/secret`);
+    }, '', (problem) => showApp(ctx, clientId, problem));
+    if (rotated) seeOther(ctx, await withSecret(ctx, `${CONSOLE_PATH}/apps/${segment(clientId)}`, rotated.client_secret, 'secret-rotated'));
+  });
 
   router.get('/apps/:client_id', requireOperator, async function appPage(ctx) {
     await showApp(ctx, ctx.params.client_id!);
@@ -363,6 +467,47 @@ export function consoleRouter({ config, provider, api, oidc, masterSecret, logge
       return showApp(ctx, clientId, new AdminCallError(400, 'invalid_request', 'Tick the box to confirm first.', { 'confirm-delete': 'Tick to confirm' }));
     }
     await write(ctx, () => calls(ctx).send('delete', `/clients/${segment(clientId)}`), `${CONSOLE_PATH}/apps?done=app-deleted`, (problem) => showApp(ctx, clientId, problem));
+  });
+
+  router.post('/apps/:client_id/:action', requireOperator, async function actOnApp(ctx) {
+    const clientId = ctx.params.client_id!;
+    const action = appActions[ctx.params.action!];
+    if (!action) throw new AppError('ERR_NOT_FOUND', 'There is no such action.');
+    const values = action.values?.(ctx) ?? {};
+    await write(ctx, () => action.call(ctx, `/clients/${segment(clientId)}`, values), `${CONSOLE_PATH}/apps/${segment(clientId)}?done=${action.done}`, (problem) => showApp(ctx, clientId, problem, values));
+  });
+
+  // --- Upstream identity providers ---
+
+  async function showUpstreams(ctx: Context, problem?: AdminCallError, values: Record<string, string> = {}) {
+    const [upstreams, readProblem] = await read(() => calls(ctx).get<Page<Upstream>>('/upstreams', { limit: 100 }), { items: [] });
+    await show(ctx, 'upstreams', 'Upstream providers', { upstreams: upstreams.items, values }, problem ?? readProblem);
+  }
+
+  router.get('/upstreams', requireOperator, async function listUpstreams(ctx) {
+    await showUpstreams(ctx);
+  });
+
+  router.post('/upstreams', requireOperator, async function createUpstream(ctx) {
+    const values = { id: formField(ctx, 'id').trim(), name: formField(ctx, 'name'), preset: formField(ctx, 'preset'), issuer: formField(ctx, 'issuer').trim(), client_id: formField(ctx, 'client_id').trim() };
+    const clientSecret = formField(ctx, 'client_secret');
+    await write(ctx, () => calls(ctx).send('post', '/upstreams', {
+      id: values.id,
+      ...(values.name.trim() && { name: values.name.trim() }),
+      ...(values.preset && { preset: values.preset }),
+      ...(values.issuer && { issuer: values.issuer }),
+      client_id: values.client_id,
+      client_secret: clientSecret,
+    }), `${CONSOLE_PATH}/upstreams?done=upstream-created`, (problem) => showUpstreams(ctx, problem, values));
+  });
+
+  router.post('/upstreams/:id/delete', requireOperator, async function deleteUpstream(ctx) {
+    const id = ctx.params.id!;
+    if (!checked(ctx, 'confirm')) {
+      ctx.status = 400;
+      return showUpstreams(ctx, new AdminCallError(400, 'invalid_request', 'Tick the box to confirm first.', { [`confirm-upstream-${fieldId(id)}`]: 'Tick to confirm' }));
+    }
+    await write(ctx, () => calls(ctx).send('delete', `/upstreams/${segment(id)}`), `${CONSOLE_PATH}/upstreams?done=upstream-deleted`, (problem) => showUpstreams(ctx, problem));
   });
 
   // --- Keys ---

@@ -156,8 +156,14 @@ export class AccountService {
     const ok = account && hash !== undefined && usable && counted.mayCheck
       ? await this.#hasher.verify(hash, password)
       : await this.#hasher.verifyDecoy(usable ? password : '');
-    if (!account || hash === undefined || !ok || !counted.mayCheck) {
-      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : hash === undefined ? 'no_password' : !counted.mayCheck ? 'locked' : 'wrong_password';
+    // A right password is recorded only if the count is still within the threshold now that it is
+    // checked (one conditional write): attempts counted meanwhile, a burst, keep it out like a lock.
+    // An imported hash (bcrypt, PBKDF2, ...) or one made with older parameters becomes argon2id in
+    // the same write: no moment where the count is reset but the old hash kept.
+    const accepted = account !== undefined && hash !== undefined && ok && counted.mayCheck
+      && await this.#lockout.recordSuccess(account, this.#hasher.needsRehash(hash) ? { passwordHash: await this.#hasher.hash(password) } : {}, now);
+    if (!account || hash === undefined || !accepted) {
+      const reason = !account ? 'unknown_account' : account.disabled ? 'disabled' : hash === undefined ? 'no_password' : !counted.mayCheck || ok ? 'locked' : 'wrong_password';
       // Before the failure is counted: a lockout it causes is announced after it.
       this.#events.emit({
         type: 'signin.failed',
@@ -165,13 +171,10 @@ export class AccountService {
         ...(attempt.clientId !== undefined && { clientId: attempt.clientId }),
         details: { reason, factor: 'password', ...(attempt.purpose && attempt.purpose !== 'sign-in' && { purpose: attempt.purpose }) },
       });
-      if (account && reason === 'wrong_password') await this.#lockout.recordFailure(account, counted, now);
+      // Every counted attempt that did not sign in, checked or not: whichever first sees the threshold reached locks.
+      if (account && hash !== undefined) await this.#lockout.recordFailure(account, counted, now);
       throw new AppError('ERR_INVALID_CREDENTIALS', INVALID_CREDENTIALS);
     }
-    // An imported hash (bcrypt, PBKDF2, ...) or one made with older parameters becomes argon2id in
-    // the same write that records the sign-in: no moment where the count is reset but the old hash kept.
-    const upgrade = this.#hasher.needsRehash(hash) ? { passwordHash: await this.#hasher.hash(password) } : {};
-    await this.#lockout.recordSuccess(account, upgrade);
     return account;
   }
 
@@ -213,6 +216,11 @@ export class AccountService {
   /** One page of accounts by email prefix, part of the email, role or status, through the store's indexes (the admin API). */
   search(search: AccountSearch): Promise<AccountPage> {
     return this.#accounts.search(search);
+  }
+
+  /** How many accounts there are, or how many are locked at `lockedAt`: cheap at any size (the console's overview). */
+  count(filter?: { lockedAt?: Date }): Promise<number> {
+    return this.#accounts.count(filter);
   }
 
   /** Returns false when no account has that email. */

@@ -72,6 +72,13 @@ export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_c
  * (oidc/client-metadata-check.ts), so a client that could never work is refused when it is created,
  * with the reason, and the domain still knows nothing of oidc-provider.
  */
+/** What PATCH /clients/{client_id} may change on a relying party; absent fields stay as they are. */
+export interface RelyingPartyChanges {
+  name?: string;
+  redirectUris?: string[];
+  postLogoutRedirectUris?: string[];
+}
+
 export type ClientMetadataCheck = (metadata: Record<string, unknown>) => Promise<string | undefined>;
 
 export const MACHINE_AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt', 'client_secret_basic'] as const;
@@ -396,6 +403,59 @@ export class ClientService {
     return { client_id: clientId, client_secret: secret };
   }
 
+  /**
+   * Changes a relying party's name and redirect URIs, by the rules its creation follows (Tessera's,
+   * then oidc-provider's), so an edit cannot store a client that would fail at every request.
+   * A list given replaces the old one.
+   */
+  async updateRelyingParty(clientId: string, changes: RelyingPartyChanges): Promise<void> {
+    await this.#updateStored(clientId, (metadata) => {
+      if (!isRelyingParty(metadata)) throw new AppError('ERR_CLIENT_INVALID', 'Only a relying party has redirect URIs', { fields: { redirect_uris: 'Not a relying party' } });
+      const native = metadata.application_type === 'native';
+      const fields: Record<string, string> = {};
+      const problems: string[] = [];
+      if (changes.name !== undefined && !changes.name.trim()) {
+        problems.push('a name is required');
+        fields.client_name = 'a name is required';
+      }
+      if (changes.redirectUris !== undefined && !changes.redirectUris.length) {
+        problems.push('at least one redirect URI is required');
+        fields.redirect_uris = 'at least one redirect URI is required';
+      }
+      for (const [field, uris] of [['redirect_uris', changes.redirectUris ?? []], ['post_logout_redirect_uris', changes.postLogoutRedirectUris ?? []]] as const) {
+        for (const uri of uris) {
+          const problem = redirectUriProblem(uri, native);
+          if (!problem) continue;
+          problems.push(problem);
+          fields[field] ??= problem;
+        }
+      }
+      if (problems.length) throw new AppError('ERR_CLIENT_INVALID', problems.join('; '), { fields });
+      return {
+        ...metadata,
+        ...(changes.name !== undefined && { client_name: changes.name.trim() }),
+        ...(changes.redirectUris !== undefined && { redirect_uris: [...new Set(changes.redirectUris)] }),
+        ...(changes.postLogoutRedirectUris !== undefined && { post_logout_redirect_uris: [...new Set(changes.postLogoutRedirectUris)] }),
+      };
+    });
+  }
+
+  /**
+   * Gives a client_secret client a new secret, returned this once (only its digest is kept). The old
+   * one stops working at once: a leaked secret must not keep working through a grace period.
+   */
+  async rotateSecret(clientId: string): Promise<{ client_secret: string }> {
+    const secret = randomId(32);
+    await this.#updateStored(clientId, (metadata) => {
+      const auth = metadata.token_endpoint_auth_method ?? 'client_secret_basic';
+      if (auth !== 'client_secret_basic' && auth !== 'client_secret_post') {
+        throw new AppError('ERR_CLIENT_INVALID', `This client authenticates with ${String(auth)}, not a client secret`);
+      }
+      return { ...metadata, client_secret: hashClientSecret(secret) };
+    });
+    return { client_secret: secret };
+  }
+
   /** Adds a certificate (self_signed_tls_client_auth) so the client can rotate without downtime. */
   async addCertificate(clientId: string, pem: string): Promise<{ thumbprint: string }> {
     const certificate = parseCertificate(pem);
@@ -599,6 +659,11 @@ function withoutSubjectMetadata(metadata: Record<string, unknown>): Record<strin
 }
 
 /** The names of the metadata fields a change touched (names only: values may be secrets or keys). */
+/** A client people sign in to (the code flow), as opposed to a machine or a resource server's client. */
+function isRelyingParty(metadata: Record<string, unknown>): boolean {
+  return Array.isArray(metadata.grant_types) && metadata.grant_types.includes('authorization_code') && metadata.tessera_resource_server === undefined;
+}
+
 function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
   const names = new Set([...Object.keys(before), ...Object.keys(after)]);
   return [...names].filter((name) => JSON.stringify(before[name]) !== JSON.stringify(after[name])).sort();

@@ -14,7 +14,11 @@
  * 4. the domain lowercased and put through IDNA (UTS #46, node's `domainToASCII`), kept in its
  *    Unicode form so people recognise it, with one trailing dot (the DNS root) removed; it needs a dot,
  *    and each label is letters, digits and inner hyphens;
- * 5. the local part lowercased too. RFC 5321 lets a server treat it case-sensitively, but no mailbox
+ * 5. no RFC 5322 special in the local part (`"`, `(`, `)`, `,`, `:`, `;`, `<`, `>`, `[`, `]`, `\`): refused,
+ *    since they spell quoted strings, comments and escapes, and `"ada"@example.com` or
+ *    `ada(note)@example.com` is the mailbox of `ada@example.com` (RFC 5321 section 4.1.2), while
+ *    HTML's own address syntax has none of them;
+ * 6. the local part lowercased too. RFC 5321 lets a server treat it case-sensitively, but no mailbox
  *    provider people use does, and most identity providers compare it case-insensitively; dots and
  *    `+tags` are kept, since their meaning is the provider's.
  */
@@ -36,6 +40,8 @@ const HIDDEN = /[\p{Cc}\p{Cf}]/u;
 /** Letters, digits and inner hyphens (RFC 1123), on the A-label form: no `_`, no empty label. */
 const HOSTNAME_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const WHITESPACE = /[\s\p{Zs}\p{Zl}\p{Zp}]/u;
+/** RFC 5322 specials: a local part with one is another spelling of a plainer one, or a header's syntax. */
+const LOCAL_PART_SPECIAL = /["(),:;<>[\]\\]/;
 
 function refuse(code: EmailRefusal): NormalisedEmail {
   return { ok: false, code, message: MESSAGES[code] };
@@ -50,6 +56,7 @@ export function normaliseEmail(input: string): NormalisedEmail {
   const at = text.indexOf('@');
   if (at <= 0 || at !== text.lastIndexOf('@') || at === text.length - 1) return refuse('ERR_EMAIL_FORMAT');
   const local = text.slice(0, at).toLowerCase();
+  if (LOCAL_PART_SPECIAL.test(local)) return refuse('ERR_EMAIL_FORMAT');
   const rawDomain = text.slice(at + 1).replace(/\.$/, '');
   if (!rawDomain.includes('.') || rawDomain.split('.').some((label) => !label)) return refuse('ERR_EMAIL_DOMAIN');
   const ascii = domainToASCII(rawDomain.toLowerCase());

@@ -3,7 +3,7 @@
  * static ones from config/resources.json and ones created with the CLI. Each gets a client of its
  * own for introspection and revocation of the tokens issued for it.
  */
-import { ConfigError, type StaticResource } from '../config.ts';
+import { ACCESS_TOKEN_SIGNING_ALGS, ConfigError, type AccessTokenSigningAlg, type StaticResource } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { ResourceRepository, ResourceServerRecord, RevisionRepository } from '../store/port.ts';
 import type { ClientService, CreatedClient } from './clients.ts';
@@ -21,6 +21,8 @@ export interface NewResourceServer {
   scopeRoles?: ScopeRoles | undefined;
   /** The only clients that may ask for it in the code flow; absent, any client may, with the person's consent. */
   clients?: string[] | undefined;
+  /** The JWS algorithm of its JWT access tokens; RS256 when absent. */
+  signingAlg?: AccessTokenSigningAlg | undefined;
 }
 
 export const DEFAULT_RESOURCE_TTL_SECONDS = 300;
@@ -42,6 +44,10 @@ export function resourceProblems(input: NewResourceServer): string[] {
     if (['openid', 'offline_access', 'profile', 'email', 'roles'].includes(scope)) problems.push(`${scope} is an OpenID Connect scope, not an API scope`);
   }
   problems.push(...scopeRolesProblems(input.scopes, input.scopeRoles));
+  if (input.signingAlg !== undefined) {
+    if (!(ACCESS_TOKEN_SIGNING_ALGS as readonly string[]).includes(input.signingAlg)) problems.push(`the signing algorithm must be one of ${ACCESS_TOKEN_SIGNING_ALGS.join(', ')}`);
+    else if ((input.format ?? 'jwt') !== 'jwt') problems.push('a signing algorithm applies to JWT access tokens only');
+  }
   const ttl = input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_RESOURCE_TTL_SECONDS) problems.push(`the token lifetime must be between 1 and ${MAX_RESOURCE_TTL_SECONDS} seconds`);
   return problems;
@@ -93,6 +99,7 @@ export class ResourceService {
       ttlSeconds: input.ttlSeconds ?? DEFAULT_RESOURCE_TTL_SECONDS,
       ...(input.scopeRoles && Object.keys(input.scopeRoles).length && { scopeRoles: normalizeScopeRoles(input.scopeRoles) }),
       ...(input.clients?.length && { clients: [...new Set(input.clients)] }),
+      ...(input.signingAlg && { signingAlg: input.signingAlg }),
     };
     await this.#resources.create(resource);
     try {

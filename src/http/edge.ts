@@ -73,6 +73,28 @@ function firstValue(value: string | string[] | undefined): string | undefined {
 }
 
 /**
+ * A request target in absolute form (`GET http://evil.example/.well-known/openid-configuration`, as
+ * sent to a forward proxy) names the host the request is for, and RFC 9112 section 3.2.2 has it win
+ * over Host. Koa's `href`, from which oidc-provider builds discovery's URLs, returns such a target
+ * as it is, so it is turned into origin form here (the path and query, everything else reads those)
+ * and its host returned, to be checked like a Host header. Undefined for an origin-form target.
+ */
+function absoluteFormHost(ctx: Context): string | undefined {
+  const target = ctx.req.url ?? '/';
+  if (target.startsWith('/')) return undefined;
+  // The path as sent, not as URL would normalise it: path variants are refused, not rewritten.
+  const parts = /^(https?:\/\/[^/?#]*)(.*)$/is.exec(target);
+  const authority = parts && URL.canParse(parts[1]!) ? new URL(parts[1]!) : undefined;
+  const rest = parts?.[2] ?? '';
+  const originForm = authority ? (rest.startsWith('/') ? rest : `/${rest}`) : '/';
+  ctx.req.url = originForm;
+  ctx.originalUrl = originForm;
+  ctx.request.originalUrl = originForm;
+  // Asterisk form (`OPTIONS *`) and anything unparseable name no host of ours: '' gets 421.
+  return authority ? authority.host : '';
+}
+
+/**
  * First in the chain. X-Forwarded-For and the origin headers from a peer that is not a trusted
  * proxy are dropped; the host the request asked for is noted for refuseMisdirectedRequests; then
  * Host, X-Forwarded-Host and X-Forwarded-Proto are set to Tessera's own origin, which is all Koa
@@ -95,7 +117,8 @@ export function settleRequestOrigin({ issuer, mtlsUrl, behindTlsProxy, trustedPr
       trustedSockets.set(req.socket, trusted);
     }
     const forwardedHost = trusted && behindTlsProxy ? firstValue(headers['x-forwarded-host']) : undefined;
-    const requested = (forwardedHost ?? headers.host ?? '').toLowerCase();
+    const targetHost = absoluteFormHost(ctx);
+    const requested = (forwardedHost ?? targetHost ?? headers.host ?? '').toLowerCase();
     (ctx.state as Record<symbol, string>)[REQUESTED_HOST] = hostnameOf(requested);
     if (!trusted && headers['x-forwarded-for'] !== undefined) delete headers['x-forwarded-for'];
     // Deleting only what is there: a delete reshapes the headers object, on every request.

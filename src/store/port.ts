@@ -10,6 +10,8 @@
 
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
+import type { AccessTokenSigningAlg } from '../config.ts';
+
 /** The payload oidc-provider hands its adapter (see oidc-provider's example/my_adapter.js). */
 export interface OidcPayload {
   [key: string]: unknown;
@@ -205,9 +207,17 @@ export interface AccountRepository {
    */
   search(search: AccountSearch): Promise<AccountPage>;
   /**
+   * How many accounts there are, or (with `lockedAt`) how many are locked at that instant and not
+   * disabled. Cheap at any size, for the console's overview: the table's count (SQLite), the
+   * collection's estimate (MongoDB), and the lockout index for locked ones.
+   */
+  count(filter?: { lockedAt?: Date }): Promise<number>;
+  /**
    * Counts a sign-in attempt before its password is checked, in one atomic step: unless the account
-   * is locked at `now`, adds one to failedSignIns. Answers the count and the lock as that step saw
-   * them, so of concurrent attempts exactly one sees each count (undefined when there is no such account).
+   * is locked at `now`, adds one to failedSignIns. Answers the count, at least this attempt's own
+   * number (SQLite answers exactly that; MongoDB reads it after its atomic increment, so an attempt
+   * counted meanwhile may show too), and the lock if one is on (undefined when there is no such
+   * account). So of concurrent attempts at most `n` see a count of `n` or less.
    */
   countSignInAttempt(sub: string, now: Date): Promise<{ attempts: number; lockedUntil?: Date } | undefined>;
   /**
@@ -215,6 +225,13 @@ export interface AccountRepository {
    * is still at least `threshold`: a success in between (which resets the count) wins. True when it locked.
    */
   lockAfterFailures(sub: string, threshold: number, lockedUntil: Date): Promise<boolean>;
+  /**
+   * Records a successful sign-in (failedSignIns, lockouts and the lock cleared, together with `changes`)
+   * only if, now that its password has been checked, failedSignIns is still at most `threshold` and the
+   * account is not locked at `now`: attempts counted while this one was being checked (a burst) or a lock
+   * they set win, and the success is refused. True when it was recorded.
+   */
+  acceptSignIn(sub: string, threshold: number, now: Date, changes?: AccountChanges): Promise<boolean>;
   /**
    * Sets the sign counter and last use of one passkey, only if the account still has it: a sign-in in
    * flight never writes back a passkey list that was changed meanwhile. False when the passkey is gone.
@@ -259,8 +276,12 @@ export interface ResourceServerRecord {
   scopeRoles?: Record<string, string[]>;
   /** The only clients that may ask for it in the code flow (absent: any client, with the person's consent). */
   clients?: string[];
+  /** The JWS algorithm of its JWT access tokens (absent: RS256, the default every validator supports). */
+  signingAlg?: AccessTokenSigningAlg;
   createdAt: Date;
 }
+
+export type { AccessTokenSigningAlg } from '../config.ts';
 
 /** Every write (create, delete) bumps the `resources` revision. */
 export interface ResourceRepository {

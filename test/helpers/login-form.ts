@@ -47,10 +47,14 @@ export async function attemptSignIn(server: TestServer, email: string, password:
   return postLogin(await openLoginForm(server), email, password);
 }
 
-/** A page with what differs between two renderings of the same form blanked out (tokens, uid, typed email). */
+/**
+ * A page with what differs between two renderings of the same form blanked out (tokens, uid, typed
+ * email, and the language switcher's request tag, which is derived from each authorization's PKCE challenge).
+ */
 export function normalizedPage(body: string, email: string): string {
   return body
     .replace(/name="_csrf" value="[^"]*"/g, 'name="_csrf" value="…"')
+    .replace(/name="request" value="[^"]*"/g, 'name="request" value="…"')
     .replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/…')
     .replace(/uid=[A-Za-z0-9_-]+/g, 'uid=…')
     .replaceAll(email, '…@…');

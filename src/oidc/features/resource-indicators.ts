@@ -5,6 +5,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 
+import { DEFAULT_ACCESS_TOKEN_SIGNING_ALG } from '../../config.ts';
 import type { AccountService } from '../../domain/accounts.ts';
 import type { ResourceService } from '../../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../../domain/roles.ts';
@@ -102,7 +103,8 @@ async function resourceServerInfo(resources: ResourceService, accounts: AccountS
     audience: resource.audience,
     accessTokenTTL: resource.ttlSeconds,
     accessTokenFormat: resource.format,
-    ...(resource.format === 'jwt' && { jwt: { sign: { alg: 'RS256' as const } } }),
+    // Each algorithm has a key of its own family in the keystore (domain/keys.ts), so oidc-provider finds one.
+    ...(resource.format === 'jwt' && { jwt: { sign: { alg: resource.signingAlg ?? DEFAULT_ACCESS_TOKEN_SIGNING_ALG } } }),
   };
 }
 

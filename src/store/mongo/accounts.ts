@@ -109,6 +109,8 @@ const accountSchema = new Schema<AccountDocument>(
 // Uniqueness lives in the index, so two concurrent registrations cannot both win.
 accountSchema.index({ email: 1 }, { name: 'email_unique', unique: true });
 accountSchema.index({ createdAt: 1, _id: 1 }, { name: 'createdAt_id' });
+// Locked accounts are few: the overview counts them and status=locked searches find them through this.
+accountSchema.index({ lockedUntil: 1 }, { name: 'lockedUntil', sparse: true });
 accountSchema.index({ externalId: 1 }, { name: 'externalId_unique', unique: true, partialFilterExpression: { externalId: { $exists: true } } });
 
 export function accountModel(connection: Connection): Model<AccountDocument> {
@@ -311,6 +313,11 @@ export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDoc
 
   return {
     search,
+    async count(filter = {}) {
+      // The collection's own count (metadata, no scan); exact enough for an overview.
+      if (!filter.lockedAt) return Account.estimatedDocumentCount().exec();
+      return Account.countDocuments({ lockedUntil: { $gt: filter.lockedAt }, disabled: false }).exec();
+    },
     async create(input) {
       const now = new Date(clock());
       const doc: AccountDocument = {
@@ -409,22 +416,32 @@ export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDoc
       return (await query.lean().exec()).map(toAccount);
     },
     async countSignInAttempt(sub, now) {
-      // Compare-and-set on both fields, so the lock seen and the count written belong together. Not
-      // findOneAndUpdate with $inc: some servers (the emulator the tests run on) apply the $inc
-      // atomically but read the returned document separately, so two callers may see one count.
-      for (let attempt = 0; attempt < COMPARE_AND_SET_ATTEMPTS; attempt += 1) {
-        const doc = await Account.findOne({ _id: String(sub) }, { failedSignIns: 1, lockedUntil: 1 }).lean().exec();
-        if (doc === null) return undefined;
-        const current = doc.failedSignIns ?? 0;
-        const lockedUntil = doc.lockedUntil ?? undefined;
-        if (lockedUntil && lockedUntil.getTime() > now.getTime()) return { attempts: current, lockedUntil };
-        const result = await Account.updateOne(
-          { _id: String(sub), failedSignIns: { $eq: doc.failedSignIns ?? null }, lockedUntil: { $eq: doc.lockedUntil ?? null } },
-          { $set: { failedSignIns: current + 1, updatedAt: new Date(clock()) } },
-        ).exec();
-        if (result.modifiedCount > 0) return { attempts: current + 1 };
-      }
-      throw storeUnavailableError('The account field failedSignIns kept changing under concurrent writes.');
+      // One atomic $inc, then a read: not a compare-and-set loop, which under a burst of concurrent
+      // attempts needs a round per attempt and outran the store deadline (503s). Not findOneAndUpdate
+      // either: some servers (the emulator the tests run on) apply its $inc atomically but read the
+      // returned document separately. The read may include attempts counted after this one; the
+      // lockout only needs each attempt's count to be at least its own (see the port).
+      const unlocked = { $or: [{ lockedUntil: null }, { lockedUntil: { $lte: now } }] };
+      await Account.updateOne({ _id: String(sub), ...unlocked }, { $inc: { failedSignIns: 1 }, $set: { updatedAt: new Date(clock()) } }).exec();
+      const doc = await Account.findOne({ _id: String(sub) }, { failedSignIns: 1, lockedUntil: 1 }).lean().exec();
+      if (doc === null) return undefined;
+      const attempts = doc.failedSignIns ?? 0;
+      const lockedUntil = doc.lockedUntil ?? undefined;
+      return lockedUntil && lockedUntil.getTime() > now.getTime() ? { attempts, lockedUntil } : { attempts };
+    },
+    async acceptSignIn(sub, threshold, now, changes = {}) {
+      const { set, unset } = accountUpdate({ ...changes, failedSignIns: 0, lockouts: 0, lockedUntil: null });
+      set.updatedAt = new Date(clock());
+      const update = Object.keys(unset).length === 0 ? { $set: set } : { $set: set, $unset: unset };
+      // One conditional write: the count and the lock are checked by the server as it writes.
+      const result = await Account.updateOne({
+        _id: String(sub),
+        $and: [
+          { $or: [{ failedSignIns: { $lte: threshold } }, { failedSignIns: null }] },
+          { $or: [{ lockedUntil: null }, { lockedUntil: { $lte: now } }] },
+        ],
+      }, update).exec();
+      return result.matchedCount > 0;
     },
     async lockAfterFailures(sub, threshold, lockedUntil) {
       const result = await Account.updateOne(

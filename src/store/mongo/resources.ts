@@ -1,7 +1,7 @@
 /** Resource servers in the `resources` collection, `_id` the audience. Every write bumps the `resources` revision. */
 import { Schema, type Connection, type Model } from 'mongoose';
 
-import type { ResourceRepository, ResourceServerRecord } from '../port.ts';
+import type { AccessTokenSigningAlg, ResourceRepository, ResourceServerRecord } from '../port.ts';
 import { resourceAudienceTakenError } from '../store-errors.ts';
 import type { MongoDatabase } from './database.ts';
 import { isDuplicateKey } from './mongo-errors.ts';
@@ -19,6 +19,8 @@ export interface ResourceDocument {
   scopeRoles?: Array<{ scope: string; roles: string[] }>;
   /** The clients it accepts in the code flow (absent: any, by consent). */
   clients?: string[];
+  /** Absent: RS256. */
+  signingAlg?: string;
   createdAt: Date;
 }
 
@@ -31,6 +33,7 @@ const resourceSchema = new Schema<ResourceDocument>(
     ttlSeconds: { type: Number, required: true },
     scopeRoles: { type: [{ _id: false, scope: { type: String, required: true }, roles: { type: [String], required: true } }], default: undefined },
     clients: { type: [String], default: undefined },
+    signingAlg: { type: String },
     createdAt: { type: Date, required: true },
   },
   { ...schemaOptions, collection: 'resources' },
@@ -52,6 +55,7 @@ function toResource(doc: ResourceDocument): ResourceServerRecord {
   if (doc.name != null) resource.name = doc.name;
   if (doc.scopeRoles?.length) resource.scopeRoles = Object.fromEntries(doc.scopeRoles.map(({ scope, roles }) => [scope, [...roles]]));
   if (doc.clients?.length) resource.clients = [...doc.clients];
+  if (doc.signingAlg != null) resource.signingAlg = doc.signingAlg as AccessTokenSigningAlg;
   return resource;
 }
 
@@ -74,6 +78,7 @@ export function mongoResources(database: MongoDatabase, Resource: Model<Resource
         doc.scopeRoles = Object.entries(resource.scopeRoles).map(([scope, roles]) => ({ scope: String(scope), roles: roles.map(String) }));
       }
       if (resource.clients?.length) doc.clients = resource.clients.map(String);
+      if (resource.signingAlg !== undefined) doc.signingAlg = String(resource.signingAlg);
       try {
         await atomically(async (session) => {
           await Resource.insertMany([doc], { session });

@@ -218,6 +218,12 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
         updated_at = :updated_at
       WHERE sub = :sub
       RETURNING failed_sign_ins, locked_until`),
+    // updateAccount with the check of acceptSignIn: the count and the lock are read under the same write lock.
+    acceptSignIn: prepare(`
+      UPDATE accounts SET
+        ${UPDATABLE_ACCOUNT_COLUMNS.map((column) => `${column} = CASE WHEN :set_${column} = 1 THEN :${column} ELSE ${column} END`).join(',\n        ')},
+        updated_at = :updated_at
+      WHERE sub = :sub AND failed_sign_ins <= :threshold AND (locked_until IS NULL OR locked_until <= :now)`),
     lockAfterFailures: prepare(`
       UPDATE accounts SET locked_until = :locked_until, lockouts = lockouts + 1, failed_sign_ins = 0, updated_at = :updated_at
       WHERE sub = :sub AND failed_sign_ins >= :threshold`),
@@ -229,6 +235,9 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
     advanceTotpStep: prepare(`
       UPDATE accounts SET totp_last_step = :step, updated_at = :updated_at
       WHERE sub = :sub AND totp_encrypted_secret IS NOT NULL AND totp_last_step < :step`),
+    countAccounts: prepare('SELECT COUNT(*) AS n FROM accounts'),
+    // disabled = 0 after the range: the partial index on locked_until finds the few candidates.
+    countLocked: prepare('SELECT COUNT(*) AS n FROM accounts WHERE locked_until > :now AND disabled = 0'),
     listAccounts: prepare(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, sub LIMIT :limit OFFSET :offset`),
   };
 
@@ -300,6 +309,12 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
   return {
     async search(query) {
       return search(query);
+    },
+    async count(filter = {}) {
+      const row = filter.lockedAt
+        ? statements.countLocked.get({ now: filter.lockedAt.getTime() })
+        : statements.countAccounts.get();
+      return Number((row as { n: number }).n);
     },
     async create(input) {
       const now = clock();
@@ -374,6 +389,11 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
       if (row === undefined) return undefined;
       const locked = row.locked_until !== null && row.locked_until > now.getTime();
       return locked ? { attempts: row.failed_sign_ins, lockedUntil: new Date(row.locked_until!) } : { attempts: row.failed_sign_ins };
+    },
+    async acceptSignIn(sub, threshold, now, changes = {}) {
+      const parameters = accountUpdateParameters({ ...changes, failedSignIns: 0, lockouts: 0, lockedUntil: null });
+      const result = statements.acceptSignIn.run({ ...parameters, sub: String(sub), threshold, now: now.getTime(), updated_at: clock() });
+      return Number(result.changes) > 0;
     },
     async lockAfterFailures(sub, threshold, lockedUntil) {
       const result = statements.lockAfterFailures.run({ sub: String(sub), threshold, locked_until: lockedUntil.getTime(), updated_at: clock() });

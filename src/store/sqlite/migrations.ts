@@ -202,6 +202,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE resources ADD COLUMN clients TEXT;
   `,
+  // 12: locked accounts found through an index (the console's overview and status=locked searches),
+  // not by reading every account: few accounts are ever locked, so the partial index stays small.
+  `
+  CREATE INDEX IF NOT EXISTS accounts_locked_until ON accounts (locked_until) WHERE locked_until IS NOT NULL;
+  `,
+  // 13: the JWS algorithm of a resource server's JWT access tokens (NULL: RS256).
+  `
+  ALTER TABLE resources ADD COLUMN signing_alg TEXT;
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;

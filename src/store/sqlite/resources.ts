@@ -1,7 +1,7 @@
 /** Resource servers in the `resources` table, keyed by audience (BINARY: compared exactly). Every write bumps the `resources` revision. */
 import type { StatementSync } from 'node:sqlite';
 
-import type { ResourceRepository, ResourceServerRecord } from '../port.ts';
+import type { AccessTokenSigningAlg, ResourceRepository, ResourceServerRecord } from '../port.ts';
 import { resourceAudienceTakenError } from '../store-errors.ts';
 import { optionalString, type SqliteDatabase } from './database.ts';
 import type { SqliteRevisions } from './revisions.ts';
@@ -17,10 +17,12 @@ interface ResourceRow {
   scope_roles: string | null;
   /** JSON array of client ids, or NULL. */
   clients: string | null;
+  /** NULL: RS256. */
+  signing_alg: string | null;
   created_at: number;
 }
 
-const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at';
+const RESOURCE_COLUMNS = 'audience, name, scopes, format, ttl_seconds, scope_roles, clients, signing_alg, created_at';
 
 function toResource(row: ResourceRow): ResourceServerRecord {
   const resource: ResourceServerRecord = {
@@ -33,6 +35,7 @@ function toResource(row: ResourceRow): ResourceServerRecord {
   if (row.name !== null) resource.name = row.name;
   if (row.scope_roles !== null) resource.scopeRoles = JSON.parse(row.scope_roles) as Record<string, string[]>;
   if (row.clients !== null) resource.clients = JSON.parse(row.clients) as string[];
+  if (row.signing_alg !== null) resource.signingAlg = row.signing_alg as AccessTokenSigningAlg;
   return resource;
 }
 
@@ -43,7 +46,7 @@ export function sqliteResources(database: SqliteDatabase, revisions: SqliteRevis
   const statements = {
     insertResource: prepare(`
       INSERT INTO resources (${RESOURCE_COLUMNS})
-      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :clients, :created_at)`),
+      VALUES (:audience, :name, :scopes, :format, :ttl_seconds, :scope_roles, :clients, :signing_alg, :created_at)`),
     findResource: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE audience = :audience`),
     listResources: prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources ORDER BY created_at, audience`),
     deleteResource: prepare('DELETE FROM resources WHERE audience = :audience'),
@@ -63,6 +66,7 @@ export function sqliteResources(database: SqliteDatabase, revisions: SqliteRevis
           ? JSON.stringify(Object.fromEntries(Object.entries(resource.scopeRoles).map(([scope, roles]) => [String(scope), roles.map(String)])))
           : null,
         clients: resource.clients?.length ? JSON.stringify(resource.clients.map(String)) : null,
+        signing_alg: resource.signingAlg ?? null,
         created_at: createdAt,
       };
       try {
