@@ -6,11 +6,12 @@
  * Chromium that playwright-core downloads into ~/.cache/ms-playwright. When all of that fails it
  * says in one line what to do, and fails.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import { createRequire } from 'node:module';
 
 import { findChromium } from '../test/helpers/browser.ts';
+import { aptGetAsRoot, osId } from './apt.ts';
 
 const WHAT_TO_DO = 'npm test needs Chromium and could not find or install it: run `sudo apt-get install -y chromium` (Debian) or `npx playwright-core install --with-deps chromium` (Ubuntu and others), or set CHROMIUM_PATH to a Chromium binary.';
 
@@ -28,29 +29,9 @@ function executable(file: string): boolean {
   }
 }
 
-function succeeds(command: string, args: string[]): boolean {
-  return spawnSync(command, args, { stdio: ['ignore', 'ignore', 'ignore'] }).status === 0;
-}
-
-function osId(): string {
-  try {
-    return /^ID=(.*)$/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1]?.replace(/"/g, '') ?? '';
-  } catch {
-    return '';
-  }
-}
-
-/** `apt-get …` as root, or through `sudo -n` (never a password prompt in a test run). */
-function asRoot(): ((args: string[]) => void) | undefined {
-  const run = (command: string, args: string[]) => execFileSync(command, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (process.getuid?.() === 0) return (args) => run('apt-get', args);
-  if (succeeds('sudo', ['-n', 'true'])) return (args) => run('sudo', ['-n', '--preserve-env=DEBIAN_FRONTEND', 'apt-get', ...args]);
-  return undefined;
-}
-
 function installFromDebian(): boolean {
-  if (osId() === 'ubuntu' || !succeeds('apt-get', ['--version'])) return false;
-  const aptGet = asRoot();
+  if (osId() === 'ubuntu') return false;
+  const aptGet = aptGetAsRoot();
   if (!aptGet) return false;
   process.stderr.write('chromium: not found; installing Debian\'s chromium package for the browser tests\n');
   try {

@@ -17,7 +17,7 @@ function ensureChromium(env: Record<string, string | undefined>) {
 
 test('npm test runs the Chromium check first', (t) => {
   const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
-  t.is(scripts.pretest, 'node scripts/ensure-chromium.ts');
+  t.is(scripts.pretest, 'node scripts/ensure-chromium.ts && node scripts/ensure-debian-tools.ts');
 });
 
 test('a Chromium already on the machine is found, and nothing is installed', (t) => {
