@@ -150,6 +150,7 @@ const PAGE_SOURCES = [
   'src/interaction', 'src/account', 'src/http',
   'src/domain/accounts.ts', 'src/domain/email.ts', 'src/domain/password-policy.ts', 'src/domain/second-factors.ts',
   'src/domain/mfa', 'src/domain/identities.ts', 'src/domain/federation.ts',
+  'src/oidc/features/device-flow.ts', 'src/console',
 ];
 
 function sourcesUnder(entry: string): string[] {
@@ -165,11 +166,20 @@ test('every fixed message the pages can show is in the catalogs, so it is shown 
     new RegExp(String.raw`\b(?:refused|upstreamFailed)\(${literal}`, 'g'),
     new RegExp(String.raw`^const [A-Z_]+ = ${literal};`, 'gm'),
   ];
+  // The console's views show these through `message()` too: notices after a redirect (a table, one a
+  // line), titles and descriptions, its own refusals, either side of a choice.
+  const consolePatterns = [
+    new RegExp(String.raw`^\s+'?[\w-]+'?: ${literal},?$`, 'gm'),
+    new RegExp(String.raw`\b(?:title|description|banner): ${literal}`, 'g'),
+    new RegExp(String.raw`new AdminCallError\(\d+, '\w+', ${literal}`, 'g'),
+    new RegExp(String.raw`\]: ${literal}`, 'g'),
+    new RegExp(String.raw`(?:\? | : )${literal}`, 'g'),
+  ];
   const german = translator('de');
   const untranslated = new Set<string>();
   for (const file of PAGE_SOURCES.flatMap(sourcesUnder)) {
     const text = readFileSync(file, 'utf8');
-    for (const pattern of patterns) {
+    for (const pattern of file.startsWith('src/console/') ? [...patterns, ...consolePatterns] : patterns) {
       for (const match of text.matchAll(pattern)) {
         const message = (match[1] ?? '').replace(/\\'/g, "'");
         // Words only: identifiers and codes (`access_denied`, 'sign-in') are not messages.
@@ -179,4 +189,31 @@ test('every fixed message the pages can show is in the catalogs, so it is shown 
     }
   }
   t.deepEqual([...untranslated], []);
+});
+
+/** Text in a template that is not a word of any language: code and addresses shown as they are. */
+const NOT_WORDS = new Set(['/.well-known/openid-configuration', 'client_id']);
+
+/**
+ * The words a template writes itself, outside `<% %>`: text between tags, and the attributes a person
+ * reads or hears (alt, title, placeholder, aria-label). Whatever is left once the EJS is taken out.
+ */
+function templateWords(source: string): string[] {
+  const markup = source.replace(/<%[\s\S]*?%>/g, ' ');
+  const attributes = [...markup.matchAll(/\s(?:alt|title|placeholder|aria-label|aria-description)="([^"]*)"/g)].map((match) => match[1] ?? '');
+  const text = markup.replace(/<(script|style)\b[\s\S]*?<\/\1>/g, ' ').replace(/<[^>]*>/g, '\n').replace(/&[#\w]+;/g, ' ').split('\n');
+  return [...attributes, ...text].map((part) => part.trim()).filter((part) => /\p{L}{2}/u.test(part) && !NOT_WORDS.has(part));
+}
+
+function templatesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((item) => (item.isDirectory() ? templatesUnder(`${dir}/${item.name}`) : item.name.endsWith('.ejs') ? [`${dir}/${item.name}`] : []));
+}
+
+test('no page template writes words of its own: every text and label comes from the catalogs', (t) => {
+  const found = templatesUnder('views').flatMap((file) => templateWords(readFileSync(file, 'utf8')).map((words) => `${file}: ${words}`));
+  t.deepEqual(found, []);
+});
+
+test('the template check finds text between tags and in labelling attributes, not in EJS or markup', (t) => {
+  t.deepEqual(templateWords('<h1><%= t("x") %></h1>\n<p class="lead">Plain words</p><img alt="A picture" src="/a.png"><input aria-label="<%= t(\'y\') %>">'), ['A picture', 'Plain words']);
 });

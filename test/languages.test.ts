@@ -6,6 +6,7 @@ import test from 'ava';
 import * as oidc from 'openid-client';
 
 import { loadConfig } from '../src/config.ts';
+import { runCliJson } from './helpers/cli.ts';
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, newPerson, RP_CALLBACK, staticClient, submit } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
@@ -122,6 +123,43 @@ test('the verification mail is in the language of the registration page', async 
   const message = await mail.waitFor((caught) => caught.to === person.email);
   t.is(message.subject, 'Confirme seu e-mail');
   t.regex(message.text, /O link vale uma vez, por 24 horas\./);
+});
+
+test('the device pages speak the browser\'s language, and the language picked on them, errors and all', async (t) => {
+  const created = await runCliJson<{ client_id: string }>(server.cliEnv, ['clients', 'create', '--name', 'Kitchen Radio', '--grant', 'device_code', '--public']);
+  await server.host.refresh();
+  const device = await oidc.discovery(new URL(server.issuer), created.client_id, {}, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+  const person = newPerson();
+  await server.withServices(({ accounts }) => accounts.register({ email: person.email, password: person.password }).then(() => undefined));
+  const started = await oidc.initiateDeviceAuthorization(device, { scope: 'openid' });
+  const agent = new UserAgent();
+  const german = { 'accept-language': 'de-DE' };
+
+  const form = await agent.request(started.verification_uri, { headers: german });
+  t.is(htmlLang(form), 'de');
+  t.regex(form.body, /<title>Gerät verbinden · Tessera<\/title>/);
+  t.regex(form.body, /<label for="user_code">Code<\/label>/);
+  const formFields = readForm(form.body, '/device');
+  const wrong = await agent.request(new URL(formFields.action, form.url).href, { form: { ...formFields.fields, user_code: 'BCDF-GHJK' }, headers: german });
+  t.is(wrong.status, 400);
+  t.regex(wrong.body, /Dieser Code stimmt nicht\. Prüfen Sie den Code auf Ihrem Gerät/);
+
+  // Picked with the switcher on the device page, Japanese holds for every page after it.
+  const switcher = readForm(wrong.body, '/language');
+  await agent.request(new URL('/language', server.issuer).href, { form: { ...switcher.fields, lang: 'ja' }, headers: { origin: server.issuer } });
+  const again = await agent.request(started.verification_uri, { headers: german });
+  t.is(htmlLang(again), 'ja');
+  const confirmation = await submit(agent, again, '/device', { user_code: started.user_code }, 'http://never/');
+  t.is(htmlLang(confirmation), 'ja');
+  t.regex(confirmation.body, /<h1>Kitchen Radio を接続しますか？<\/h1>/);
+  t.regex(confirmation.body, /<button type="submit" name="abort" value="yes" class="secondary">拒否する<\/button>/);
+  let page = await submit(agent, confirmation, '/device', { confirm: 'yes' }, 'http://never/');
+  page = await submit(agent, page, '/login', { email: person.email, password: person.password }, 'http://never/');
+  if (page.body.includes('/consent"')) page = await submit(agent, page, '/consent', { decision: 'allow' }, 'http://never/');
+  t.is(page.status, 200);
+  t.is(htmlLang(page), 'ja');
+  t.regex(page.body, /<h1>デバイスを接続しました<\/h1>/);
+  t.regex(page.body, /Kitchen Radio はサインインしました。/);
 });
 
 test('DEFAULT_LOCALE must be a supported language, said in one line', (t) => {

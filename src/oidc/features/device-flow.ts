@@ -34,7 +34,11 @@ function xsrfOf(ctx: KoaContextWithOIDC): string {
   return String((ctx.oidc.session?.state as { secret?: unknown } | undefined)?.secret ?? '');
 }
 
-/** Why the form is shown again, in words, and with which status: a code that did not work is a 400. */
+/**
+ * Why the form is shown again, in words, and with which status: a code that did not work is a 400.
+ * The words are English, like every message below the page layer; the page shows them in its own
+ * language from the catalogs' `messages` (i18n/messages.ts), and the views hold the rest of the text.
+ */
 function problemOf(error: (Error & { name: string; userCode?: string }) | undefined): { message: string | undefined; status: number | undefined; denied: boolean } {
   if (!error) return { message: undefined, status: 200, denied: false };
   switch (error.name) {
@@ -64,7 +68,6 @@ function deviceFlowFeature(render: RenderPage): DeviceFlowFeature {
       if (problem.status !== undefined) ctx.status = problem.status;
       const prefilled = (ctx.state as Record<symbol, string | undefined>)[PREFILLED];
       await render(ctx, 'device', {
-        title: problem.denied ? 'Access denied' : 'Connect a device',
         action: USER_CODE_PATH,
         xsrf: xsrfOf(ctx),
         userCode: prefilled ?? error?.userCode ?? '',
@@ -76,7 +79,6 @@ function deviceFlowFeature(render: RenderPage): DeviceFlowFeature {
     async userCodeConfirmSource(ctx, _form, client, deviceInfo, userCode) {
       const device = (deviceInfo ?? {}) as DeviceInfo;
       await render(ctx, 'device-confirm', {
-        title: 'Connect a device',
         action: USER_CODE_PATH,
         xsrf: xsrfOf(ctx),
         userCode,
@@ -86,7 +88,6 @@ function deviceFlowFeature(render: RenderPage): DeviceFlowFeature {
     },
     async successSource(ctx) {
       await render(ctx, 'device-done', {
-        title: 'Device connected',
         clientName: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId,
       });
     },
