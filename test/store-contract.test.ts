@@ -796,6 +796,22 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.accounts.count({ lockedAt: new Date(clock.now() + 120 * SECOND) }), 0);
   });
 
+  it('search by part of a name finds the full, given or family name, whatever its case, as well as emails', async (t) => {
+    const { store, clock } = await setUp(t, createLane);
+    await store.accounts.create(account('ada', 'countess@example.com', { name: 'Ada King', givenName: 'Augusta Ada', familyName: 'Lovelace' }));
+    clock.advance(SECOND);
+    await store.accounts.create(account('grace', 'grace@example.com', { givenName: 'Grace', familyName: 'Hopper' }));
+    clock.advance(SECOND);
+    await store.accounts.create(account('lovelace-fan', 'lovelace.fan@example.com'));
+    const subs = async (query: string) => (await store.accounts.search({ query, limit: 10 })).accounts.map((found) => found.sub);
+
+    t.deepEqual(await subs('LOVELACE'), ['ada', 'lovelace-fan'], 'a family name, in any case, and an email');
+    t.deepEqual(await subs('augusta'), ['ada'], 'a given name');
+    t.deepEqual(await subs('ada k'), ['ada'], 'the full name');
+    t.deepEqual(await subs('hopper'), ['grace']);
+    t.deepEqual(await subs('nobody'), []);
+  });
+
   it('search refuses a cursor it did not give, or one of a search in another order', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.accounts.create(account('a', 'a@example.com'));

@@ -93,7 +93,7 @@ export const listUsers = {
     ...pageQuery,
     email: z.string().max(254).optional().meta({ description: 'Exactly this address (after normalisation)' }),
     email_prefix: z.string().min(1).max(254).optional().meta({ description: 'The start of the email address, case-insensitive; the list is then in email order' }),
-    q: z.string().min(1).max(254).optional().meta({ description: 'Part of the email address, case-insensitive' }),
+    q: z.string().min(1).max(254).optional().meta({ description: 'Part of the email address or of the name, case-insensitive' }),
     role: role.optional().meta({ description: 'Only holders of this role' }),
     status: z.enum(['active', 'disabled', 'locked']).optional(),
   }),

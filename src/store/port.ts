@@ -143,7 +143,7 @@ export type AccountStatus = 'active' | 'disabled' | 'locked';
 export interface AccountSearch {
   /** The start of the email; served by the email index, and the page is then in email order. */
   emailPrefix?: string;
-  /** Part of the email, anywhere in it. */
+  /** Part of the email or of the name (full, given or family), anywhere in it, case-insensitive. */
   query?: string;
   /** Only holders of this role. */
   role?: string;

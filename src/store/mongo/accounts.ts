@@ -283,7 +283,10 @@ export function mongoAccounts(database: MongoDatabase, Account: Model<AccountDoc
       const bound = prefixUpperBound(prefix);
       conditions.push({ email: bound === undefined ? { $gte: prefix } : { $gte: prefix, $lt: bound } });
     }
-    if (query.query) conditions.push({ email: { $regex: escapeRegex(String(query.query)) } });
+    if (query.query) {
+      const part = escapeRegex(String(query.query).toLowerCase());
+      conditions.push({ $or: [{ email: { $regex: part } }, ...(['name', 'givenName', 'familyName'] as const).map((field) => ({ [field]: { $regex: part, $options: 'i' } }))] });
+    }
     if (query.role !== undefined) conditions.push({ roles: String(query.role) });
     if (query.status !== undefined) {
       const now = query.at ?? new Date(clock());

@@ -265,9 +265,10 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
       }
     }
     if (query.query) {
-      // instr, not LIKE: no wildcards to escape in what an operator typed.
-      conditions.push('instr(email, :query) > 0');
-      parameters.query = String(query.query);
+      // instr, not LIKE: no wildcards to escape in what an operator typed. Emails are stored lower-case;
+      // names are compared lower-cased too (SQLite's lower() folds ASCII only, as an operator expects of it).
+      conditions.push(`(instr(email, :query) > 0 OR instr(lower(coalesce(name, '') || ' ' || coalesce(given_name, '') || ' ' || coalesce(family_name, '')), :query) > 0)`);
+      parameters.query = String(query.query).toLowerCase();
     }
     if (query.role !== undefined) {
       conditions.push('EXISTS (SELECT 1 FROM json_each(accounts.roles) WHERE value = :role)');
