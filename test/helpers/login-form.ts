@@ -47,10 +47,12 @@ export async function attemptSignIn(server: TestServer, email: string, password:
   return postLogin(await openLoginForm(server), email, password);
 }
 
-/** A page with what differs between two renderings of the same form blanked out (tokens, uid, typed email). */
+/** A page with what differs between two renderings of the same form blanked out (tokens, uid, request handle, typed email). */
 export function normalizedPage(body: string, email: string): string {
   return body
     .replace(/name="_csrf" value="[^"]*"/g, 'name="_csrf" value="…"')
+    // The language switcher's handle on this authorization request (one per request, like the uid).
+    .replace(/name="request" value="[^"]*"/g, 'name="request" value="…"')
     .replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/…')
     .replace(/uid=[A-Za-z0-9_-]+/g, 'uid=…')
     .replaceAll(email, '…@…');
