@@ -40,7 +40,7 @@ test('the consent page names the signed-in account and the app\'s domain, says t
   const consentPage = await submit(agent, login, '/login', { email: ada.email, password: ada.password });
   const body = main(consentPage.body);
   t.regex(body, new RegExp(`Signed in as <strong class="account-email">${ada.email.replace(/\./g, '\\.')}</strong>`));
-  t.regex(body, /<p class="client-domain">[\s\S]*localhost:9<\/p>/);
+  t.regex(body, /<\/h1>\s*<p class="client-domain">[\s\S]*localhost:9<\/p>/);
   t.is(body.split('Acme Notes').length - 1, 1, 'the app name appears once');
 
   const notYou = /<a href="([^"]+)">Not you\? Use another account<\/a>/.exec(body)?.[1]?.replaceAll('&amp;', '&');
