@@ -172,7 +172,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
   const account = accountRouter({
-    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn, logout,
+    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn, logout, emailVerification,
   });
   app.use(account.routes());
   app.use(account.allowedMethods());

@@ -16,6 +16,7 @@ import type { Provider } from 'oidc-provider';
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { SessionLogout } from '../domain/backchannel-logout.ts';
+import type { EmailVerification } from '../domain/email-verification.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import type { IdentityService } from '../domain/identities.ts';
 import { revokeAppTokens } from '../domain/password-reset.ts';
@@ -54,6 +55,8 @@ export interface AccountRouterDependencies {
   upstreamLinks: Pick<UpstreamSignIn, 'startLink' | 'takeLinkResult'>;
   /** The apps of the sessions ended here get logout tokens (OIDC Back-Channel Logout). */
   logout: SessionLogout;
+  /** "Send the confirmation email again" for an address not yet confirmed. */
+  emailVerification: Pick<EmailVerification, 'send'>;
 }
 
 interface SignedIn {
@@ -69,7 +72,7 @@ type Section = 'profile' | 'password' | 'security' | 'identities' | 'sessions' |
  * What a 303 back to the page says: one of these catalog keys (`account.done.*`), so nothing from the
  * request is reflected.
  */
-const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'session-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off']);
+const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'session-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off', 'verification-sent']);
 
 function signedIn(ctx: Context): SignedIn {
   return ctx.state.signedIn as SignedIn;
@@ -80,7 +83,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout, emailVerification }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -243,6 +246,21 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     logger.info({ sub: account.sub, sessionsEnded: ended }, setting ? 'password set on the account page' : 'password changed on the account page');
     if (ended) events.emit({ type: 'session.ended', sub: account.sub, details: { count: ended, reason: 'password_changed' } });
     seeOther(ctx, setting ? '/account?done=password-set#password' : '/account?done=password#password');
+  });
+
+  // A new confirmation link: limited like reset links (per address and per email), since both send mail to the account's address.
+  router.post('/email/confirm-again', requireSignIn, async function sendConfirmationAgain(ctx) {
+    const { account } = signedIn(ctx);
+    if (account.emailVerified) return seeOther(ctx, '/account#profile');
+    try {
+      await rateLimits.passwordReset(ctx, account.email);
+    } catch (error) {
+      if (isAppError(error, 'ERR_RATE_LIMITED') && error.retryAfterSeconds) ctx.set('Retry-After', String(error.retryAfterSeconds));
+      return refuse(ctx, 'profile', error);
+    }
+    await emailVerification.send(account, pageLocale(ctx));
+    logger.info({ sub: account.sub }, 'confirmation email sent again');
+    seeOther(ctx, '/account?done=verification-sent#profile');
   });
 
   router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
