@@ -61,3 +61,22 @@ test('an unconfirmed address gets "send the confirmation email again": a new lin
   t.truthy(limited.headers.get('retry-after'));
   t.regex(limited.body, /<section id="profile"[\s\S]*Too many attempts/);
 });
+
+test('a destructive action asks first on a page of its own, and only its "Yes" does it; "No" goes back', async (t) => {
+  const { agent, page } = await signedIn();
+  const form = readForm(page.body, 'action="/account/sessions/end"');
+  const asked = await agent.request(new URL(form.action, page.url).href, { form: form.fields });
+  t.is(asked.status, 200);
+  t.true(asked.body.includes('<h1>Are you sure?</h1>'));
+  t.true(asked.body.includes('Sign that browser out?'));
+  t.true(asked.body.includes('<a class="button secondary" href="/account#sessions">No, go back to my account</a>'));
+  // Nothing happened yet: the account page still opens in this browser.
+  t.is((await agent.request(`${server.issuer}/account`)).status, 200);
+  const confirm = readForm(asked.body, 'action="/account/sessions/end"');
+  t.is(confirm.fields.session, form.fields.session, 'the same fields go along');
+  t.false('confirm' in confirm.fields, 'only the Yes button carries confirm=yes');
+  t.regex(asked.body, /<button type="submit" name="confirm" value="yes" class="primary">Yes, go ahead<\/button>/);
+  const done = await agent.request(new URL(confirm.action, asked.url).href, { form: { ...confirm.fields, confirm: 'yes' } });
+  t.is(done.status, 303);
+  t.not((await agent.request(`${server.issuer}/account`)).status, 200, 'this browser is signed out');
+});

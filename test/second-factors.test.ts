@@ -388,7 +388,7 @@ test('the owner is mailed when a second factor is added during a sign-in and whe
   const recovery = await get(agent, challenge, `${pathOf(challenge)}?method=recovery-code`);
   const page = await submit(agent, recovery, '/second-factor/recovery-code', { code: codes[0]! }, 'never:');
   t.is(new URL(page.url).pathname, '/account');
-  const removed = await post(agent, page, 'action="/account/totp/remove"', {});
+  const removed = await post(agent, page, 'action="/account/totp/remove"', { confirm: 'yes' });
   t.is(removed.status, 303);
   const notice = await mail.waitFor((message) => message.to === person.email && /was removed/.test(message.subject));
   t.regex(notice.text, /An authenticator app was removed from the account/);

@@ -176,6 +176,20 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     await showPage(ctx, { errors: { [section]: error.message }, ...(values && { values }) });
   }
 
+  /**
+   * A destructive action asks first, and without JavaScript: posting its form shows a page with the
+   * question and the same fields, and only that page's "Yes" (confirm=yes) does the work.
+   */
+  function confirmFirst(question: string, section: Section) {
+    return async function askFirst(ctx: Context, next: Next) {
+      if (formField(ctx, 'confirm') === 'yes') return next();
+      const body = (ctx.request.body ?? {}) as Record<string, unknown>;
+      const fields = Object.entries(body).filter((entry): entry is [string, string] => entry[0] !== '_csrf' && entry[0] !== 'confirm' && typeof entry[1] === 'string');
+      ctx.set('Cache-Control', 'no-store');
+      await renderPage(ctx, 'account-confirm', { question: `confirm.${question}`, action: ctx.path, fields, back: `/account#${section}` });
+    };
+  }
+
   router.use(bodyParser({ enableTypes: ['form'], formLimit: '32kb', encoding: 'utf-8' }));
   router.use(csrfProtection);
 
@@ -263,7 +277,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=verification-sent#profile');
   });
 
-  router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
+  router.post('/sessions/end-others', requireSignIn, confirmFirst('sessions-end-others', 'sessions'), async function endOthers(ctx) {
     const { account, sessionId } = signedIn(ctx);
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
@@ -272,7 +286,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   });
 
   // One session, from the list: that browser must sign in again, and its apps hear of it.
-  router.post('/sessions/end', requireSignIn, async function endOneSession(ctx) {
+  router.post('/sessions/end', requireSignIn, confirmFirst('session-end', 'sessions'), async function endOneSession(ctx) {
     const { account, sessionId } = signedIn(ctx);
     const handle = formField(ctx, 'session');
     const session = (await accountSessions(oidc, account.sub)).find(({ id }) => sessionHandle(id) === handle);
@@ -284,7 +298,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=session-ended#sessions');
   });
 
-  router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {
+  router.post('/apps/revoke', requireSignIn, confirmFirst('app-revoke', 'apps'), async function revokeAccess(ctx) {
     const { account } = signedIn(ctx);
     const clientId = formField(ctx, 'client_id');
     if (!clientId || !(await revokeApp(provider(), oidc, account.sub, clientId))) {
@@ -330,7 +344,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=totp-on#security');
   });
 
-  router.post('/totp/remove', requireSignIn, requireRecentSignIn, async function removeTotp(ctx) {
+  router.post('/totp/remove', requireSignIn, requireRecentSignIn, confirmFirst('totp-remove', 'security'), async function removeTotp(ctx) {
     const { account } = signedIn(ctx);
     await secondFactors.disableTotp(account.sub);
     logger.info({ sub: account.sub }, 'authenticator app removed');
@@ -344,7 +358,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, `/account/recovery-codes?show=${encodeURIComponent(id)}`);
   }
 
-  router.post('/recovery-codes', requireSignIn, requireRecentSignIn, async function regenerateRecoveryCodes(ctx) {
+  router.post('/recovery-codes', requireSignIn, requireRecentSignIn, confirmFirst('recovery-codes', 'security'), async function regenerateRecoveryCodes(ctx) {
     const { account } = signedIn(ctx);
     if (!(await secondFactors.summary(account.sub)).enabled) {
       return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.'));
@@ -397,7 +411,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=email-codes-on#security');
   });
 
-  router.post('/email-codes/disable', requireSignIn, requireRecentSignIn, async function disableEmailCodes(ctx) {
+  router.post('/email-codes/disable', requireSignIn, requireRecentSignIn, confirmFirst('email-codes-disable', 'security'), async function disableEmailCodes(ctx) {
     const { account } = signedIn(ctx);
     await secondFactors.disableEmailOtp(account.sub);
     logger.info({ sub: account.sub }, 'codes by email turned off');
@@ -433,7 +447,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=passkey-on#security');
   });
 
-  router.post('/passkeys/remove', requireSignIn, requireRecentSignIn, async function removePasskey(ctx) {
+  router.post('/passkeys/remove', requireSignIn, requireRecentSignIn, confirmFirst('passkey-remove', 'security'), async function removePasskey(ctx) {
     const { account } = signedIn(ctx);
     try {
       await secondFactors.removePasskey(account.sub, formField(ctx, 'credential_id'));
@@ -471,7 +485,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=identity-on#identities');
   });
 
-  router.post('/identities/unlink', requireSignIn, requireRecentSignIn, async function unlinkIdentity(ctx) {
+  router.post('/identities/unlink', requireSignIn, requireRecentSignIn, confirmFirst('identity-unlink', 'identities'), async function unlinkIdentity(ctx) {
     const { account } = signedIn(ctx);
     try {
       const removed = await identities.unlink(account.sub, formField(ctx, 'upstream'), formField(ctx, 'subject'));
