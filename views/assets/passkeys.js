@@ -110,6 +110,21 @@
   function offerAutofill(block, form) {
     if (block.getAttribute('data-autofill') !== 'true' || !PublicKeyCredential.isConditionalMediationAvailable) return undefined;
     var controller = new AbortController();
+    // Started when the person reaches for the email field (where the browser lists passkeys), not at
+    // load: a page that answered a refused passkey must not ask again by itself.
+    var field = document.querySelector('input[autocomplete~="webauthn"]');
+    if (!field) return undefined;
+    var started = false;
+    function start() {
+      if (started) return;
+      started = true;
+      begin();
+    }
+    field.addEventListener('pointerdown', start);
+    field.addEventListener('keydown', start);
+    return controller;
+
+    function begin() {
     PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
       if (!available || controller.signal.aborted) return undefined;
       return fetchOptions(block, form).then(function (options) {
@@ -121,7 +136,7 @@
         form.submit();
       });
     }).catch(function () { /* aborted, refused or unsupported: the button still works */ });
-    return controller;
+    }
   }
 
   function setUp(block) {
