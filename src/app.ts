@@ -22,6 +22,7 @@ import type { IdentityService } from './domain/identities.ts';
 import type { PasswordReset } from './domain/password-reset.ts';
 import type { SecondFactorService } from './domain/second-factors.ts';
 import type { UpstreamService } from './domain/upstreams.ts';
+import { brandingAssets } from './http/branding.ts';
 import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
 import { defaultLocale, languageRoute } from './http/locale.ts';
@@ -134,6 +135,8 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(errorHandler(logger, { answersJson: isProtocolPath }));
   // Before the protocol fork: oidc-provider's own pages (error, logout) are translated too.
   app.use(defaultLocale(config.defaultLocale));
+  // Also before the fork: oidc-provider's pages carry the operator's brand like ours.
+  app.use(brandingAssets(config.branding).serve);
   app.use(refuseMisdirectedRequests(edge));
   app.use(refuseEncodedBodies());
   const protocol = compose([
@@ -174,7 +177,7 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(recovery.routes());
   app.use(recovery.allowedMethods());
   const account = accountRouter({
-    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn, logout,
+    config, provider: () => host.provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks: upstreamSignIn, logout, emailVerification,
   });
   app.use(account.routes());
   app.use(account.allowedMethods());

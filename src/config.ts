@@ -2,6 +2,7 @@
  * Configuration is read once, validated, frozen and passed down. Nothing else in Tessera reads
  * `process.env`. Every problem becomes one line of a ConfigError, and startup stops.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -89,6 +90,30 @@ export interface Config {
   readonly defaultLocale: Locale;
   /** Clients that come by themselves: dynamic registration and client ID metadata documents. */
   readonly selfRegistration: SelfRegistrationConfig;
+  /** The operator's look: CONFIG_DIR/branding.json and the BRANDING_* variables (which win). */
+  readonly branding: BrandingConfig;
+}
+
+/** A file the operator named for branding, read and checked at startup, served under /assets/brand/. */
+export interface BrandAsset {
+  /** Its address: the name says what it is, `?v=` its content, so it can be cached for a year. */
+  readonly url: string;
+  readonly contentType: string;
+  /** The bytes, base64 (a frozen config cannot hold a Buffer). */
+  readonly base64: string;
+}
+
+export interface BrandingConfig {
+  /** On every page (header, title) and every mail; "Tessera" unless the operator names their own. */
+  readonly productName: string;
+  /** Whether the operator named the product (mail subjects then carry the name). */
+  readonly productNamed: boolean;
+  /** #rrggbb; drives the accent custom properties (http/branding.ts makes it readable in both modes). */
+  readonly primaryColor: string | undefined;
+  readonly logo: { readonly light: BrandAsset | undefined; readonly dark: BrandAsset | undefined };
+  readonly favicon: BrandAsset | undefined;
+  /** The operator's own stylesheet, loaded after Tessera's. */
+  readonly stylesheet: BrandAsset | undefined;
 }
 
 /**
@@ -309,6 +334,12 @@ const envSchema = z.object({
   AUDIT_RETENTION_DAYS: integer(1, 3650).default(90),
   DEFAULT_LOCALE: z.enum(SUPPORTED_LOCALES, { error: `must be one of ${SUPPORTED_LOCALES.join(', ')}` }).default('en'),
   DYNAMIC_CLIENT_REGISTRATION: z.enum(['off', 'token', 'open']).default('off'),
+  BRANDING_PRODUCT_NAME: z.string().trim().min(1).max(60).optional(),
+  BRANDING_PRIMARY_COLOR: z.string().optional(),
+  BRANDING_LOGO: z.string().min(1).optional(),
+  BRANDING_LOGO_DARK: z.string().min(1).optional(),
+  BRANDING_FAVICON: z.string().min(1).optional(),
+  BRANDING_STYLESHEET: z.string().min(1).optional(),
   DYNAMIC_CLIENT_REGISTRATION_SCOPES: z.string().default('openid profile email offline_access'),
   DYNAMIC_CLIENT_REGISTRATION_UNUSED_DAYS: integer(1, 3650).default(30),
   RATE_LIMIT_CLIENT_REGISTRATION_PER_IP: rateLimit('20/3600'),
@@ -509,6 +540,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     problems.push('ALLOW_LOOPBACK_FETCHES: refused when NODE_ENV=production (outgoing requests to loopback and private addresses are how SSRF reaches the operator\'s network)');
   }
 
+  const branding = readBranding(e, configDir, problems);
+
   if (problems.length) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -582,7 +615,91 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       metadataDocumentCacheSeconds: e.CLIENT_ID_METADATA_DOCUMENTS_CACHE_SECONDS,
       allowLoopbackFetches: e.ALLOW_LOOPBACK_FETCHES,
     },
+    branding,
   });
+}
+
+const brandingFileSchema = z.object({
+  product_name: z.string().trim().min(1).max(60).optional(),
+  primary_color: z.string().optional(),
+  logo: z.union([z.string().min(1), z.object({ light: z.string().min(1).optional(), dark: z.string().min(1).optional() }).strict()]).optional(),
+  favicon: z.string().min(1).optional(),
+  stylesheet: z.string().min(1).optional(),
+}).strict();
+
+/** Larger than any logo needs; every page links these, so they stay small. */
+const BRAND_FILE_LIMIT = 512 * 1024;
+
+/** What an image file is, by its first bytes (never by its name): the types a browser shows in <img>. */
+function imageType(bytes: Buffer): string | undefined {
+  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'image/png';
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'image/jpeg';
+  if (bytes.subarray(0, 4).toString('latin1') === 'GIF8') return 'image/gif';
+  if (bytes.subarray(0, 4).toString('latin1') === 'RIFF' && bytes.subarray(8, 12).toString('latin1') === 'WEBP') return 'image/webp';
+  if (bytes.subarray(0, 4).equals(Buffer.from([0, 0, 1, 0]))) return 'image/x-icon';
+  // SVG is text: an <svg> root, after an optional XML declaration, doctype and comments.
+  const head = bytes.subarray(0, 1024).toString('utf8').replace(/^\uFEFF/, '').replace(/<\?xml[^>]*\?>|<!--[\s\S]*?-->|<!DOCTYPE[^>]*>/g, '').trimStart();
+  if (head.startsWith('<svg')) return 'image/svg+xml';
+  return undefined;
+}
+
+const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/gif': 'gif', 'image/webp': 'webp', 'image/x-icon': 'ico', 'image/svg+xml': 'svg', 'text/css': 'css' };
+
+function readBrandAsset(where: string, name: string, file: string | undefined, configDir: string, kind: 'image' | 'stylesheet', problems: string[]): BrandAsset | undefined {
+  if (!file) return undefined;
+  const full = path.resolve(configDir, file);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(full);
+  } catch (error) {
+    problems.push(`${where}: cannot read ${full} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    return undefined;
+  }
+  if (bytes.length > BRAND_FILE_LIMIT) {
+    problems.push(`${where}: ${full} is larger than ${BRAND_FILE_LIMIT / 1024} KiB`);
+    return undefined;
+  }
+  let contentType: string | undefined;
+  if (kind === 'image') {
+    contentType = imageType(bytes);
+    if (!contentType) problems.push(`${where}: ${full} is not an image (PNG, JPEG, GIF, WebP, ICO or SVG)`);
+  } else if (!full.endsWith('.css') || bytes.includes(0)) {
+    problems.push(`${where}: ${full} is not a .css stylesheet`);
+  } else {
+    contentType = 'text/css';
+  }
+  if (!contentType) return undefined;
+  const version = createHash('sha256').update(bytes).digest('base64url').slice(0, 12);
+  return { url: `/assets/brand/${name}.${EXTENSIONS[contentType]}?v=${version}`, contentType, base64: bytes.toString('base64') };
+}
+
+/** CONFIG_DIR/branding.json, then the BRANDING_* variables over it; files are read and checked once, here. */
+function readBranding(e: z.infer<typeof envSchema>, configDir: string, problems: string[]): BrandingConfig {
+  const file = path.join(configDir, 'branding.json');
+  const parsed = brandingFileSchema.safeParse(readJsonFile(file, problems) ?? {});
+  if (!parsed.success) problems.push(...parsed.error.issues.map((issue) => describeIssue(issue, `${file}: `)));
+  const json = parsed.success ? parsed.data : {};
+  const logo = typeof json.logo === 'string' ? { light: json.logo } : json.logo ?? {};
+  const from = (variable: string, key: string, envValue: string | undefined) => (envValue !== undefined ? variable : `${file}: ${key}`);
+  const color = e.BRANDING_PRIMARY_COLOR ?? json.primary_color;
+  let primaryColor: string | undefined;
+  if (color !== undefined) {
+    const match = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(color.trim());
+    if (!match) problems.push(`${from('BRANDING_PRIMARY_COLOR', 'primary_color', e.BRANDING_PRIMARY_COLOR)}: ${JSON.stringify(color)} is not a colour like #1f4fd1`);
+    else primaryColor = `#${match[1]!.length === 3 ? [...match[1]!].map((c) => c + c).join('') : match[1]}`.toLowerCase();
+  }
+  const productName = e.BRANDING_PRODUCT_NAME ?? json.product_name;
+  return {
+    productName: productName ?? 'Tessera',
+    productNamed: productName !== undefined,
+    primaryColor,
+    logo: {
+      light: readBrandAsset(from('BRANDING_LOGO', 'logo.light', e.BRANDING_LOGO), 'logo', e.BRANDING_LOGO ?? logo.light, configDir, 'image', problems),
+      dark: readBrandAsset(from('BRANDING_LOGO_DARK', 'logo.dark', e.BRANDING_LOGO_DARK), 'logo-dark', e.BRANDING_LOGO_DARK ?? logo.dark, configDir, 'image', problems),
+    },
+    favicon: readBrandAsset(from('BRANDING_FAVICON', 'favicon', e.BRANDING_FAVICON), 'favicon', e.BRANDING_FAVICON ?? json.favicon, configDir, 'image', problems),
+    stylesheet: readBrandAsset(from('BRANDING_STYLESHEET', 'stylesheet', e.BRANDING_STYLESHEET), 'custom', e.BRANDING_STYLESHEET ?? json.stylesheet, configDir, 'stylesheet', problems),
+  };
 }
 
 function readPemFile(name: string, file: string | undefined, cwd: string, problems: string[]): string | undefined {

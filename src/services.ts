@@ -17,7 +17,7 @@ import { KeyService } from './domain/keys.ts';
 import { EmailVerification } from './domain/email-verification.ts';
 import { LinkTokens } from './domain/link-tokens.ts';
 import { LockoutPolicy } from './domain/lockout.ts';
-import { createMailer, type Mailer } from './domain/mailer.ts';
+import { brandedMailer, createMailer, type Mailer } from './domain/mailer.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { PasswordPolicy } from './domain/password-policy.ts';
 import { endAllSessions, FORGOT_PASSWORD_PATH, PasswordReset } from './domain/password-reset.ts';
@@ -97,7 +97,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
   // The admin API is a resource server of Tessera's own (admin/resource.ts), there whenever the API is.
   const builtInResources = config.security.adminApi ? [adminResource(config.issuer)] : [];
   resources = new ResourceService(store.resources, store.revisions, clients, config.staticResources, builtInResources);
-  const mailer = createMailer(config.mail, config.dataDir);
+  const mailer = brandedMailer(createMailer(config.mail, config.dataDir), config.branding);
   const lockout = new LockoutPolicy(store.accounts, { threshold: config.security.lockoutThreshold, seconds: config.security.lockoutSeconds });
   // The owner hears of each lockout once; the mail goes out in the background, so the failed
   // sign-in that locked the account answers as fast as any other.

@@ -226,7 +226,7 @@ test('the sessions list shows every browser, and "sign out everywhere else" ends
   t.regex(page.body, /apps: Test RP/);
   t.true(page.body.includes(`title="${firefox}">Firefox on Linux</strong>`));
 
-  const ended = await post(here, page, '/account/sessions/end-others');
+  const ended = await post(here, page, '/account/sessions/end-others', { confirm: 'yes' });
   t.is(ended.status, 303);
   t.is((await silentSignIn(laptop)).searchParams.get('error'), 'login_required');
   t.is((await silentSignIn(phone)).searchParams.get('error'), 'login_required');
@@ -249,7 +249,7 @@ test('connected apps shows each app with what it may do, and revoking it kills i
   t.regex(page.body, /<code>offline_access<\/code>/);
   t.notRegex(page.body, /Your Tessera account<\/strong>/, 'the account page itself is not a connected app');
 
-  const revoked = await post(here, page, '/account/apps/revoke', { client_id: 'test-rp' });
+  const revoked = await post(here, page, '/account/apps/revoke', { client_id: 'test-rp', confirm: 'yes' });
   t.is(revoked.status, 303);
   const refresh = await t.throwsAsync(oidc.refreshTokenGrant(rp, tokens.refresh_token!));
   t.is((refresh as oidc.ResponseBodyError).error, 'invalid_grant');
@@ -257,9 +257,9 @@ test('connected apps shows each app with what it may do, and revoking it kills i
   const after = await accountPage(here);
   t.regex(after.body, /No apps have access to your account/);
 
-  const again = await post(here, after, '/account/sessions/end-others');
+  const again = await post(here, after, '/account/sessions/end-others', { confirm: 'yes' });
   t.is(again.status, 303);
-  const unknown = await here.request(`${server.issuer}/account/apps/revoke`, { form: { ...readForm(after.body, 'action="/account/sessions/end-others"').fields, client_id: 'test-rp' } });
+  const unknown = await here.request(`${server.issuer}/account/apps/revoke`, { form: { ...readForm(after.body, 'action="/account/sessions/end-others"').fields, client_id: 'test-rp', confirm: 'yes' } });
   t.is(unknown.status, 404, 'an app without access cannot be revoked twice');
 });
 
@@ -342,7 +342,7 @@ test('once the account has a second factor, a recent sign-in with the password a
   const recoveryForm = await agent.request(`${challenge.url}?method=recovery-code`);
   const back = await submit(agent, recoveryForm, '/second-factor/recovery-code', { code: codes[0]! }, NOWHERE);
   t.is(new URL(back.url).pathname, '/account', `${back.status} ${back.url}`);
-  const removed = await post(agent, back, '/account/totp/remove');
+  const removed = await post(agent, back, '/account/totp/remove', { confirm: 'yes' });
   t.is(removed.status, 303);
   t.is(removed.headers.get('location'), '/account?done=totp-off#security');
 });
@@ -383,7 +383,7 @@ test('bad input to the account page never makes a 500', async (t) => {
     ['/account/profile', { name: '\u0000' }],
   ];
   for (const [path, values] of attempts) {
-    const answer = await agent.request(`${server.issuer}${path}`, { form: { ...fields, ...values } });
+    const answer = await agent.request(`${server.issuer}${path}`, { form: { ...fields, confirm: 'yes', ...values } });
     t.true(answer.status < 500, `${path} answered ${answer.status}`);
   }
   for (const path of ['/account/callback', '/account/callback?code=x&state=y', '/account/callback?error=access_denied&state=y', '/account/signin?return=https://evil.example/', '/account/recovery-codes?show=../../x', '/account/totp', '/account/nothing-here']) {

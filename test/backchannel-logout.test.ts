@@ -158,7 +158,7 @@ test('"Sign out everywhere else" on the account page sends logout tokens for the
   const { person, claims } = await signedIn();
   const elsewhere = new UserAgent();
   const page = await accountPage(elsewhere, person);
-  const ended = await post(elsewhere, page, '/account/sessions/end-others');
+  const ended = await post(elsewhere, page, '/account/sessions/end-others', { confirm: 'yes' });
   t.is(ended.status, 303);
   await logoutTokenFor(t, '/shop', shop.clientId, claims.sub, String(claims.sid));
 });
@@ -167,7 +167,7 @@ test('signing one session out on the account page sends a logout token for that 
   const { agent, person, claims } = await signedIn();
   const page = await accountPage(agent, person);
   const form = readForm(page.body, 'action="/account/sessions/end"');
-  const ended = await agent.request(new URL(form.action, page.url).href, { form: form.fields });
+  const ended = await agent.request(new URL(form.action, page.url).href, { form: { ...form.fields, confirm: 'yes' } });
   t.is(ended.status, 303);
   await logoutTokenFor(t, '/shop', shop.clientId, claims.sub, String(claims.sid));
 });
@@ -247,7 +247,7 @@ test('a receiver that fails is tried again, and the failure is counted', async (
   };
   const retriedBefore = await metric('retried');
   const elsewhere = new UserAgent();
-  await post(elsewhere, await accountPage(elsewhere, person), '/account/sessions/end-others');
+  await post(elsewhere, await accountPage(elsewhere, person), '/account/sessions/end-others', { confirm: 'yes' });
   await logoutTokenFor(t, '/flaky', flaky.clientId, claims.sub, String(claims.sid));
   const attempts = await eventually(() => {
     const arrived = receiver.received.filter((candidate) => candidate.path === '/flaky');

@@ -121,6 +121,13 @@ test.serial('a person registers at Tessera from the demo app, consents, and land
   t.is(await page.locator('h1').textContent(), 'Sign in');
   t.true((await page.locator('.lead').textContent())?.includes('Demo App'), 'the sign-in page names the app');
   await page.screenshot({ path: path.join(shots, 'login.png'), fullPage: true });
+  // Show password: a button the script adds, which says what it will do next and keeps focus in the field.
+  await page.locator('#password').fill('typed to be seen');
+  await page.getByRole('button', { name: 'Show password' }).click();
+  t.is(await page.locator('#password').getAttribute('type'), 'text');
+  t.true(await page.locator('#password').evaluate((field) => field === document.activeElement));
+  await page.getByRole('button', { name: 'Hide password' }).click();
+  t.is(await page.locator('#password').getAttribute('type'), 'password');
 
   await page.getByRole('link', { name: 'Create an account' }).click();
   await page.waitForURL('**/register');
@@ -184,6 +191,7 @@ test.serial('a person registers at Tessera from the demo app, consents, and land
   await plain.goto(rp.url);
   await plain.getByRole('link', { name: 'Sign in with Tessera' }).click();
   await plain.waitForURL(`${server.url}/interaction/**`);
+  t.is(await plain.locator('.password-toggle').count(), 0, 'without JavaScript, no toggle: a plain password field');
   await plain.locator('#email').fill(email);
   await plain.locator('#password').fill(password);
   await plain.getByRole('button', { name: 'Sign in' }).click();

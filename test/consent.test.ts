@@ -110,7 +110,7 @@ for (const store of ['sqlite', 'mongo'] as const) {
 
     const page = await accountPage(server, browser, person);
     const form = readForm(page.body, 'action="/account/apps/revoke"');
-    const revoked = await browser.request(new URL(form.action, page.url).href, { form: { ...form.fields, client_id: 'test-rp' } });
+    const revoked = await browser.request(new URL(form.action, page.url).href, { form: { ...form.fields, client_id: 'test-rp', confirm: 'yes' } });
     t.is(revoked.status, 303);
 
     t.true((await signIn(rp, browser, person, 'openid profile')).askedForConsent, 'the same browser is asked again');

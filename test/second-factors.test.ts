@@ -15,6 +15,7 @@ import { runCliJson } from './helpers/cli.ts';
 import { startMailCatcher, type MailCatcher } from './helpers/mail-catcher.ts';
 import { authorizationRequest, discover, newPerson, RP_CALLBACK, staticClient, submit, type Person } from './helpers/relying-party.ts';
 import { removeDir, startTestServer, type TestServer } from './helpers/server.ts';
+import { softPasskey } from './helpers/soft-passkey.ts';
 import { readForm, UserAgent, type Page } from './helpers/user-agent.ts';
 
 let server: TestServer;
@@ -388,7 +389,7 @@ test('the owner is mailed when a second factor is added during a sign-in and whe
   const recovery = await get(agent, challenge, `${pathOf(challenge)}?method=recovery-code`);
   const page = await submit(agent, recovery, '/second-factor/recovery-code', { code: codes[0]! }, 'never:');
   t.is(new URL(page.url).pathname, '/account');
-  const removed = await post(agent, page, 'action="/account/totp/remove"', {});
+  const removed = await post(agent, page, 'action="/account/totp/remove"', { confirm: 'yes' });
   t.is(removed.status, 303);
   const notice = await mail.waitFor((message) => message.to === person.email && /was removed/.test(message.subject));
   t.regex(notice.text, /An authenticator app was removed from the account/);
@@ -418,4 +419,19 @@ test('second-factor checks are rate-limited per account: 429 with Retry-After', 
   t.deepEqual(statuses, [401, 401, 401, 429]);
   t.regex(last.headers.get('retry-after') ?? '', /^\d+$/);
   t.regex(last.body, /Too many attempts/);
+});
+
+test('an account with a passkey and an authenticator app is offered the passkey first, the app among the other ways', async (t) => {
+  const person = await createAccount();
+  const enrolment = await passwordStep(mfaRp, person);
+  const { after } = await enrolTotp(enrolment.agent, enrolment.page);
+  await enrolment.finish(after);
+  const key = softPasskey();
+  await server.withServices((_services, store) => store.accounts.update(person.sub, { passkeys: [key.passkey] }));
+
+  const step = await passwordStep(plainRp, person);
+  t.true(pathOf(step.page).endsWith('/second-factor'));
+  t.regex(step.page.body, /data-passkey="authenticate" data-options="\/interaction\/[^"]+\/second-factor\/passkey\/options"/);
+  t.notRegex(step.page.body, /action="[^"]*\/second-factor\/totp"/, 'the code form is one choice away, not the default');
+  t.regex(step.page.body, /href="[^"]*second-factor\?method=totp"/);
 });

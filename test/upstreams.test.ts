@@ -125,7 +125,7 @@ test('a first upstream sign-in creates an account without a password from the up
   const request = await authorizationRequest(setup.rp);
   const agent = new HostAgent();
   const login = await agent.follow(request.url.href, RP_CALLBACK);
-  const refused = await submit(agent, login, '/login', { email: 'grace@example.com', password: '' });
+  const refused = await submit(agent, login, '/login', { email: 'grace@example.com', password: 'any password at all' });
   t.is(refused.status, 401);
 });
 
@@ -602,7 +602,7 @@ test('the account page lists linked identities, links another with a round trip,
   const account = page.url.endsWith('/account') ? page : await upstreamBorn.follow(page.url, NOWHERE);
   t.is(account.status, 200, account.body.slice(0, 500));
   t.regex(account.body, /Acme ID<\/strong> as only@example\.com/);
-  const refused = await submit(upstreamBorn, account, '/account/identities/unlink');
+  const refused = await submit(upstreamBorn, account, '/account/identities/unlink', { confirm: 'yes' });
   t.is(refused.status, 400);
   t.regex(refused.body, /This is your only way to sign in/);
 
@@ -621,7 +621,7 @@ test('the account page lists linked identities, links another with a round trip,
   const next = await continueWithUpstream(setup, new HostAgent());
   t.is((await tokensFrom(setup, next.request, next.page)).claims()!.sub, sub);
 
-  const unlinked = await submit(agent, linked, '/account/identities/unlink');
+  const unlinked = await submit(agent, linked, '/account/identities/unlink', { confirm: 'yes' });
   t.regex(unlinked.body, /It is unlinked/);
   t.deepEqual(await server.withServices((services) => services.identities.list(sub)), []);
 

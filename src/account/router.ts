@@ -16,6 +16,7 @@ import type { Provider } from 'oidc-provider';
 import type { Config } from '../config.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { SessionLogout } from '../domain/backchannel-logout.ts';
+import type { EmailVerification } from '../domain/email-verification.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import type { IdentityService } from '../domain/identities.ts';
 import { revokeAppTokens } from '../domain/password-reset.ts';
@@ -54,6 +55,8 @@ export interface AccountRouterDependencies {
   upstreamLinks: Pick<UpstreamSignIn, 'startLink' | 'takeLinkResult'>;
   /** The apps of the sessions ended here get logout tokens (OIDC Back-Channel Logout). */
   logout: SessionLogout;
+  /** "Send the confirmation email again" for an address not yet confirmed. */
+  emailVerification: Pick<EmailVerification, 'send'>;
 }
 
 interface SignedIn {
@@ -69,7 +72,7 @@ type Section = 'profile' | 'password' | 'security' | 'identities' | 'sessions' |
  * What a 303 back to the page says: one of these catalog keys (`account.done.*`), so nothing from the
  * request is reflected.
  */
-const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'session-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off']);
+const DONE = new Set(['profile', 'password', 'password-set', 'sessions-ended', 'session-ended', 'revoked', 'totp-on', 'totp-off', 'passkey-on', 'passkey-off', 'email-codes-on', 'email-codes-off', 'identity-on', 'identity-off', 'verification-sent']);
 
 function signedIn(ctx: Context): SignedIn {
   return ctx.state.signedIn as SignedIn;
@@ -80,7 +83,7 @@ function seeOther(ctx: Context, location: string): void {
   ctx.redirect(location);
 }
 
-export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout }: AccountRouterDependencies): Router {
+export function accountRouter({ config, provider, accounts, secondFactors, oidc, masterSecret, logger, events, rateLimits, upstreams, identities, upstreamLinks, logout, emailVerification }: AccountRouterDependencies): Router {
   const router = new Router({ prefix: '/account' });
   const signIn = new AccountSignIn(config.issuer, provider);
   const notices = new OneTimeNotices(oidc, masterSecret);
@@ -173,6 +176,20 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     await showPage(ctx, { errors: { [section]: error.message }, ...(values && { values }) });
   }
 
+  /**
+   * A destructive action asks first, and without JavaScript: posting its form shows a page with the
+   * question and the same fields, and only that page's "Yes" (confirm=yes) does the work.
+   */
+  function confirmFirst(question: string, section: Section) {
+    return async function askFirst(ctx: Context, next: Next) {
+      if (formField(ctx, 'confirm') === 'yes') return next();
+      const body = (ctx.request.body ?? {}) as Record<string, unknown>;
+      const fields = Object.entries(body).filter((entry): entry is [string, string] => entry[0] !== '_csrf' && entry[0] !== 'confirm' && typeof entry[1] === 'string');
+      ctx.set('Cache-Control', 'no-store');
+      await renderPage(ctx, 'account-confirm', { question: `confirm.${question}`, action: ctx.path, fields, back: `/account#${section}` });
+    };
+  }
+
   router.use(bodyParser({ enableTypes: ['form'], formLimit: '32kb', encoding: 'utf-8' }));
   router.use(csrfProtection);
 
@@ -245,7 +262,22 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, setting ? '/account?done=password-set#password' : '/account?done=password#password');
   });
 
-  router.post('/sessions/end-others', requireSignIn, async function endOthers(ctx) {
+  // A new confirmation link: limited like reset links (per address and per email), since both send mail to the account's address.
+  router.post('/email/confirm-again', requireSignIn, async function sendConfirmationAgain(ctx) {
+    const { account } = signedIn(ctx);
+    if (account.emailVerified) return seeOther(ctx, '/account#profile');
+    try {
+      await rateLimits.passwordReset(ctx, account.email);
+    } catch (error) {
+      if (isAppError(error, 'ERR_RATE_LIMITED') && error.retryAfterSeconds) ctx.set('Retry-After', String(error.retryAfterSeconds));
+      return refuse(ctx, 'profile', error);
+    }
+    await emailVerification.send(account, pageLocale(ctx));
+    logger.info({ sub: account.sub }, 'confirmation email sent again');
+    seeOther(ctx, '/account?done=verification-sent#profile');
+  });
+
+  router.post('/sessions/end-others', requireSignIn, confirmFirst('sessions-end-others', 'sessions'), async function endOthers(ctx) {
     const { account, sessionId } = signedIn(ctx);
     const ended = await endOtherSessions(provider(), oidc, account.sub, sessionId, logout);
     logger.info({ sub: account.sub, sessionsEnded: ended }, 'signed out everywhere else');
@@ -254,7 +286,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
   });
 
   // One session, from the list: that browser must sign in again, and its apps hear of it.
-  router.post('/sessions/end', requireSignIn, async function endOneSession(ctx) {
+  router.post('/sessions/end', requireSignIn, confirmFirst('session-end', 'sessions'), async function endOneSession(ctx) {
     const { account, sessionId } = signedIn(ctx);
     const handle = formField(ctx, 'session');
     const session = (await accountSessions(oidc, account.sub)).find(({ id }) => sessionHandle(id) === handle);
@@ -266,7 +298,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=session-ended#sessions');
   });
 
-  router.post('/apps/revoke', requireSignIn, async function revokeAccess(ctx) {
+  router.post('/apps/revoke', requireSignIn, confirmFirst('app-revoke', 'apps'), async function revokeAccess(ctx) {
     const { account } = signedIn(ctx);
     const clientId = formField(ctx, 'client_id');
     if (!clientId || !(await revokeApp(provider(), oidc, account.sub, clientId))) {
@@ -312,7 +344,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=totp-on#security');
   });
 
-  router.post('/totp/remove', requireSignIn, requireRecentSignIn, async function removeTotp(ctx) {
+  router.post('/totp/remove', requireSignIn, requireRecentSignIn, confirmFirst('totp-remove', 'security'), async function removeTotp(ctx) {
     const { account } = signedIn(ctx);
     await secondFactors.disableTotp(account.sub);
     logger.info({ sub: account.sub }, 'authenticator app removed');
@@ -326,7 +358,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, `/account/recovery-codes?show=${encodeURIComponent(id)}`);
   }
 
-  router.post('/recovery-codes', requireSignIn, requireRecentSignIn, async function regenerateRecoveryCodes(ctx) {
+  router.post('/recovery-codes', requireSignIn, requireRecentSignIn, confirmFirst('recovery-codes', 'security'), async function regenerateRecoveryCodes(ctx) {
     const { account } = signedIn(ctx);
     if (!(await secondFactors.summary(account.sub)).enabled) {
       return refuse(ctx, 'security', new AppError('ERR_SECOND_FACTOR_UNAVAILABLE', 'Recovery codes back up a second factor: set one up first.'));
@@ -379,7 +411,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=email-codes-on#security');
   });
 
-  router.post('/email-codes/disable', requireSignIn, requireRecentSignIn, async function disableEmailCodes(ctx) {
+  router.post('/email-codes/disable', requireSignIn, requireRecentSignIn, confirmFirst('email-codes-disable', 'security'), async function disableEmailCodes(ctx) {
     const { account } = signedIn(ctx);
     await secondFactors.disableEmailOtp(account.sub);
     logger.info({ sub: account.sub }, 'codes by email turned off');
@@ -415,7 +447,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=passkey-on#security');
   });
 
-  router.post('/passkeys/remove', requireSignIn, requireRecentSignIn, async function removePasskey(ctx) {
+  router.post('/passkeys/remove', requireSignIn, requireRecentSignIn, confirmFirst('passkey-remove', 'security'), async function removePasskey(ctx) {
     const { account } = signedIn(ctx);
     try {
       await secondFactors.removePasskey(account.sub, formField(ctx, 'credential_id'));
@@ -453,7 +485,7 @@ export function accountRouter({ config, provider, accounts, secondFactors, oidc,
     seeOther(ctx, '/account?done=identity-on#identities');
   });
 
-  router.post('/identities/unlink', requireSignIn, requireRecentSignIn, async function unlinkIdentity(ctx) {
+  router.post('/identities/unlink', requireSignIn, requireRecentSignIn, confirmFirst('identity-unlink', 'identities'), async function unlinkIdentity(ctx) {
     const { account } = signedIn(ctx);
     try {
       const removed = await identities.unlink(account.sub, formField(ctx, 'upstream'), formField(ctx, 'subject'));

@@ -6,7 +6,7 @@
  */
 import { translator, type Translator } from '../i18n/catalogs.ts';
 import type { Locale } from '../i18n/locales.ts';
-import type { MailMessage } from './mailer.ts';
+import { MAIL_ACCENT, type MailMessage } from './mailer.ts';
 
 function escapeHtml(value: string): string {
   return value.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;').replaceAll("'", '&#39;');
@@ -34,7 +34,7 @@ function compose(i18n: Translator, { to, subject, body }: Paragraphs): MailMessa
     `<!DOCTYPE html><html lang="${i18n.locale}"><body style="font-family: system-ui, sans-serif; line-height: 1.5; color: #1a1a1a; max-width: 36em">`,
     ...body.map((part) => (typeof part === 'string'
       ? `<p>${escapeHtml(part)}</p>`
-      : `<p><a href="${escapeHtml(part.link)}" style="display: inline-block; padding: .6em 1.2em; background: #1f4fd1; color: #fff; text-decoration: none; border-radius: .3em">${escapeHtml(part.label)}</a></p><p style="font-size: .9em; color: #555">${escapeHtml(i18n.t('mail.orOpen', { link: part.link }))}</p>`)),
+      : `<p><a href="${escapeHtml(part.link)}" style="display: inline-block; padding: .6em 1.2em; background: ${MAIL_ACCENT}; color: #fff; text-decoration: none; border-radius: .3em">${escapeHtml(part.label)}</a></p><p style="font-size: .9em; color: #555">${escapeHtml(i18n.t('mail.orOpen', { link: part.link }))}</p>`)),
     '</body></html>',
   ].join('\n');
   return { to, subject, text: `${text}\n`, html };

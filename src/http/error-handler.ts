@@ -9,6 +9,7 @@ import type { Context, Middleware, Next } from 'koa';
 
 import { AppError, errorAnswer } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { errorSituation } from './error-page.ts';
 import { renderPage } from './render.ts';
 
 export interface ErrorHandlerOptions {
@@ -39,7 +40,7 @@ export function errorHandler(logger: Logger, { answersJson = () => false }: Erro
       return;
     }
     try {
-      await renderPage(ctx, 'error', { title: 'Something went wrong', error: answer.body.error, description: answer.body.error_description });
+      await renderPage(ctx, 'error', { error: answer.body.error, description: answer.body.error_description, situation: errorSituation(answer.body.error) });
     } catch {
       ctx.type = 'text';
       ctx.body = answer.body.error_description;

@@ -31,7 +31,8 @@ void instance.init({
   fallbackLng: 'en',
   load: 'currentOnly',
   returnNull: false,
-  interpolation: { escapeValue: false },
+  // `{{product}}`: the product's name; pages pass the operator's (http/render.ts), anything else says Tessera.
+  interpolation: { escapeValue: false, defaultVariables: { product: 'Tessera' } },
 } as Parameters<typeof instance.init>[0]);
 
 export type Vars = Record<string, string | number | undefined>;

@@ -27,7 +27,34 @@ export interface ConsentStep extends SignInStep {
 /** Finds a resource server by its indicator, for the API's name on the page. */
 export type ResourceNames = (audience: string) => Promise<{ name?: string | undefined } | undefined>;
 
-export function consent({ toolkit, logger, events, resources }: { toolkit: InteractionToolkit; logger: Logger; events: SecurityEvents; resources?: ResourceNames | undefined }): ConsentStep {
+/** The signed-in account's email, for "Signed in as" on the consent page. */
+export type AccountEmail = (sub: string) => Promise<string | undefined>;
+
+/**
+ * "Not you?": the same authorization request again with prompt=login, so the person signs in with
+ * another account and the app still gets its answer. Only the parameters oidc-provider recognised
+ * (interaction.params) are carried; a login_hint is dropped, since it named the account being left.
+ */
+export function switchAccountUrl(params: Record<string, unknown>): string {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (typeof value === 'string' && name !== 'prompt' && name !== 'login_hint') query.set(name, value);
+  }
+  query.set('prompt', 'login');
+  return `/auth?${query}`;
+}
+
+/** The host the app's answer goes to: the one domain a person can check, whatever the app calls itself. */
+function hostOf(uri: string): string | undefined {
+  try {
+    const url = new URL(uri);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.host : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function consent({ toolkit, logger, events, resources, accountEmail }: { toolkit: InteractionToolkit; logger: Logger; events: SecurityEvents; resources?: ResourceNames | undefined; accountEmail?: AccountEmail | undefined }): ConsentStep {
   const { provider, loadInteraction, clientOf, finish } = toolkit;
 
   async function showConsent(ctx: Context, interaction: Interaction): Promise<void> {
@@ -49,10 +76,17 @@ export function consent({ toolkit, logger, events, resources }: { toolkit: Inter
     })));
     const apiScopes = new Set(apis.flatMap((api) => api.scopes.map((scope) => scope.scope)));
     const redirectUri = typeof interaction.params.redirect_uri === 'string' ? interaction.params.redirect_uri : '';
+    const device = await deviceOf(interaction);
+    const sub = interaction.session?.accountId;
+    const email = typeof sub === 'string' ? await accountEmail?.(sub) : undefined;
     await renderPage(ctx, 'consent', {
       uid: interaction.uid,
       client: await clientOf(interaction),
-      device: await deviceOf(interaction),
+      device,
+      account: email ? { email } : undefined,
+      // A device's request cannot be started again from this browser: no switch link there.
+      switchAccount: email && !device ? switchAccountUrl(interaction.params) : undefined,
+      appDomain: redirectUri ? hostOf(redirectUri) : undefined,
       // A self-registered client's name is its own claim; where the answer goes is not.
       redirectHost: redirectHosts(redirectUri ? [redirectUri] : [])[0],
       scopes: describeScopes((requested.length ? requested : details.missingOIDCScope ?? []).filter((scope) => !apiScopes.has(scope)), t),

@@ -52,7 +52,7 @@ export function interactionRouter({ provider, accounts, logger, rateLimits, emai
   const showSignInPage = signInPage(toolkit, (uid) => upstreams.controls(uid));
   const limitSecondFactor = rateLimits.secondFactor.bind(rateLimits);
   const steps = pendingSteps({ toolkit, accounts, secondFactors, logger });
-  const consentStep = consent({ toolkit, logger, events, resources });
+  const consentStep = consent({ toolkit, logger, events, resources, accountEmail: async (sub) => (await accounts.findBySub(sub))?.email });
   const registrationStep = registration({
     toolkit, accounts, emailVerification, logger, limitRegistration: rateLimits.registration.bind(rateLimits), showConsent: consentStep.showConsent,
   });

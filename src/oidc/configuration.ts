@@ -18,6 +18,7 @@ import { ACR_VALUES, REQUIRE_MFA_METADATA } from '../domain/mfa/assurance.ts';
 import type { ResourceService } from '../domain/resources.ts';
 import { UPSTREAM_HINT_PARAMETERS } from '../domain/upstreams.ts';
 import { providerCookieNames } from '../http/cookie-names.ts';
+import { appLink, errorSituation, type KnownClient } from '../http/error-page.ts';
 import type { OidcStore } from '../store/port.ts';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.ts';
 import { findAccountGrant } from './account-grant.ts';
@@ -251,6 +252,9 @@ export function buildConfiguration({ config, accounts, resources, keys, adapter,
       await render(ctx, 'error', {
         error: out.error,
         description: out.error_description,
+        situation: errorSituation(out.error),
+        // Known only once the client is (a bad redirect URI, not an unknown client): its registered addresses.
+        app: appLink((ctx as { oidc?: { client?: KnownClient } }).oidc?.client),
       });
     },
   };

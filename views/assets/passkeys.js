@@ -90,29 +90,70 @@
     return (error && error.shown && error.message) || words(block, 'failed');
   }
 
+  function fetchOptions(block, form) {
+    return fetch(block.getAttribute('data-options'), {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json' },
+      body: new URLSearchParams({ _csrf: form.elements._csrf.value }),
+    }).then(function (response) {
+      return response.json().then(function (body) {
+        if (!response.ok) throw shown(body.error_description || words(block, 'start'));
+        return body;
+      });
+    });
+  }
+
+  // Passkey autofill (WebAuthn conditional mediation): on the sign-in page the browser offers the
+  // person's passkeys in the email field's suggestions (autocomplete="username webauthn"); picking
+  // one signs in. Quietly does nothing where the browser cannot; the button stays the other way.
+  function offerAutofill(block, form) {
+    if (block.getAttribute('data-autofill') !== 'true' || !PublicKeyCredential.isConditionalMediationAvailable) return undefined;
+    var controller = new AbortController();
+    // Started when the person reaches for the email field (where the browser lists passkeys), not at
+    // load: a page that answered a refused passkey must not ask again by itself.
+    var field = document.querySelector('input[autocomplete~="webauthn"]');
+    if (!field) return undefined;
+    var started = false;
+    function start() {
+      if (started) return;
+      started = true;
+      begin();
+    }
+    field.addEventListener('pointerdown', start);
+    field.addEventListener('keydown', start);
+    return controller;
+
+    function begin() {
+    PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
+      if (!available || controller.signal.aborted) return undefined;
+      return fetchOptions(block, form).then(function (options) {
+        if (controller.signal.aborted) return undefined;
+        return navigator.credentials.get({ mediation: 'conditional', signal: controller.signal, publicKey: requestOptions(options) });
+      }).then(function (credential) {
+        if (!credential) return;
+        form.elements.credential.value = JSON.stringify(authenticationJson(credential));
+        form.submit();
+      });
+    }).catch(function () { /* aborted, refused or unsupported: the button still works */ });
+    }
+  }
+
   function setUp(block) {
     var form = block.querySelector('form');
     var errorBox = block.querySelector('[data-passkey-error]');
     var button = form.querySelector('button[type="submit"]');
     var register = block.getAttribute('data-passkey') === 'register';
     block.hidden = false;
+    var autofill = register ? undefined : offerAutofill(block, form);
 
     form.addEventListener('submit', function (event) {
       event.preventDefault();
+      // One WebAuthn request at a time: the button's replaces the autofill's.
+      if (autofill) { autofill.abort(); autofill = undefined; }
       errorBox.hidden = true;
       button.disabled = true;
-      fetch(block.getAttribute('data-options'), {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { Accept: 'application/json' },
-        body: new URLSearchParams({ _csrf: form.elements._csrf.value }),
-      })
-        .then(function (response) {
-          return response.json().then(function (body) {
-            if (!response.ok) throw shown(body.error_description || words(block, 'start'));
-            return body;
-          });
-        })
+      fetchOptions(block, form)
         .then(function (options) {
           return register
             ? navigator.credentials.create({ publicKey: creationOptions(options) })

@@ -32,9 +32,23 @@ export function passwordSignIn({ toolkit, after, showSignInPage, accounts, logge
       const interaction = await loadInteraction(ctx);
       if (interaction.prompt.name === 'consent') throw new AppError('ERR_INVALID_INPUT', 'You are already signed in.');
       const email = formField(ctx, 'email');
-      await limitSignIn(ctx, email);
+      const password = formField(ctx, 'password');
+      // An empty field is not a wrong credential: say what is missing, beside it, and count nothing.
+      if (!email.trim() || !password) {
+        const fieldErrors = { ...(!email.trim() && { email: 'login.enterEmail' }), ...(!password && { password: 'login.enterPassword' }) };
+        return refuse(ctx, 400, (values) => showSignInPage(ctx, interaction, values), { email, fieldErrors });
+      }
       try {
-        const account = await accounts.authenticate(email, formField(ctx, 'password'), { clientId: String(interaction.params.client_id) });
+        await limitSignIn(ctx, email);
+      } catch (error) {
+        // Over the limit the form stays, with the email, and says when to try again (Retry-After too).
+        // JSON callers get the error middleware's JSON 429, as from every other limit.
+        if (!isAppError(error, 'ERR_RATE_LIMITED') || ctx.accepts('html', 'json') !== 'html') throw error;
+        if (error.retryAfterSeconds) ctx.set('Retry-After', String(error.retryAfterSeconds));
+        return refuse(ctx, 429, (values) => showSignInPage(ctx, interaction, values), { email, error: error.message, rateLimited: true });
+      }
+      try {
+        const account = await accounts.authenticate(email, password, { clientId: String(interaction.params.client_id) });
         logger.info({ sub: account.sub, clientId: interaction.params.client_id }, 'sign-in succeeded');
         await after.afterFirstFactor(ctx, interaction, account, passwordOnly());
       } catch (error) {

@@ -10,6 +10,10 @@ import type { Interaction, InteractionToolkit } from '../toolkit.ts';
 export interface SignInPageValues {
   email?: string;
   error?: string;
+  /** A field left empty: the catalog key of what to do, shown beside that field. */
+  fieldErrors?: { email?: string; password?: string };
+  /** The refusal is a rate limit: no field is wrong, the form stays as it was. */
+  rateLimited?: boolean;
   /** Something to know before signing in (e.g. why an upstream sign-in needs this account proved first). */
   notice?: string;
 }
@@ -27,6 +31,8 @@ export function signInPage({ clientOf }: Pick<InteractionToolkit, 'clientOf'>, u
       email: values.email ?? (typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : ''),
       error: values.error,
       notice: values.notice,
+      fieldErrors: values.fieldErrors ?? {},
+      rateLimited: values.rateLimited ?? false,
       upstreams: await upstreamControls(interaction.uid),
     });
   };

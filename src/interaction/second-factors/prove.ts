@@ -16,7 +16,8 @@ import type { Account } from '../../store/port.ts';
 import { isFactorRefusal, type Interaction, type InteractionToolkit, type SignInStep } from '../toolkit.ts';
 import type { PendingSteps } from './pending-step.ts';
 
-const METHOD_ORDER: SecondFactorMethod[] = ['totp', 'passkey', 'email-code', 'recovery-code'];
+// A passkey first when the account has one: one touch, and nothing to phish; the page lists the others.
+const METHOD_ORDER: SecondFactorMethod[] = ['passkey', 'totp', 'email-code', 'recovery-code'];
 
 function maskEmail(email: string): string {
   const [local = '', domain = ''] = email.split('@');

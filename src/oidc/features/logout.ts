@@ -1,6 +1,7 @@
 /** RP-initiated logout: the confirmation page and the signed-out page are Tessera's own. */
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
+import { appLink } from '../../http/error-page.ts';
 import type { Slice } from './feature.ts';
 
 export const logout: Slice = {
@@ -24,6 +25,7 @@ export const logout: Slice = {
         async postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
           await render(ctx, 'logged-out', {
             clientName: ctx.oidc.client?.clientName,
+            app: appLink(ctx.oidc.client),
           });
         },
       },
