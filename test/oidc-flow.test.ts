@@ -143,7 +143,7 @@ test('a redirect_uri that is not registered exactly shows the error page and nev
     t.is(response.status, 400, redirect);
     t.is(response.headers.get('location'), null, redirect);
     const body = await response.text();
-    t.regex(body, /Something went wrong/);
+    t.regex(body, /asked to send you somewhere unexpected/);
     t.regex(body, /redirect_uri/);
     t.notRegex(body, /at \w+ \(/, 'no stack trace');
   }
