@@ -16,14 +16,12 @@ import type { Provider } from 'oidc-provider';
 import * as oidc from 'openid-client';
 
 import { AppError } from '../errors.ts';
-import { ACCOUNT_SESSION_COOKIE, ACCOUNT_SIGN_IN_COOKIE, hostCookieName } from '../http/cookie-names.ts';
+import { ACCOUNT_SESSION_COOKIE, ACCOUNT_SIGN_IN_COOKIE } from '../http/cookie-names.ts';
 import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from '../oidc/account-client.ts';
-import { inProcessFetch } from './in-process-fetch.ts';
+import { clearSigned, InProcessClient, readSignedJson, writeSignedJson } from './first-party-sign-in.ts';
 
 const SESSION_COOKIE = ACCOUNT_SESSION_COOKIE;
 const SIGN_IN_COOKIE = ACCOUNT_SIGN_IN_COOKIE;
-/** `__Host-` demands Path=/. */
-const COOKIE_PATH = '/';
 /** Idle lifetime of the account-page session; the Tessera session behind it usually lives far longer. */
 export const ACCOUNT_IDLE_SECONDS = 15 * 60;
 /** How long a sign-in may take, from leaving the account page to coming back. */
@@ -57,61 +55,23 @@ function now(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-function cookieOptions(ctx: Context, maxAgeSeconds: number) {
-  return { signed: true, httpOnly: true, sameSite: 'lax' as const, secure: ctx.secure, path: COOKIE_PATH, maxAge: maxAgeSeconds * 1000, overwrite: true };
-}
 
-function readCookie<T>(ctx: Context, name: string): T | undefined {
-  const raw = ctx.cookies.get(hostCookieName(ctx, name), { signed: true });
-  if (!raw) return undefined;
-  try {
-    return JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
 
-function writeCookie(ctx: Context, name: string, value: unknown, maxAgeSeconds: number): void {
-  ctx.cookies.set(hostCookieName(ctx, name), Buffer.from(JSON.stringify(value)).toString('base64url'), cookieOptions(ctx, maxAgeSeconds));
-}
 
-function clearCookie(ctx: Context, name: string): void {
-  ctx.cookies.set(hostCookieName(ctx, name), null, { signed: true, secure: ctx.secure, path: COOKIE_PATH, overwrite: true });
-}
 
 export class AccountSignIn {
   readonly #issuer: string;
-  readonly #provider: () => Provider;
-  readonly #configurations = new WeakMap<Provider, Promise<oidc.Configuration>>();
+  readonly #client: InProcessClient;
 
   constructor(issuer: string, provider: () => Provider) {
     this.#issuer = issuer;
-    this.#provider = provider;
+    this.#client = new InProcessClient(issuer, ACCOUNT_CLIENT_ID, provider);
   }
 
-  /**
-   * One openid-client configuration per provider instance: a key rotation rebuilds the provider,
-   * and with it comes a fresh configuration that fetches the new JWKS.
-   */
-  #configuration(): Promise<oidc.Configuration> {
-    const provider = this.#provider();
-    let configuration = this.#configurations.get(provider);
-    if (!configuration) {
-      const fetchInProcess = inProcessFetch(() => provider.callback());
-      configuration = oidc.discovery(new URL(this.#issuer), ACCOUNT_CLIENT_ID, { id_token_signed_response_alg: 'RS256' }, oidc.None(), {
-        [oidc.customFetch]: fetchInProcess as oidc.CustomFetch,
-        // Nothing leaves the process, so an http issuer (development, tests) is no risk here.
-        execute: [oidc.allowInsecureRequests],
-      });
-      configuration.catch(() => this.#configurations.delete(provider));
-      this.#configurations.set(provider, configuration);
-    }
-    return configuration;
-  }
 
   /** Starts a sign-in: remembers the PKCE verifier, state and nonce, and answers the authorization URL. */
   async start(ctx: Context, returnTo: string, options: { reauthenticate?: boolean } = {}): Promise<string> {
-    const configuration = await this.#configuration();
+    const configuration = await this.#client.configuration();
     const pending: PendingSignIn = {
       state: oidc.randomState(),
       nonce: oidc.randomNonce(),
@@ -119,7 +79,7 @@ export class AccountSignIn {
       returnTo: safeReturnPath(returnTo),
       exp: now() + SIGN_IN_SECONDS,
     };
-    writeCookie(ctx, SIGN_IN_COOKIE, pending, SIGN_IN_SECONDS);
+    writeSignedJson(ctx, SIGN_IN_COOKIE, pending, SIGN_IN_SECONDS);
     const url = oidc.buildAuthorizationUrl(configuration, {
       redirect_uri: `${this.#issuer}${ACCOUNT_CALLBACK_PATH}`,
       scope: 'openid',
@@ -140,12 +100,12 @@ export class AccountSignIn {
    * Throws ERR_INVALID_INPUT for anything a person can cause (an old tab, a cancelled sign-in).
    */
   async finish(ctx: Context): Promise<{ session: AccountSession; returnTo: string }> {
-    const pending = readCookie<PendingSignIn>(ctx, SIGN_IN_COOKIE);
-    clearCookie(ctx, SIGN_IN_COOKIE);
+    const pending = readSignedJson<PendingSignIn>(ctx, SIGN_IN_COOKIE);
+    clearSigned(ctx, SIGN_IN_COOKIE);
     if (!pending || typeof pending.state !== 'string' || pending.exp < now()) {
       throw new AppError('ERR_INVALID_INPUT', 'This sign-in took too long or was started in another tab. Sign in again.');
     }
-    const configuration = await this.#configuration();
+    const configuration = await this.#client.configuration();
     const callback = new URL(`${this.#issuer}${ACCOUNT_CALLBACK_PATH}${ctx.search}`);
     let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
     try {
@@ -176,12 +136,12 @@ export class AccountSignIn {
 
   /** Sets (or slides) the account-page session cookie. */
   remember(ctx: Context, session: AccountSession): void {
-    writeCookie(ctx, SESSION_COOKIE, { ...session, exp: now() + ACCOUNT_IDLE_SECONDS }, ACCOUNT_IDLE_SECONDS);
+    writeSignedJson(ctx, SESSION_COOKIE, { ...session, exp: now() + ACCOUNT_IDLE_SECONDS }, ACCOUNT_IDLE_SECONDS);
   }
 
   /** The account-page session this request carries, if its cookie is intact and not idle for too long. */
   current(ctx: Context): AccountSession | undefined {
-    const value = readCookie<AccountSession & { exp: number }>(ctx, SESSION_COOKIE);
+    const value = readSignedJson<AccountSession & { exp: number }>(ctx, SESSION_COOKIE);
     if (!value || typeof value.sub !== 'string' || typeof value.sid !== 'string' || typeof value.authTime !== 'number' || !(value.exp > now())) {
       return undefined;
     }
@@ -191,7 +151,7 @@ export class AccountSignIn {
   }
 
   forget(ctx: Context): void {
-    clearCookie(ctx, SESSION_COOKIE);
+    clearSigned(ctx, SESSION_COOKIE);
   }
 }
 

@@ -15,11 +15,10 @@ import type { Context } from 'koa';
 import type { Provider } from 'oidc-provider';
 import * as oidc from 'openid-client';
 
-import { inProcessFetch } from '../account/in-process-fetch.ts';
+import { clearSigned, InProcessClient, readSignedJson, writeSignedJson } from '../account/first-party-sign-in.ts';
 import { ADMIN_SCOPE, adminAudience } from '../admin/resource.ts';
 import { ACR_MULTI_FACTOR } from '../domain/mfa/assurance.ts';
 import { AppError } from '../errors.ts';
-import { hostCookieName } from '../http/cookie-names.ts';
 import { CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT_ID, CONSOLE_PATH } from '../oidc/console-client.ts';
 
 export const CONSOLE_SESSION_COOKIE = 'tessera.console';
@@ -55,53 +54,21 @@ function now(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-function readCookie<T>(ctx: Context, name: string): T | undefined {
-  const raw = ctx.cookies.get(hostCookieName(ctx, name), { signed: true });
-  if (!raw) return undefined;
-  try {
-    return JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
 
-function writeCookie(ctx: Context, name: string, value: unknown, maxAgeSeconds: number): void {
-  ctx.cookies.set(hostCookieName(ctx, name), Buffer.from(JSON.stringify(value)).toString('base64url'), {
-    signed: true, httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', maxAge: maxAgeSeconds * 1000, overwrite: true,
-  });
-}
 
-function clearCookie(ctx: Context, name: string): void {
-  ctx.cookies.set(hostCookieName(ctx, name), null, { signed: true, secure: ctx.secure, path: '/', overwrite: true });
-}
 
 export class ConsoleSignIn {
   readonly #issuer: string;
-  readonly #provider: () => Provider;
-  readonly #configurations = new WeakMap<Provider, Promise<oidc.Configuration>>();
+  readonly #client: InProcessClient;
 
   constructor(issuer: string, provider: () => Provider) {
     this.#issuer = issuer;
-    this.#provider = provider;
+    this.#client = new InProcessClient(issuer, CONSOLE_CLIENT_ID, provider);
   }
 
-  /** One configuration per provider instance: a key rotation rebuilds the provider, and the JWKS with it. */
-  #configuration(): Promise<oidc.Configuration> {
-    const provider = this.#provider();
-    let configuration = this.#configurations.get(provider);
-    if (!configuration) {
-      configuration = oidc.discovery(new URL(this.#issuer), CONSOLE_CLIENT_ID, { id_token_signed_response_alg: 'RS256' }, oidc.None(), {
-        [oidc.customFetch]: inProcessFetch(() => provider.callback()) as oidc.CustomFetch,
-        execute: [oidc.allowInsecureRequests],
-      });
-      configuration.catch(() => this.#configurations.delete(provider));
-      this.#configurations.set(provider, configuration);
-    }
-    return configuration;
-  }
 
   async start(ctx: Context, returnTo: string): Promise<string> {
-    const configuration = await this.#configuration();
+    const configuration = await this.#client.configuration();
     const pending: PendingSignIn = {
       state: oidc.randomState(),
       nonce: oidc.randomNonce(),
@@ -109,7 +76,7 @@ export class ConsoleSignIn {
       returnTo: safeConsolePath(returnTo),
       exp: now() + SIGN_IN_SECONDS,
     };
-    writeCookie(ctx, SIGN_IN_COOKIE, pending, SIGN_IN_SECONDS);
+    writeSignedJson(ctx, SIGN_IN_COOKIE, pending, SIGN_IN_SECONDS);
     const url = oidc.buildAuthorizationUrl(configuration, {
       redirect_uri: `${this.#issuer}${CONSOLE_CALLBACK_PATH}`,
       scope: `openid ${ADMIN_SCOPE}`,
@@ -130,12 +97,12 @@ export class ConsoleSignIn {
    * the sign-in proved no second factor.
    */
   async finish(ctx: Context): Promise<{ session: ConsoleSession; returnTo: string }> {
-    const pending = readCookie<PendingSignIn>(ctx, SIGN_IN_COOKIE);
-    clearCookie(ctx, SIGN_IN_COOKIE);
+    const pending = readSignedJson<PendingSignIn>(ctx, SIGN_IN_COOKIE);
+    clearSigned(ctx, SIGN_IN_COOKIE);
     if (!pending || typeof pending.state !== 'string' || pending.exp < now()) {
       throw new AppError('ERR_INVALID_INPUT', 'This sign-in took too long or was started in another tab. Sign in again.');
     }
-    const configuration = await this.#configuration();
+    const configuration = await this.#client.configuration();
     let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
     try {
       tokens = await oidc.authorizationCodeGrant(configuration, new URL(`${this.#issuer}${CONSOLE_CALLBACK_PATH}${ctx.search}`), {
@@ -168,12 +135,12 @@ export class ConsoleSignIn {
   }
 
   remember(ctx: Context, session: ConsoleSession): void {
-    writeCookie(ctx, CONSOLE_SESSION_COOKIE, { ...session, exp: now() + CONSOLE_IDLE_SECONDS }, CONSOLE_IDLE_SECONDS);
+    writeSignedJson(ctx, CONSOLE_SESSION_COOKIE, { ...session, exp: now() + CONSOLE_IDLE_SECONDS }, CONSOLE_IDLE_SECONDS);
   }
 
   /** The session this request carries, if intact, not idle too long, and its token still usable for `forMethod`. */
   current(ctx: Context): ConsoleSession | undefined {
-    const value = readCookie<ConsoleSession & { exp: number }>(ctx, CONSOLE_SESSION_COOKIE);
+    const value = readSignedJson<ConsoleSession & { exp: number }>(ctx, CONSOLE_SESSION_COOKIE);
     if (!value || typeof value.sub !== 'string' || typeof value.sid !== 'string' || typeof value.accessToken !== 'string' || typeof value.tokenExp !== 'number' || !(value.exp > now())) {
       return undefined;
     }
@@ -183,6 +150,6 @@ export class ConsoleSignIn {
   }
 
   forget(ctx: Context): void {
-    clearCookie(ctx, CONSOLE_SESSION_COOKIE);
+    clearSigned(ctx, CONSOLE_SESSION_COOKIE);
   }
 }
