@@ -125,6 +125,41 @@ function defineContract(name: string, createLane: LaneFactory): void {
     t.is(await store.oidc.findByUserCode('Session', 'ABCD-EFGH'), undefined);
   });
 
+  it('what one store has read and another store on the same storage then changes is read as changed a moment later, and what it changes itself at once', async (t) => {
+    const { store, open, clock } = await setUp(t, createLane);
+    const other = await open({ clock: clock.now });
+    await store.oidc.upsert('AccessToken', 'at-1', { kind: 'AccessToken', grantId: 'g-1' }, 600);
+    await store.oidc.upsert('AccessToken', 'at-2', { kind: 'AccessToken', grantId: 'g-2' }, 600);
+    await store.accounts.create(account('sub-1', 'one@example.com'));
+    // Read (and so cached, where a backend caches) before the other store writes.
+    t.truthy(await store.oidc.find('AccessToken', 'at-1'));
+    t.is(await store.oidc.find('AccessToken', 'absent'), undefined);
+    t.false((await store.accounts.findBySub('sub-1'))!.disabled);
+
+    await other.oidc.destroy('AccessToken', 'at-1');
+    await other.oidc.upsert('AccessToken', 'absent', { kind: 'AccessToken' }, 600);
+    await other.accounts.update('sub-1', { disabled: true });
+    // Another connection's commits are seen by reads from a millisecond after them (sqlite/read-cache.ts).
+    await delay(2);
+    t.is(await store.oidc.find('AccessToken', 'at-1'), undefined);
+    t.deepEqual(await store.oidc.find('AccessToken', 'absent'), { kind: 'AccessToken' });
+    t.true((await store.accounts.findBySub('sub-1'))!.disabled);
+
+    // The store's own writes, after a read of the same record.
+    t.truthy(await store.oidc.find('AccessToken', 'at-2'));
+    t.true(await store.oidc.consume('AccessToken', 'at-2'));
+    t.is(typeof (await store.oidc.find('AccessToken', 'at-2'))?.consumed, 'number');
+    await store.oidc.revokeByGrantId('AccessToken', 'g-2');
+    t.is(await store.oidc.find('AccessToken', 'at-2'), undefined);
+    await store.accounts.update('sub-1', { name: 'One' });
+    t.is((await store.accounts.findBySub('sub-1'))!.name, 'One');
+    // A record read while live is not found once it has expired.
+    await store.oidc.upsert('AccessToken', 'at-3', { kind: 'AccessToken' }, 60);
+    t.truthy(await store.oidc.find('AccessToken', 'at-3'));
+    clock.advance(61 * SECOND);
+    t.is(await store.oidc.find('AccessToken', 'at-3'), undefined);
+  });
+
   it('records of different models with the same id are kept apart', async (t) => {
     const { store } = await setUp(t, createLane);
     await store.oidc.upsert('AccessToken', 'same-id', { kind: 'AccessToken' }, 600);

@@ -7,7 +7,7 @@ import type { StatementSync } from 'node:sqlite';
 import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder } from '../account-search.ts';
 import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, ClearableAccountField, ImportedAccountFields, Passkey } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
-import { optionalString, type SqliteDatabase } from './database.ts';
+import { forgettingWrites, optionalString, type SqliteDatabase } from './database.ts';
 import { isUniqueViolation } from './sqlite-errors.ts';
 
 interface AccountRow {
@@ -186,9 +186,14 @@ function importParameters(fields: ImportedAccountFields): Record<string, string 
   };
 }
 
+/** Accounts kept by the read cache (a row is about 1 KB). */
+const ACCOUNTS_CACHED = 512;
+
 export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
   const { clock, transaction } = database;
-  const prepare = (sql: string): StatementSync => database.db.prepare(sql);
+  // Accounts by sub: read by every userinfo call and token issue. Any write to accounts empties it.
+  const bySub = database.caches.create<AccountRow>(ACCOUNTS_CACHED);
+  const prepare = (sql: string): StatementSync => forgettingWrites(database.db.prepare(sql), bySub);
   const statements = {
     insertAccount: prepare(`
       INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, roles, created_at, updated_at)
@@ -343,8 +348,13 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
       return toAccount(created);
     },
     async findBySub(sub) {
-      const row = statements.findAccountBySub.get({ sub: String(sub) }) as AccountRow | undefined;
-      return row === undefined ? undefined : toAccount(row);
+      const key = String(sub);
+      let row = bySub.get(key);
+      if (row === undefined) {
+        row = (statements.findAccountBySub.get({ sub: key }) as AccountRow | undefined) ?? null;
+        bySub.set(key, row);
+      }
+      return row === null ? undefined : toAccount(row);
     },
     async findByEmail(email) {
       const row = statements.findAccountByEmail.get({ email: String(email) }) as AccountRow | undefined;

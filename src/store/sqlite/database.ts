@@ -2,7 +2,9 @@
  * What every SQLite repository shares: the one connection, the store's clock, and a transaction
  * that takes the write lock up front. Each repository prepares its own statements from it at open.
  */
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+
+import { readCaches, type ReadCache, type ReadCaches } from './read-cache.ts';
 
 export interface SqliteDatabase {
   readonly db: DatabaseSync;
@@ -10,12 +12,15 @@ export interface SqliteDatabase {
   readonly clock: () => number;
   /** Runs `work` in a BEGIN IMMEDIATE transaction: rolled back when it throws. */
   transaction<T>(work: () => T): T;
+  /** In-memory caches of rows, dropped when another connection commits (read-cache.ts). */
+  readonly caches: ReadCaches;
 }
 
 export function sqliteDatabase(db: DatabaseSync, clock: () => number): SqliteDatabase {
   return {
     db,
     clock,
+    caches: readCaches(db),
     transaction(work) {
       // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can
       // fail with SQLITE_BUSY immediately (busy_timeout does not apply to that deadlock).
@@ -40,4 +45,22 @@ export const PURGE_BATCH = 500;
 
 export function optionalString(value: unknown): string | null {
   return value === undefined || value === null ? null : String(value);
+}
+
+/**
+ * A statement that empties `cache` each time it runs when it writes (INSERT, UPDATE, DELETE): for a
+ * repository that caches rows it cannot name from every write's parameters (read-cache.ts).
+ */
+export function forgettingWrites(statement: StatementSync, cache: ReadCache<unknown>): StatementSync {
+  if (!/^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(statement.sourceSQL)) return statement;
+  const forget = <A extends unknown[], R>(call: (...args: A) => R) => (...args: A): R => {
+    cache.forgetAll();
+    return call(...args);
+  };
+  // The repositories call run, get and all; everything else is the statement's own.
+  return Object.assign(Object.create(statement) as StatementSync, {
+    run: forget(statement.run.bind(statement)),
+    get: forget(statement.get.bind(statement)),
+    all: forget(statement.all.bind(statement)),
+  });
 }

@@ -15,6 +15,9 @@ interface OidcRow {
   consumed: number | null;
 }
 
+/** Records kept by the read cache (an access token's row is about 1 KB). */
+const RECORDS_CACHED = 2048;
+
 function toPayload(row: OidcRow | undefined): OidcPayload | undefined {
   if (row === undefined) return undefined;
   const payload = JSON.parse(row.payload) as OidcPayload;
@@ -31,6 +34,11 @@ export interface SqliteExpiringRecords {
 export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCommit): SqliteExpiringRecords {
   const { clock } = database;
   const groupCommitted = commits.write;
+  // (model, id) -> the row, or null for none: a token is looked up by every introspection and
+  // userinfo call, its grant too, and introspection tries each token model in turn. A write of a
+  // record forgets it when the write runs; revoking a grant's records forgets them all.
+  const cached = database.caches.create<OidcRow & { expires_at: number | null }>(RECORDS_CACHED);
+  const cacheKey = (model: string, id: string) => `${model}\0${id}`;
   const prepare = (sql: string): StatementSync => database.db.prepare(sql);
   const statements = {
     upsertOidc: prepare(`
@@ -39,7 +47,7 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
       ON CONFLICT (model, id) DO UPDATE SET
         payload = excluded.payload, uid = excluded.uid, user_code = excluded.user_code, grant_id = excluded.grant_id,
         account_id = excluded.account_id, consumed = excluded.consumed, expires_at = excluded.expires_at`),
-    findOidc: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND id = :id AND ${LIVE}`),
+    findOidc: prepare(`SELECT payload, consumed, expires_at FROM oidc WHERE model = :model AND id = :id AND ${LIVE}`),
     findOidcByUid: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND uid = :uid AND ${LIVE} LIMIT 1`),
     findOidcByUserCode: prepare(`SELECT payload, consumed FROM oidc WHERE model = :model AND user_code = :user_code AND ${LIVE} LIMIT 1`),
     consumeOidc: prepare(`UPDATE oidc SET consumed = :consumed WHERE model = :model AND id = :id AND consumed IS NULL AND ${LIVE}`),
@@ -66,10 +74,22 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
         consumed: typeof payload.consumed === 'number' ? payload.consumed : null,
         expires_at: expiresInSeconds === undefined ? null : clock() + expiresInSeconds * 1000,
       };
-      return groupCommitted(() => void statements.upsertOidc.run(parameters));
+      return groupCommitted(() => {
+        cached.forget(cacheKey(parameters.model, parameters.id));
+        statements.upsertOidc.run(parameters);
+      });
     },
     async find(model, id) {
-      return toPayload(statements.findOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
+      const key = cacheKey(String(model), String(id));
+      const now = clock();
+      let row = cached.get(key);
+      if (row === undefined) {
+        row = (statements.findOidc.get({ model: String(model), id: String(id), now }) as (OidcRow & { expires_at: number | null }) | undefined) ?? null;
+        cached.set(key, row);
+      }
+      // A row read while live stays cached after it expires: expiry is checked on every read.
+      if (row === null || (row.expires_at !== null && row.expires_at <= now)) return undefined;
+      return toPayload(row);
     },
     async findByUid(model, uid) {
       return toPayload(statements.findOidcByUid.get({ model: String(model), uid: String(uid), now: clock() }) as OidcRow | undefined);
@@ -84,7 +104,10 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
       const parameters = { model: String(model), id: String(id), now, consumed: Math.floor(now / 1000) };
       // The statement's condition (consumed IS NULL) is the compare-and-set: under the write lock,
       // of any number of consumers in any process exactly one changes the row.
-      return groupCommitted(() => Number(statements.consumeOidc.run(parameters).changes) === 1);
+      return groupCommitted(() => {
+        cached.forget(cacheKey(parameters.model, parameters.id));
+        return Number(statements.consumeOidc.run(parameters).changes) === 1;
+      });
     },
     swapSuccessor(model, id, successor) {
       const parameters = { model: String(model), id: String(id), successor: String(successor) };
@@ -98,11 +121,17 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
     },
     destroy(model, id) {
       const parameters = { model: String(model), id: String(id) };
-      return groupCommitted(() => void statements.destroyOidc.run(parameters));
+      return groupCommitted(() => {
+        cached.forget(cacheKey(parameters.model, parameters.id));
+        statements.destroyOidc.run(parameters);
+      });
     },
     revokeByGrantId(model, grantId) {
       const parameters = { model: String(model), grant_id: String(grantId) };
-      return groupCommitted(() => void statements.revokeOidcByGrantId.run(parameters));
+      return groupCommitted(() => {
+        cached.forgetAll();
+        statements.revokeOidcByGrantId.run(parameters);
+      });
     },
     async findByAccountId(model, accountId) {
       const rows = statements.findOidcByAccountId.all({ model: String(model), account_id: String(accountId), now: clock() }) as unknown as Array<
@@ -112,6 +141,7 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
     },
     async take(model, id) {
       // DELETE ... RETURNING reads and removes in one statement: of two takers, one gets the row.
+      cached.forget(cacheKey(String(model), String(id)));
       return toPayload(statements.takeOidc.get({ model: String(model), id: String(id), now: clock() }) as OidcRow | undefined);
     },
   };
