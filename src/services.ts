@@ -120,7 +120,7 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
       else logger.error({ clientId, attempt, err: error }, outcome === 'dropped' ? 'back-channel logout queue full; token dropped' : 'back-channel logout token not delivered; giving up');
     },
   });
-  const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, Math.min(availableParallelism(), config.threadPoolSize)), {
+  const accounts = new AccountService(store.accounts, new PasswordHasher(config.argon2, passwordHashingSlots(config.threadPoolSize)), {
     policy: new PasswordPolicy(config.security.passwordMinLength),
     lockout,
     events,
@@ -186,4 +186,13 @@ export function buildServices(config: Config, store: Store, logger: Logger = cre
     endAllSessions: (sub) => endAllSessions(store.oidc, sub, backchannelLogout),
     close: () => audit.close(),
   };
+}
+
+/**
+ * How many password hashes run at once: at most one per core, and one fewer than the thread pool
+ * has (at least one), so a thread stays free for the store's disk syncs and token signatures while
+ * sign-ins queue for argon2 (store/sqlite/wal-sync.ts, bin/tessera).
+ */
+function passwordHashingSlots(threadPoolSize: number): number {
+  return Math.max(1, Math.min(availableParallelism(), threadPoolSize - 1));
 }

@@ -8,6 +8,7 @@ import { decodeAccountCursor, encodeAccountCursor, prefixUpperBound, searchOrder
 import type { Account, AccountChanges, AccountPage, AccountRepository, AccountSearch, ClearableAccountField, ImportedAccountFields, Passkey } from '../port.ts';
 import { emailTakenError, storeUnavailableError } from '../store-errors.ts';
 import { forgettingWrites, optionalString, type SqliteDatabase } from './database.ts';
+import type { GroupCommit } from './group-commit.ts';
 import { isUniqueViolation } from './sqlite-errors.ts';
 
 interface AccountRow {
@@ -189,7 +190,11 @@ function importParameters(fields: ImportedAccountFields): Record<string, string 
 /** Accounts kept by the read cache (a row is about 1 KB). */
 const ACCOUNTS_CACHED = 512;
 
-export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
+/**
+ * `commits`: the writes of a sign-in (the attempt's count, the success, a lock) and account updates
+ * share the group commit with oidc-provider's writes of the same turn, one fsync for all of them.
+ */
+export function sqliteAccounts(database: SqliteDatabase, commits: GroupCommit): AccountRepository {
   const { clock, transaction } = database;
   // Accounts by sub: read by every userinfo call and token issue. Any write to accounts empties it.
   const bySub = database.caches.create<AccountRow>(ACCOUNTS_CACHED);
@@ -383,8 +388,8 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
       }));
     },
     async update(sub, changes) {
-      const result = statements.updateAccount.run({ ...accountUpdateParameters(changes), sub: String(sub), updated_at: clock() });
-      return Number(result.changes) > 0;
+      const parameters = { ...accountUpdateParameters(changes), sub: String(sub), updated_at: clock() };
+      return commits.write(() => Number(statements.updateAccount.run(parameters).changes) > 0);
     },
     async list(listOptions = {}) {
       const rows = statements.listAccounts.all({
@@ -396,19 +401,19 @@ export function sqliteAccounts(database: SqliteDatabase): AccountRepository {
     },
     async countSignInAttempt(sub, now) {
       // One statement: the lock is read and the count moved under the same write lock.
-      const row = statements.countSignInAttempt.get({ sub: String(sub), now: now.getTime(), updated_at: clock() }) as { failed_sign_ins: number; locked_until: number | null } | undefined;
+      const parameters = { sub: String(sub), now: now.getTime(), updated_at: clock() };
+      const row = await commits.write(() => statements.countSignInAttempt.get(parameters) as { failed_sign_ins: number; locked_until: number | null } | undefined);
       if (row === undefined) return undefined;
       const locked = row.locked_until !== null && row.locked_until > now.getTime();
       return locked ? { attempts: row.failed_sign_ins, lockedUntil: new Date(row.locked_until!) } : { attempts: row.failed_sign_ins };
     },
     async acceptSignIn(sub, threshold, now, changes = {}) {
-      const parameters = accountUpdateParameters({ ...changes, failedSignIns: 0, lockouts: 0, lockedUntil: null });
-      const result = statements.acceptSignIn.run({ ...parameters, sub: String(sub), threshold, now: now.getTime(), updated_at: clock() });
-      return Number(result.changes) > 0;
+      const parameters = { ...accountUpdateParameters({ ...changes, failedSignIns: 0, lockouts: 0, lockedUntil: null }), sub: String(sub), threshold, now: now.getTime(), updated_at: clock() };
+      return commits.write(() => Number(statements.acceptSignIn.run(parameters).changes) > 0);
     },
     async lockAfterFailures(sub, threshold, lockedUntil) {
-      const result = statements.lockAfterFailures.run({ sub: String(sub), threshold, locked_until: lockedUntil.getTime(), updated_at: clock() });
-      return Number(result.changes) > 0;
+      const parameters = { sub: String(sub), threshold, locked_until: lockedUntil.getTime(), updated_at: clock() };
+      return commits.write(() => Number(statements.lockAfterFailures.run(parameters).changes) > 0);
     },
     async recordPasskeyUse(sub, credentialId, counter, usedAt) {
       const id = String(credentialId);

@@ -3,6 +3,7 @@ import type { StatementSync } from 'node:sqlite';
 
 import type { AuditRecord, AuditRepository } from '../port.ts';
 import { optionalString, type SqliteDatabase } from './database.ts';
+import type { GroupCommit } from './group-commit.ts';
 
 interface AuditRow {
   id: string;
@@ -35,8 +36,9 @@ export interface SqliteAudit {
   purge(now: number, limit: number): number;
 }
 
-export function sqliteAudit(database: SqliteDatabase): SqliteAudit {
-  const { db, clock, transaction } = database;
+/** `commits`: a batch of events is one write of the group commit (all or none of it), sharing the turn's fsync. */
+export function sqliteAudit(database: SqliteDatabase, commits: GroupCommit): SqliteAudit {
+  const { db, clock } = database;
   const prepare = (sql: string): StatementSync => database.db.prepare(sql);
   const statements = {
     insertAuditEvent: prepare(`
@@ -52,7 +54,7 @@ export function sqliteAudit(database: SqliteDatabase): SqliteAudit {
   const repository: AuditRepository = {
     async append(records) {
       if (records.length === 0) return;
-      transaction(() => {
+      await commits.write(() => {
         for (const record of records) {
           statements.insertAuditEvent.run({
             id: String(record.id),
@@ -66,7 +68,7 @@ export function sqliteAudit(database: SqliteDatabase): SqliteAudit {
             expires_at: record.expiresAt.getTime(),
           });
         }
-      });
+      }, records.length > 1 ? 'several' : 'one');
     },
     async query(query) {
       const conditions = ['expires_at > :now'];

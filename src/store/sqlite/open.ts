@@ -25,6 +25,7 @@ import { sqliteResources } from './resources.ts';
 import { sqliteRevisions } from './revisions.ts';
 import { isSqliteDamaged, isSqliteUnavailable } from './sqlite-errors.ts';
 import { sqliteUpstreams } from './upstreams.ts';
+import { walSync, type WalSync } from './wal-sync.ts';
 
 export { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from './migrations.ts';
 
@@ -64,13 +65,13 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     if (options.file !== ':memory:') restrictFiles([options.file, `${options.file}-wal`, `${options.file}-shm`]);
     migrate(db, options.file);
     // Every statement is prepared here, once: a damaged file is reported at open, not on a request.
-    repositories = composeRepositories(db, clock);
+    repositories = composeRepositories(db, clock, options.file === ':memory:' ? undefined : walSync(`${options.file}-wal`));
   } catch (error) {
     db.close();
     if (isSqliteDamaged(error)) throw storeUnavailableError(damagedMessage(options.file, error), error);
     throw error;
   }
-  const { expiring, audit, commits, rateLimitStatements, ping } = repositories;
+  const { expiring, audit, commits, wal, rateLimitStatements, ping } = repositories;
 
   let closed = false;
   let purging = false;
@@ -119,7 +120,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     revisions: repositories.revisions.repository,
     audit: audit.repository,
     rateLimiter(limiterOptions) {
-      return new SqliteRateLimiter(rateLimitStatements, limiterOptions);
+      return new SqliteRateLimiter(rateLimitStatements, commits, limiterOptions);
     },
     async ping() {
       try {
@@ -141,6 +142,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         // Only an optimisation; closing matters more.
       }
       db.close();
+      // The last group's writes are acknowledged once their WAL sync is done.
+      await wal?.close();
     },
   }, {
     isUnavailable: isSqliteUnavailable,
@@ -149,21 +152,22 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   });
 }
 
-function composeRepositories(db: DatabaseSync, clock: () => number) {
+function composeRepositories(db: DatabaseSync, clock: () => number, wal: WalSync | undefined) {
   const database = sqliteDatabase(db, clock);
-  const commits = groupCommit(db);
+  const commits = groupCommit(db, wal);
   const revisions = sqliteRevisions(database);
   return {
     commits,
+    wal,
     expiring: sqliteExpiringRecords(database, commits),
-    accounts: sqliteAccounts(database),
+    accounts: sqliteAccounts(database, commits),
     clients: sqliteClients(database, revisions),
     resources: sqliteResources(database, revisions),
     upstreams: sqliteUpstreams(database, revisions),
     identities: sqliteIdentities(database),
     keys: sqliteKeys(database, revisions),
     revisions,
-    audit: sqliteAudit(database),
+    audit: sqliteAudit(database, commits),
     rateLimitStatements: prepareRateLimitStatements(db),
     ping: db.prepare('SELECT 1'),
   };

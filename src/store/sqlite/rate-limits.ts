@@ -13,6 +13,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { RateLimiterRes, type RateLimiterStoreAbstract as RateLimiterStoreAbstractType } from 'rate-limiter-flexible';
 
 import type { RateLimiterOptions } from '../port.ts';
+import type { GroupCommit } from './group-commit.ts';
 
 // The package declares RateLimiterStoreAbstract in its types but does not export it from its index.
 const require = createRequire(import.meta.url);
@@ -60,8 +61,10 @@ export function prepareRateLimitStatements(db: DatabaseSync): RateLimitStatement
  */
 export class SqliteRateLimiter extends RateLimiterStoreAbstract {
   readonly #statements: RateLimitStatements;
+  readonly #commits: GroupCommit;
 
-  constructor(statements: RateLimitStatements, options: RateLimiterOptions) {
+  /** `commits`: counting shares the group commit with the other writes of its turn (one fsync for all). */
+  constructor(statements: RateLimitStatements, commits: GroupCommit, options: RateLimiterOptions) {
     super({
       storeClient: statements,
       keyPrefix: options.keyPrefix,
@@ -70,12 +73,13 @@ export class SqliteRateLimiter extends RateLimiterStoreAbstract {
       ...(options.blockDuration === undefined ? {} : { blockDuration: options.blockDuration }),
     });
     this.#statements = statements;
+    this.#commits = commits;
   }
 
   async _upsert(rlKey: string, points: number, msDuration: number, forceExpire = false): Promise<RateLimitRow> {
     const now = Date.now();
     const params = { key: rlKey, points, expire: msDuration > 0 ? now + msDuration : null };
-    const row = forceExpire ? this.#statements.set.get(params) : this.#statements.increment.get({ ...params, now });
+    const row = await this.#commits.write(() => (forceExpire ? this.#statements.set.get(params) : this.#statements.increment.get({ ...params, now })));
     if (row === undefined) throw new Error('SQLite did not return the rate limit counter.');
     return row as unknown as RateLimitRow;
   }
@@ -85,7 +89,7 @@ export class SqliteRateLimiter extends RateLimiterStoreAbstract {
   }
 
   async _delete(rlKey: string): Promise<boolean> {
-    return Number(this.#statements.delete.run({ key: rlKey }).changes) > 0;
+    return this.#commits.write(() => Number(this.#statements.delete.run({ key: rlKey }).changes) > 0);
   }
 
   _getRateLimiterRes(_rlKey: string, changedPoints: number, row: RateLimitRow): RateLimiterRes {
