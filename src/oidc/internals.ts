@@ -168,9 +168,13 @@ function reusedClientInstances(provider: Provider): void {
 function rateLimitedClientAuthentication(provider: Provider): void {
   const Client = provider.Client as unknown as { find(id: string, ...rest: unknown[]): Promise<unknown> };
   const find = Client.find.bind(Client);
-  Client.find = async function findUnlessRateLimited(id: string, ...rest: unknown[]) {
-    if (typeof id === 'string' && !(await clientMayAuthenticate(Provider.ctx, id))) return undefined;
-    return find(id, ...rest);
+  // Not async: when the answer is known without the store (nearly always), no promise is added.
+  Client.find = function findUnlessRateLimited(id: string, ...rest: unknown[]) {
+    if (typeof id !== 'string') return find(id, ...rest);
+    const allowed = clientMayAuthenticate(Provider.ctx, id);
+    if (allowed === true) return find(id, ...rest);
+    if (allowed === false) return Promise.resolve(undefined);
+    return allowed.then((may) => (may ? find(id, ...rest) : undefined));
   };
 }
 
