@@ -101,15 +101,17 @@ const isProtocolPath = (ctx: Context) => PROTOCOL_PATHS.has(ctx.path);
 
 function protocolEndpoints(protocol: (ctx: Context) => Promise<unknown>, currentProvider: () => object): Middleware {
   const servePreparedDocument = preparedDocuments(currentProvider);
-  return async function protocolEndpoint(ctx, next) {
-    if (!PROTOCOL_PATHS.has(ctx.path)) return next();
-    if (!PUBLIC_DOCUMENT_PATHS.has(ctx.path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) {
-      await protocol(ctx);
-      return;
-    }
+  const serveDocument = async (ctx: Context) => {
     await servePreparedDocument(ctx, () => protocol(ctx));
     // A 304 carries the caching headers the 200 would have (RFC 9110 section 15.4.5).
     if (ctx.status === 200 || ctx.status === 304) ctx.set('Cache-Control', 'public, max-age=300, stale-while-revalidate=60');
+  };
+  // Not async itself: a token request goes straight on to oidc-provider, with no promise of this layer's.
+  return function protocolEndpoint(ctx, next) {
+    const { path } = ctx;
+    if (!PROTOCOL_PATHS.has(path)) return next();
+    if (!PUBLIC_DOCUMENT_PATHS.has(path) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return protocol(ctx);
+    return serveDocument(ctx);
   };
 }
 

@@ -617,6 +617,14 @@ export class ClientService {
     return client?.metadata;
   }
 
+  /**
+   * What findMetadata would answer, when that is already in memory and a client (no store read,
+   * no promise); undefined otherwise, and then findMetadata is the way.
+   */
+  cachedMetadata(clientId: string): Record<string, unknown> | undefined {
+    return this.#cache.get(clientId);
+  }
+
   /** Drops the cache if another process changed clients since the last look. Cheap: one counter read. */
   async refresh(): Promise<void> {
     const revision = await this.#revisions.get('clients');

@@ -63,7 +63,8 @@ export function brandingAssets(branding: BrandingConfig): { brand: PageBrand; se
   });
   return {
     brand,
-    serve: async function brandFiles(ctx: Context, next: Next) {
+    // Not async: every request passes here (the token endpoint's included), and only brand files stop.
+    serve: function brandFiles(ctx: Context, next: Next) {
       ctx.state.brand = brand;
       if (!ctx.path.startsWith('/assets/brand/') || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
       const file = files.get(ctx.path);
@@ -73,6 +74,7 @@ export function brandingAssets(branding: BrandingConfig): { brand: PageBrand; se
       // An SVG opened on its own is a document: it runs nothing and loads nothing.
       if (file.type === 'image/svg+xml') ctx.set('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; sandbox");
       ctx.body = file.body;
+      return Promise.resolve();
     },
   };
 }

@@ -41,9 +41,9 @@ export function rememberRequestedLocales(ctx: Context, params: Record<string, un
 
 /** Sets the instance's DEFAULT_LOCALE for every request; cheap, so it runs before the protocol fork. */
 export function defaultLocale(locale: Locale): Middleware {
-  return async function setDefaultLocale(ctx: Context, next: Next) {
+  return function setDefaultLocale(ctx: Context, next: Next) {
     ctx.state.defaultLocale = locale;
-    await next();
+    return next();
   };
 }
 

@@ -7,7 +7,7 @@
  * Which address a request comes from is decided in one place, clientAddress(): the socket's peer,
  * unless that peer is a trusted proxy (TRUSTED_PROXIES), whose X-Forwarded-For is then believed.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isIP, type BlockList } from 'node:net';
 
 import type { Context, Middleware, Next } from 'koa';
@@ -27,7 +27,13 @@ import { isTrusted, normalizeAddress, trustedProxyList } from './trusted-proxies
 export function clientAddress(ctx: Pick<Context, 'req' | 'get'>, trustedProxies: BlockList): string {
   const peer = normalizeAddress(ctx.req.socket.remoteAddress) ?? 'unknown';
   if (peer === 'unknown' || !isTrusted(trustedProxies, peer)) return peer;
-  const forwarded = ctx.get('X-Forwarded-For').split(',').map((entry) => entry.trim()).filter(Boolean);
+  return forwardedAddress(peer, ctx.get('X-Forwarded-For'), trustedProxies);
+}
+
+/** The address a trusted proxy `peer` forwarded a request for (its X-Forwarded-For, `header`). */
+function forwardedAddress(peer: string, header: string, trustedProxies: BlockList): string {
+  if (!header) return peer;
+  const forwarded = header.split(',').map((entry) => entry.trim()).filter(Boolean);
   let address = peer;
   for (let index = forwarded.length - 1; index >= 0; index -= 1) {
     const hop = normalizeAddress(forwarded[index]);
@@ -50,18 +56,34 @@ export function addressKey(address: string): string {
 
 /** Account identifiers are keyed by digest: fixed length, and no addresses at rest in the limits table. */
 function identifierKey(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return hash('sha256', value, 'base64url');
 }
+
+/**
+ * Digests of (address, client) pairs already worked out: every token request needs its pair's key,
+ * and the same few pairs come back thousands of times a second. Keys come from the outside, so the
+ * memo starts over past CLIENT_KEYS_MAX entries.
+ */
+const clientKeys = new Map<string, string>();
+const CLIENT_KEYS_MAX = 10_000;
 
 /** The key of one client's failures from one address (see clientFailures). */
 function clientFromAddress(address: string, clientId: string): string {
-  return identifierKey(`${address} ${clientId}`);
+  const pair = `${address} ${clientId}`;
+  let key = clientKeys.get(pair);
+  if (key === undefined) {
+    key = identifierKey(pair);
+    if (clientKeys.size >= CLIENT_KEYS_MAX) clientKeys.clear();
+    clientKeys.set(pair, key);
+  }
+  return key;
 }
 
 interface ClientGate {
   checked: boolean;
   blockedMs: number;
-  check(clientId: string): Promise<boolean>;
+  /** A plain boolean when this process remembers the store's answer (see CLEAR_ANSWER_MS). */
+  check(clientId: string): boolean | Promise<boolean>;
 }
 
 /** Where limitFailedClientRequests leaves the request's gate, in ctx.state. */
@@ -73,7 +95,7 @@ const CLIENT_GATE = Symbol('tessera.clientGate');
  * lookup of a request is the client authenticating; later ones (the client of an introspected
  * token) are not gated.
  */
-export async function clientMayAuthenticate(ctx: { state?: object } | undefined, clientId: string): Promise<boolean> {
+export function clientMayAuthenticate(ctx: { state?: object } | undefined, clientId: string): boolean | Promise<boolean> {
   const gate = (ctx?.state as Record<symbol, ClientGate | undefined> | undefined)?.[CLIENT_GATE];
   if (!gate || gate.checked) return true;
   gate.checked = true;
@@ -99,8 +121,11 @@ export class RateLimits {
   readonly #store: Pick<Store, 'rateLimiter'>;
   readonly #proxies: BlockList;
   readonly #limiters = new Map<LimitName, RateLimiterAbstract>();
-  /** A connection's address when its peer is not a trusted proxy: it cannot change, so it is worked out once. */
-  readonly #directPeers = new WeakMap<object, string>();
+  /**
+   * A connection's peer and whether it is a trusted proxy: neither can change, so they are worked
+   * out once per connection. From a trusted proxy, each request's X-Forwarded-For is still read.
+   */
+  readonly #peers = new WeakMap<object, { address: string; trusted: boolean }>();
   /** Per limit, key -> until when (epoch ms) a "not blocked" answer is believed; see CLEAR_ANSWER_MS. */
   readonly #clearUntil = new Map<LimitName, Map<string, number>>();
 
@@ -113,14 +138,14 @@ export class RateLimits {
   /** The client address the limits count, after trusted proxies. */
   address(ctx: Pick<Context, 'req' | 'get'>): string {
     const { socket } = ctx.req;
-    const known = this.#directPeers.get(socket);
-    if (known !== undefined) return known;
-    const peer = normalizeAddress(socket.remoteAddress);
-    if (peer !== undefined && !isTrusted(this.#proxies, peer)) {
-      this.#directPeers.set(socket, peer);
-      return peer;
+    let peer = this.#peers.get(socket);
+    if (peer === undefined) {
+      const address = normalizeAddress(socket.remoteAddress);
+      if (address === undefined) return 'unknown';
+      peer = { address, trusted: isTrusted(this.#proxies, address) };
+      this.#peers.set(socket, peer);
     }
-    return clientAddress(ctx, this.#proxies);
+    return peer.trusted ? forwardedAddress(peer.address, ctx.get('X-Forwarded-For'), this.#proxies) : peer.address;
   }
 
   #limiter(name: LimitName): RateLimiterAbstract {
@@ -146,14 +171,22 @@ export class RateLimits {
     if (waitMs > 0 || results.some((result) => result.status === 'rejected')) throw rateLimited(waitMs);
   }
 
-  /** Milliseconds until `key` may act again under `name`, or 0; a read, never a write. */
-  async #blockedFor(name: LimitName, key: string): Promise<number> {
+  /**
+   * Milliseconds until `key` may act again under `name`, or 0; a read, never a write. A plain 0
+   * (no promise) while this process still believes an earlier "not blocked" answer: the token
+   * path asks twice per request, and almost always this is the answer.
+   */
+  #blockedFor(name: LimitName, key: string): number | Promise<number> {
     let clear = this.#clearUntil.get(name);
     if (!clear) {
       clear = new Map();
       this.#clearUntil.set(name, clear);
     }
     if ((clear.get(key) ?? 0) > Date.now()) return 0;
+    return this.#askStore(name, key, clear);
+  }
+
+  async #askStore(name: LimitName, key: string, clear: Map<string, number>): Promise<number> {
     const state = await this.#limiter(name).get(key);
     const waitMs = state && state.consumedPoints >= this.#settings[name].points ? Math.max(state.msBeforeNext, 1) : 0;
     if (waitMs === 0) {
@@ -291,15 +324,23 @@ export class RateLimits {
     return async function limitFailedClientRequests(ctx: Context, next: Next) {
       if (ctx.method !== 'POST' || !authenticatingPaths.has(ctx.path)) return next();
       const address = addressKey(limits.address(ctx));
-      const addressWait = await limits.#blockedFor('tokenFailuresPerIp', address);
+      const addressBlocked = limits.#blockedFor('tokenFailuresPerIp', address);
+      const addressWait = typeof addressBlocked === 'number' ? addressBlocked : await addressBlocked;
       if (addressWait) return tooManyClientRequests(ctx, addressWait);
 
       const gate: ClientGate = {
         checked: false,
         blockedMs: 0,
-        async check(clientId) {
-          gate.blockedMs = await limits.#blockedFor('tokenFailuresPerClient', clientFromAddress(address, clientId));
-          return gate.blockedMs === 0;
+        check(clientId) {
+          const blocked = limits.#blockedFor('tokenFailuresPerClient', clientFromAddress(address, clientId));
+          if (typeof blocked === 'number') {
+            gate.blockedMs = blocked;
+            return blocked === 0;
+          }
+          return blocked.then((ms) => {
+            gate.blockedMs = ms;
+            return ms === 0;
+          });
         },
       };
       (ctx.state as Record<symbol, ClientGate>)[CLIENT_GATE] = gate;

@@ -71,7 +71,20 @@ export function securityHeaders(answersOnlyJson: (ctx: Context) => boolean = () 
       for (const [name, value] of fixed) res.setHeader(name, value);
       for (const name of removed) res.removeHeader(name);
     }
-    if (ctx.secure) res.setHeader('Strict-Transport-Security', HSTS);
+    if (isSecure(ctx)) res.setHeader('Strict-Transport-Security', HSTS);
     return next();
   };
+}
+
+/**
+ * `ctx.secure`, without Koa's header parsing for the one value Tessera's edge sets (http/edge.ts
+ * writes X-Forwarded-Proto as `https` or `http` on every request); anything else is left to Koa.
+ */
+function isSecure(ctx: Context): boolean {
+  if ((ctx.req.socket as { encrypted?: boolean }).encrypted) return true;
+  if (!ctx.app.proxy) return false;
+  const proto = ctx.req.headers['x-forwarded-proto'];
+  if (proto === 'https') return true;
+  if (proto === 'http' || proto === undefined) return false;
+  return ctx.secure;
 }

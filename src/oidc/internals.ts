@@ -32,10 +32,15 @@ interface OidcContextLike {
 export interface ProviderExtensions {
   /** Logout tokens are queued here and sent in the background (domain/backchannel-logout.ts). */
   backchannelLogout?: { notify(clientId: string, sub: string, sid: string): void } | undefined;
+  /**
+   * The metadata the Client adapter would answer for an id, when it is already in memory
+   * (ClientService.cachedMetadata): a lookup that needs no store read then takes no promise either.
+   */
+  cachedClientMetadata?: ((clientId: string) => object | undefined) | undefined;
 }
 
 export function extendProvider(provider: Provider, extensions: ProviderExtensions = {}): void {
-  reusedClientInstances(provider);
+  reusedClientInstances(provider, extensions.cachedClientMetadata);
   hashedClientSecrets(provider);
   atHashAtTokenEndpoint(provider);
   offlineAccessAsksConsent(provider);
@@ -137,16 +142,26 @@ function sessionUserAgent(provider: Provider): void {
  * until the client changes, so the Client built from that object is remembered against it (a
  * WeakMap: a changed client arrives as a new object and is built afresh, the old one is collected).
  * Whatever the original lookup answers the first time (a static client of that id included) is what
- * later lookups answer.
+ * later lookups answer. When ClientService already holds the metadata (`cachedMetadata`, the object
+ * the adapter would answer) and a Client was built from it, the lookup skips the adapter's promises.
  */
-function reusedClientInstances(provider: Provider): void {
+function reusedClientInstances(provider: Provider, cachedMetadata: ((clientId: string) => object | undefined) | undefined): void {
   const Client = provider.Client as unknown as {
     find(id: string, ...rest: unknown[]): Promise<unknown>;
     adapter: { find(id: string): Promise<unknown> };
   };
   const find = Client.find.bind(Client);
   const built = new WeakMap<object, unknown>();
-  Client.find = async function findReusingInstances(id: string, ...rest: unknown[]) {
+  // The common case (a client already built from metadata in memory) answers without an async frame.
+  Client.find = function findReusingInstances(id: string, ...rest: unknown[]) {
+    if (typeof id === 'string' && id) {
+      const metadata = cachedMetadata?.(id);
+      const client = metadata && built.get(metadata);
+      if (client !== undefined) return Promise.resolve(client);
+    }
+    return findBuilding(id, ...rest);
+  };
+  async function findBuilding(id: string, ...rest: unknown[]) {
     if (typeof id !== 'string' || !id) return find(id, ...rest);
     const metadata = await Client.adapter.find(id);
     if (!metadata || typeof metadata !== 'object') return find(id, ...rest);
@@ -156,7 +171,7 @@ function reusedClientInstances(provider: Provider): void {
       if (client !== undefined) built.set(metadata, client);
     }
     return client;
-  };
+  }
 }
 
 /**
@@ -168,9 +183,13 @@ function reusedClientInstances(provider: Provider): void {
 function rateLimitedClientAuthentication(provider: Provider): void {
   const Client = provider.Client as unknown as { find(id: string, ...rest: unknown[]): Promise<unknown> };
   const find = Client.find.bind(Client);
-  Client.find = async function findUnlessRateLimited(id: string, ...rest: unknown[]) {
-    if (typeof id === 'string' && !(await clientMayAuthenticate(Provider.ctx, id))) return undefined;
-    return find(id, ...rest);
+  // Not async: when the answer is known without the store (nearly always), no promise is added.
+  Client.find = function findUnlessRateLimited(id: string, ...rest: unknown[]) {
+    if (typeof id !== 'string') return find(id, ...rest);
+    const allowed = clientMayAuthenticate(Provider.ctx, id);
+    if (allowed === true) return find(id, ...rest);
+    if (allowed === false) return Promise.resolve(undefined);
+    return allowed.then((may) => (may ? find(id, ...rest) : undefined));
   };
 }
 

@@ -166,7 +166,7 @@ export class ProviderHost {
     }));
     // The forwarded headers it reads are Tessera's own by then (http/edge.ts sets them to ISSUER's origin).
     provider.proxy = true;
-    extendProvider(provider, { backchannelLogout: this.#deps.backchannelLogout });
+    extendProvider(provider, { backchannelLogout: this.#deps.backchannelLogout, cachedClientMetadata: (clientId) => clients.cachedMetadata(clientId) });
     deviceFlowEvents(provider, config);
     observeProvider(provider, this.#deps);
     noteFirstUse(provider, clients, logger);

@@ -23,6 +23,8 @@ const fold = (value: string) => value.replace(/[a-z]+/g, (letters) => letters.to
 
 const STATIC = new Map(ROUTES.filter((route) => !route.includes('/:')).map((route) => [fold(route), route]));
 const DYNAMIC = ROUTES.filter((route) => route.includes('/:')).map((route) => route.split('/'));
+/** Static routes as spelled: nearly every request's path, decided without folding it. */
+const CANONICAL: ReadonlySet<string> = new Set(STATIC.values());
 
 /** The spelling of the route oidc-provider would answer `path` with (parameters as sent), if any. */
 function routedAs(path: string): string | undefined {
@@ -42,6 +44,7 @@ function routedAs(path: string): string | undefined {
 
 /** Whether oidc-provider would route `path`, but under another spelling than the route's own. */
 export function isProtocolPathVariant(path: string): boolean {
+  if (CANONICAL.has(path)) return false;
   const canonical = routedAs(path) ?? (path.length > 1 && path.endsWith('/') ? routedAs(path.slice(0, -1)) : undefined);
   return canonical !== undefined && canonical !== path;
 }

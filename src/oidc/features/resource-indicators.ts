@@ -7,7 +7,7 @@ import { errors } from 'oidc-provider';
 
 import { DEFAULT_ACCESS_TOKEN_SIGNING_ALG } from '../../config.ts';
 import type { AccountService } from '../../domain/accounts.ts';
-import type { ResourceService } from '../../domain/resources.ts';
+import type { ResourceServer, ResourceService } from '../../domain/resources.ts';
 import { hasRoleLimits, scopesForRoles } from '../../domain/roles.ts';
 import { metadataOf, OIDC_SCOPES, type ClientLike } from '../client-metadata.ts';
 import type { Slice } from './feature.ts';
@@ -69,9 +69,50 @@ function refusePersonScopes(ctx: KoaContextWithOIDC): void {
 async function resourceServerInfo(resources: ResourceService, accounts: AccountService, ctx: KoaContextWithOIDC, indicator: string, client: ClientLike) {
   const resource = await resources.find(indicator);
   if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
-  const allowed = allowedResources(client);
   const params = ctx.oidc.params as Record<string, unknown> | undefined;
   const machine = ctx.oidc.route === 'token' && params?.grant_type === 'client_credentials';
+  if (!machine) return workOutInfo(accounts, ctx, resources, resource, indicator, client, params, false);
+  // A machine client's answer depends only on the client, the resource and the scope it asked for.
+  const requestedScope = typeof params.scope === 'string' ? params.scope : undefined;
+  let byResource = machineAnswers.get(client);
+  if (!byResource) {
+    byResource = new WeakMap();
+    machineAnswers.set(client, byResource);
+  }
+  let byScope = byResource.get(resource);
+  if (!byScope) {
+    byScope = new Map();
+    byResource.set(resource, byScope);
+  }
+  const known = byScope.get(requestedScope);
+  if (known) {
+    if (requestedScope === undefined) params.scope = known.defaultScope;
+    return known.info;
+  }
+  const info = await workOutInfo(accounts, ctx, resources, resource, indicator, client, params, true);
+  // The requested scope comes from the caller: a client asking for ever new ones starts this over.
+  if (byScope.size >= MACHINE_ANSWERS_PER_RESOURCE) byScope.clear();
+  byScope.set(requestedScope, { info, defaultScope: params.scope as string | undefined });
+  return info;
+}
+
+type ResourceServerInfo = Awaited<ReturnType<typeof workOutInfo>>;
+
+/**
+ * The answers given to machine clients (client credentials), by client, resource and requested scope
+ * (undefined: none asked for, and `defaultScope` is then what the request gets). A client or
+ * resource that changes is a new object (the client and resource caches are rebuilt when their
+ * store revision moves), so a change is never answered from here; refusals are not kept, so they
+ * are worked out (and their errors thrown) each time. Only successful answers are remembered.
+ */
+const machineAnswers = new WeakMap<object, WeakMap<object, Map<string | undefined, { info: ResourceServerInfo; defaultScope: string | undefined }>>>();
+const MACHINE_ANSWERS_PER_RESOURCE = 32;
+
+async function workOutInfo(
+  accounts: AccountService, ctx: KoaContextWithOIDC, resources: ResourceService, resource: ResourceServer, indicator: string, client: ClientLike,
+  params: Record<string, unknown> | undefined, machine: boolean,
+) {
+  const allowed = allowedResources(client);
   // Across the code flow a person consents for the app, so any client (registered by hand or by
   // itself) may ask for an API the operator registered, unless the API names the clients it accepts
   // (`resources create --client`). Machine clients, and Tessera's own APIs (the admin API), still

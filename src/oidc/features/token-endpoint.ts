@@ -16,7 +16,8 @@ export const tokenEndpoint: Slice = {
     },
     // RFC 9068 and RFC 7662 both name the client as the subject of a client credentials token;
     // oidc-provider puts it in JWTs but leaves it out of introspection answers for opaque ones.
-    async extraTokenClaims(_ctx, token) {
+    // Not async: it runs at every token issued, and oidc-provider takes a plain value as well.
+    extraTokenClaims(_ctx, token) {
       return token.kind === 'ClientCredentials' ? { sub: token.clientId } : undefined;
     },
     features: {
