@@ -37,12 +37,10 @@ export class TemporarilyUnavailable extends errors.OIDCProviderError {
   }
 }
 
-async function guarded<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
+function guarded<T>(work: Promise<T>): Promise<T> {
+  return work.catch((error: unknown) => {
     throw isStoreUnavailable(error) ? new TemporarilyUnavailable(error) : error;
-  }
+  });
 }
 
 /**
@@ -97,7 +95,8 @@ export function createAdapterClass({ oidc, clients, refreshReuseGraceSeconds }: 
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.model === 'Client') {
-        return (await guarded(clients.findMetadata(id))) as AdapterPayload | undefined;
+        // In memory already (the hot path: every token request), or read through the service.
+        return (clients.cachedMetadata(id) ?? (await guarded(clients.findMetadata(id)))) as AdapterPayload | undefined;
       }
       if (this.model === 'PushedAuthorizationRequest' && Provider.ctx?.oidc?.route === 'authorization') {
         // RFC 9126 section 4: a request_uri is used once. oidc-provider marks it consumed only when the
@@ -216,8 +215,23 @@ const STORE_KEY_MARK = 'stored~';
 
 export function storeKey(model: string, id: string): string {
   if (id.startsWith(STORE_KEY_MARK)) return id.slice(STORE_KEY_MARK.length);
-  return PLAIN_KEYED_MODELS.has(model) ? id : createHash('sha256').update(id).digest('base64url');
+  if (PLAIN_KEYED_MODELS.has(model)) return id;
+  let digest = recentDigests.get(id);
+  if (digest === undefined) {
+    digest = createHash('sha256').update(id).digest('base64url');
+    if (recentDigests.size >= RECENT_DIGESTS) recentDigests.delete(recentDigests.keys().next().value!);
+    recentDigests.set(id, digest);
+  }
+  return digest;
 }
+
+/**
+ * The digests of the last few values looked up: introspection without a token_type_hint looks the
+ * same value up as an access token, a client-credentials token and a refresh token, and a rotation
+ * reads and writes the same token more than once.
+ */
+const recentDigests = new Map<string, string>();
+const RECENT_DIGESTS = 64;
 
 /**
  * A user code (RFC 8628) is a credential too: whoever types it in approves the device. Device codes
