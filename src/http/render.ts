@@ -16,8 +16,7 @@ import { languageSwitcher, pageTranslator } from './locale.ts';
 export async function renderPage(ctx: Context, view: string, locals: Record<string, unknown> = {}): Promise<void> {
   const brand = (ctx.state.brand as PageBrand | undefined) ?? DEFAULT_BRAND;
   const i18n = branded(pageTranslator(ctx), brand.productName);
-  const dates = new Intl.DateTimeFormat(i18n.locale, { dateStyle: 'medium', timeZone: 'UTC' });
-  const times = new Intl.DateTimeFormat(i18n.locale, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
+  const { dates, times } = formattersFor(i18n.locale);
   ctx.type = 'html';
   ctx.set('Content-Language', i18n.locale);
   ctx.vary('Accept-Language');
@@ -36,12 +35,47 @@ export async function renderPage(ctx: Context, view: string, locals: Record<stri
   });
 }
 
+/** Date formatters per locale, made once: building an Intl.DateTimeFormat costs more than rendering most pages. */
+const formatters = new Map<string, { dates: Intl.DateTimeFormat; times: Intl.DateTimeFormat }>();
+
+function formattersFor(locale: string): { dates: Intl.DateTimeFormat; times: Intl.DateTimeFormat } {
+  let made = formatters.get(locale);
+  if (made === undefined) {
+    made = {
+      dates: new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeZone: 'UTC' }),
+      times: new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' }),
+    };
+    // The locales are the catalogs' (a handful), so this stays small.
+    formatters.set(locale, made);
+  }
+  return made;
+}
+
 /** The page's translator with the product's name as `{{product}}` in every string. */
 function branded(i18n: Translator, product: string): Translator {
   return {
     locale: i18n.locale,
     has: i18n.has,
-    t: (key, vars) => i18n.t(key, { product, ...vars }),
-    html: (key, vars) => i18n.html(key, { product, ...vars }),
+    t: (key, vars) => (vars === undefined ? remembered('t', i18n, product, key) : i18n.t(key, { product, ...vars })),
+    html: (key, vars) => (vars === undefined ? remembered('html', i18n, product, key) : i18n.html(key, { product, ...vars })),
   };
+}
+
+/**
+ * A page asks for dozens of fixed strings (labels, headings), each an i18next lookup and
+ * interpolation: the ones without values of their own are translated once per language and product
+ * name. The catalogs do not change while the server runs.
+ */
+const fixedStrings = new Map<string, string>();
+
+function remembered(kind: 't' | 'html', i18n: Translator, product: string, key: string): string {
+  const id = `${kind}\0${i18n.locale}\0${product}\0${key}`;
+  let text = fixedStrings.get(id);
+  if (text === undefined) {
+    text = i18n[kind](key, { product });
+    // Keys come from the templates and the code, not from requests; the bound is only a guard.
+    if (fixedStrings.size >= 20_000) fixedStrings.clear();
+    fixedStrings.set(id, text);
+  }
+  return text;
 }
