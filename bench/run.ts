@@ -13,7 +13,7 @@
  * BENCH_CONNECTIONS (default 16) the concurrency.
  *
  * The baseline is started with Tessera's memory and thread settings, read from the running Tessera
- * process (its node flags and MALLOC_, UV_THREADPOOL_SIZE variables, which bin/tessera sets), so the
+ * process (its node flags and MALLOC_, GLIBC_TUNABLES, UV_THREADPOOL_SIZE variables, which bin/tessera sets), so the
  * memory budget compares like with like (BENCH_BASELINE_SETTINGS=node-defaults gives it Node's
  * defaults instead, and the memory budget is then not judged).
  *
@@ -227,7 +227,7 @@ function settingsOf(pid: number): { nodeOptions: string; env: Record<string, str
     return [line.slice(0, index), line.slice(index + 1)];
   }));
   const flags = [...cmdline, ...(environ.NODE_OPTIONS ?? '').split(' ')].filter((flag) => /^--max-(semi|old)-space-size=/.test(flag));
-  const env = Object.fromEntries(['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'UV_THREADPOOL_SIZE'].filter((name) => environ[name] !== undefined).map((name) => [name, environ[name]!]));
+  const env = Object.fromEntries(['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'GLIBC_TUNABLES', 'UV_THREADPOOL_SIZE'].filter((name) => environ[name] !== undefined).map((name) => [name, environ[name]!]));
   return { nodeOptions: [...new Set(flags)].join(' '), env };
 }
 
