@@ -40,6 +40,15 @@ async function withResources(json: <T>(args: string[]) => Promise<T>): Promise<v
   await json(['resources', 'create', '--audience', BILLING, '--scope', 'billing:pay', '--scope', 'read']);
 }
 
+/** The CLI against a running server's store, its --json answer parsed; a failure throws with its stderr. */
+function jsonCli(env: Parameters<typeof runCli>[0]) {
+  return async <T>(args: string[]): Promise<T> => {
+    const result = await runCli(env, [...args, '--json']);
+    if (result.code !== 0) throw new Error(`tessera ${args.join(' ')}: ${result.stderr}`);
+    return JSON.parse(result.stdout) as T;
+  };
+}
+
 function basic(clientId: string, secret: string): string {
   return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 }
@@ -130,11 +139,7 @@ test('resources create --signing-alg sets the alg of the JWT access tokens for t
     await server.close();
     removeDir(server.dataDir);
   });
-  const cli = async <T>(args: string[]): Promise<T> => {
-    const result = await runCli(server.cliEnv, [...args, '--json']);
-    if (result.code !== 0) throw new Error(`tessera ${args.join(' ')}: ${result.stderr}`);
-    return JSON.parse(result.stdout) as T;
-  };
+  const cli = jsonCli(server.cliEnv);
   const algs = [undefined, 'RS256', 'PS256', 'ES256', 'EdDSA'] as const;
   const audience = (alg: string | undefined) => `https://${(alg ?? 'default').toLowerCase()}.example.com`;
   for (const alg of algs) {
@@ -170,11 +175,7 @@ test('a client_secret_basic machine client gets a token and the resource server\
     await server.close();
     removeDir(server.dataDir);
   });
-  const cli = async <T>(args: string[]): Promise<T> => {
-    const result = await runCli(server.cliEnv, [...args, '--json']);
-    if (result.code !== 0) throw new Error(`tessera ${args.join(' ')}: ${result.stderr}`);
-    return JSON.parse(result.stdout) as T;
-  };
+  const cli = jsonCli(server.cliEnv);
   const resource = await cli<{ client_id: string; client_secret: string }>(['resources', 'create', '--audience', ORDERS, '--scope', 'orders:read', '--format', 'opaque']);
   // --auth client_secret_basic is the default; naming it changes nothing.
   const machine = await cli<{ client_id: string; client_secret: string }>(['clients', 'create', '--name', 'Batch', '--grant', 'client_credentials', '--resource', ORDERS, '--scope', 'orders:read']);

@@ -25,6 +25,7 @@ const SRC = join(dirname(fileURLToPath(import.meta.url)), '..', 'src');
 
 /** Lower number = lower layer. Keyed by the folder under src/, or the file for top-level files. */
 const LAYERS: Record<string, number> = {
+  'bounded-map.ts': 0,
   'config.ts': 0,
   'errors.ts': 0,
   'log.ts': 0,

@@ -13,6 +13,7 @@ import { isIP, type BlockList } from 'node:net';
 import type { Context, Middleware, Next } from 'koa';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 
+import { BoundedMap } from '../bounded-map.ts';
 import type { RateLimit, SecurityConfig } from '../config.ts';
 import { normalizeEmail } from '../domain/accounts.ts';
 import { isAppError, rateLimited } from '../errors.ts';
@@ -62,10 +63,9 @@ function identifierKey(value: string): string {
 /**
  * Digests of (address, client) pairs already worked out: every token request needs its pair's key,
  * and the same few pairs come back thousands of times a second. Keys come from the outside, so the
- * memo starts over past CLIENT_KEYS_MAX entries.
+ * memo keeps the latest 10,000.
  */
-const clientKeys = new Map<string, string>();
-const CLIENT_KEYS_MAX = 10_000;
+const clientKeys = new BoundedMap<string, string>(10_000);
 
 /** The key of one client's failures from one address (see clientFailures). */
 function clientFromAddress(address: string, clientId: string): string {
@@ -73,7 +73,6 @@ function clientFromAddress(address: string, clientId: string): string {
   let key = clientKeys.get(pair);
   if (key === undefined) {
     key = identifierKey(pair);
-    if (clientKeys.size >= CLIENT_KEYS_MAX) clientKeys.clear();
     clientKeys.set(pair, key);
   }
   return key;

@@ -1,5 +1,6 @@
 import type { Context } from 'koa';
 
+import { BoundedMap } from '../bounded-map.ts';
 import type { Translator } from '../i18n/catalogs.ts';
 import { localizeMessage } from '../i18n/messages.ts';
 import { DEFAULT_BRAND, type PageBrand } from './branding.ts';
@@ -66,7 +67,7 @@ function branded(i18n: Translator, product: string): Translator {
  * interpolation: the ones without values of their own are translated once per language and product
  * name. The catalogs do not change while the server runs.
  */
-const fixedStrings = new Map<string, string>();
+const fixedStrings = new BoundedMap<string, string>(20_000);
 
 function remembered(kind: 't' | 'html', i18n: Translator, product: string, key: string): string {
   const id = `${kind}\0${i18n.locale}\0${product}\0${key}`;
@@ -74,7 +75,6 @@ function remembered(kind: 't' | 'html', i18n: Translator, product: string, key: 
   if (text === undefined) {
     text = i18n[kind](key, { product });
     // Keys come from the templates and the code, not from requests; the bound is only a guard.
-    if (fixedStrings.size >= 20_000) fixedStrings.clear();
     fixedStrings.set(id, text);
   }
   return text;

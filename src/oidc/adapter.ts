@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 
 import { errors, Provider, type Adapter, type AdapterPayload } from 'oidc-provider';
 
+import { BoundedMap } from '../bounded-map.ts';
 import type { ClientService } from '../domain/clients.ts';
 import { isStoreUnavailable } from '../store/outage.ts';
 import type { OidcPayload, OidcStore } from '../store/port.ts';
@@ -219,7 +220,6 @@ export function storeKey(model: string, id: string): string {
   let digest = recentDigests.get(id);
   if (digest === undefined) {
     digest = createHash('sha256').update(id).digest('base64url');
-    if (recentDigests.size >= RECENT_DIGESTS) recentDigests.delete(recentDigests.keys().next().value!);
     recentDigests.set(id, digest);
   }
   return digest;
@@ -230,8 +230,7 @@ export function storeKey(model: string, id: string): string {
  * same value up as an access token, a client-credentials token and a refresh token, and a rotation
  * reads and writes the same token more than once.
  */
-const recentDigests = new Map<string, string>();
-const RECENT_DIGESTS = 64;
+const recentDigests = new BoundedMap<string, string>(64);
 
 /**
  * A user code (RFC 8628) is a credential too: whoever types it in approves the device. Device codes

@@ -14,6 +14,8 @@
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 
+import { BoundedMap } from '../../bounded-map.ts';
+
 export interface ReadCache<Row> {
   /** The cached row (null: cached as absent), or undefined when the cache has nothing to say. */
   get(key: string): Row | null | undefined;
@@ -53,7 +55,7 @@ export function readCaches(db: DatabaseSync): ReadCaches {
 
   return {
     create<Row>(maxEntries: number): ReadCache<Row> {
-      const entries = new Map<string, Row | null>();
+      const entries = new BoundedMap<string, Row | null>(maxEntries);
       caches.push(entries);
       return {
         get(key) {
@@ -61,8 +63,6 @@ export function readCaches(db: DatabaseSync): ReadCaches {
           return entries.get(key);
         },
         set(key, row) {
-          // Oldest first out: a Map iterates in insertion order.
-          if (entries.size >= maxEntries) entries.delete(entries.keys().next().value!);
           entries.set(key, row);
         },
         forget(key) {

@@ -23,21 +23,7 @@ export interface WalSync {
   close(): Promise<void>;
 }
 
-interface Waiting {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-function waiting(): Waiting {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((yes, no) => {
-    resolve = yes;
-    reject = no;
-  });
-  return { promise, resolve, reject };
-}
+type Waiting = PromiseWithResolvers<void>;
 
 export function walSync(walFile: string): WalSync {
   let fd: number | undefined;
@@ -73,11 +59,11 @@ export function walSync(walFile: string): WalSync {
     sync() {
       if (closed) return Promise.reject(storeUnavailableError('The SQLite store is closed.'));
       if (running === undefined) {
-        const batch = waiting();
+        const batch = Promise.withResolvers<void>();
         start(batch);
         return batch.promise;
       }
-      next ??= waiting();
+      next ??= Promise.withResolvers<void>();
       return next.promise;
     },
     async close() {
