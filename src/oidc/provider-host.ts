@@ -17,6 +17,7 @@ import type { ClientService } from '../domain/clients.ts';
 import type { SecurityEvents } from '../domain/events.ts';
 import type { KeyMaterial, KeyService } from '../domain/keys.ts';
 import type { ResourceService } from '../domain/resources.ts';
+import { cookieSigner, type CookieSigner } from '../http/cookie-signing.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -61,7 +62,8 @@ export class ProviderHost {
   #fingerprint = '';
   #keysRevision = -1;
   #app: Koa | undefined;
-  #cookieKeys: string[] = [];
+  /** Signs and checks cookies with the key material's cookie keys (http/cookie-signing.ts). */
+  #cookieSigner: CookieSigner | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** The services oidc-provider's hooks call, answering a store outage as temporarily_unavailable. */
   readonly #facing: { accounts: AccountService; resources: ResourceService };
@@ -123,7 +125,7 @@ export class ProviderHost {
    */
   attach(app: Koa): void {
     this.#app = app;
-    app.keys = [...this.#cookieKeys];
+    if (this.#cookieSigner) app.keys = this.#cookieSigner;
   }
 
   /** Starts polling the store for key and client changes made by other processes. */
@@ -180,8 +182,11 @@ export class ProviderHost {
     });
     this.#provider = provider;
     this.#middleware = compose(provider.middleware as Middleware[]);
-    this.#cookieKeys = material.cookieKeys;
-    if (this.#app) this.#app.keys = [...material.cookieKeys];
+    // One signer for both: the mounted middleware reads the hosting app's keys, interactionDetails() the provider's.
+    const signer = cookieSigner(material.cookieKeys);
+    provider.keys = signer;
+    this.#cookieSigner = signer;
+    if (this.#app) this.#app.keys = signer;
     if (this.#fingerprint) logger.info({ keys: material.fingerprint }, 'signing keys changed; provider rebuilt');
     this.#fingerprint = material.fingerprint;
   }
