@@ -1,7 +1,7 @@
 import test from 'ava';
 import Keygrip from 'keygrip';
 
-import { cookieSigner } from '../src/http/cookie-signing.ts';
+import { cookieSigner, equalInConstantTime } from '../src/http/cookie-signing.ts';
 
 test('cookies are signed exactly as keygrip signs them, so cookies issued before stay valid', (t) => {
   const keys = ['first cookie key', 'second cookie key'];
@@ -22,4 +22,12 @@ test('a signature checks against every key and names the one that made it; anyth
   t.is(signer.index('_session=abc', `${byOldKey}x`), -1);
   t.is(signer.index('_session=abc', ''), -1);
   t.false(signer.verify('_session=abc', undefined as unknown as string));
+});
+
+test('strings compare equal only when every byte is the same, whatever their lengths', (t) => {
+  t.true(equalInConstantTime('abc-def', 'abc-def'));
+  t.false(equalInConstantTime('abc-def', 'abc-deg'));
+  t.false(equalInConstantTime('abc-def', 'abc-de'));
+  t.false(equalInConstantTime('', 'a'));
+  t.true(equalInConstantTime('ü', Buffer.from('ü')));
 });
