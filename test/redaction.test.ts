@@ -12,7 +12,8 @@ import { Writable } from 'node:stream';
 import test from 'ava';
 import * as oidc from 'openid-client';
 
-import { redact } from '../src/log.ts';
+import { accessLogWriter, createLogger, redact } from '../src/log.ts';
+import { runInRequest } from '../src/request-context.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { linkIn, startMailCatcher } from './helpers/mail-catcher.ts';
 import { discover, newPerson, signIn, staticClient, submit } from './helpers/relying-party.ts';
@@ -194,4 +195,20 @@ test('redact censors secret keys at any depth, keeps an error\'s code, message a
   t.is(error.token, 'abc');
   const clean = { method: 'GET', path: '/token', status: 200 };
   t.is(redact(clean), clean, 'nothing to censor: the same object, no copy');
+});
+
+test('an access line is the line pino would write for the same fields: level, bindings, request id, key order and message', (t) => {
+  const written: string[] = [];
+  const destination = { write: (line: string) => void written.push(line) };
+  const logger = createLogger('info', destination).child({ worker: 2, pid: 1234 });
+  const fields = { requestId: 'req-1', method: 'GET', route: '/interaction/:uid', path: '/interaction/"quoted"\\ü', status: 200, ms: 0.3 };
+  runInRequest({ requestId: 'req-1', ip: () => '127.0.0.1' }, () => logger.info({ ...fields }, 'request'));
+  accessLogWriter(logger)(fields);
+  t.is(written.length, 2);
+  const [byPino, byWriter] = written.map((line) => line.replace(/"time":\d+/, '"time":0'));
+  t.is(byWriter, byPino);
+  t.like(JSON.parse(byWriter!), { service: 'tessera', worker: 2, pid: 1234, ...fields, msg: 'request' });
+  written.length = 0;
+  accessLogWriter(createLogger('warn', destination))(fields);
+  t.deepEqual(written, [], 'nothing below the log level');
 });

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { Context, Middleware, Next } from 'koa';
 
-import type { Logger } from '../log.ts';
+import { accessLogWriter, type Logger } from '../log.ts';
 import { runInRequest } from '../request-context.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -52,6 +52,7 @@ export interface RequestObservationDependencies {
  * everything after it runs inside the request's context.
  */
 export function observeRequests({ logger, metrics, address }: RequestObservationDependencies): Middleware {
+  const writeAccessLine = accessLogWriter(logger);
   return async function observeRequest(ctx: Context, next: Next) {
     const started = performance.now();
     const incoming = ctx.get('X-Request-Id');
@@ -72,16 +73,14 @@ export function observeRequests({ logger, metrics, address }: RequestObservation
       const seconds = (performance.now() - started) / 1000;
       const route = routeOf(ctx);
       metrics.observeRequest(route, status, seconds);
-      if (logger.isLevelEnabled('info')) {
-        logger.info({
-          requestId: context.requestId,
-          method: ctx.method,
-          route,
-          path: ctx.path.length > MAX_LOGGED_PATH ? `${ctx.path.slice(0, MAX_LOGGED_PATH)}…` : ctx.path,
-          status,
-          ms: Math.round(seconds * 10_000) / 10,
-        }, 'request');
-      }
+      writeAccessLine({
+        requestId: context.requestId,
+        method: ctx.method,
+        route,
+        path: ctx.path.length > MAX_LOGGED_PATH ? `${ctx.path.slice(0, MAX_LOGGED_PATH)}…` : ctx.path,
+        status,
+        ms: Math.round(seconds * 10_000) / 10,
+      });
     }
   };
 }
