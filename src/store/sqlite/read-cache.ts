@@ -9,8 +9,8 @@
  * the repositories drop what they write themselves (forget / forgetAll), inside the write, so a read
  * that comes after a write's commit never sees the row from before it.
  *
- * Rows are kept as the statement returned them (strings and numbers): each read still builds a new
- * object from the row, so a caller that changes what it was given cannot change the cache.
+ * Each read still gets a new object (a copy of what is cached), so a caller that changes what it was
+ * given cannot change the cache.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 
@@ -59,8 +59,10 @@ export function readCaches(db: DatabaseSync): ReadCaches {
       caches.push(entries);
       return {
         get(key) {
-          if (!current()) return undefined;
-          return entries.get(key);
+          const entry = entries.get(key);
+          // A miss is read from the table, which is current anyway: only a hit needs the check.
+          if (entry === undefined || !current()) return undefined;
+          return entry;
         },
         set(key, row) {
           entries.set(key, row);
