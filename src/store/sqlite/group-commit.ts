@@ -2,7 +2,8 @@
  * Group commit for the hot writes: oidc-provider's (a sign-in makes about sixteen: interactions,
  * sessions, grant, code, tokens; a refresh three), a sign-in's account writes, rate-limit counts and
  * audit events. Writes issued during one turn of the event loop are queued and run together in one
- * transaction right after it (setImmediate); a write that fails fails alone (a savepoint each).
+ * transaction right after it (setImmediate); a write that fails fails alone (a statement undoes
+ * itself; a write of several statements has a savepoint).
  * Until its promise settles a write is not visible to reads; callers await every write before they
  * go on.
  *
@@ -106,14 +107,22 @@ export function groupCommit(db: DatabaseSync, wal?: WalSync): GroupCommit {
     try {
       db.exec('BEGIN IMMEDIATE');
       for (const each of writes) {
-        db.exec('SAVEPOINT oidc_write');
+        // A single statement that fails undoes its own changes (SQLite's statement journal) and
+        // leaves the transaction open, so only a write of several statements needs a savepoint to
+        // fail whole: two statements less for every other write (about 7 µs each, measured).
+        const several = each.statements === 'several';
+        if (several) db.exec('SAVEPOINT oidc_write');
         try {
           each.run();
-          db.exec('RELEASE oidc_write');
+          if (several) db.exec('RELEASE oidc_write');
           committed.push(each);
         } catch (error) {
-          db.exec('ROLLBACK TO oidc_write');
-          db.exec('RELEASE oidc_write');
+          // SQLite rolled the whole transaction back (a full disk, an I/O error): nothing of it is kept.
+          if (!db.isTransaction) throw error;
+          if (several) {
+            db.exec('ROLLBACK TO oidc_write');
+            db.exec('RELEASE oidc_write');
+          }
           each.reject(error);
         }
       }
