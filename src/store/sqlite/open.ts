@@ -184,6 +184,15 @@ function configure(db: DatabaseSync): void {
   // FULL syncs the WAL on every commit: an acknowledged write survives power loss, not only a
   // process crash (NORMAL in WAL mode may lose the last commits on power loss).
   db.exec('PRAGMA synchronous = FULL');
+  // The commit that takes the WAL past this many pages copies them into the database file and
+  // syncs both, on the event loop: with SQLite's default of 1,000 pages that was a checkpoint every
+  // 70 or so group commits under refresh traffic, and most of the writes' cost (one-row commits here:
+  // 410 µs each with 1,000, 270 with 10,000, 115 with none). Hot pages (the table's last page, the
+  // index tails) are copied once per checkpoint however often they were written, so fewer, larger
+  // checkpoints copy less. The WAL may grow to about 40 MB between them; after one it is cut back
+  // to 64 MB at most.
+  db.exec('PRAGMA wal_autocheckpoint = 10000');
+  db.exec('PRAGMA journal_size_limit = 67108864');
 }
 
 /** What an operator can act on, in one line: which file, and what to do. */
