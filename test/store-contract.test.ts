@@ -1574,6 +1574,32 @@ test('sqlite: a database at schema version 11, from before signing algorithms, u
   t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 
+test('sqlite: a database at schema version 13 upgrades in place: its tokens leave the account index, its sessions and grants are still found by account', async (t) => {
+  const lane = await sqliteLane();
+  t.teardown(() => lane.dispose());
+  await mkdir(path.dirname(lane.file), { recursive: true });
+  const old = new DatabaseSync(lane.file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, 13)) old.exec(migration);
+  old.exec('PRAGMA user_version = 13');
+  const insert = old.prepare('INSERT INTO oidc (model, id, payload, account_id) VALUES (?, ?, ?, ?)');
+  for (const model of ['Session', 'Grant', 'AccessToken', 'RefreshToken']) insert.run(model, `${model}-1`, JSON.stringify({ accountId: 'sub-1' }), 'sub-1');
+  old.close();
+
+  const store = await lane.open();
+  t.teardown(() => store.close());
+  t.deepEqual(await store.oidc.findByAccountId('Session', 'sub-1'), [{ id: 'Session-1', payload: { accountId: 'sub-1' } }]);
+  t.deepEqual(await store.oidc.findByAccountId('Grant', 'sub-1'), [{ id: 'Grant-1', payload: { accountId: 'sub-1' } }]);
+  t.deepEqual(await store.oidc.find('AccessToken', 'AccessToken-1'), { accountId: 'sub-1' });
+  await store.oidc.upsert('RefreshToken', 'RefreshToken-2', { accountId: 'sub-1' }, 60);
+  await store.oidc.upsert('Session', 'Session-2', { accountId: 'sub-1' }, 60);
+
+  const raw = new DatabaseSync(lane.file, { readOnly: true });
+  t.teardown(() => raw.close());
+  const indexed = raw.prepare('SELECT model, id FROM oidc WHERE account_id IS NOT NULL ORDER BY model, id').all().map((row) => `${String(row.model)} ${String(row.id)}`);
+  t.deepEqual(indexed, ['Grant Grant-1', 'Session Session-1', 'Session Session-2']);
+  t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
+});
+
 test('sqlite: two processes writing one database file at the same time lose no writes', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());

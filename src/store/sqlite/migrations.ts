@@ -211,6 +211,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE resources ADD COLUMN signing_alg TEXT;
   `,
+  // 14: only sessions and grants are found by account (expiring-records.ts): tokens, codes and
+  // interactions leave the account_id index, which they only made longer to write.
+  `
+  UPDATE oidc SET account_id = NULL WHERE account_id IS NOT NULL AND model NOT IN ('Session', 'Grant');
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
