@@ -60,11 +60,18 @@ function names(host: string, origin: Origin): boolean {
   return hostnameOf(host) === origin.hostname && Number(port) === Number(origin.port);
 }
 
+/** The last Host worked out, and its name: nearly every request names the same one. */
+let lastHost = '';
+let lastHostname = '';
+
 /** `id.example.com:443` -> `id.example.com`, `[::1]:3000` -> `[::1]`, lower case, no trailing dot. */
 function hostnameOf(host: string): string {
+  if (host === lastHost) return lastHostname;
   const lower = host.trim().toLowerCase();
   const name = lower.startsWith('[') ? lower.slice(0, lower.indexOf(']') + 1) : lower.replace(/:\d*$/, '');
-  return name.replace(/\.$/, '');
+  lastHost = host;
+  lastHostname = name.replace(/\.$/, '');
+  return lastHostname;
 }
 
 function firstValue(value: string | string[] | undefined): string | undefined {
