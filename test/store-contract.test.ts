@@ -1574,7 +1574,7 @@ test('sqlite: a database at schema version 11, from before signing algorithms, u
   t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 
-test('sqlite: a database at schema version 13 upgrades in place: its tokens leave the account index, its sessions and grants are still found by account', async (t) => {
+test('sqlite: a database at schema version 13 upgrades in place: its tokens leave the account index, its sessions, grants and emailed links are still found by account', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());
   await mkdir(path.dirname(lane.file), { recursive: true });
@@ -1582,7 +1582,7 @@ test('sqlite: a database at schema version 13 upgrades in place: its tokens leav
   for (const migration of SQLITE_MIGRATIONS.slice(0, 13)) old.exec(migration);
   old.exec('PRAGMA user_version = 13');
   const insert = old.prepare('INSERT INTO oidc (model, id, payload, account_id) VALUES (?, ?, ?, ?)');
-  for (const model of ['Session', 'Grant', 'AccessToken', 'RefreshToken']) insert.run(model, `${model}-1`, JSON.stringify({ accountId: 'sub-1' }), 'sub-1');
+  for (const model of ['Session', 'Grant', 'PasswordReset', 'AccessToken', 'RefreshToken']) insert.run(model, `${model}-1`, JSON.stringify({ accountId: 'sub-1' }), 'sub-1');
   old.close();
 
   const store = await lane.open();
@@ -1596,7 +1596,7 @@ test('sqlite: a database at schema version 13 upgrades in place: its tokens leav
   const raw = new DatabaseSync(lane.file, { readOnly: true });
   t.teardown(() => raw.close());
   const indexed = raw.prepare('SELECT model, id FROM oidc WHERE account_id IS NOT NULL ORDER BY model, id').all().map((row) => `${String(row.model)} ${String(row.id)}`);
-  t.deepEqual(indexed, ['Grant Grant-1', 'Session Session-1', 'Session Session-2']);
+  t.deepEqual(indexed, ['Grant Grant-1', 'PasswordReset PasswordReset-1', 'Session Session-1', 'Session Session-2']);
   t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 

@@ -46,7 +46,7 @@ export interface ExpiringRecordStore {
   destroy(model: string, id: string): Promise<void>;
   /** Removes every record of this model issued under the grant. */
   revokeByGrantId(model: string, grantId: string): Promise<void>;
-  /** Every live record of this model whose payload has this `accountId`: `Session` or `Grant` only (a person's sessions and grants). */
+  /** Every live record of this model whose payload has this `accountId`: `Session`, `Grant`, `EmailVerification` or `PasswordReset` only. */
   findByAccountId(model: string, accountId: string): Promise<Array<{ id: string; payload: OidcPayload }>>;
   /** Atomically reads and deletes a live record: single-use tokens go through here, so only one caller gets it. */
   take(model: string, id: string): Promise<OidcPayload | undefined>;

@@ -16,11 +16,12 @@ interface OidcRow {
 }
 
 /**
- * The models findByAccountId serves (a person's sessions and grants, for the account page and for
- * ending sessions): only their rows carry `account_id`, so only they are in its index. Writing every
- * token into that index too was about a fifth of a refresh's write cost, measured on this disk.
+ * The models findByAccountId serves: a person's sessions and grants (the account page, ending
+ * sessions) and their emailed links (domain/link-tokens.ts, revoked together). Only their rows carry
+ * `account_id`, so only they are in its index: writing every token and code into that index too was
+ * about a fifth of a refresh's write cost, measured on this disk.
  */
-const FOUND_BY_ACCOUNT: ReadonlySet<string> = new Set(['Session', 'Grant']);
+const FOUND_BY_ACCOUNT: ReadonlySet<string> = new Set(['Session', 'Grant', 'EmailVerification', 'PasswordReset']);
 
 /** Records kept by the read cache (an access token's row is about 1 KB). */
 const RECORDS_CACHED = 2048;

@@ -211,10 +211,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE resources ADD COLUMN signing_alg TEXT;
   `,
-  // 14: only sessions and grants are found by account (expiring-records.ts): tokens, codes and
-  // interactions leave the account_id index, which they only made longer to write.
+  // 14: only sessions, grants and emailed links are found by account (expiring-records.ts): tokens,
+  // codes and interactions leave the account_id index, which they only made longer to write.
   `
-  UPDATE oidc SET account_id = NULL WHERE account_id IS NOT NULL AND model NOT IN ('Session', 'Grant');
+  UPDATE oidc SET account_id = NULL WHERE account_id IS NOT NULL AND model NOT IN ('Session', 'Grant', 'EmailVerification', 'PasswordReset');
   `,
 ];
 
