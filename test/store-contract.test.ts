@@ -1498,14 +1498,20 @@ test('sqlite: a database at schema version 2, from before account security, upgr
   t.deepEqual({ ...raw.prepare('PRAGMA user_version').get() }, { user_version: SQLITE_SCHEMA_VERSION });
 });
 
+/** A database file as Tessera left it at schema `version`: its first migrations, run by hand. */
+async function sqliteAtVersion(file: string, version: number): Promise<DatabaseSync> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const old = new DatabaseSync(file);
+  for (const migration of SQLITE_MIGRATIONS.slice(0, version)) old.exec(migration);
+  old.exec(`PRAGMA user_version = ${version}`);
+  return old;
+}
+
 test('sqlite: a database at schema version 5, whose accounts all had a password, upgrades in place and keeps every account field', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());
   // Built as Tessera did before accounts without a password: the first five migrations, by hand.
-  await mkdir(path.dirname(lane.file), { recursive: true });
-  const old = new DatabaseSync(lane.file);
-  for (const migration of SQLITE_MIGRATIONS.slice(0, 5)) old.exec(migration);
-  old.exec('PRAGMA user_version = 5');
+  const old = await sqliteAtVersion(lane.file, 5);
   old
     .prepare(
       `INSERT INTO accounts (sub, email, email_verified, password_hash, name, given_name, family_name, disabled, created_at, updated_at,
@@ -1551,10 +1557,7 @@ test('sqlite: a database at schema version 5, whose accounts all had a password,
 test('sqlite: a database at schema version 11, from before signing algorithms, upgrades in place and keeps its resource servers on RS256', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());
-  await mkdir(path.dirname(lane.file), { recursive: true });
-  const old = new DatabaseSync(lane.file);
-  for (const migration of SQLITE_MIGRATIONS.slice(0, 11)) old.exec(migration);
-  old.exec('PRAGMA user_version = 11');
+  const old = await sqliteAtVersion(lane.file, 11);
   old.prepare(
     `INSERT INTO resources (audience, name, scopes, format, ttl_seconds, scope_roles, clients, created_at)
      VALUES ('https://api.example/old', NULL, '["read"]', 'jwt', 300, NULL, '["rp-1"]', 1700000000000)`,
@@ -1577,10 +1580,7 @@ test('sqlite: a database at schema version 11, from before signing algorithms, u
 test('sqlite: a database at schema version 13 upgrades in place: its tokens leave the account index, its sessions, grants and emailed links are still found by account', async (t) => {
   const lane = await sqliteLane();
   t.teardown(() => lane.dispose());
-  await mkdir(path.dirname(lane.file), { recursive: true });
-  const old = new DatabaseSync(lane.file);
-  for (const migration of SQLITE_MIGRATIONS.slice(0, 13)) old.exec(migration);
-  old.exec('PRAGMA user_version = 13');
+  const old = await sqliteAtVersion(lane.file, 13);
   const insert = old.prepare('INSERT INTO oidc (model, id, payload, account_id) VALUES (?, ?, ?, ?)');
   for (const model of ['Session', 'Grant', 'PasswordReset', 'AccessToken', 'RefreshToken']) insert.run(model, `${model}-1`, JSON.stringify({ accountId: 'sub-1' }), 'sub-1');
   old.close();

@@ -163,7 +163,7 @@ export function sqliteExpiringRecords(database: SqliteDatabase, commits: GroupCo
       });
     },
     async findByAccountId(model, accountId) {
-      if (!FOUND_BY_ACCOUNT.has(String(model))) throw new Error(`The SQLite store finds only ${[...FOUND_BY_ACCOUNT].join(' and ')} records by account, not ${String(model)}.`);
+      if (!FOUND_BY_ACCOUNT.has(String(model))) throw new Error(`The SQLite store finds only ${[...FOUND_BY_ACCOUNT].join(', ')} records by account, not ${String(model)}.`);
       const rows = statements.findOidcByAccountId.all({ model: String(model), account_id: String(accountId), now: clock() }) as unknown as Array<
         OidcRow & { id: string }
       >;

@@ -1,7 +1,7 @@
 /**
  * Rows read often and written rarely (a token looked up by every introspection and userinfo call,
  * its grant, the account behind it), kept in memory so a repeated read costs a map lookup instead of
- * a statement. Every read that uses the cache first asks SQLite whether another connection has
+ * a statement. Every read answered from the cache first asks SQLite whether another connection has
  * committed since the last look (`PRAGMA data_version`, one cheap statement that touches no table):
  * the CLI, another WORKERS process or another instance on the same file. If one has, everything
  * cached is dropped, so such a process's writes (a revocation, a disabled account) are seen by the
