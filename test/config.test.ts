@@ -23,7 +23,7 @@ test('with no configuration at all the defaults give a development server on por
   t.is(config.issuer, 'http://localhost:3000');
   t.is(config.dataDir, path.join(dir, 'data'));
   t.is(config.mongodbUri, undefined);
-  t.deepEqual(config.argon2, { memoryKiB: 19_456, timeCost: 2, parallelism: 1 });
+  t.deepEqual(config.argon2, { memoryKiB: 7_168, timeCost: 5, parallelism: 1 });
   t.is(config.refreshReuseGraceSeconds, 0);
   t.deepEqual(config.staticClients, []);
   t.true(Object.isFrozen(config));

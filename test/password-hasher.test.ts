@@ -1,5 +1,5 @@
 /**
- * PasswordHasher runs at most one argon2 hash per core at once (each holds 19 MiB): the semaphore
+ * PasswordHasher runs at most one argon2 hash per core at once (each holds its memory cost, 7 MiB by default): the semaphore
  * as a unit, and the hasher through it.
  */
 import test from 'ava';

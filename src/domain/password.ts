@@ -3,7 +3,7 @@
  * exactly once per attempt: against the account's hash, or against a decoy hash when there is no
  * account, so an unknown email costs the same time as a wrong password.
  *
- * Each hash or verify holds `memoryKiB` (19 MiB by default) for its duration, and argon2 runs them
+ * Each hash or verify holds `memoryKiB` (7 MiB by default) for its duration, and argon2 runs them
  * on libuv's thread pool. At most `concurrency` run at once here (the rest wait their turn, in
  * order): the server passes the smaller of the core count and the pool's size. With more than one
  * per core, throughput does not grow (argon2 is CPU-bound) but memory does, and the threads starve
