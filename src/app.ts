@@ -10,10 +10,8 @@ import compose from 'koa-compose';
 import send from 'koa-send';
 
 import { accountRouter } from './account/router.ts';
-import { registrationApi } from './api/registration.ts';
+import { REGISTRATION_API_PREFIX } from './api/paths.ts';
 import type { Config } from './config.ts';
-import { AdminApiCaller } from './console/admin-calls.ts';
-import { consoleRouter } from './console/router.ts';
 import type { AccountService } from './domain/accounts.ts';
 import type { SessionLogout } from './domain/backchannel-logout.ts';
 import type { SecurityEvents } from './domain/events.ts';
@@ -25,6 +23,7 @@ import type { UpstreamService } from './domain/upstreams.ts';
 import { brandingAssets } from './http/branding.ts';
 import { refuseEncodedBodies, refuseMisdirectedRequests, settleRequestOrigin } from './http/edge.ts';
 import { errorHandler } from './http/error-handler.ts';
+import { lazyMount } from './http/lazy-mount.ts';
 import { defaultLocale, languageRoute } from './http/locale.ts';
 import type { RateLimits } from './http/rate-limit.ts';
 import { renderPage } from './http/render.ts';
@@ -39,6 +38,7 @@ import { observabilityEndpoints } from './observability/endpoints.ts';
 import { observeRequests } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { clientCertificates } from './oidc/client-certificates.ts';
+import { CONSOLE_PATH } from './oidc/console-client.ts';
 import { prefillUserCode } from './oidc/features/device-flow.ts';
 import { preparedDocuments } from './oidc/features/documents.ts';
 import { limitClientRegistrations } from './oidc/features/registration.ts';
@@ -185,14 +185,20 @@ export function createApp({ config, logger, host, accounts, rateLimits, emailVer
   app.use(account.allowedMethods());
   // REGISTRATION_API=false: the route does not exist at all (404, like any unknown path).
   if (config.security.registrationApi) {
-    app.use(registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger }));
+    app.use(lazyMount(REGISTRATION_API_PREFIX, async () => {
+      const { registrationApi } = await import('./api/registration.ts');
+      return registrationApi({ provider: () => host.provider, accounts, emailVerification, rateLimits, logger });
+    }));
   }
   app.use(limitClientRegistrations(config, rateLimits));
   // The admin console (/admin) calls the admin API through this same app, in process, as its operator.
   if (adminApi) {
     let handler: ReturnType<Koa['callback']> | undefined;
-    const api = new AdminApiCaller(config.issuer, () => (handler ??= app.callback()));
-    app.use(consoleRouter({ config, provider: () => host.provider, api, oidc, masterSecret, logger }));
+    app.use(lazyMount(CONSOLE_PATH, async () => {
+      const [{ AdminApiCaller }, { consoleRouter }] = await Promise.all([import('./console/admin-calls.ts'), import('./console/router.ts')]);
+      const api = new AdminApiCaller(config.issuer, () => (handler ??= app.callback()));
+      return consoleRouter({ config, provider: () => host.provider, api, oidc, masterSecret, logger });
+    }));
   }
   app.use(clientCertificates(config.tls, logger, CLIENT_AUTHENTICATING_PATHS));
   // After clientCertificates: a certificate-bound admin token is checked against the presented certificate.

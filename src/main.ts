@@ -7,12 +7,13 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { adminApi } from './admin/router.ts';
+import { ADMIN_API_PATH } from './admin/resource.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { Federation } from './domain/federation.ts';
-import { upstreamSignIn } from './interaction/first-factors/upstream.ts';
+import { lazyMount } from './http/lazy-mount.ts';
 import { renderPage } from './http/render.ts';
+import { upstreamSignIn } from './interaction/first-factors/upstream.ts';
 import { createLogger, type Logger } from './log.ts';
 import { metricsServed } from './observability/endpoints.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -197,7 +198,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
         events: services.events,
         flowTtlSeconds: config.ttl.interaction,
       }),
-      adminApi: config.security.adminApi ? adminApi({
+      adminApi: config.security.adminApi ? lazyMount(ADMIN_API_PATH, async () => (await import('./admin/router.ts')).adminApi({
         config,
         logger,
         services,
@@ -208,7 +209,7 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
         revisions: store.revisions,
         events: services.events,
         audit: services.audit,
-      }) : undefined,
+      })) : undefined,
     });
     if (!metricsServed(config.observability.metricsToken, config.env === 'production')) {
       logger.warn('METRICS_TOKEN is not set: /metrics is not served in production; set it and scrape with Authorization: Bearer METRICS_TOKEN');

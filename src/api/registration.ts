@@ -35,7 +35,9 @@ import { AppError, isAppError } from '../errors.ts';
 import type { RateLimits } from '../http/rate-limit.ts';
 import type { Logger } from '../log.ts';
 
-export const REGISTRATION_API_PREFIX = '/api';
+import { REGISTRATION_API_PREFIX } from './paths.ts';
+
+export { REGISTRATION_API_PREFIX };
 export const REGISTRATION_API_PATH = `${REGISTRATION_API_PREFIX}/accounts`;
 export const REGISTRATION_OPENAPI_PATH = `${REGISTRATION_API_PREFIX}/openapi.json`;
 const BODY_LIMIT = '16kb';
