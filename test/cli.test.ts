@@ -328,15 +328,15 @@ test('tessera serve answers requests and exits 0 after SIGTERM', async (t) => {
   t.is(((await discovery.json()) as { issuer: string }).issuer, `http://localhost:${port}`);
 
   // Before it served, the process filled the compile cache with every module of src/ (so the server
-  // that replaced it loads no TypeScript stripper), and it runs with a thread pool of the spare cores
-  // plus one for the store's disk syncs.
+  // that replaced it loads no TypeScript stripper), and it runs with a thread pool of one thread per
+  // core (WORKERS=1) plus one for the store's disk syncs.
   const sources = readdirSync(path.join(ROOT, 'src'), { recursive: true }).filter((file) => String(file).endsWith('.ts'));
   const cached = readdirSync(compileCache, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile());
   t.true(cached.some((entry) => entry.name.startsWith('tessera-src-')), 'the cache records the source tree it holds');
   t.true(cached.length > sources.length, `${cached.length} cache entries for ${sources.length} modules of src/`);
   if (existsSync(`/proc/${child.pid}/environ`)) {
     const environment = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
-    t.true(environment.includes(`UV_THREADPOOL_SIZE=${Math.max(1, availableParallelism() - 1) + 1}`), environment.filter((line) => line.startsWith('UV_')).join());
+    t.true(environment.includes(`UV_THREADPOOL_SIZE=${availableParallelism() + 1}`), environment.filter((line) => line.startsWith('UV_')).join());
   }
 
   child.kill('SIGTERM');
