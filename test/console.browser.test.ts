@@ -302,13 +302,14 @@ test('while the store answers nothing, a console page keeps its navigation and s
   await signInAndEnrol(page, 'operator@example.org', mongoServer);
   await page.waitForURL(`${mongoServer.url}/admin`);
 
-  lane.pause();
+  await lane.pause();
   let resumed = false;
   t.teardown(() => {
     if (!resumed) lane.resume();
   });
   const response = await page.goto(`${mongoServer.url}/admin/people`);
-  t.is(response?.status(), 503);
+  // Seen twice in full-suite runs only: a 200 here. Say what answered, for whoever sees it next.
+  t.is(response?.status(), 503, `${response?.url()} answered "${(await page.locator('h1').first().textContent().catch(() => ''))?.trim()}" (${response?.headers()['x-request-id']})`);
   t.regex((await page.locator('#banner').textContent()) ?? '', /store is not answering/);
   t.true(await page.getByRole('navigation', { name: 'Admin console' }).isVisible());
   lane.resume();

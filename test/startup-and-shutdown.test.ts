@@ -161,7 +161,7 @@ test('a request that reaches the port while the store is still opening waits, an
   // A store that does not answer yet: the server listens (it must, to learn its port) but cannot be ready.
   const lane = await startPausableEmulator();
   t.teardown(() => lane.stop());
-  lane.pause();
+  await lane.pause();
   const dataDir = makeTempDir();
   t.teardown(() => removeDir(dataDir));
   const port = await freePort();

@@ -142,7 +142,7 @@ test('while MongoDB answers nothing, requests get 503 with Retry-After within se
   }
 
   // Freeze, and keep every probe busy, one request after the other, until the thaw.
-  lane.pause();
+  await lane.pause();
   const frozenAt = Date.now();
   const answers: Answer[] = [];
   let thawed = false;

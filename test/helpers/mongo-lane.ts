@@ -5,8 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import mongoose from 'mongoose';
 
@@ -19,9 +21,11 @@ export interface MongoLane {
 export interface PausableMongoLane extends MongoLane {
   /**
    * Freezes the emulator (SIGSTOP): its connections stay open but nothing answers, as in a network
-   * partition. (Killing it would lose its data: the emulator keeps everything in memory.)
+   * partition. (Killing it would lose its data: the emulator keeps everything in memory.) Resolves
+   * once every thread of it has stopped: a thread running on another core goes on serving until it
+   * notices the signal, which on a loaded machine was long enough to answer the next request.
    */
-  pause(): void;
+  pause(): Promise<void>;
   /** Thaws it (SIGCONT): it answers again, with all its data. */
   resume(): void;
 }
@@ -145,8 +149,13 @@ async function startEmulator(database: string): Promise<PausableMongoLane> {
 
   return {
     uri,
-    pause() {
+    async pause() {
       child.kill('SIGSTOP');
+      const until = Date.now() + STOP_TIMEOUT_MS;
+      while (!allThreadsStopped(child.pid!)) {
+        if (Date.now() > until) throw new Error(`jongodb (pid ${child.pid}) did not stop within ${STOP_TIMEOUT_MS} ms of SIGSTOP.`);
+        await delay(2);
+      }
     },
     resume() {
       child.kill('SIGCONT');
@@ -161,4 +170,23 @@ async function startEmulator(database: string): Promise<PausableMongoLane> {
       clearTimeout(killer);
     },
   };
+}
+
+/** Whether every thread of a process is stopped (state T in /proc); true where /proc is not there to ask. */
+function allThreadsStopped(pid: number): boolean {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true;
+  }
+  return threads.every((thread) => {
+    try {
+      // The state follows the command name in parentheses, which may itself contain spaces.
+      const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    } catch {
+      return true;
+    }
+  });
 }
