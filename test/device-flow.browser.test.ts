@@ -36,7 +36,15 @@ test('a person connects a device in Chromium from the prefilled code to the done
   await server.host.refresh();
   const device = await oidc.discovery(new URL(server.issuer), created.client_id, {}, oidc.None(), { execute: [oidc.allowInsecureRequests] });
   const started = await oidc.initiateDeviceAuthorization(device, { scope: 'openid email' });
-  const tokens = oidc.pollDeviceAuthorizationGrant(device, started);
+  // Seen once in a full-suite run only: the device got invalid_grant. Keep what the token endpoint
+  // refused (other than pending and slow_down), to say why if it happens again.
+  const refusedGrants: string[] = [];
+  server.host.provider.on('grant.error', (_ctx: unknown, error: { error?: string; error_detail?: string; message: string }) => {
+    if (error.error !== 'authorization_pending' && error.error !== 'slow_down') refusedGrants.push(`${error.error}: ${error.error_detail ?? error.message}`);
+  });
+  const tokens = oidc.pollDeviceAuthorizationGrant(device, started).catch((error: unknown) => {
+    throw new Error(`the device's polling failed (${String(error)}); the token endpoint refused: ${refusedGrants.join('; ') || 'nothing it reported'}`, { cause: error });
+  });
 
   const context = await browser.newContext();
   t.teardown(() => context.close());
