@@ -248,8 +248,8 @@ function cpuSeconds(pid: number, mainThread = false): number {
   }, 0);
 }
 
-/** The argon2id parameters Tessera runs with here: the bench leaves ARGON2_* at their defaults. */
-const ARGON2 = loadConfig({}, ROOT).argon2;
+/** The argon2id parameters Tessera runs with here: its defaults, or the ARGON2_* it inherits from this process. */
+const ARGON2 = loadConfig(Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('ARGON2_'))), ROOT).argon2;
 
 /** Password verifies per second on one core with the configured parameters: the sign-in budget's yardstick. */
 async function argon2VerifyRate(): Promise<number> {

@@ -37,7 +37,6 @@ import type { Logger } from '../log.ts';
 
 import { REGISTRATION_API_PREFIX } from './paths.ts';
 
-export { REGISTRATION_API_PREFIX };
 export const REGISTRATION_API_PATH = `${REGISTRATION_API_PREFIX}/accounts`;
 export const REGISTRATION_OPENAPI_PATH = `${REGISTRATION_API_PREFIX}/openapi.json`;
 const BODY_LIMIT = '16kb';

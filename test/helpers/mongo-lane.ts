@@ -22,8 +22,8 @@ export interface PausableMongoLane extends MongoLane {
   /**
    * Freezes the emulator (SIGSTOP): its connections stay open but nothing answers, as in a network
    * partition. (Killing it would lose its data: the emulator keeps everything in memory.) Resolves
-   * once every thread of it has stopped: a thread running on another core goes on serving until it
-   * notices the signal, which on a loaded machine was long enough to answer the next request.
+   * once every thread of it has stopped (/proc says T): on a loaded machine a request sent right
+   * after the signal was once still answered.
    */
   pause(): Promise<void>;
   /** Thaws it (SIGCONT): it answers again, with all its data. */
