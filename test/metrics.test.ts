@@ -16,7 +16,7 @@ import { Metrics } from '../src/observability/metrics.ts';
 import { attemptSignIn } from './helpers/login-form.ts';
 import { discover, newPerson, signIn, staticClient } from './helpers/relying-party.ts';
 import { makeTempDir, removeDir, startTestServer, type TestServer } from './helpers/server.ts';
-import { killIfRunning, listeningUrl, spawnServer, workersReady } from './helpers/spawned-server.ts';
+import { killIfRunning, listeningUrl, spawnServer, workersReady, type LogLine } from './helpers/spawned-server.ts';
 import { UserAgent } from './helpers/user-agent.ts';
 
 const API = 'https://api.example.com';
@@ -173,9 +173,11 @@ test('with WORKERS=2, a scrape reaching either worker counts the requests of bot
   const url = await listeningUrl(server);
   await workersReady(server, 2);
 
-  const served = new Set<unknown>();
   for (let i = 0; i < 20; i += 1) t.is((await getOnNewConnection(`${url}/healthz`)).status, 200);
-  for (const line of server.lines) if (line.msg === 'request' && line.route === '/healthz') served.add(line.pid);
+  // Access lines are written in batches (log.ts): wait for all twenty.
+  const healthz = (line: LogLine) => line.msg === 'request' && line.route === '/healthz';
+  await server.waitForLine(() => server.lines.filter(healthz).length >= 20, 'twenty /healthz access lines', 5000);
+  const served = new Set(server.lines.filter(healthz).map((line) => line.pid));
   t.is(served.size, 2, 'both workers answered some of them');
   for (let i = 0; i < 4; i += 1) {
     const scrape = await getOnNewConnection(`${url}/metrics`);
