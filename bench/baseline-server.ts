@@ -7,14 +7,20 @@
  * http with BASELINE_PLAIN=1, like Tessera behind a TLS-terminating proxy in the bench's http set).
  * It holds the same key families as Tessera (RSA, P-256, Ed25519), so its JWKS is as big, and one
  * audience per signing algorithm (BASELINE_AUDIENCES, a JSON object of algorithm to audience).
+ *
+ * BASELINE_DB=FILE gives it, instead of the in-memory adapter, the plainest durable one: a SQLite
+ * file (WAL, synchronous=FULL, as Tessera opens its own), one statement per adapter call, nothing
+ * cached. That is what the bare provider costs once its records outlive the process, which is the
+ * fair yardstick for the endpoints that write (refresh) or read records (introspection, userinfo).
  */
 import http from 'node:http';
 import https from 'node:https';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { DatabaseSync } from 'node:sqlite';
 import type { TLSSocket } from 'node:tls';
 
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
 const env = process.env;
 const port = Number(env.BASELINE_PORT);
@@ -35,7 +41,47 @@ function certificateOf(ctx: KoaContextWithOIDC): string | undefined {
   return peer?.raw ? new X509Certificate(peer.raw).toString() : undefined;
 }
 
+/** oidc-provider's adapter on one SQLite table, the way its documentation's example adapters keep records. */
+function sqliteAdapter(file: string): new (model: string) => Adapter {
+  const db = new DatabaseSync(file);
+  db.exec('PRAGMA journal_mode = WAL');
+  db.exec('PRAGMA synchronous = FULL');
+  db.exec('PRAGMA wal_autocheckpoint = 10000');
+  db.exec(`CREATE TABLE IF NOT EXISTS oidc (model TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT, uid TEXT,
+    user_code TEXT, expires_at INTEGER, PRIMARY KEY (model, id)) WITHOUT ROWID`);
+  db.exec('CREATE INDEX IF NOT EXISTS oidc_grant ON oidc (grant_id)');
+  db.exec('CREATE INDEX IF NOT EXISTS oidc_uid ON oidc (uid)');
+  const upsert = db.prepare(`INSERT INTO oidc (model, id, payload, grant_id, uid, user_code, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid,
+    user_code = excluded.user_code, expires_at = excluded.expires_at`);
+  const live = '(expires_at IS NULL OR expires_at > ?)';
+  const find = db.prepare(`SELECT payload FROM oidc WHERE model = ? AND id = ? AND ${live}`);
+  const findByUid = db.prepare(`SELECT payload FROM oidc WHERE model = ? AND uid = ? AND ${live}`);
+  const findByUserCode = db.prepare(`SELECT payload FROM oidc WHERE model = ? AND user_code = ? AND ${live}`);
+  const consume = db.prepare(`UPDATE oidc SET payload = json_set(payload, '$.consumed', ?) WHERE model = ? AND id = ?`);
+  const destroy = db.prepare('DELETE FROM oidc WHERE model = ? AND id = ?');
+  const revoke = db.prepare('DELETE FROM oidc WHERE grant_id = ?');
+  const parsed = (row: unknown) => (row ? JSON.parse((row as { payload: string }).payload) as AdapterPayload : undefined);
+  const text = (value: unknown) => (typeof value === 'string' ? value : null);
+  return class SqliteAdapter implements Adapter {
+    readonly model: string;
+    constructor(model: string) {
+      this.model = model;
+    }
+    async upsert(id: string, payload: AdapterPayload, expiresIn: number) {
+      upsert.run(this.model, id, JSON.stringify(payload), text(payload.grantId), text(payload.uid), text(payload.userCode), expiresIn ? Date.now() + expiresIn * 1000 : null);
+    }
+    async find(id: string) { return parsed(find.get(this.model, id, Date.now())); }
+    async findByUid(uid: string) { return parsed(findByUid.get(this.model, uid, Date.now())); }
+    async findByUserCode(userCode: string) { return parsed(findByUserCode.get(this.model, userCode, Date.now())); }
+    async consume(id: string) { consume.run(Math.floor(Date.now() / 1000), this.model, id); }
+    async destroy(id: string) { destroy.run(this.model, id); }
+    async revokeByGrantId(grantId: string) { revoke.run(grantId); }
+  };
+}
+
 const configuration: Configuration = {
+  ...(env.BASELINE_DB && { adapter: sqliteAdapter(env.BASELINE_DB) }),
   clients: [
     { client_id: 'bench-machine', client_secret: env.BASELINE_SECRET!, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
     {

@@ -28,7 +28,9 @@
  * writing to DIR/<set>/tessera and DIR/<set>/baseline (bench/profile-summary.ts reads them, and the
  * bench prints the per-request overhead table of bench/overhead.ts from them), BENCH_NODE_OPTIONS
  * adds Node options to both servers alike (BENCH_TESSERA_NODE_OPTIONS to Tessera alone), and
- * BENCH_SERVER_LOGS=DIR keeps the servers' output in DIR. Tessera logs at info, an access log line
+ * BENCH_SERVER_LOGS=DIR keeps the servers' output in DIR. BENCH_BASELINE_STORE=sqlite gives the baseline a
+ * durable store (a SQLite file, see bench/baseline-server.ts) instead of its in-memory adapter, to
+ * see what the endpoints that write cost a bare provider whose records outlive it. Tessera logs at info, an access log line
  * per request as in production.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -60,6 +62,8 @@ const SERVER_LOG_DIR = process.env.BENCH_SERVER_LOGS ? path.resolve(process.env.
 const SETS = (process.env.BENCH_SETS ?? 'http,tls').split(',').map((word) => word.trim()).filter((word): word is Transport => word === 'http' || word === 'tls');
 const CAPACITY = process.env.BENCH_CAPACITY !== '0';
 const BASELINE_DEFAULTS = process.env.BENCH_BASELINE_SETTINGS === 'node-defaults';
+/** BENCH_BASELINE_STORE=sqlite: the baseline keeps its records in a SQLite file (bench/baseline-server.ts); results files are left alone. */
+const BASELINE_ON_SQLITE = process.env.BENCH_BASELINE_STORE === 'sqlite';
 const MONGODB_URI = process.env.MONGODB_URI;
 /** Client credentials run once per algorithm (resources create --signing-alg); RS256 is the default. */
 const ALGS = (process.env.BENCH_ALGS ?? 'RS256,ES256,EdDSA').split(',').map((word) => word.trim()).filter(Boolean);
@@ -452,6 +456,7 @@ async function startBaseline(set: Transport, shared: Shared, settings: { nodeOpt
     BASELINE_PORT: String(port), BASELINE_AUDIENCES: JSON.stringify(Object.fromEntries(ALGS.map((alg) => [alg, apiFor(alg)]))), BASELINE_REDIRECT_URI: REDIRECT,
     BASELINE_SECRET: secret, BASELINE_TLS_CERT: shared.serverCert.cert, BASELINE_TLS_KEY: shared.serverCert.key, BASELINE_CLIENT_CA: shared.clientCaCert,
     BASELINE_MTLS_SUBJECT: 'CN=bench-mtls,O=Bench', ...(set === 'http' && { BASELINE_PLAIN: '1' }),
+    ...(BASELINE_ON_SQLITE && { BASELINE_DB: path.join(shared.work, `${set}-baseline.db`) }),
     ...settings.env, ...serverNodeOptions('baseline', set, settings.nodeOptions),
   }, /^ready/m, SERVER_LOG_DIR ?? shared.work, `${set}-baseline`);
   shared.children.push(child);
@@ -607,7 +612,7 @@ async function runSet(set: Transport, shared: Shared): Promise<SetOutcome & { ca
   const tessera = await startTessera('tessera', set, shared);
   const settings = BASELINE_DEFAULTS ? { nodeOptions: '', env: {} } : settingsOf(tessera.process.pid!);
   const baselineSettings = BASELINE_DEFAULTS ? 'Node\'s defaults' : [settings.nodeOptions, ...Object.entries(settings.env).map(([name, value]) => `${name}=${value}`)].join(' ');
-  console.log(`bench: baseline started with ${baselineSettings}`);
+  console.log(`bench: baseline started with ${baselineSettings}${BASELINE_ON_SQLITE ? ', its records in a SQLite file' : ''}`);
   const baseline = await startBaseline(set, shared, settings);
   const mongo = MONGODB_URI ? await startTessera('tessera-mongodb', set, shared, { MONGODB_URI }) : undefined;
   const targets = [baseline, tessera, ...(mongo ? [mongo] : [])].filter((target) => !TARGETS || TARGETS.includes(target.name));
@@ -742,8 +747,8 @@ async function main(): Promise<void> {
 
     const outcomes = [];
     for (const set of SETS) outcomes.push(await runSet(set, shared));
-    if (ONLY || TARGETS) {
-      console.log(`bench: ${outcomes.map((o) => `${o.set} peak RSS ${Object.entries(o.peaks).map(([name, mb]) => `${name} ${mb!.toFixed(0)} MB`).join(', ')}`).join('; ')}; partial run (BENCH_ONLY/BENCH_TARGETS), results files left alone`);
+    if (ONLY || TARGETS || BASELINE_ON_SQLITE) {
+      console.log(`bench: ${outcomes.map((o) => `${o.set} peak RSS ${Object.entries(o.peaks).map(([name, mb]) => `${name} ${mb!.toFixed(0)} MB`).join(', ')}`).join('; ')}; partial run (BENCH_ONLY/BENCH_TARGETS/BENCH_BASELINE_STORE), results files left alone`);
       return;
     }
     const budgets = outcomes.flatMap(budgetsOf);
