@@ -7,7 +7,6 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 
-import { BoundedMap } from '../bounded-map.ts';
 import { AppError } from '../errors.ts';
 import type { ClientRepository, RevisionRepository, StoredClient } from '../store/port.ts';
 import { certificateJwk, parseCertificate, thumbprint, TLS_SUBJECT_METADATA, tlsSubjectProblem, type TlsSubject } from './certificates.ts';
@@ -29,26 +28,9 @@ export function hashClientSecret(secret: string): string {
 
 /** Compares a presented secret with a stored one (hashed, or plaintext from a static config file) in constant time. */
 export function clientSecretMatches(stored: string, presented: string): boolean {
-  const expected = stored.startsWith(HASHED_SECRET_PREFIX) ? Buffer.from(stored) : secretDigestBytes(stored);
-  return timingSafeEqual(expected, secretDigestBytes(presented));
-}
-
-/**
- * A machine client presents the same secret at every token request: the digests of the last few
- * secrets presented are kept (as the adapter keeps the digests of recent token values), which was
- * 3 to 5 µs of every secret-authenticated request. Only secrets of a plausible length are kept, so
- * no caller can make the memo large; nothing a caller could not already learn is learnt from it.
- */
-const recentSecretDigests = new BoundedMap<string, Buffer>(64);
-const MEMOIZED_SECRET_LENGTH = 256;
-
-function secretDigestBytes(secret: string): Buffer {
-  let digest = recentSecretDigests.get(secret);
-  if (digest === undefined) {
-    digest = Buffer.from(hashClientSecret(secret));
-    if (secret.length <= MEMOIZED_SECRET_LENGTH) recentSecretDigests.set(secret, digest);
-  }
-  return digest;
+  const expected = stored.startsWith(HASHED_SECRET_PREFIX) ? stored : hashClientSecret(stored);
+  const actual = hashClientSecret(presented);
+  return timingSafeEqual(Buffer.from(expected), Buffer.from(actual));
 }
 
 export interface NewRelyingParty {
