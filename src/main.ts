@@ -224,6 +224,8 @@ export async function startServer(baseConfig: Config, logger: Logger = createLog
     logger.info({ mail: services.mailer.destination }, config.mail.smtpUrl
       ? `mail goes over SMTP to ${services.mailer.destination}`
       : `no SMTP_URL: mail is written as .eml files to ${services.mailer.destination}`);
+    // Batched lines (log.ts) would reach a supervisor waiting for "listening" up to 200 ms late.
+    logger.flush();
 
     let closing: Promise<void> | undefined;
     return {

@@ -64,6 +64,8 @@ export const serve = defineCommand({
       if (cluster.isWorker) process.send!(READY_MESSAGE);
       const signal = await stopRequested;
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      // Lines go out in batches (log.ts); the ones that say where a process is in its life go out now.
+      logger.flush();
       setTimeout(() => {
         process.stderr.write(`tessera: still shutting down after ${SHUTDOWN_GRACE_MS / 1000} s; stopping now\n`);
         process.exit(1);
