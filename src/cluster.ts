@@ -25,6 +25,12 @@ import { servePrimaryMetrics } from './observability/metrics.ts';
 export const SHUTDOWN_MESSAGE = 'tessera:shutdown';
 /** Worker to primary: listening, store open, keys loaded. */
 export const READY_MESSAGE = 'tessera:ready';
+/**
+ * Worker to primary: stopped cleanly, exiting now. A signal that reaches a worker after this (a
+ * second SIGTERM from systemd or pkill) can land while the process is already tearing down, past
+ * its signal handlers, and end it by that signal: once it has said this, that is still a clean stop.
+ */
+export const STOPPED_MESSAGE = 'tessera:stopped';
 
 const FIRST_RESTART_DELAY_MS = 500;
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -92,7 +98,9 @@ export function runPrimary(config: Pick<Config, 'workers'>, logger: Logger, opti
       const worker = cluster.fork();
       slot.worker = worker;
       const pid = worker.process.pid;
+      let stoppedCleanly = false;
       worker.on('message', (message: unknown) => {
+        if (message === STOPPED_MESSAGE) stoppedCleanly = true;
         if (message !== READY_MESSAGE) return;
         slot.readyAt = Date.now();
         logger.info({ worker: worker.id, pid }, 'worker ready');
@@ -106,7 +114,8 @@ export function runPrimary(config: Pick<Config, 'workers'>, logger: Logger, opti
       worker.on('exit', (code, signal) => {
         slot.worker = undefined;
         if (stopping) {
-          if (code !== 0) failure ??= `worker ${worker.id} (pid ${pid}) exited with ${signal ?? `code ${code}`} while stopping`;
+          const endedByLateSignal = stoppedCleanly && (signal === 'SIGTERM' || signal === 'SIGINT');
+          if (code !== 0 && !endedByLateSignal) failure ??= `worker ${worker.id} (pid ${pid}) exited with ${signal ?? `code ${code}`} while stopping`;
           logger.info({ worker: worker.id, pid, exitCode: code, signal }, 'worker stopped');
           finishIfDone();
           return;

@@ -147,6 +147,29 @@ test('with workers, a SIGTERM sent to every process at once (systemd, pkill) is 
   t.is(code, 0, `${server.output()}\n${server.lines.filter((line) => line.msg !== 'request').map((line) => JSON.stringify(line)).join('\n')}`);
 });
 
+test('with workers, a SIGTERM that reaches a worker as it exits, after it has stopped, is not a failed stop: the exit code is 0', async (t) => {
+  const dataDir = makeTempDir();
+  t.teardown(() => removeDir(dataDir));
+  const server = spawnServer({ dataDir, env: { WORKERS: '2' } });
+  t.teardown(() => killIfRunning(server));
+  const workers = (await workersReady(server, 2)).map((line) => Number(line.pid));
+  await listeningUrl(server);
+
+  server.child.kill('SIGTERM');
+  // A worker's "stopped" line is written with its exit (log lines go out in batches, the last at
+  // exit): a signal sent on seeing it reaches the worker as it tears down, or once it is gone.
+  await server.waitForLine((line) => line.msg === 'stopped', 'a worker stopped');
+  for (const pid of workers) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // Gone already.
+    }
+  }
+  const { code } = await server.exited;
+  t.is(code, 0, server.lines.filter((line) => line.msg !== 'request').map((line) => JSON.stringify(line)).join('\n'));
+});
+
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1', () => {

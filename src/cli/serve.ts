@@ -24,7 +24,7 @@ export const serve = defineCommand({
       await runPrimary(config, createLogger(config.logLevel), { graceMs: SHUTDOWN_GRACE_MS + 5_000 });
       return;
     }
-    const { READY_MESSAGE, SHUTDOWN_MESSAGE } = await import('../cluster.ts');
+    const { READY_MESSAGE, SHUTDOWN_MESSAGE, STOPPED_MESSAGE } = await import('../cluster.ts');
     // Listening before the server starts, so a signal during startup still ends in a clean close.
     let onMessage: ((message: unknown) => void) | undefined;
     const stopRequested = new Promise<NodeJS.Signals | 'primary'>((resolve) => {
@@ -72,6 +72,7 @@ export const serve = defineCommand({
       }, SHUTDOWN_GRACE_MS).unref();
       await server.close();
       logger.info('stopped');
+      if (cluster.isWorker && process.connected) process.send!(STOPPED_MESSAGE);
     } finally {
       if (onMessage) {
         // The IPC channel would keep a worker alive; the primary sees it exit, whether it stopped or failed.
