@@ -28,10 +28,11 @@
  * writing to DIR/<set>/tessera and DIR/<set>/baseline (bench/profile-summary.ts reads them, and the
  * bench prints the per-request overhead table of bench/overhead.ts from them), BENCH_NODE_OPTIONS
  * adds Node options to both servers alike (BENCH_TESSERA_NODE_OPTIONS to Tessera alone), and
- * BENCH_SERVER_LOGS=DIR keeps the servers' output in DIR. BENCH_BASELINE_STORE=sqlite gives the baseline a
- * durable store (a SQLite file, see bench/baseline-server.ts) instead of its in-memory adapter, to
- * see what the endpoints that write cost a bare provider whose records outlive it. Tessera logs at info, an access log line
- * per request as in production.
+ * BENCH_SERVER_LOGS=DIR keeps the servers' output in DIR. BENCH_BASELINE_STORE=sqlite gives the
+ * baseline a durable store (a SQLite file, see bench/baseline-server.ts) instead of its in-memory
+ * adapter, to see what the endpoints that write cost a bare provider whose records outlive it (the
+ * results files are then left alone). Tessera logs at info, an access log line per request as in
+ * production.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

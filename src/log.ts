@@ -92,30 +92,30 @@ function copyOfError(error: Error): Record<string, unknown> {
   return copy;
 }
 
+const LOG_BATCH_BYTES = 4096;
+const LOG_FLUSH_MS = 200;
+
 /**
  * Lines go to stdout through a buffered, asynchronous writer: a synchronous write per line (pino's
  * default) cost a server about 30 microseconds of its event loop per request, measured on the token
  * endpoint, and an asynchronous write per line (a file system request through libuv's pool, with its
  * callback) still 12 to 17: each request's access line was written on its own whenever the previous
- * write had finished. So lines are written in batches of at least 4 KiB (about twenty access lines),
- * and whatever is buffered at least every LOG_FLUSH_MS, so a quiet server's lines are not held back
- * longer than that. pino writes what is buffered when the process exits (a crash or process.exit
- * included); a process killed with SIGKILL can lose the last LOG_FLUSH_MS of lines.
- */
-const LOG_BATCH_BYTES = 4096;
-const LOG_FLUSH_MS = 200;
-
-/**
- * The batching destination, fed bytes: given strings, sonic-boom measures the UTF-8 length of the
- * whole batch so far at every line (1.5 to 2.5 µs a line, measured), given Buffers it adds lengths.
+ * write had finished. So lines are written in batches of at least LOG_BATCH_BYTES (about twenty
+ * access lines), and whatever is buffered at least every LOG_FLUSH_MS, so a quiet server's lines are
+ * not held back longer than that. The batches are fed bytes: given strings, sonic-boom measures the
+ * UTF-8 length of the whole batch so far at every line (1.5 to 2.5 µs a line, measured), given
+ * Buffers it adds lengths. pino writes what is buffered when the process exits (a crash or
+ * process.exit included; it registered the batches for that); a process killed with SIGKILL can
+ * lose the last LOG_FLUSH_MS of lines.
  */
 function stdoutInBatches(): pino.DestinationStream {
   const batches = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS, contentMode: 'buffer' });
-  return {
+  const destination: pino.DestinationStream & { flush(done?: (error?: Error) => void): void } = {
     write: (line: string) => batches.write(Buffer.from(line) as unknown as string),
-    // logger.flush() reaches the batches; at exit pino flushes them itself (it registered them).
-    flush: (done?: (error?: Error) => void) => batches.flush(done),
-  } as pino.DestinationStream;
+    // What logger.flush() reaches: the lines that mark a process's life go out at once (main.ts, cli/serve.ts).
+    flush: (done) => batches.flush(done),
+  };
+  return destination;
 }
 
 export function createLogger(level: LogLevel, destination: pino.DestinationStream = stdoutInBatches()): Logger {
